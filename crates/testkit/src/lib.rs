@@ -1,0 +1,166 @@
+//! Test support shared by openum's crates.
+//!
+//! - [`canonicalize`]: an XML canonical form for comparing documents (namespace-resolved names,
+//!   attributes sorted, namespace declarations and whitespace-only text dropped).
+//! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
+//!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+/// A canonical form of `xml` for equality checks.
+///
+/// Panics (this is test support) if the document is not well-formed.
+pub fn canonicalize(xml: &str) -> String {
+    let xml = xml.trim_start_matches('\u{feff}');
+    let mut reader = NsReader::from_str(xml);
+    let mut out = String::new();
+    loop {
+        let (res, event) = reader.read_resolved_event().expect("well-formed XML");
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let name = qualify(&res, e.local_name().as_ref());
+                let mut attrs: Vec<(String, String)> = e
+                    .attributes()
+                    .map(|a| a.expect("attribute"))
+                    .filter(|a| {
+                        let k = a.key.as_ref();
+                        k != b"xmlns" && !k.starts_with(b"xmlns:")
+                    })
+                    .map(|a| {
+                        let (r, local) = reader.resolve_attribute(a.key);
+                        let key = match r {
+                            ResolveResult::Bound(_) => qualify(&r, local.as_ref()),
+                            _ if a.key.as_ref().starts_with(b"xml:") => {
+                                format!("{{xml}}{}", String::from_utf8_lossy(local.as_ref()))
+                            }
+                            _ => String::from_utf8_lossy(local.as_ref()).into_owned(),
+                        };
+                        let value = a
+                            .decode_and_unescape_value(reader.decoder())
+                            .expect("attribute value")
+                            .into_owned();
+                        (key, value)
+                    })
+                    .collect();
+                attrs.sort();
+                let _ = write!(out, "<{name}");
+                for (k, v) in attrs {
+                    let _ = write!(out, " {k}={v:?}");
+                }
+                out.push('>');
+                if matches!(event, Event::Empty(_)) {
+                    let _ = write!(out, "</{name}>");
+                }
+            }
+            Event::End(ref e) => {
+                let (res, _) = reader.resolve_element(e.name());
+                let _ = write!(out, "</{}>", qualify(&res, e.local_name().as_ref()));
+            }
+            Event::Text(t) => {
+                let text = t.unescape().expect("text");
+                if !text.trim().is_empty() {
+                    let _ = write!(out, "{:?}", text.as_ref());
+                }
+            }
+            Event::CData(c) => {
+                let _ = write!(out, "{:?}", String::from_utf8_lossy(&c));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn qualify(res: &ResolveResult<'_>, local: &[u8]) -> String {
+    let local = String::from_utf8_lossy(local);
+    match res {
+        ResolveResult::Bound(ns) => format!("{{{}}}{local}", String::from_utf8_lossy(ns.as_ref())),
+        _ => local.into_owned(),
+    }
+}
+
+/// Validates documents against the official EWS schema with `xmllint`.
+pub struct Validator {
+    dir: tempfile::TempDir,
+}
+
+impl Validator {
+    /// The process-wide validator (the schema set is written to a temp directory once).
+    pub fn shared() -> &'static Validator {
+        static V: OnceLock<Validator> = OnceLock::new();
+        V.get_or_init(Validator::new)
+    }
+
+    fn new() -> Self {
+        let found = Command::new("xmllint").arg("--version").output();
+        assert!(
+            found.is_ok(),
+            "xmllint is required for schema validation (apt-get install libxml2-utils); refusing to skip"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let types = ews_proto::schema::TYPES_XSD;
+        let quirk = r#" fixed="Exchange2010_SP1""#;
+        assert_eq!(
+            types.matches(quirk).count(),
+            1,
+            "the RequestServerVersion quirk should occur exactly once in types.xsd"
+        );
+        let write = |name: &str, body: &str| {
+            std::fs::write(dir.path().join(name), body).expect("write schema copy");
+        };
+        write("types.xsd", &types.replacen(quirk, "", 1));
+        write("messages.xsd", ews_proto::schema::MESSAGES_XSD);
+        write("soap11.xsd", include_str!("../xsd/soap11.xsd"));
+        write("xml.xsd", include_str!("../xsd/xml.xsd"));
+        write(
+            "all.xsd",
+            r#"<?xml version="1.0" encoding="utf-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:openum:validation">
+  <xs:import namespace="http://www.w3.org/XML/1998/namespace" schemaLocation="xml.xsd"/>
+  <xs:import namespace="http://schemas.xmlsoap.org/soap/envelope/" schemaLocation="soap11.xsd"/>
+  <xs:import namespace="http://schemas.microsoft.com/exchange/services/2006/messages" schemaLocation="messages.xsd"/>
+</xs:schema>
+"#,
+        );
+        Self { dir }
+    }
+
+    /// Validates a whole SOAP document (request, response or fault). Returns xmllint's report on
+    /// failure.
+    pub fn validate(&self, xml: &str) -> Result<(), String> {
+        let file = tempfile::Builder::new()
+            .suffix(".xml")
+            .tempfile_in(self.dir.path())
+            .expect("temp file");
+        std::fs::write(file.path(), xml).expect("write document");
+        let schema: PathBuf = self.dir.path().join("all.xsd");
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--nonet")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(file.path())
+            .output()
+            .expect("run xmllint");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Validates and panics with xmllint's report if the document is invalid.
+    pub fn assert_valid(&self, xml: &str) {
+        if let Err(report) = self.validate(xml) {
+            panic!("document failed schema validation:\n{report}\n--- document ---\n{xml}");
+        }
+    }
+}
