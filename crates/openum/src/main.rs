@@ -1,0 +1,231 @@
+//! The `openum` command: run the server and manage its users and tokens.
+//!
+//! Exit codes: 0 success; 1 runtime failure; 2 usage or configuration error.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use server::calls::NoGateway;
+use server::config::Config;
+use server::store::{Store, User};
+
+/// openum — an EWS "Play on Phone" server: PlayOnPhone, GetPhoneCallInformation and
+/// DisconnectPhoneCall for the EWS clients Exchange Unified Messaging used to serve.
+#[derive(Debug, Parser)]
+#[command(name = "openum", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    #[arg(long, short = 'c', global = true, env = "OPENUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `server.data_dir`).
+    #[arg(long, global = true, env = "OPENUM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the EWS endpoint (POST /EWS/Exchange.asmx) until SIGTERM or Ctrl-C.
+    Serve {
+        /// Listen address (overrides `server.listen`), e.g. 0.0.0.0:8080.
+        #[arg(long, env = "OPENUM_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Manage users (the accounts EWS clients log in with).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens (for `Authorization: Bearer`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Check a configuration file and report the first problem (key, file and line).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user, or set the password of an existing one.
+    Add {
+        /// The login name.
+        name: String,
+        /// Read the password from standard input (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Create the user with Play on Phone disabled.
+        #[arg(long)]
+        disable_play_on_phone: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user and print it (shown once; only its hash is stored).
+    Create {
+        /// The user the token acts as.
+        name: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration file given with --config.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("openum: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.server.data_dir.clone_from(dir);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("openum: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config, cli.config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("openum: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    command: Command,
+    mut config: Config,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { listen, json_logs } => {
+            init_logging(json_logs);
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            let store: Arc<dyn Store> = Arc::new(server::open_sqlite(&config)?);
+            // The SIP engine is not part of this build yet: say so instead of pretending.
+            let state = server::app_state(&config, store, Arc::new(NoGateway));
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                data_dir = %config.server.data_dir.display(),
+                node = %state.node,
+                "openum serving EWS at /EWS/Exchange.asmx (no SIP gateway configured)"
+            );
+            server::run(&config, listener, state, shutdown_signal()).await;
+            tracing::info!("openum stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(UserCommand::Add {
+            name,
+            password_stdin,
+            disable_play_on_phone,
+        }) => {
+            let password = read_password(password_stdin)?;
+            if password.is_empty() {
+                eprintln!("openum: the password is empty");
+                return Ok(ExitCode::from(2));
+            }
+            if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
+                return Ok(ExitCode::from(2));
+            }
+            let store = server::open_sqlite(&config)?;
+            let hash = server::auth::hash_password(&password)
+                .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            store
+                .upsert_user(User {
+                    name: name.clone(),
+                    password_hash: hash,
+                    play_on_phone: !disable_play_on_phone,
+                })
+                .await?;
+            eprintln!("user {name} saved");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Create { name, label }) => {
+            let store = server::open_sqlite(&config)?;
+            if store.user(&name).await?.is_none() {
+                eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
+                return Ok(ExitCode::from(2));
+            }
+            let (token, hash) = server::auth::new_token();
+            store.insert_token(&name, &hash, &label).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            match config_path {
+                Some(path) => println!("{}: ok", path.display()),
+                None => println!("no --config given: the embedded defaults apply"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if !from_stdin {
+        anyhow::bail!("pass --password-stdin and write the password to standard input");
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    Ok(input.lines().next().unwrap_or_default().to_owned())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,234 @@
+//! Authentication: HTTP Basic against Argon2id password hashes, and Bearer API tokens.
+//!
+//! Argon2 is deliberately slow (tens of milliseconds), and EWS clients send Basic credentials on
+//! every request. A successful verification is therefore remembered for a short time under a
+//! SHA-256 digest of the credentials (never the plaintext), so a client's steady stream of
+//! requests costs one Argon2 run per [`CACHE_TTL`]. Failures are never cached.
+//!
+//! API tokens are 256 random bits, so a fast hash (SHA-256) is the right way to store them: a
+//! slow hash protects low-entropy secrets, which these are not.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError};
+
+/// How long a verified Basic credential is remembered.
+pub const CACHE_TTL: Duration = Duration::from_secs(120);
+const CACHE_MAX: usize = 10_000;
+
+/// Prefix of openum API tokens (makes them recognisable in secret scanners).
+pub const TOKEN_PREFIX: &str = "oum_";
+
+/// Hashes a password with Argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Creates a new API token; returns `(token, stored_hash)`.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// The stored form of an API token.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Verifies request credentials against the store.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+}
+
+impl Authenticator {
+    /// An authenticator over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The authenticated user for these request headers, or `None` (→ 401).
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, StoreError> {
+        let Some(value) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(None);
+        };
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            return self.store.token_user(&token_hash(rest)).await;
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Ok(None);
+        }
+        let Some((user, password)) = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        else {
+            return Ok(None);
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        if let Some(name) = self.cached(&key) {
+            return Ok(Some(name));
+        }
+        let Some(record) = self.store.user(&user).await? else {
+            return Ok(None);
+        };
+        let hash = record.password_hash.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Ok(None);
+        }
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (record.name.clone(), Instant::now()));
+        }
+        Ok(Some(record.name))
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<String> {
+        let cache = self.verified.lock().ok()?;
+        let (name, at) = cache.get(key)?;
+        (at.elapsed() < CACHE_TTL).then(|| name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, User};
+
+    async fn authenticator() -> Authenticator {
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .upsert_user(User {
+                name: "alice".into(),
+                password_hash: hash_password("s3cret").unwrap(),
+                play_on_phone: true,
+            })
+            .await
+            .unwrap();
+        let (_, _) = new_token();
+        store
+            .insert_token("alice", &token_hash("oum_known"), "t")
+            .await
+            .unwrap();
+        Authenticator::new(Arc::new(store))
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        headers(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ))
+    }
+
+    #[tokio::test]
+    async fn basic_and_bearer_credentials_are_checked() {
+        let auth = authenticator().await;
+        assert_eq!(
+            auth.authenticate(&basic("alice", "s3cret")).await.unwrap(),
+            Some("alice".into())
+        );
+        // Second time from the cache, same answer.
+        assert_eq!(
+            auth.authenticate(&basic("alice", "s3cret")).await.unwrap(),
+            Some("alice".into())
+        );
+        assert_eq!(
+            auth.authenticate(&basic("alice", "wrong")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            auth.authenticate(&basic("bob", "s3cret")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer oum_known"))
+                .await
+                .unwrap(),
+            Some("alice".into())
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer oum_unknown"))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Basic !!!")).await.unwrap(),
+            None
+        );
+        assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap(), None);
+        assert_eq!(
+            auth.authenticate(&headers("NTLM TlRMTVNTUAABAAAA")).await.unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, ha) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(ha, token_hash(&a));
+        assert_eq!(ha.len(), 64);
+    }
+}

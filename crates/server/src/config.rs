@@ -1,0 +1,214 @@
+//! Configuration: one TOML file, every key optional, unknown keys refused by name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded; always names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid for openum (toml names the key, line and column).
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// toml's description, naming key, line and column.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: HTTP listener, limits, data directory.
+    pub server: ServerConfig,
+    /// `[ews]`: what the EWS endpoint reports and keeps.
+    pub ews: EwsConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `listen`: address and port of the HTTP endpoint. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `data_dir`: where the SQLite database lives. Default `openum-data`.
+    pub data_dir: PathBuf,
+    /// `node_name`: this node's name in PhoneCallIds. Default: the host name.
+    pub node_name: Option<String>,
+    /// `max_body_bytes`: request body cap; larger requests get HTTP 413. Default 65536.
+    pub max_body_bytes: usize,
+    /// `header_read_timeout_secs`: time allowed to send the request headers. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// `request_timeout_secs`: time allowed for a whole request. Default 30.
+    pub request_timeout_secs: u64,
+    /// `max_concurrent_requests`: EWS requests in flight before `ErrorServerBusy`. Default 512.
+    pub max_concurrent_requests: usize,
+    /// `max_xml_depth`: deepest element nesting accepted in a request. Default 32.
+    pub max_xml_depth: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("openum-data"),
+            node_name: None,
+            max_body_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 512,
+            max_xml_depth: 32,
+        }
+    }
+}
+
+/// `[ews]`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EwsConfig {
+    /// `call_retention_hours`: how long finished calls stay queryable. Default 24.
+    pub call_retention_hours: u64,
+    /// `[ews.server_version]`: the `ServerVersionInfo` header.
+    pub server_version: ServerVersionConfig,
+}
+
+impl Default for EwsConfig {
+    fn default() -> Self {
+        Self {
+            call_retention_hours: 24,
+            server_version: ServerVersionConfig::default(),
+        }
+    }
+}
+
+/// `[ews.server_version]`; defaults per decisions §3 (15.1.2507.6, `V2017_07_11`).
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerVersionConfig {
+    /// `major_version`.
+    pub major_version: i32,
+    /// `minor_version`.
+    pub minor_version: i32,
+    /// `major_build_number`.
+    pub major_build_number: i32,
+    /// `minor_build_number`.
+    pub minor_build_number: i32,
+    /// `version`.
+    pub version: String,
+}
+
+impl Default for ServerVersionConfig {
+    fn default() -> Self {
+        let d = ews_proto::ServerVersionInfo::default();
+        Self {
+            major_version: d.major_version,
+            minor_version: d.minor_version,
+            major_build_number: d.major_build_number,
+            minor_build_number: d.minor_build_number,
+            version: d.version,
+        }
+    }
+}
+
+impl From<&ServerVersionConfig> for ews_proto::ServerVersionInfo {
+    fn from(c: &ServerVersionConfig) -> Self {
+        Self {
+            major_version: c.major_version,
+            minor_version: c.minor_version,
+            major_build_number: c.major_build_number,
+            minor_build_number: c.minor_build_number,
+            version: c.version.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text (errors name key, line and column).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.server.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if config.server.max_xml_depth < 8 {
+            return Err("server.max_xml_depth must be at least 8".into());
+        }
+        if config.server.max_concurrent_requests == 0 {
+            return Err("server.max_concurrent_requests must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    /// This node's name: configured, else the host name, else `openum`.
+    pub fn node_name(&self) -> String {
+        self.server
+            .node_name
+            .clone()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "openum".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:9\"\nmax_body = 3\n").unwrap_err();
+        assert!(err.contains("max_body"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::parse("[ews]\ncall_retention_hours = \"soon\"\n").unwrap_err();
+        assert!(err.contains("call_retention_hours"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openum.toml");
+        std::fs::write(&path, "[server]\nlisten = 7\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("openum.toml") && err.contains("listen"), "{err}");
+        let missing = Config::load(Some(&dir.path().join("nope.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.toml"), "{missing}");
+    }
+}

@@ -1,0 +1,321 @@
+//! The three operations, and the one seam where domain call records become EWS wire types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ews_proto::{
+    decode_request, encode_fault, encode_response, ConnectionFailureCause, DisconnectPhoneCall,
+    DisconnectPhoneCallResponse, Fault, GetPhoneCallInformation, GetPhoneCallInformationResponse,
+    Limits, PhoneCallId, PhoneCallInformation, PhoneCallState, PlayOnPhone, PlayOnPhoneResponse,
+    Request, RequestEnvelope, Response, ResponseCode, ResponseEnvelope, ResponseMessage,
+    ServerVersionInfo,
+};
+
+use crate::auth::Authenticator;
+use crate::calls::{
+    mint_phone_call_id, CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError,
+};
+use crate::dialstring;
+use crate::store::{Store, StoreError};
+use crate::voicemail::{parse_item_id, ItemIdError};
+
+/// The `MessageText` MS-OXWUMS prescribes for an unknown PhoneCallId.
+pub const INVALID_PHONE_CALL_ID_TEXT: &str = "The phone call ID isn't valid";
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// The engine (or a stand-in) that places calls.
+    pub calls: Arc<dyn CallService>,
+    /// Credential checks.
+    pub auth: Authenticator,
+    /// `ServerVersionInfo` sent in every response header.
+    pub server_version: ServerVersionInfo,
+    /// This node's name (part of every PhoneCallId it mints).
+    pub node: String,
+    /// XML reading limits.
+    pub limits: Limits,
+    /// How long finished calls stay queryable.
+    pub retention: Duration,
+}
+
+/// An EWS answer: HTTP status and XML body.
+#[derive(Debug)]
+pub struct Answer {
+    /// 200 for responses (success or per-message error), 500 for faults.
+    pub status: u16,
+    /// The XML document.
+    pub body: String,
+}
+
+/// Handles one SOAP request from authenticated `user`.
+pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
+    let envelope = match decode_request(body, state.limits) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::info!(%error, "request refused with a SOAP fault");
+            return fault(&error.to_fault());
+        }
+    };
+    if let Some(f) = check_impersonation(&envelope, user) {
+        return fault(&f);
+    }
+    let response = match respond(state, user, &envelope.body).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, operation = envelope.body.operation_name(), "internal error");
+            Response::error_for(
+                &envelope.body,
+                ResponseCode::ErrorInternalServerError,
+                "An internal server error occurred. The operation failed.",
+            )
+        }
+    };
+    Answer {
+        status: 200,
+        body: encode_response(&ResponseEnvelope {
+            server_version_info: Some(state.server_version.clone()),
+            body: response,
+        }),
+    }
+}
+
+/// A fault answer (HTTP 500).
+pub fn fault(f: &Fault) -> Answer {
+    Answer {
+        status: 500,
+        body: encode_fault(f),
+    }
+}
+
+/// openum has no delegation model: a user may "impersonate" only themselves.
+fn check_impersonation(envelope: &RequestEnvelope, user: &str) -> Option<Fault> {
+    let sid = envelope.header.exchange_impersonation.as_ref()?;
+    if sid.value().eq_ignore_ascii_case(user) {
+        return None;
+    }
+    Some(Fault::header_refused(
+        ResponseCode::ErrorImpersonateUserDenied,
+        "The account does not have permission to impersonate the requested user.",
+    ))
+}
+
+async fn respond(state: &AppState, user: &str, request: &Request) -> Result<Response, StoreError> {
+    match request {
+        Request::PlayOnPhone(r) => play_on_phone(state, user, r).await,
+        Request::GetPhoneCallInformation(r) => get_phone_call_information(state, user, r).await,
+        Request::DisconnectPhoneCall(r) => disconnect_phone_call(state, user, r).await,
+    }
+}
+
+fn play_error(code: ResponseCode, text: impl Into<String>) -> Response {
+    Response::PlayOnPhone(PlayOnPhoneResponse {
+        message: ResponseMessage::error(code, text),
+        phone_call_id: None,
+    })
+}
+
+async fn play_on_phone(
+    state: &AppState,
+    user: &str,
+    request: &PlayOnPhone,
+) -> Result<Response, StoreError> {
+    let enabled = state.store.user(user).await?.is_some_and(|u| u.play_on_phone);
+    if !enabled {
+        return Ok(play_error(
+            ResponseCode::ErrorUserNotUnifiedMessagingEnabled,
+            "Play on Phone is not enabled for this user.",
+        ));
+    }
+    match parse_item_id(&request.item_id.id) {
+        Ok(_) => {}
+        Err(ItemIdError::Empty) => {
+            return Ok(play_error(
+                ResponseCode::ErrorInvalidIdEmpty,
+                "The ItemId is empty.",
+            ))
+        }
+        Err(ItemIdError::Malformed) => {
+            return Ok(play_error(
+                ResponseCode::ErrorInvalidIdMalformed,
+                "The ItemId is malformed: it is not a voice-mail item id issued by this server.",
+            ))
+        }
+    }
+    let Some(number) = dialstring::normalize(&request.dial_string) else {
+        return Ok(play_error(
+            ResponseCode::ErrorInvalidPhoneNumber,
+            "The DialString is not a valid phone number.",
+        ));
+    };
+    if !state.calls.available() {
+        return Ok(play_error(
+            ResponseCode::ErrorUnifiedMessagingServerNotFound,
+            "No SIP gateway is configured on this server, so no call can be placed.",
+        ));
+    }
+    let item = state
+        .store
+        .voicemail_item(&request.item_id.id)
+        .await?
+        .filter(|item| item.owner == user);
+    let Some(item) = item else {
+        return Ok(play_error(
+            ResponseCode::ErrorItemNotFound,
+            "The specified object was not found in the store.",
+        ));
+    };
+    if !item.has_audio {
+        return Ok(play_error(
+            ResponseCode::ErrorContentConversionFailed,
+            "The item has no playable audio.",
+        ));
+    }
+    let record = CallRecord {
+        id: mint_phone_call_id(&state.node),
+        owner: user.to_owned(),
+        node: state.node.clone(),
+        state: CallState::Connecting,
+        cause: FailureCause::None,
+        sip_code: None,
+        sip_text: None,
+        dialled: number,
+        item_id: item.id,
+        created_at: now_unix(),
+        ended_at: None,
+    };
+    state.store.insert_call(&record).await?;
+    if let Err(error) = state.calls.place(&record).await {
+        let closed = CallRecord {
+            state: CallState::Disconnected,
+            cause: FailureCause::Other,
+            ended_at: Some(now_unix()),
+            ..record
+        };
+        state.store.update_call(&closed).await?;
+        let (code, text) = match &error {
+            PlaceError::NoGateway => (
+                ResponseCode::ErrorUnifiedMessagingServerNotFound,
+                "No SIP gateway is configured on this server, so no call can be placed."
+                    .to_owned(),
+            ),
+            PlaceError::OverCapacity(which) => {
+                (ResponseCode::ErrorUnifiedMessagingRequestFailed, which.clone())
+            }
+            PlaceError::Failed(_) => (
+                ResponseCode::ErrorUnifiedMessagingRequestFailed,
+                "The call could not be started.".to_owned(),
+            ),
+        };
+        tracing::warn!(%error, call = %closed.id, "call not placed");
+        return Ok(play_error(code, text));
+    }
+    Ok(Response::PlayOnPhone(PlayOnPhoneResponse {
+        message: ResponseMessage::success(),
+        phone_call_id: Some(PhoneCallId { id: record.id }),
+    }))
+}
+
+/// The caller's own, unexpired call with this id.
+async fn own_call(
+    state: &AppState,
+    user: &str,
+    id: &str,
+) -> Result<Option<CallRecord>, StoreError> {
+    let Some(record) = state.store.call(id).await? else {
+        return Ok(None);
+    };
+    if record.owner != user {
+        return Ok(None);
+    }
+    let retention = i64::try_from(state.retention.as_secs()).unwrap_or(i64::MAX);
+    if record
+        .ended_at
+        .is_some_and(|ended| ended.saturating_add(retention) < now_unix())
+    {
+        return Ok(None);
+    }
+    Ok(Some(record))
+}
+
+async fn get_phone_call_information(
+    state: &AppState,
+    user: &str,
+    request: &GetPhoneCallInformation,
+) -> Result<Response, StoreError> {
+    let response = match own_call(state, user, &request.phone_call_id.id).await? {
+        Some(record) => GetPhoneCallInformationResponse {
+            message: ResponseMessage::success(),
+            phone_call_information: Some(to_wire(&record)),
+        },
+        None => GetPhoneCallInformationResponse {
+            message: ResponseMessage::error(
+                ResponseCode::ErrorInvalidPhoneCallId,
+                INVALID_PHONE_CALL_ID_TEXT,
+            ),
+            phone_call_information: None,
+        },
+    };
+    Ok(Response::GetPhoneCallInformation(response))
+}
+
+async fn disconnect_phone_call(
+    state: &AppState,
+    user: &str,
+    request: &DisconnectPhoneCall,
+) -> Result<Response, StoreError> {
+    let Some(record) = own_call(state, user, &request.phone_call_id.id).await? else {
+        return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+            message: ResponseMessage::error(
+                ResponseCode::ErrorInvalidPhoneCallId,
+                INVALID_PHONE_CALL_ID_TEXT,
+            ),
+        }));
+    };
+    // Hanging up a call that already ended succeeds and changes nothing (decisions §5).
+    if !record.is_finished() && state.calls.hangup(&record.id).await == Hangup::NotLive {
+        // No engine runs this call (it was never placed here, or its node lost it): the user
+        // asked for it to end, so record that.
+        state
+            .store
+            .update_call(&CallRecord {
+                state: CallState::Disconnected,
+                cause: FailureCause::None,
+                ended_at: Some(now_unix()),
+                ..record
+            })
+            .await?;
+    }
+    Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+        message: ResponseMessage::success(),
+    }))
+}
+
+/// The seam: a domain call record as `t:PhoneCallInformation`.
+pub fn to_wire(record: &CallRecord) -> PhoneCallInformation {
+    PhoneCallInformation {
+        phone_call_state: match record.state {
+            CallState::Idle => PhoneCallState::Idle,
+            CallState::Connecting => PhoneCallState::Connecting,
+            CallState::Alerted => PhoneCallState::Alerted,
+            CallState::Connected => PhoneCallState::Connected,
+            CallState::Disconnected => PhoneCallState::Disconnected,
+        },
+        connection_failure_cause: match record.cause {
+            FailureCause::None => ConnectionFailureCause::None,
+            FailureCause::UserBusy => ConnectionFailureCause::UserBusy,
+            FailureCause::NoAnswer => ConnectionFailureCause::NoAnswer,
+            FailureCause::Unavailable => ConnectionFailureCause::Unavailable,
+            FailureCause::Other => ConnectionFailureCause::Other,
+        },
+        sip_response_text: record.sip_code.and(record.sip_text.clone()),
+        sip_response_code: record.sip_code.map(i32::from),
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,83 @@
+//! openum's server: the EWS endpoint over HTTP, authentication, the call registry and the store.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration (every key optional; unknown keys refused by name).
+//! - [`http`]: routing (case-insensitive EWS paths, schema files, health), the 401 challenge,
+//!   body/time limits, the accept loop and graceful shutdown.
+//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens.
+//! - [`ews`]: the three operations and the single seam where domain call records become EWS
+//!   wire types.
+//! - [`calls`]: call records, states and causes in domain terms, the [`calls::CallService`] trait
+//!   the SIP engine implements, and PhoneCallId minting.
+//! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend.
+//! - [`voicemail`], [`dialstring`]: ItemId format and DialString normalisation.
+
+pub mod auth;
+pub mod calls;
+pub mod config;
+pub mod dialstring;
+pub mod ews;
+pub mod http;
+pub mod store;
+pub mod voicemail;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::auth::Authenticator;
+use crate::calls::CallService;
+use crate::config::Config;
+use crate::ews::AppState;
+use crate::http::HttpOptions;
+use crate::store::{SqliteStore, Store};
+
+/// Opens the embedded store under the configured data directory (creating it).
+pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
+    let dir = &config.server.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let path = dir.join("openum.db");
+    SqliteStore::open(&path).with_context(|| format!("cannot open database {}", path.display()))
+}
+
+/// Builds the shared request state.
+pub fn app_state(config: &Config, store: Arc<dyn Store>, calls: Arc<dyn CallService>) -> AppState {
+    AppState {
+        auth: Authenticator::new(Arc::clone(&store)),
+        store,
+        calls,
+        server_version: (&config.ews.server_version).into(),
+        node: config.node_name(),
+        limits: ews_proto::Limits {
+            max_depth: config.server.max_xml_depth,
+            ..ews_proto::Limits::default()
+        },
+        retention: Duration::from_secs(config.ews.call_retention_hours.saturating_mul(3600)),
+    }
+}
+
+/// HTTP options from the configuration.
+pub fn http_options(config: &Config) -> HttpOptions {
+    HttpOptions {
+        max_body_bytes: config.server.max_body_bytes,
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        max_concurrent_requests: config.server.max_concurrent_requests,
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) {
+    let options = http_options(config);
+    let router = http::router(Arc::new(state), options);
+    http::serve(listener, router, options, shutdown, Duration::from_secs(10)).await;
+}

@@ -1,0 +1,418 @@
+//! Durable state behind one trait: users, API tokens, voice-mail items and call records.
+//!
+//! [`SqliteStore`] is the embedded default (one file under the data directory, zero
+//! configuration). Every method is async so that a networked backend fits the same trait; the
+//! SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls the
+//! request workers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::calls::{CallRecord, CallState, FailureCause};
+
+/// Errors from a store backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A row with the same key exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The backend failed.
+    #[error("storage backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(Box::new(e))
+    }
+}
+
+/// A user who may call the EWS endpoint.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct User {
+    /// Login name (also the mailbox identity).
+    pub name: String,
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Whether Play on Phone is enabled for this user.
+    pub play_on_phone: bool,
+}
+
+/// A voice-mail item a user can play.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct VoicemailItem {
+    /// The EWS ItemId.
+    pub id: String,
+    /// Owning user.
+    pub owner: String,
+    /// Whether decoded audio is stored for the item.
+    pub has_audio: bool,
+}
+
+/// The storage interface the server runs on.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user, or replaces the password of an existing one.
+    async fn upsert_user(&self, user: User) -> Result<(), StoreError>;
+    /// Looks a user up by name.
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Stores an API token (by its hash) for `user`.
+    async fn insert_token(&self, user: &str, token_hash: &str, label: &str)
+        -> Result<(), StoreError>;
+    /// The user owning the token with this hash.
+    async fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
+    /// Inserts a new call record.
+    async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Overwrites the state part of a call record.
+    async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Reads a call record by its exact PhoneCallId.
+    async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// Reads a voice-mail item by its exact ItemId.
+    async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError>;
+}
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    // One connection: SQLite serialises writers anyway, and a std mutex is right because it is
+    // only ever held inside `spawn_blocking`, never across an `.await`.
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SQLITE_MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    name           TEXT PRIMARY KEY,
+    password_hash  TEXT NOT NULL,
+    play_on_phone  INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE tokens (
+    hash        TEXT PRIMARY KEY,
+    user_name   TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    label       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE voicemail_items (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    has_audio   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE calls (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    node        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    cause       TEXT NOT NULL,
+    sip_code    INTEGER,
+    sip_text    TEXT,
+    dialled     TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    ended_at    INTEGER
+);
+CREATE INDEX calls_owner ON calls(owner);
+"#];
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let tx = conn.transaction()?;
+        for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate() {
+            let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
+            if version < target {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", target)?;
+            }
+        }
+        tx.commit()?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// Inserts a voice-mail item record (audio import arrives with the voice-mail store).
+    pub async fn insert_voicemail_item(&self, item: VoicemailItem) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO voicemail_items (id, owner, has_audio) VALUES (?1, ?2, ?3)",
+                params![item.id, item.owner, item.has_audio],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
+    let state: String = r.get("state")?;
+    let cause: String = r.get("cause")?;
+    Ok(CallRecord {
+        id: r.get("id")?,
+        owner: r.get("owner")?,
+        node: r.get("node")?,
+        state: CallState::parse(&state).unwrap_or(CallState::Disconnected),
+        cause: FailureCause::parse(&cause).unwrap_or(FailureCause::Other),
+        sip_code: r.get("sip_code")?,
+        sip_text: r.get("sip_text")?,
+        dialled: r.get("dialled")?,
+        item_id: r.get("item_id")?,
+        created_at: r.get("created_at")?,
+        ended_at: r.get("ended_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO users (name, password_hash, play_on_phone) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash,
+                                                 play_on_phone = excluded.play_on_phone",
+                params![user.name, user.password_hash, user.play_on_phone],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT name, password_hash, play_on_phone FROM users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        play_on_phone: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_token(
+        &self,
+        user: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError> {
+        let (user, hash, label) = (user.to_owned(), token_hash.to_owned(), label.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO tokens (hash, user_name, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, user, label, now_unix()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT user_name FROM tokens WHERE hash = ?1",
+                params![hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+        let call = call.clone();
+        self.with(move |c| {
+            let inserted = c.execute(
+                "INSERT INTO calls (id, owner, node, state, cause, sip_code, sip_text, dialled,
+                                    item_id, created_at, ended_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(id) DO NOTHING",
+                params![
+                    call.id,
+                    call.owner,
+                    call.node,
+                    call.state.as_str(),
+                    call.cause.as_str(),
+                    call.sip_code,
+                    call.sip_text,
+                    call.dialled,
+                    call.item_id,
+                    call.created_at,
+                    call.ended_at
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("call {}", call.id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+        let call = call.clone();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE calls SET state = ?2, cause = ?3, sip_code = ?4, sip_text = ?5,
+                                  ended_at = ?6
+                 WHERE id = ?1",
+                params![
+                    call.id,
+                    call.state.as_str(),
+                    call.cause.as_str(),
+                    call.sip_code,
+                    call.sip_text,
+                    call.ended_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT * FROM calls WHERE id = ?1",
+                params![id],
+                row_to_call,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT id, owner, has_audio FROM voicemail_items WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(VoicemailItem {
+                        id: r.get(0)?,
+                        owner: r.get(1)?,
+                        has_audio: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> CallRecord {
+        CallRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            node: "n1".into(),
+            state: CallState::Connecting,
+            cause: FailureCause::None,
+            sip_code: None,
+            sip_text: None,
+            dialled: "5551212".into(),
+            item_id: "item".into(),
+            created_at: 1,
+            ended_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_round_trip_and_ids_are_exact_strings() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.insert_call(&call("AbC")).await.unwrap();
+        assert!(store.call("abc").await.unwrap().is_none());
+        let mut record = store.call("AbC").await.unwrap().unwrap();
+        assert_eq!(record, call("AbC"));
+        record.state = CallState::Disconnected;
+        record.cause = FailureCause::UserBusy;
+        record.sip_code = Some(486);
+        record.sip_text = Some("Busy Here".into());
+        record.ended_at = Some(5);
+        store.update_call(&record).await.unwrap();
+        assert_eq!(store.call("AbC").await.unwrap().unwrap(), record);
+        assert!(matches!(
+            store.insert_call(&call("AbC")).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn users_and_tokens_round_trip() {
+        let store = SqliteStore::in_memory().unwrap();
+        let user = User {
+            name: "alice".into(),
+            password_hash: "h1".into(),
+            play_on_phone: true,
+        };
+        store.upsert_user(user.clone()).await.unwrap();
+        store
+            .upsert_user(User {
+                password_hash: "h2".into(),
+                ..user.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user("alice").await.unwrap().unwrap().password_hash,
+            "h2"
+        );
+        store.insert_token("alice", "th", "ci").await.unwrap();
+        assert_eq!(
+            store.token_user("th").await.unwrap().as_deref(),
+            Some("alice")
+        );
+        assert!(store.token_user("other").await.unwrap().is_none());
+        assert!(store.insert_token("nobody", "t2", "x").await.is_err());
+    }
+}
