@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use quick_xml::escape::escape;
+use quick_xml::escape::{escape, partial_escape};
 
 use crate::messages::{
     Fault, FaultMessageXml, MessageXmlValue, Request, RequestEnvelope, Response,
@@ -88,7 +88,7 @@ fn write_server_version_info(out: &mut String, info: &ServerVersionInfo) {
 
 fn write_response_message(out: &mut String, message: &ResponseMessage) {
     if let Some(text) = &message.message_text {
-        let _ = write!(out, "<MessageText>{}</MessageText>", escape(text));
+        let _ = write!(out, "<MessageText>{}</MessageText>", partial_escape(text));
     }
     if let Some(code) = message.response_code {
         let _ = write!(out, "<ResponseCode>{}</ResponseCode>", code.as_str());
@@ -109,7 +109,7 @@ fn write_values(out: &mut String, values: &[MessageXmlValue], ns_decl: &str) {
             out,
             r#"<t:Value Name="{}"{ns_decl}>{}</t:Value>"#,
             escape(&v.name),
-            escape(&v.value)
+            partial_escape(&v.value)
         );
     }
 }
@@ -136,7 +136,7 @@ fn write_phone_call_information(out: &mut String, info: &PhoneCallInformation) {
         let _ = write!(
             out,
             r#"<t:SIPResponseText xmlns:t="{t}">{}</t:SIPResponseText>"#,
-            escape(text)
+            partial_escape(text)
         );
     }
     if let Some(code) = info.sip_response_code {
@@ -160,8 +160,8 @@ pub fn encode_fault(fault: &Fault) -> String {
         r#"<s:Envelope xmlns:s="{}"><s:Body><s:Fault><faultcode xmlns:a="{}">a:{code}</faultcode><faultstring xml:lang="en-US">{}</faultstring><detail><e:ResponseCode xmlns:e="{e}">{code}</e:ResponseCode><e:Message xmlns:e="{e}">{}</e:Message>"#,
         ns::SOAP,
         ns::TYPES,
-        escape(&fault.fault_string),
-        escape(&fault.message),
+        partial_escape(&fault.fault_string),
+        partial_escape(&fault.message),
         e = ns::ERRORS,
     );
     match &fault.message_xml {
@@ -174,7 +174,7 @@ pub fn encode_fault(fault: &Fault) -> String {
                 out,
                 r#"<t:MessageXml xmlns:t="{}"><t:LineNumber>{line_number}</t:LineNumber><t:LinePosition>{line_position}</t:LinePosition><t:Violation>{}</t:Violation></t:MessageXml>"#,
                 ns::TYPES,
-                escape(violation)
+                partial_escape(violation)
             );
         }
         Some(FaultMessageXml::Values(values)) => {
@@ -212,14 +212,14 @@ pub fn encode_request(envelope: &RequestEnvelope) -> String {
         version.as_str()
     );
     if let Some(culture) = &h.mailbox_culture {
-        let _ = write!(out, "<t:MailboxCulture>{}</t:MailboxCulture>", escape(culture));
+        let _ = write!(out, "<t:MailboxCulture>{}</t:MailboxCulture>", partial_escape(culture));
     }
     if let Some(sid) = &h.exchange_impersonation {
         let name = sid.element_name();
         let _ = write!(
             out,
             "<t:ExchangeImpersonation><t:ConnectingSID><t:{name}>{}</t:{name}></t:ConnectingSID></t:ExchangeImpersonation>",
-            escape(sid.value())
+            partial_escape(sid.value())
         );
     }
     if let Some(id) = &h.time_zone_id {
@@ -239,7 +239,7 @@ pub fn encode_request(envelope: &RequestEnvelope) -> String {
             let _ = write!(
                 out,
                 "/><m:DialString>{}</m:DialString></m:PlayOnPhone>",
-                escape(&r.dial_string)
+                partial_escape(&r.dial_string)
             );
         }
         Request::GetPhoneCallInformation(r) => {

@@ -1,0 +1,306 @@
+//! An openum server started in-process on a real TCP port, with a temporary SQLite store and a
+//! scriptable call service, plus a real HTTP client (reqwest) to talk to it.
+
+#![allow(dead_code, unreachable_pub, missing_docs, reason = "shared by several test binaries")]
+
+extern crate openum_server as server;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use server::calls::{CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError};
+use server::config::Config;
+use server::store::{SqliteStore, Store, StoreError, User, VoicemailItem};
+use tokio::sync::{oneshot, Notify};
+
+pub const PASSWORD: &str = "correct horse";
+
+/// A call service double: remembers what it was asked, and behaves by dialled number.
+pub struct FakeCalls {
+    pub store: Arc<dyn Store>,
+    pub available: bool,
+    pub placed: Mutex<Vec<String>>,
+    pub hung_up: Mutex<Vec<String>>,
+    pub live: Mutex<HashSet<String>>,
+    /// Released by the test to let a `place` of number 999 finish.
+    pub gate: Notify,
+}
+
+#[async_trait]
+impl CallService for FakeCalls {
+    fn available(&self) -> bool {
+        self.available
+    }
+
+    async fn place(&self, call: &CallRecord) -> Result<(), PlaceError> {
+        self.placed.lock().unwrap().push(call.dialled.clone());
+        match call.dialled.as_str() {
+            "999" => self.gate.notified().await,
+            "5550000" => {
+                return Err(PlaceError::OverCapacity(
+                    "The per-user concurrent-call cap (2) is reached.".into(),
+                ))
+            }
+            "5550001" => return Err(PlaceError::Failed("engine refused".into())),
+            _ => {}
+        }
+        self.live.lock().unwrap().insert(call.id.clone());
+        Ok(())
+    }
+
+    async fn hangup(&self, id: &str) -> Hangup {
+        self.hung_up.lock().unwrap().push(id.to_owned());
+        if !self.live.lock().unwrap().remove(id) {
+            return Hangup::NotLive;
+        }
+        let mut record = self.store.call(id).await.unwrap().unwrap();
+        record.state = CallState::Disconnected;
+        record.cause = FailureCause::None;
+        record.sip_code = Some(200);
+        record.sip_text = Some("OK".into());
+        record.ended_at = Some(now());
+        self.store.update_call(&record).await.unwrap();
+        Hangup::Ending
+    }
+}
+
+/// A store that fails reads of the call id `boom` (to provoke ErrorInternalServerError).
+pub struct FlakyStore(pub SqliteStore);
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
+        self.0.upsert_user(user).await
+    }
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.0.user(name).await
+    }
+    async fn insert_token(&self, u: &str, h: &str, l: &str) -> Result<(), StoreError> {
+        self.0.insert_token(u, h, l).await
+    }
+    async fn token_user(&self, h: &str) -> Result<Option<String>, StoreError> {
+        self.0.token_user(h).await
+    }
+    async fn insert_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+        self.0.insert_call(c).await
+    }
+    async fn update_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+        self.0.update_call(c).await
+    }
+    async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        if id == "boom" {
+            return Err(StoreError::Backend("disk on fire".into()));
+        }
+        self.0.call(id).await
+    }
+    async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError> {
+        self.0.voicemail_item(id).await
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub sqlite: SqliteStore,
+    pub calls: Arc<FakeCalls>,
+    pub token: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Config::default(), true).await
+    }
+
+    pub async fn start_with(mut config: Config, gateway: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.node_name = Some("test-node".into());
+        let sqlite = server::open_sqlite(&config).unwrap();
+        let store: Arc<dyn Store> = Arc::new(FlakyStore(sqlite.clone()));
+        for (name, enabled) in [("alice", true), ("bob", true), ("carol", false)] {
+            store
+                .upsert_user(User {
+                    name: name.into(),
+                    password_hash: server::auth::hash_password(PASSWORD).unwrap(),
+                    play_on_phone: enabled,
+                })
+                .await
+                .unwrap();
+        }
+        let (token, hash) = server::auth::new_token();
+        store.insert_token("alice", &hash, "tests").await.unwrap();
+        let calls = Arc::new(FakeCalls {
+            store: Arc::clone(&store),
+            available: gateway,
+            placed: Mutex::default(),
+            hung_up: Mutex::default(),
+            live: Mutex::default(),
+            gate: Notify::new(),
+        });
+        let state = server::app_state(&config, store, calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::run(&config, listener, state, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            addr,
+            sqlite,
+            calls,
+            token,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn basic(user: &str, password: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    /// POSTs `body` to /EWS/Exchange.asmx as alice.
+    pub async fn ews(&self, body: impl Into<reqwest::Body>) -> Reply {
+        self.ews_as(Some(&Self::basic("alice", PASSWORD)), body).await
+    }
+
+    pub async fn ews_as(&self, auth: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
+        let mut req = self
+            .client
+            .post(self.url("/EWS/Exchange.asmx"))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .body(body);
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        let resp = req.send().await.unwrap();
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    /// Adds a voice-mail item owned by `owner`; returns its ItemId.
+    pub async fn add_item(&self, owner: &str, has_audio: bool) -> String {
+        let id = server::voicemail::mint_item_id();
+        self.sqlite
+            .insert_voicemail_item(VoicemailItem {
+                id: id.clone(),
+                owner: owner.into(),
+                has_audio,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Stores a call record directly (as the engine would have).
+    pub async fn add_call(&self, id: &str, owner: &str, state: CallState, cause: FailureCause) {
+        let record = CallRecord {
+            id: id.into(),
+            owner: owner.into(),
+            node: "test-node".into(),
+            state,
+            cause,
+            sip_code: None,
+            sip_text: None,
+            dialled: "5551212".into(),
+            item_id: "x".into(),
+            created_at: now(),
+            ended_at: None,
+        };
+        self.sqlite.insert_call(&record).await.unwrap();
+        if state != CallState::Disconnected {
+            self.calls.live.lock().unwrap().insert(id.into());
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Request envelope text around an operation element (EWS Managed API shape).
+pub fn envelope(version: Option<&str>, body: &str) -> String {
+    let header = version
+        .map(|v| format!(r#"<soap:Header><t:RequestServerVersion Version="{v}"/></soap:Header>"#))
+        .unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
+{header}<soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+}
+
+pub fn play(item: &str, dial: &str) -> String {
+    envelope(
+        Some("Exchange2010_SP1"),
+        &format!(
+            r#"<m:PlayOnPhone><m:ItemId Id="{item}"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>"#
+        ),
+    )
+}
+
+pub fn get_info(id: &str) -> String {
+    envelope(
+        Some("Exchange2010"),
+        &format!(r#"<m:GetPhoneCallInformation><m:PhoneCallId Id="{id}"/></m:GetPhoneCallInformation>"#),
+    )
+}
+
+pub fn disconnect(id: &str) -> String {
+    envelope(
+        Some("Exchange2010"),
+        &format!(r#"<m:DisconnectPhoneCall><m:PhoneCallId Id="{id}"/></m:DisconnectPhoneCall>"#),
+    )
+}
+
+/// Decodes a server reply with the shared wire types.
+pub fn decode(reply: &Reply) -> ews_proto::ResponseDocument {
+    ews_proto::decode_response(reply.body.as_bytes())
+        .unwrap_or_else(|e| panic!("undecodable reply: {e}\n{}", reply.body))
+}
+
+/// The response code of a per-message reply, or of a fault.
+pub fn code(reply: &Reply) -> ews_proto::ResponseCode {
+    match decode(reply) {
+        ews_proto::ResponseDocument::Response(r) => r.body.message().response_code.unwrap(),
+        ews_proto::ResponseDocument::Fault(f) => f.code,
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
