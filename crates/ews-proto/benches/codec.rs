@@ -1,6 +1,13 @@
 //! Decode + encode cost of each operation (criterion).
 
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
+#![expect(
+    clippy::expect_used,
+    reason = "a fixture that fails to decode should abort the bench"
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use openum_ews_proto::{

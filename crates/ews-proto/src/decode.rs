@@ -397,7 +397,8 @@ fn expected(rest: &[Particle]) -> String {
 fn attributes(el: &Element, allowed: &[&str], required: &[&str]) -> Result<(), RequestError> {
     for attr in &el.attributes {
         let foreign_ok = attr.ns == ns::XSI || attr.ns == ns::XML;
-        if !foreign_ok && !(attr.ns.is_empty() && allowed.contains(&attr.local.as_str())) {
+        let declared = attr.ns.is_empty() && allowed.contains(&attr.local.as_str());
+        if !(foreign_ok || declared) {
             let name = if attr.ns.is_empty() {
                 attr.local.clone()
             } else {
@@ -669,7 +670,11 @@ fn decode_phone_call_information(el: &Element) -> Result<PhoneCallInformation, R
 }
 
 fn decode_fault(el: &Element) -> Result<Fault, ResponseError> {
-    let child = |name: &str| el.children.iter().find(|c| c.ns.is_empty() && c.local == name);
+    let child = |name: &str| {
+        el.children
+            .iter()
+            .find(|c| c.ns.is_empty() && c.local == name)
+    };
     let fault_code = child("faultcode").map(|c| c.text.trim().to_owned());
     let fault_string = child("faultstring")
         .map(|c| c.text.clone())

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use quick_xml::escape::{escape, partial_escape};
 
 use crate::messages::{
-    Fault, FaultMessageXml, MessageXmlValue, Request, RequestEnvelope, Response,
-    ResponseDocument, ResponseEnvelope, ResponseMessage,
+    Fault, FaultMessageXml, MessageXmlValue, Request, RequestEnvelope, Response, ResponseDocument,
+    ResponseEnvelope, ResponseMessage,
 };
 use crate::ns;
 use crate::response_code::ResponseCode;
@@ -212,7 +212,11 @@ pub fn encode_request(envelope: &RequestEnvelope) -> String {
         version.as_str()
     );
     if let Some(culture) = &h.mailbox_culture {
-        let _ = write!(out, "<t:MailboxCulture>{}</t:MailboxCulture>", partial_escape(culture));
+        let _ = write!(
+            out,
+            "<t:MailboxCulture>{}</t:MailboxCulture>",
+            partial_escape(culture)
+        );
     }
     if let Some(sid) = &h.exchange_impersonation {
         let name = sid.element_name();
@@ -232,7 +236,11 @@ pub fn encode_request(envelope: &RequestEnvelope) -> String {
     out.push_str("</soap:Header><soap:Body>");
     match &envelope.body {
         Request::PlayOnPhone(r) => {
-            let _ = write!(out, r#"<m:PlayOnPhone><m:ItemId Id="{}""#, escape(&r.item_id.id));
+            let _ = write!(
+                out,
+                r#"<m:PlayOnPhone><m:ItemId Id="{}""#,
+                escape(&r.item_id.id)
+            );
             if let Some(ck) = r.item_id.change_key.as_deref().filter(|c| !c.is_empty()) {
                 let _ = write!(out, r#" ChangeKey="{}""#, escape(ck));
             }

@@ -1,6 +1,12 @@
 //! Every documented example of the three operations decodes to the expected value and re-encodes
 //! to a canonically equal document; every fixture is valid against the official schema.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
 use openum_ews_proto::*;
 use testkit::{canonicalize, Validator};
 

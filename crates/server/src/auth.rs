@@ -217,7 +217,9 @@ mod tests {
         );
         assert_eq!(auth.authenticate(&HeaderMap::new()).await.unwrap(), None);
         assert_eq!(
-            auth.authenticate(&headers("NTLM TlRMTVNTUAABAAAA")).await.unwrap(),
+            auth.authenticate(&headers("NTLM TlRMTVNTUAABAAAA"))
+                .await
+                .unwrap(),
             None
         );
     }

@@ -205,7 +205,10 @@ mod tests {
         let path = dir.path().join("openum.toml");
         std::fs::write(&path, "[server]\nlisten = 7\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("openum.toml") && err.contains("listen"), "{err}");
+        assert!(
+            err.contains("openum.toml") && err.contains("listen"),
+            "{err}"
+        );
         let missing = Config::load(Some(&dir.path().join("nope.toml")))
             .unwrap_err()
             .to_string();

@@ -121,7 +121,11 @@ async fn play_on_phone(
     user: &str,
     request: &PlayOnPhone,
 ) -> Result<Response, StoreError> {
-    let enabled = state.store.user(user).await?.is_some_and(|u| u.play_on_phone);
+    let enabled = state
+        .store
+        .user(user)
+        .await?
+        .is_some_and(|u| u.play_on_phone);
     if !enabled {
         return Ok(play_error(
             ResponseCode::ErrorUserNotUnifiedMessagingEnabled,
@@ -197,12 +201,12 @@ async fn play_on_phone(
         let (code, text) = match &error {
             PlaceError::NoGateway => (
                 ResponseCode::ErrorUnifiedMessagingServerNotFound,
-                "No SIP gateway is configured on this server, so no call can be placed."
-                    .to_owned(),
+                "No SIP gateway is configured on this server, so no call can be placed.".to_owned(),
             ),
-            PlaceError::OverCapacity(which) => {
-                (ResponseCode::ErrorUnifiedMessagingRequestFailed, which.clone())
-            }
+            PlaceError::OverCapacity(which) => (
+                ResponseCode::ErrorUnifiedMessagingRequestFailed,
+                which.clone(),
+            ),
             PlaceError::Failed(_) => (
                 ResponseCode::ErrorUnifiedMessagingRequestFailed,
                 "The call could not be started.".to_owned(),

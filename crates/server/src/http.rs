@@ -46,7 +46,10 @@ pub fn router(app: Arc<AppState>, options: HttpOptions) -> Router {
         app,
         in_flight: Semaphore::new(options.max_concurrent_requests),
     });
-    #[allow(deprecated, reason = "TimeoutLayer::new is the 0.6 API; 408 is its status")]
+    #[allow(
+        deprecated,
+        reason = "TimeoutLayer::new is the 0.6 API; 408 is its status"
+    )]
     let timeout = TimeoutLayer::new(options.request_timeout);
     Router::new()
         .fallback(dispatch)
@@ -91,7 +94,11 @@ async fn dispatch(
 }
 
 fn xml_file(text: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(XML))], text).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(XML))],
+        text,
+    )
+        .into_response()
 }
 
 async fn ews_post(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -112,8 +119,7 @@ async fn ews_post(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
 }
 
 fn xml_answer(answer: ews::Answer) -> Response {
-    let status =
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(XML))],
@@ -178,7 +184,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the shutdown grace period");
     }
 }

@@ -61,8 +61,12 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a user up by name.
     async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
     /// Stores an API token (by its hash) for `user`.
-    async fn insert_token(&self, user: &str, token_hash: &str, label: &str)
-        -> Result<(), StoreError>;
+    async fn insert_token(
+        &self,
+        user: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError>;
     /// The user owning the token with this hash.
     async fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
     /// Inserts a new call record.

@@ -1,13 +1,19 @@
 //! The project seed: Microsoft's documented DisconnectPhoneCall exchange, replayed over TCP.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
 extern crate openum_server as server;
 
 mod support;
 
 use server::calls::{CallState, FailureCause};
 use server::config::Config;
-use support::*;
 use server::store::Store as _;
+use support::*;
 use testkit::{canonicalize, Validator};
 
 const SEED_REQUEST: &str =
@@ -56,5 +62,3 @@ async fn seed_disconnect_exchange_matches_the_documented_response_exactly() {
     assert_eq!(server.calls.hung_up.lock().unwrap().len(), 1);
     server.stop().await;
 }
-
-

@@ -5,6 +5,11 @@
 //! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
 //!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test support: a failure here is meant to fail the calling test"
+)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
@@ -163,4 +168,94 @@ impl Validator {
             panic!("document failed schema validation:\n{report}\n--- document ---\n{xml}");
         }
     }
+}
+
+/// One element of a document, as a flat outline entry (document order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Nesting depth (root = 0).
+    pub depth: usize,
+    /// Resolved namespace (`""` for none).
+    pub ns: String,
+    /// Local name.
+    pub local: String,
+    /// The prefix used in the document (`""` for none).
+    pub prefix: String,
+    /// Attributes (`local`, value), namespace declarations excluded.
+    pub attrs: Vec<(String, String)>,
+    /// Written as `<x/>`.
+    pub self_closing: bool,
+    /// Text directly inside, concatenated.
+    pub text: String,
+}
+
+impl Node {
+    /// The value of the attribute `local`.
+    pub fn attr(&self, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == local)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The element outline of `xml`, for byte-shape assertions (prefixes, self-closing tags, order).
+pub fn outline(xml: &str) -> Vec<Node> {
+    let mut reader = NsReader::from_str(xml);
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    loop {
+        let (res, event) = reader.read_resolved_event().expect("well-formed XML");
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let ns = match res {
+                    ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+                    _ => String::new(),
+                };
+                let prefix = e
+                    .name()
+                    .prefix()
+                    .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                    .unwrap_or_default();
+                let attrs = e
+                    .attributes()
+                    .map(|a| a.expect("attribute"))
+                    .filter(|a| {
+                        let k = a.key.as_ref();
+                        k != b"xmlns" && !k.starts_with(b"xmlns:")
+                    })
+                    .map(|a| {
+                        (
+                            String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
+                            a.unescape_value().expect("value").into_owned(),
+                        )
+                    })
+                    .collect();
+                let self_closing = matches!(event, Event::Empty(_));
+                nodes.push(Node {
+                    depth: open.len(),
+                    ns,
+                    local: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    prefix,
+                    attrs,
+                    self_closing,
+                    text: String::new(),
+                });
+                if !self_closing {
+                    open.push(nodes.len() - 1);
+                }
+            }
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Text(t) => {
+                if let Some(&i) = open.last() {
+                    nodes[i].text.push_str(&t.unescape().expect("text"));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    nodes
 }

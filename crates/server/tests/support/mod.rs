@@ -1,7 +1,12 @@
 //! An openum server started in-process on a real TCP port, with a temporary SQLite store and a
 //! scriptable call service, plus a real HTTP client (reqwest) to talk to it.
 
-#![allow(dead_code, unreachable_pub, missing_docs, reason = "shared by several test binaries")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "shared by several test binaries"
+)]
 
 extern crate openum_server as server;
 
@@ -184,7 +189,8 @@ impl TestServer {
 
     /// POSTs `body` to /EWS/Exchange.asmx as alice.
     pub async fn ews(&self, body: impl Into<reqwest::Body>) -> Reply {
-        self.ews_as(Some(&Self::basic("alice", PASSWORD)), body).await
+        self.ews_as(Some(&Self::basic("alice", PASSWORD)), body)
+            .await
     }
 
     pub async fn ews_as(&self, auth: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
@@ -273,7 +279,9 @@ pub fn play(item: &str, dial: &str) -> String {
 pub fn get_info(id: &str) -> String {
     envelope(
         Some("Exchange2010"),
-        &format!(r#"<m:GetPhoneCallInformation><m:PhoneCallId Id="{id}"/></m:GetPhoneCallInformation>"#),
+        &format!(
+            r#"<m:GetPhoneCallInformation><m:PhoneCallId Id="{id}"/></m:GetPhoneCallInformation>"#
+        ),
     )
 }
 
