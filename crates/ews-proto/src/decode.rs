@@ -15,7 +15,7 @@ use crate::types::{
     ServerVersionInfo,
 };
 use crate::wsdl_ops::WSDL_OPERATIONS;
-use crate::xml::{self, Element, Limits, Position, XmlError};
+use crate::xml::{self, Element, Limits, LineIndex, Position, XmlError};
 
 /// A schema rule the request broke, with where it broke it.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -75,9 +75,33 @@ pub enum ResponseError {
     Unexpected(String),
 }
 
+/// A request problem found while walking the tree; schema violations carry a byte offset that
+/// is turned into a line and column only when reported.
+enum Problem {
+    Request(RequestError),
+    Violation { offset: usize, violation: String },
+}
+
+impl From<RequestError> for Problem {
+    fn from(e: RequestError) -> Self {
+        Self::Request(e)
+    }
+}
+
 /// Decodes a request, checking the schema rules of the three operations.
 pub fn decode_request(input: &[u8], limits: Limits) -> Result<RequestEnvelope, RequestError> {
-    let root = xml::parse(input, limits)?;
+    let text = xml::document_text(input)?;
+    let root = xml::parse(text, limits)?;
+    decode_envelope(&root).map_err(|problem| match problem {
+        Problem::Request(e) => e,
+        Problem::Violation { offset, violation } => RequestError::Schema(SchemaViolation {
+            at: LineIndex::new(text).position(offset),
+            violation,
+        }),
+    })
+}
+
+fn decode_envelope(root: &Element) -> Result<RequestEnvelope, Problem> {
     if !root.is(ns::SOAP, "Envelope") {
         let hint = if root.is(ns::SOAP12, "Envelope") {
             " SOAP 1.2 is not supported; send a SOAP 1.1 envelope."
@@ -85,7 +109,7 @@ pub fn decode_request(input: &[u8], limits: Limits) -> Result<RequestEnvelope, R
             ""
         };
         return Err(violation(
-            &root,
+            root,
             format!(
                 "The root element must be 'Envelope' in namespace '{}', not {}.{hint}{}",
                 ns::SOAP,
@@ -95,7 +119,7 @@ pub fn decode_request(input: &[u8], limits: Limits) -> Result<RequestEnvelope, R
         ));
     }
     let parts = sequence(
-        &root,
+        root,
         &[
             Particle::optional(ns::SOAP, "Header"),
             Particle::required(ns::SOAP, "Body"),
@@ -107,13 +131,13 @@ pub fn decode_request(input: &[u8], limits: Limits) -> Result<RequestEnvelope, R
     };
     if let Some(RequestServerVersion { version }) = header.request_server_version {
         if !version.supports_unified_messaging() {
-            return Err(RequestError::IncorrectSchemaVersion(version));
+            return Err(RequestError::IncorrectSchemaVersion(version).into());
         }
     }
-    let body = parts[1].ok_or(RequestError::NoOperation)?;
+    let body = required(parts[1])?;
     no_text(body)?;
     let operation = match body.children.as_slice() {
-        [] => return Err(RequestError::NoOperation),
+        [] => return Err(RequestError::NoOperation.into()),
         [one] => one,
         [_, second, ..] => {
             return Err(violation(
@@ -130,7 +154,7 @@ pub fn decode_request(input: &[u8], limits: Limits) -> Result<RequestEnvelope, R
     Ok(RequestEnvelope { header, body })
 }
 
-fn decode_header(header: &Element) -> Result<RequestHeader, RequestError> {
+fn decode_header(header: &Element) -> Result<RequestHeader, Problem> {
     no_text(header)?;
     let mut out = RequestHeader::default();
     let mut seen_version = false;
@@ -180,7 +204,7 @@ fn decode_header(header: &Element) -> Result<RequestHeader, RequestError> {
                     }
                 };
                 let value = text_only(choice)?.trim().to_owned();
-                let sid = match (choice.ns.as_str(), choice.local.as_str()) {
+                let sid = match (choice.ns.as_ref(), choice.local.as_str()) {
                     (ns::TYPES, "PrincipalName") => ConnectingSid::PrincipalName(value),
                     (ns::TYPES, "SID") => ConnectingSid::Sid(value),
                     (ns::TYPES, "PrimarySmtpAddress") => ConnectingSid::PrimarySmtpAddress(value),
@@ -230,7 +254,7 @@ fn decode_header(header: &Element) -> Result<RequestHeader, RequestError> {
     Ok(out)
 }
 
-fn decode_operation(op: &Element) -> Result<Request, RequestError> {
+fn decode_operation(op: &Element) -> Result<Request, Problem> {
     if op.ns == ns::MESSAGES {
         match op.local.as_str() {
             "PlayOnPhone" => {
@@ -267,7 +291,7 @@ fn decode_operation(op: &Element) -> Result<Request, RequestError> {
                 }));
             }
             name if WSDL_OPERATIONS.contains(&name) => {
-                return Err(RequestError::UnsupportedOperation(name.to_owned()))
+                return Err(RequestError::UnsupportedOperation(name.to_owned()).into())
             }
             _ => {}
         }
@@ -284,7 +308,7 @@ fn decode_operation(op: &Element) -> Result<Request, RequestError> {
     ))
 }
 
-fn phone_call_id_child(op: &Element) -> Result<PhoneCallId, RequestError> {
+fn phone_call_id_child(op: &Element) -> Result<PhoneCallId, Problem> {
     attributes(op, &[], &[])?;
     let parts = sequence(op, &[Particle::required(ns::MESSAGES, "PhoneCallId")])?;
     let id = required(parts[0])?;
@@ -297,8 +321,8 @@ fn phone_call_id_child(op: &Element) -> Result<PhoneCallId, RequestError> {
 
 /// `sequence` never returns `None` for a required particle; this keeps that invariant explicit
 /// without a panic.
-fn required(found: Option<&Element>) -> Result<&Element, RequestError> {
-    found.ok_or(RequestError::NoOperation)
+fn required(found: Option<&Element>) -> Result<&Element, Problem> {
+    found.ok_or(Problem::Request(RequestError::NoOperation))
 }
 
 /// One element of an `xs:sequence` (every particle here has maxOccurs = 1).
@@ -330,7 +354,7 @@ impl Particle {
 fn sequence<'a>(
     parent: &'a Element,
     particles: &[Particle],
-) -> Result<Vec<Option<&'a Element>>, RequestError> {
+) -> Result<Vec<Option<&'a Element>>, Problem> {
     no_text(parent)?;
     let mut found = vec![None; particles.len()];
     let mut next = 0;
@@ -363,15 +387,15 @@ fn sequence<'a>(
         }
     }
     if particles[next..].iter().any(|p| p.required) {
-        return Err(RequestError::Schema(SchemaViolation {
-            at: parent.at,
+        return Err(Problem::Violation {
+            offset: parent.at,
             violation: format!(
                 "The element '{}' in namespace '{}' has incomplete content.{}",
                 parent.local,
                 parent.ns,
                 expected(&particles[next..])
             ),
-        }));
+        });
     }
     Ok(found)
 }
@@ -394,7 +418,7 @@ fn expected(rest: &[Particle]) -> String {
     }
 }
 
-fn attributes(el: &Element, allowed: &[&str], required: &[&str]) -> Result<(), RequestError> {
+fn attributes(el: &Element, allowed: &[&str], required: &[&str]) -> Result<(), Problem> {
     for attr in &el.attributes {
         let foreign_ok = attr.ns == ns::XSI || attr.ns == ns::XML;
         let declared = attr.ns.is_empty() && allowed.contains(&attr.local.as_str());
@@ -421,20 +445,20 @@ fn attributes(el: &Element, allowed: &[&str], required: &[&str]) -> Result<(), R
     Ok(())
 }
 
-fn no_text(el: &Element) -> Result<(), RequestError> {
+fn no_text(el: &Element) -> Result<(), Problem> {
     match el.text_at {
-        Some(at) => Err(RequestError::Schema(SchemaViolation {
-            at,
+        Some(offset) => Err(Problem::Violation {
+            offset,
             violation: format!(
                 "The element '{}' in namespace '{}' cannot contain text.",
                 el.local, el.ns
             ),
-        })),
+        }),
         None => Ok(()),
     }
 }
 
-fn empty_content(el: &Element) -> Result<(), RequestError> {
+fn empty_content(el: &Element) -> Result<(), Problem> {
     no_text(el)?;
     match el.children.first() {
         Some(child) => Err(violation(
@@ -450,7 +474,7 @@ fn empty_content(el: &Element) -> Result<(), RequestError> {
     }
 }
 
-fn text_only(el: &Element) -> Result<&str, RequestError> {
+fn text_only(el: &Element) -> Result<&str, Problem> {
     attributes(el, &[], &[])?;
     match el.children.first() {
         Some(child) => Err(violation(
@@ -466,18 +490,18 @@ fn text_only(el: &Element) -> Result<&str, RequestError> {
     }
 }
 
-fn violation(el: &Element, violation: String) -> RequestError {
-    RequestError::Schema(SchemaViolation {
-        at: el.at,
+fn violation(el: &Element, violation: String) -> Problem {
+    Problem::Violation {
+        offset: el.at,
         violation,
-    })
+    }
 }
 
-fn text_violation(el: &Element, violation: String) -> RequestError {
-    RequestError::Schema(SchemaViolation {
-        at: el.text_at.unwrap_or(el.at),
+fn text_violation(el: &Element, violation: String) -> Problem {
+    Problem::Violation {
+        offset: el.text_at.unwrap_or(el.at),
         violation,
-    })
+    }
 }
 
 fn describe(el: &Element) -> String {
@@ -506,7 +530,7 @@ fn https_hint(namespace: &str) -> &'static str {
 /// Like the Microsoft clients, the children of `PhoneCallInformation` are matched by local name
 /// in any order and unknown children are skipped; enumeration values are case-sensitive.
 pub fn decode_response(input: &[u8]) -> Result<ResponseDocument, ResponseError> {
-    let root = xml::parse(input, Limits::default())?;
+    let root = xml::parse(xml::document_text(input)?, Limits::default())?;
     if !root.is(ns::SOAP, "Envelope") {
         return Err(unexpected(format!("root element is {}", root.qualified())));
     }

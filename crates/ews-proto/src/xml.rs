@@ -6,6 +6,8 @@
 //! `LinePosition`). No DTD is ever processed: a `<!DOCTYPE` is refused outright, so no entity
 //! (internal or external) can be expanded.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -84,7 +86,7 @@ pub enum XmlError {
 /// One attribute, with its namespace resolved (`""` for no namespace).
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub(crate) struct Attribute {
-    pub(crate) ns: String,
+    pub(crate) ns: Cow<'static, str>,
     pub(crate) local: String,
     pub(crate) value: String,
 }
@@ -92,16 +94,16 @@ pub(crate) struct Attribute {
 /// One element, with its namespace resolved (`""` for no namespace).
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub(crate) struct Element {
-    pub(crate) ns: String,
+    pub(crate) ns: Cow<'static, str>,
     pub(crate) local: String,
     pub(crate) attributes: Vec<Attribute>,
     pub(crate) children: Vec<Element>,
     /// All character data directly inside this element, concatenated.
     pub(crate) text: String,
-    /// Start of the first non-whitespace character data, if any.
-    pub(crate) text_at: Option<Position>,
-    /// Position of the element's name in its start tag.
-    pub(crate) at: Position,
+    /// Byte offset of the first non-whitespace character data, if any.
+    pub(crate) text_at: Option<usize>,
+    /// Byte offset of the element's name in its start tag.
+    pub(crate) at: usize,
 }
 
 impl Element {
@@ -126,14 +128,14 @@ impl Element {
     }
 }
 
-/// Maps byte offsets to line/column positions.
-struct LineIndex<'a> {
+/// Maps byte offsets to line/column positions (computed only when a position is reported).
+pub(crate) struct LineIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
-    fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(
             text.bytes()
@@ -144,7 +146,7 @@ impl<'a> LineIndex<'a> {
         Self { text, line_starts }
     }
 
-    fn position(&self, offset: usize) -> Position {
+    pub(crate) fn position(&self, offset: usize) -> Position {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
@@ -159,21 +161,48 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-/// Reads `input` into an element tree.
-pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
+/// The UTF-8 text of a document (BOM removed), or why it is not UTF-8.
+pub(crate) fn document_text(input: &[u8]) -> Result<&str, XmlError> {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    let text = std::str::from_utf8(input).map_err(|e| XmlError::InvalidUtf8 {
+    std::str::from_utf8(input).map_err(|e| XmlError::InvalidUtf8 {
         offset: e.valid_up_to(),
-    })?;
-    let index = LineIndex::new(text);
+    })
+}
+
+/// Interns the namespaces of the EWS contract so that elements do not each allocate their URI.
+fn intern(bytes: &[u8]) -> Cow<'static, str> {
+    for known in [
+        ns::SOAP,
+        ns::MESSAGES,
+        ns::TYPES,
+        ns::ERRORS,
+        ns::XSI,
+        ns::XSD,
+        ns::XML,
+        ns::SOAP12,
+    ] {
+        if known.as_bytes() == bytes {
+            return Cow::Borrowed(known);
+        }
+    }
+    Cow::Owned(utf8(bytes))
+}
+
+/// Reads `text` (from [`document_text`]) into an element tree.
+pub(crate) fn parse(text: &str, limits: Limits) -> Result<Element, XmlError> {
+    // Positions are only needed for error reports, so the line index is built on demand.
+    let position = |offset: usize| LineIndex::new(text).position(offset);
     // XML 1.0 forbids most C0 control characters anywhere in a document; quick-xml does not
     // check this, so do it here before they can reach a handler.
-    if let Some(offset) = text
-        .bytes()
-        .position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    let forbidden = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    // A branch-free pass (vectorised by the compiler) first; the position only on failure.
+    let any_forbidden = text.bytes().fold(false, |found, b| found | forbidden(b));
+    if let Some(offset) = any_forbidden
+        .then(|| text.bytes().position(forbidden))
+        .flatten()
     {
         return Err(XmlError::Malformed {
-            at: index.position(offset),
+            at: position(offset),
             reason: "control character not allowed in XML".into(),
         });
     }
@@ -189,7 +218,7 @@ pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
     loop {
         let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let malformed = |reason: String, offset: usize| XmlError::Malformed {
-            at: index.position(offset),
+            at: position(offset),
             reason,
         };
         let (resolved, event) = match reader.read_resolved_event() {
@@ -209,16 +238,16 @@ pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
                 if elements > limits.max_elements {
                     return Err(XmlError::TooManyElements(limits.max_elements));
                 }
-                let at = index.position(start + 1);
+                let at = start + 1;
                 if stack.len() + 1 > limits.max_depth {
                     return Err(XmlError::TooDeep {
                         limit: limits.max_depth,
-                        at,
+                        at: position(at),
                     });
                 }
                 let ns = match resolved {
-                    ResolveResult::Bound(n) => utf8(n.as_ref()),
-                    ResolveResult::Unbound => String::new(),
+                    ResolveResult::Bound(n) => intern(n.as_ref()),
+                    ResolveResult::Unbound => Cow::Borrowed(""),
                     ResolveResult::Unknown(p) => {
                         return Err(malformed(
                             format!("namespace prefix '{}' is not declared", utf8(&p)),
@@ -236,13 +265,13 @@ pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
                     }
                     let (res, local) = reader.resolve_attribute(key);
                     let ns = match res {
-                        ResolveResult::Bound(n) => utf8(n.as_ref()),
-                        ResolveResult::Unbound => String::new(),
+                        ResolveResult::Bound(n) => intern(n.as_ref()),
+                        ResolveResult::Unbound => Cow::Borrowed(""),
                         ResolveResult::Unknown(p) => {
                             let p = utf8(&p);
                             // `xml:` is predeclared by the XML namespaces recommendation.
                             if p == "xml" {
-                                ns::XML.to_owned()
+                                Cow::Borrowed(ns::XML)
                             } else {
                                 return Err(malformed(
                                     format!("namespace prefix '{p}' is not declared"),
@@ -286,13 +315,11 @@ pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
                 let value = t
                     .unescape()
                     .map_err(|err| malformed(err.to_string(), start))?;
-                push_text(&mut stack, &value, start, &index)
-                    .map_err(|reason| malformed(reason, start))?;
+                push_text(&mut stack, &value, start).map_err(|reason| malformed(reason, start))?;
             }
             Event::CData(c) => {
                 let value = utf8(&c.into_inner());
-                push_text(&mut stack, &value, start, &index)
-                    .map_err(|reason| malformed(reason, start))?;
+                push_text(&mut stack, &value, start).map_err(|reason| malformed(reason, start))?;
             }
             Event::Decl(d) => {
                 if let Some(Ok(encoding)) = d.encoding() {
@@ -302,7 +329,7 @@ pub(crate) fn parse(input: &[u8], limits: Limits) -> Result<Element, XmlError> {
                     }
                 }
             }
-            Event::DocType(_) => return Err(XmlError::Doctype(index.position(start))),
+            Event::DocType(_) => return Err(XmlError::Doctype(position(start))),
             Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => {
                 if !stack.is_empty() {
@@ -324,17 +351,12 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     }
 }
 
-fn push_text(
-    stack: &mut [Element],
-    value: &str,
-    offset: usize,
-    index: &LineIndex<'_>,
-) -> Result<(), String> {
+fn push_text(stack: &mut [Element], value: &str, offset: usize) -> Result<(), String> {
     match stack.last_mut() {
         Some(parent) => {
             if parent.text_at.is_none() {
                 if let Some(skip) = value.find(|c: char| !c.is_whitespace()) {
-                    parent.text_at = Some(index.position(offset + skip));
+                    parent.text_at = Some(offset + skip);
                 }
             }
             parent.text.push_str(value);
@@ -345,40 +367,48 @@ fn push_text(
     }
 }
 
+/// Every slice handed out by the reader comes from a `&str`, so it is UTF-8 unless quick-xml
+/// split a character, which it does not; the lossy path is only a guard.
 fn utf8(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse_bytes(input: &[u8]) -> Result<Element, XmlError> {
+        parse(document_text(input)?, Limits::default())
+    }
+
     #[test]
     fn resolves_prefixes_default_namespaces_and_positions() {
         let doc = "\u{feff}<?xml version=\"1.0\"?>\n<a:r xmlns:a=\"urn:a\" xmlns=\"urn:d\">\n  <c x=\"1\">t&amp;u</c></a:r>";
-        let root = parse(doc.as_bytes(), Limits::default()).unwrap();
+        let text = document_text(doc.as_bytes()).unwrap();
+        let index = LineIndex::new(text);
+        let root = parse(text, Limits::default()).unwrap();
         assert!(root.is("urn:a", "r"));
-        assert_eq!(root.at, Position { line: 2, column: 2 });
+        assert_eq!(index.position(root.at), Position { line: 2, column: 2 });
         let child = &root.children[0];
         assert!(child.is("urn:d", "c"));
         assert_eq!(child.attribute("x"), Some("1"));
         assert_eq!(child.text, "t&u");
-        assert_eq!(child.at, Position { line: 3, column: 4 });
+        assert_eq!(index.position(child.at), Position { line: 3, column: 4 });
     }
 
     #[test]
     fn refuses_doctype_and_undeclared_prefix_and_bad_utf8() {
         let doctype = b"<!DOCTYPE r [<!ENTITY a \"b\">]><r>&a;</r>";
+        assert!(matches!(parse_bytes(doctype), Err(XmlError::Doctype(_))));
         assert!(matches!(
-            parse(doctype, Limits::default()),
-            Err(XmlError::Doctype(_))
-        ));
-        assert!(matches!(
-            parse(b"<p:r/>", Limits::default()),
+            parse_bytes(b"<p:r/>"),
             Err(XmlError::Malformed { .. })
         ));
         assert!(matches!(
-            parse(b"<r>\xff</r>", Limits::default()),
+            parse_bytes(b"<r>\xff</r>"),
             Err(XmlError::InvalidUtf8 { offset: 3 })
         ));
     }
@@ -386,10 +416,7 @@ mod tests {
     #[test]
     fn refuses_unknown_entities_unclosed_and_trailing_content() {
         for doc in ["<r>&bogus;</r>", "<r><s></r>", "<r/><r/>", "<r>", "", "  "] {
-            assert!(
-                parse(doc.as_bytes(), Limits::default()).is_err(),
-                "{doc:?} was accepted"
-            );
+            assert!(parse_bytes(doc.as_bytes()).is_err(), "{doc:?} was accepted");
         }
     }
 
@@ -397,7 +424,7 @@ mod tests {
     fn enforces_depth_limit() {
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert!(matches!(
-            parse(deep.as_bytes(), Limits::default()),
+            parse_bytes(deep.as_bytes()),
             Err(XmlError::TooDeep { limit: 32, .. })
         ));
     }

@@ -1,9 +1,10 @@
 //! Authentication: HTTP Basic against Argon2id password hashes, and Bearer API tokens.
 //!
-//! Argon2 is deliberately slow (tens of milliseconds), and EWS clients send Basic credentials on
+//! Argon2 is deliberately slow (tens of milliseconds), and EWS clients send their credentials on
 //! every request. A successful verification is therefore remembered for a short time under a
-//! SHA-256 digest of the credentials (never the plaintext), so a client's steady stream of
-//! requests costs one Argon2 run per [`CACHE_TTL`]. Failures are never cached.
+//! SHA-256 digest of the `Authorization` header (never the plaintext), so a client's steady stream
+//! of requests costs one Argon2 run (or token lookup) per [`CACHE_TTL`]. Failures are never
+//! cached.
 //!
 //! API tokens are 256 random bits, so a fast hash (SHA-256) is the right way to store them: a
 //! slow hash protects low-entropy secrets, which these are not.
@@ -80,6 +81,18 @@ impl Authenticator {
         else {
             return Ok(None);
         };
+        let key: [u8; 32] = Sha256::digest(value.trim().as_bytes()).into();
+        if let Some(name) = self.cached(&key) {
+            return Ok(Some(name));
+        }
+        let user = self.verify(value).await?;
+        if let Some(name) = &user {
+            self.remember(key, name);
+        }
+        Ok(user)
+    }
+
+    async fn verify(&self, value: &str) -> Result<Option<String>, StoreError> {
         let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
@@ -99,15 +112,6 @@ impl Authenticator {
         else {
             return Ok(None);
         };
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0])
-            .chain_update(password.as_bytes())
-            .finalize()
-            .into();
-        if let Some(name) = self.cached(&key) {
-            return Ok(Some(name));
-        }
         let Some(record) = self.store.user(&user).await? else {
             return Ok(None);
         };
@@ -121,9 +125,10 @@ impl Authenticator {
         })
         .await
         .unwrap_or(false);
-        if !ok {
-            return Ok(None);
-        }
+        Ok(ok.then_some(record.name))
+    }
+
+    fn remember(&self, key: [u8; 32], name: &str) {
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= CACHE_MAX {
                 cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
@@ -131,9 +136,8 @@ impl Authenticator {
                     cache.clear();
                 }
             }
-            cache.insert(key, (record.name.clone(), Instant::now()));
+            cache.insert(key, (name.to_owned(), Instant::now()));
         }
-        Ok(Some(record.name))
     }
 
     fn cached(&self, key: &[u8; 32]) -> Option<String> {

@@ -16,6 +16,7 @@ use crate::calls::{
     mint_phone_call_id, CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError,
 };
 use crate::dialstring;
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::voicemail::{parse_item_id, ItemIdError};
 
@@ -26,6 +27,8 @@ pub const INVALID_PHONE_CALL_ID_TEXT: &str = "The phone call ID isn't valid";
 pub struct AppState {
     /// Durable state.
     pub store: Arc<dyn Store>,
+    /// Call records (this node's in memory, all in the store).
+    pub registry: Arc<Registry>,
     /// The engine (or a stand-in) that places calls.
     pub calls: Arc<dyn CallService>,
     /// Credential checks.
@@ -189,7 +192,7 @@ async fn play_on_phone(
         created_at: now_unix(),
         ended_at: None,
     };
-    state.store.insert_call(&record).await?;
+    state.registry.insert(&record).await?;
     if let Err(error) = state.calls.place(&record).await {
         let closed = CallRecord {
             state: CallState::Disconnected,
@@ -197,7 +200,7 @@ async fn play_on_phone(
             ended_at: Some(now_unix()),
             ..record
         };
-        state.store.update_call(&closed).await?;
+        state.registry.update(&closed).await?;
         let (code, text) = match &error {
             PlaceError::NoGateway => (
                 ResponseCode::ErrorUnifiedMessagingServerNotFound,
@@ -227,7 +230,7 @@ async fn own_call(
     user: &str,
     id: &str,
 ) -> Result<Option<CallRecord>, StoreError> {
-    let Some(record) = state.store.call(id).await? else {
+    let Some(record) = state.registry.get(id).await? else {
         return Ok(None);
     };
     if record.owner != user {
@@ -282,8 +285,8 @@ async fn disconnect_phone_call(
         // No engine runs this call (it was never placed here, or its node lost it): the user
         // asked for it to end, so record that.
         state
-            .store
-            .update_call(&CallRecord {
+            .registry
+            .update(&CallRecord {
                 state: CallState::Disconnected,
                 cause: FailureCause::None,
                 ended_at: Some(now_unix()),

@@ -5,9 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use ews_proto::Fault;
@@ -36,6 +35,7 @@ pub struct HttpOptions {
 struct Shared {
     app: Arc<AppState>,
     in_flight: Semaphore,
+    max_body_bytes: usize,
 }
 
 const XML: &str = "text/xml; charset=utf-8";
@@ -45,6 +45,7 @@ pub fn router(app: Arc<AppState>, options: HttpOptions) -> Router {
     let shared = Arc::new(Shared {
         app,
         in_flight: Semaphore::new(options.max_concurrent_requests),
+        max_body_bytes: options.max_body_bytes,
     });
     #[allow(
         deprecated,
@@ -59,19 +60,19 @@ pub fn router(app: Arc<AppState>, options: HttpOptions) -> Router {
 }
 
 /// Paths match case-insensitively, as IIS matches them and as EWS clients spell them.
-async fn dispatch(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_ascii_lowercase();
+async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, headers) = (parts.method, parts.headers);
+    let path = parts.uri.path().to_ascii_lowercase();
     let get = method == Method::GET || method == Method::HEAD;
     match path.as_str() {
         "/ews/exchange.asmx" => {
             if method == Method::POST {
-                ews_post(&shared, &headers, &body).await
+                // DefaultBodyLimit applies here too: past the cap this is a length error → 413.
+                match axum::body::to_bytes(body, shared.max_body_bytes).await {
+                    Ok(bytes) => ews_post(&shared, &headers, &bytes).await,
+                    Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+                }
             } else {
                 (
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -113,7 +114,7 @@ async fn ews_post(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let span = tracing::info_span!("ews", %user);
+    let span = tracing::debug_span!("ews", %user);
     let _enter = span.enter();
     xml_answer(ews::handle(&shared.app, &user, body).await)
 }

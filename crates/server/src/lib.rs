@@ -10,6 +10,7 @@
 //!   wire types.
 //! - [`calls`]: call records, states and causes in domain terms, the [`calls::CallService`] trait
 //!   the SIP engine implements, and PhoneCallId minting.
+//! - [`registry`]: this node's calls in memory, written through to the store.
 //! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend.
 //! - [`voicemail`], [`dialstring`]: ItemId format and DialString normalisation.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dialstring;
 pub mod ews;
 pub mod http;
+pub mod registry;
 pub mod store;
 pub mod voicemail;
 
@@ -33,7 +35,8 @@ use crate::calls::CallService;
 use crate::config::Config;
 use crate::ews::AppState;
 use crate::http::HttpOptions;
-use crate::store::{SqliteStore, Store};
+use crate::registry::Registry;
+use crate::store::SqliteStore;
 
 /// Opens the embedded store under the configured data directory (creating it).
 pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
@@ -45,13 +48,19 @@ pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
 }
 
 /// Builds the shared request state.
-pub fn app_state(config: &Config, store: Arc<dyn Store>, calls: Arc<dyn CallService>) -> AppState {
+pub fn app_state(
+    config: &Config,
+    registry: Arc<Registry>,
+    calls: Arc<dyn CallService>,
+) -> AppState {
+    let store = Arc::clone(registry.store());
     AppState {
         auth: Authenticator::new(Arc::clone(&store)),
+        node: registry.node().to_owned(),
         store,
+        registry,
         calls,
         server_version: (&config.ews.server_version).into(),
-        node: config.node_name(),
         limits: ews_proto::Limits {
             max_depth: config.server.max_xml_depth,
             ..ews_proto::Limits::default()

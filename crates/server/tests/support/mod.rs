@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use server::calls::{CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError};
 use server::config::Config;
+use server::registry::Registry;
 use server::store::{SqliteStore, Store, StoreError, User, VoicemailItem};
 use tokio::sync::{oneshot, Notify};
 
@@ -25,7 +26,7 @@ pub const PASSWORD: &str = "correct horse";
 
 /// A call service double: remembers what it was asked, and behaves by dialled number.
 pub struct FakeCalls {
-    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
     pub available: bool,
     pub placed: Mutex<Vec<String>>,
     pub hung_up: Mutex<Vec<String>>,
@@ -61,13 +62,13 @@ impl CallService for FakeCalls {
         if !self.live.lock().unwrap().remove(id) {
             return Hangup::NotLive;
         }
-        let mut record = self.store.call(id).await.unwrap().unwrap();
+        let mut record = self.registry.get(id).await.unwrap().unwrap();
         record.state = CallState::Disconnected;
         record.cause = FailureCause::None;
         record.sip_code = Some(200);
         record.sip_text = Some("OK".into());
         record.ended_at = Some(now());
-        self.store.update_call(&record).await.unwrap();
+        self.registry.update(&record).await.unwrap();
         Hangup::Ending
     }
 }
@@ -146,15 +147,16 @@ impl TestServer {
         }
         let (token, hash) = server::auth::new_token();
         store.insert_token("alice", &hash, "tests").await.unwrap();
+        let registry = Arc::new(Registry::new(store, "test-node".into()));
         let calls = Arc::new(FakeCalls {
-            store: Arc::clone(&store),
+            registry: Arc::clone(&registry),
             available: gateway,
             placed: Mutex::default(),
             hung_up: Mutex::default(),
             live: Mutex::default(),
             gate: Notify::new(),
         });
-        let state = server::app_state(&config, store, calls.clone());
+        let state = server::app_state(&config, registry, calls.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

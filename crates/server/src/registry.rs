@@ -1,0 +1,174 @@
+//! The call registry: this node's calls in memory, written through to the store.
+//!
+//! `GetPhoneCallInformation` is the hot path (clients poll it), so the calls this node owns are
+//! answered from memory; every change is written to the store first, so a restart or another
+//! node sees the same record. Calls owned by other nodes are always read from the store, never
+//! cached, because only their owner writes them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::calls::CallRecord;
+use crate::store::{Store, StoreError};
+
+/// Finished calls leave the memory cache this long after they end (the store keeps them for the
+/// whole retention period).
+const FINISHED_CACHE_SECS: i64 = 300;
+const PRUNE_EVERY: usize = 1024;
+
+/// This node's call records.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    node: String,
+    local: RwLock<Local>,
+}
+
+#[derive(Default)]
+struct Local {
+    calls: HashMap<String, CallRecord>,
+    inserts_since_prune: usize,
+}
+
+impl Registry {
+    /// A registry for `node` over `store`.
+    pub fn new(store: Arc<dyn Store>, node: String) -> Self {
+        Self {
+            store,
+            node,
+            local: RwLock::new(Local::default()),
+        }
+    }
+
+    /// The store behind the registry.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Reads a call by exact id.
+    pub async fn get(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        if let Ok(local) = self.local.read() {
+            if let Some(record) = local.calls.get(id) {
+                let stale = record
+                    .ended_at
+                    .is_some_and(|ended| ended + FINISHED_CACHE_SECS < now_unix());
+                if !stale {
+                    return Ok(Some(record.clone()));
+                }
+            }
+        }
+        let record = self.store.call(id).await?;
+        // Only this node writes its own calls, so what the store holds for them is current and
+        // can be cached (this also warms the cache after a restart).
+        if let Some(r) = record
+            .as_ref()
+            .filter(|r| r.node == self.node && !r.is_finished())
+        {
+            if let Ok(mut local) = self.local.write() {
+                local.calls.insert(r.id.clone(), r.clone());
+            }
+        }
+        Ok(record)
+    }
+
+    /// Records a new call placed by this node.
+    pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
+        self.store.insert_call(record).await?;
+        if let Ok(mut local) = self.local.write() {
+            local.inserts_since_prune += 1;
+            if local.inserts_since_prune >= PRUNE_EVERY {
+                local.inserts_since_prune = 0;
+                let cutoff = now_unix() - FINISHED_CACHE_SECS;
+                local
+                    .calls
+                    .retain(|_, r| r.ended_at.is_none_or(|ended| ended >= cutoff));
+            }
+            if record.node == self.node {
+                local.calls.insert(record.id.clone(), record.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a state change.
+    pub async fn update(&self, record: &CallRecord) -> Result<(), StoreError> {
+        self.store.update_call(record).await?;
+        if let Ok(mut local) = self.local.write() {
+            if record.node == self.node {
+                local.calls.insert(record.id.clone(), record.clone());
+            } else {
+                local.calls.remove(&record.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::{CallState, FailureCause};
+    use crate::store::SqliteStore;
+
+    fn record(id: &str, node: &str) -> CallRecord {
+        CallRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            node: node.into(),
+            state: CallState::Connecting,
+            cause: FailureCause::None,
+            sip_code: None,
+            sip_text: None,
+            dialled: "1".into(),
+            item_id: "i".into(),
+            created_at: now_unix(),
+            ended_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_go_through_to_the_store_and_reads_see_them() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let registry = Registry::new(Arc::clone(&store), "n1".into());
+        let mut mine = record("a", "n1");
+        registry.insert(&mine).await.unwrap();
+        mine.state = CallState::Connected;
+        registry.update(&mine).await.unwrap();
+        assert_eq!(
+            registry.get("a").await.unwrap().unwrap().state,
+            CallState::Connected
+        );
+        assert_eq!(
+            store.call("a").await.unwrap().unwrap().state,
+            CallState::Connected
+        );
+    }
+
+    #[tokio::test]
+    async fn other_nodes_calls_are_always_read_from_the_store() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let registry = Registry::new(Arc::clone(&store), "n1".into());
+        let mut theirs = record("b", "n2");
+        store.insert_call(&theirs).await.unwrap();
+        assert_eq!(
+            registry.get("b").await.unwrap().unwrap().state,
+            CallState::Connecting
+        );
+        theirs.state = CallState::Alerted;
+        store.update_call(&theirs).await.unwrap();
+        assert_eq!(
+            registry.get("b").await.unwrap().unwrap().state,
+            CallState::Alerted
+        );
+    }
+}
