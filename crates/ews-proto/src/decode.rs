@@ -113,7 +113,7 @@ fn decode_envelope(root: &Element) -> Result<RequestEnvelope, Problem> {
             format!(
                 "The root element must be 'Envelope' in namespace '{}', not {}.{hint}{}",
                 ns::SOAP,
-                describe(&root),
+                describe(root),
                 https_hint(&root.ns)
             ),
         ));
