@@ -1,0 +1,31 @@
+//! openum's call engine, sans-I/O: no sockets, clock, RNG, spawning or filesystem. Time,
+//! randomness and SIP dialogue events are inputs; commands and status records are outputs.
+//!
+//! # Layout
+//!
+//! - [`call`]: the call state machine and the SIP-to-EWS state/cause mapping.
+//! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
+//! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
+//! - [`g711`]: µ-law and A-law.
+//!
+//! # Driving a call
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use openum_call_engine::call::{Call, CallConfig, Output, SipEvent, SipStatus};
+//!
+//! let start = Instant::now(); // the runtime's clock, passed in
+//! let mut call = Call::new(start, CallConfig::new(Duration::from_secs(5)));
+//! call.handle_sip(start, SipEvent::Rejected(SipStatus::new(486, "Busy Here")));
+//! while let Some(output) = call.poll_output() {
+//!     if let Output::Status(status) = output {
+//!         println!("{:?} {:?}", status.phase, status.cause); // record it
+//!     }
+//! }
+//! assert!(call.is_done());
+//! ```
+
+pub mod call;
+pub mod g711;
+pub mod rtp;
+pub mod sdp;

@@ -1,0 +1,327 @@
+//! SDP offer/answer for one audio stream (RFC 3264, RFC 8866).
+//!
+//! openum offers PCMU, PCMA and telephone-event/8000 and sends whichever of the two G.711 codecs
+//! the answer lists first, with the answer's `ptime`. This is hand-written because the whole job is
+//! one offer template and a few lines of answer parsing; a general SDP model would add more than it
+//! saves.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// A G.711 codec.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub enum Codec {
+    /// µ-law, static payload type 0.
+    Pcmu,
+    /// A-law, static payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    /// The static RTP payload type (RFC 3551).
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            Self::Pcmu => 0,
+            Self::Pcma => 8,
+        }
+    }
+
+    /// The encoding name in `a=rtpmap`.
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+}
+
+/// Dynamic payload type openum offers for telephone-event (RFC 4733).
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// What to send, decided from the answer.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct MediaPlan {
+    /// Where to send RTP.
+    pub remote: SocketAddr,
+    /// The codec.
+    pub codec: Codec,
+    /// The payload type to put in RTP headers (the answer's number for the codec).
+    pub payload_type: u8,
+    /// Packetisation time in milliseconds.
+    pub ptime_ms: u32,
+}
+
+/// Why an answer cannot be used (the call ends with cause Other).
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// Not UTF-8 text.
+    #[error("the SDP answer is not text")]
+    NotText,
+    /// No `m=audio` line.
+    #[error("the SDP answer has no audio stream")]
+    NoAudio,
+    /// The audio stream was rejected (port 0).
+    #[error("the SDP answer rejected the audio stream (port 0)")]
+    Rejected,
+    /// No G.711 codec in common.
+    #[error("no codec in common (the answer offers {0})")]
+    NoCommonCodec(String),
+    /// No usable `c=` address.
+    #[error("the SDP answer has no usable connection address")]
+    NoAddress,
+    /// Something unparsable.
+    #[error("malformed SDP line: {0}")]
+    Malformed(String),
+}
+
+/// Builds openum's offer: `addr:port` is where openum receives (and sends) RTP — symmetric RTP.
+pub fn offer(local: SocketAddr, session_id: u64) -> String {
+    let (family, ip) = match local.ip() {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    let mut s = String::with_capacity(300);
+    let _ = write!(
+        s,
+        "v=0\r\no=openum {session_id} 1 IN {family} {ip}\r\ns=openum\r\n"
+    );
+    let _ = write!(s, "c=IN {family} {ip}\r\nt=0 0\r\n");
+    let _ = write!(
+        s,
+        "m=audio {} RTP/AVP 0 8 {TELEPHONE_EVENT_PT}\r\n",
+        local.port()
+    );
+    s.push_str("a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n");
+    let _ = write!(
+        s,
+        "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n"
+    );
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
+/// Parses an answer into a [`MediaPlan`].
+pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
+    let text = std::str::from_utf8(sdp).map_err(|_| AnswerError::NotText)?;
+    let mut session_addr: Option<IpAddr> = None;
+    let mut session_ptime: Option<u32> = None;
+    let mut audio: Option<AudioSection> = None;
+    let mut in_other_media = false;
+    for line in text.lines().map(str::trim_end) {
+        let Some((kind, value)) = line.split_once('=') else {
+            continue;
+        };
+        match kind {
+            "m" => {
+                if audio.is_some() {
+                    // Only the first audio stream is used; later media sections are ignored.
+                    in_other_media = true;
+                    continue;
+                }
+                let mut parts = value.split_whitespace();
+                let media = parts.next().unwrap_or_default();
+                if media != "audio" {
+                    in_other_media = true;
+                    continue;
+                }
+                in_other_media = false;
+                let port: u16 = parts
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| AnswerError::Malformed(line.to_owned()))?;
+                let _proto = parts.next();
+                let formats = parts.filter_map(|f| f.parse::<u8>().ok()).collect();
+                audio = Some(AudioSection {
+                    port,
+                    formats,
+                    rtpmap: Vec::new(),
+                    addr: None,
+                    ptime: None,
+                });
+            }
+            "c" => {
+                let addr = parse_connection(value)?;
+                match audio.as_mut() {
+                    Some(a) if !in_other_media => a.addr = Some(addr),
+                    Some(_) => {}
+                    None => session_addr = Some(addr),
+                }
+            }
+            "a" => {
+                let ptime = value
+                    .strip_prefix("ptime:")
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                let rtpmap = value.strip_prefix("rtpmap:").and_then(|r| {
+                    let (pt, rest) = r.split_once(' ')?;
+                    let name = rest.split('/').next()?.to_ascii_uppercase();
+                    Some((pt.parse::<u8>().ok()?, name))
+                });
+                match audio.as_mut() {
+                    Some(a) if !in_other_media => {
+                        if let Some(p) = ptime {
+                            a.ptime = Some(p);
+                        }
+                        if let Some(r) = rtpmap {
+                            a.rtpmap.push(r);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        if ptime.is_some() {
+                            session_ptime = ptime;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let audio = audio.ok_or(AnswerError::NoAudio)?;
+    if audio.port == 0 {
+        return Err(AnswerError::Rejected);
+    }
+    let (codec, payload_type) = audio
+        .formats
+        .iter()
+        .find_map(|&pt| audio.codec_of(pt).map(|c| (c, pt)))
+        .ok_or_else(|| {
+            AnswerError::NoCommonCodec(
+                audio
+                    .formats
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })?;
+    let ip = audio.addr.or(session_addr).ok_or(AnswerError::NoAddress)?;
+    if ip.is_unspecified() {
+        return Err(AnswerError::NoAddress);
+    }
+    let ptime_ms = audio
+        .ptime
+        .or(session_ptime)
+        .filter(|p| (10..=60).contains(p) && p % 10 == 0)
+        .unwrap_or(20);
+    Ok(MediaPlan {
+        remote: SocketAddr::new(ip, audio.port),
+        codec,
+        payload_type,
+        ptime_ms,
+    })
+}
+
+struct AudioSection {
+    port: u16,
+    formats: Vec<u8>,
+    rtpmap: Vec<(u8, String)>,
+    addr: Option<IpAddr>,
+    ptime: Option<u32>,
+}
+
+impl AudioSection {
+    fn codec_of(&self, pt: u8) -> Option<Codec> {
+        let mapped = self
+            .rtpmap
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, name)| name.as_str());
+        match (pt, mapped) {
+            (_, Some("PCMU")) | (0, None) => Some(Codec::Pcmu),
+            (_, Some("PCMA")) | (8, None) => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+}
+
+fn parse_connection(value: &str) -> Result<IpAddr, AnswerError> {
+    let mut parts = value.split_whitespace();
+    let (Some("IN"), Some(_family), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(AnswerError::Malformed(format!("c={value}")));
+    };
+    // Multicast TTL suffixes ("/127") are not used for unicast telephony but parse anyway.
+    let addr = addr.split('/').next().unwrap_or(addr);
+    addr.parse()
+        .map_err(|_| AnswerError::Malformed(format!("c={value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_lists_pcmu_pcma_and_telephone_event_on_the_symmetric_port() {
+        let o = offer("127.0.0.1:40000".parse().unwrap(), 42);
+        assert!(o.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"));
+        assert!(o.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(o.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        assert!(o.contains("a=ptime:20\r\n"));
+        let v6 = offer("[::1]:40000".parse().unwrap(), 1);
+        assert!(v6.contains("c=IN IP6 ::1\r\n"));
+    }
+
+    #[test]
+    fn answer_codec_order_ptime_and_media_level_address_are_honoured() {
+        let a = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\nc=IN IP4 127.0.0.2\r\na=ptime:30\r\n";
+        let plan = parse_answer(a).unwrap();
+        assert_eq!(plan.codec, Codec::Pcma);
+        assert_eq!(plan.payload_type, 8);
+        assert_eq!(plan.ptime_ms, 30);
+        assert_eq!(plan.remote, "127.0.0.2:6000".parse().unwrap());
+    }
+
+    #[test]
+    fn session_level_address_and_default_ptime() {
+        let a = b"v=0\nc=IN IP4 127.0.0.1\nm=audio 6000 RTP/AVP 0\n";
+        let plan = parse_answer(a).unwrap();
+        assert_eq!((plan.codec, plan.ptime_ms), (Codec::Pcmu, 20));
+    }
+
+    #[test]
+    fn dynamic_payload_type_mapped_to_g711_by_rtpmap() {
+        let a =
+            b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 96\r\na=rtpmap:96 pcma/8000\r\n";
+        let plan = parse_answer(a).unwrap();
+        assert_eq!((plan.codec, plan.payload_type), (Codec::Pcma, 96));
+    }
+
+    #[test]
+    fn unusable_answers_are_refused_with_a_reason() {
+        let cases: &[(&[u8], AnswerError)] = &[
+            (b"v=0\r\n", AnswerError::NoAudio),
+            (
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 0 RTP/AVP 0\r\n",
+                AnswerError::Rejected,
+            ),
+            (
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 18 9\r\n",
+                AnswerError::NoCommonCodec("18 9".into()),
+            ),
+            (b"v=0\r\nm=audio 6000 RTP/AVP 0\r\n", AnswerError::NoAddress),
+            (
+                b"v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 6000 RTP/AVP 0\r\n",
+                AnswerError::NoAddress,
+            ),
+            (b"\xff\xfe", AnswerError::NotText),
+        ];
+        for (sdp, expected) in cases {
+            assert_eq!(&parse_answer(sdp).unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for junk in [
+            &b"m=audio"[..],
+            b"m=audio x RTP/AVP 0",
+            b"c=IN",
+            b"a=rtpmap:",
+            b"m=video 5 RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
+            b"===\r\n\r\n",
+        ] {
+            let _ = parse_answer(junk);
+        }
+    }
+}
