@@ -6,10 +6,12 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use call_runtime::SipCallService;
 use clap::{Parser, Subcommand};
-use server::calls::NoGateway;
+use server::calls::{CallService, NoGateway};
 use server::config::Config;
 use server::registry::Registry;
 use server::store::{Store, User};
@@ -51,9 +53,37 @@ enum Command {
     /// Manage API tokens (for `Authorization: Bearer`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage voice-mail items (the messages PlayOnPhone plays).
+    #[command(subcommand)]
+    Voicemail(VoicemailCommand),
     /// Check a configuration file and report the first problem (key, file and line).
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VoicemailCommand {
+    /// Import an audio file (WAV: PCM or G.711, any rate, mono/stereo; MP3) as a voice-mail item
+    /// of a user. Prints the item's EWS ItemId (one line) on success; nothing is stored on error.
+    Import {
+        /// The owning user.
+        #[arg(long)]
+        user: String,
+        /// The audio file.
+        file: PathBuf,
+        /// Who left the message.
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Subject line.
+        #[arg(long, default_value = "")]
+        subject: String,
+    },
+    /// List a user's voice-mail items (ItemId, duration, from, subject).
+    List {
+        /// The owning user.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,9 +162,37 @@ async fn run(
                 config.server.listen = listen;
             }
             let store: Arc<dyn Store> = Arc::new(server::open_sqlite(&config)?);
-            // The SIP engine is not part of this build yet: say so instead of pretending.
-            let registry = Arc::new(Registry::new(store, config.node_name()));
-            let state = server::app_state(&config, registry, Arc::new(NoGateway));
+            let node = config.node_name();
+            // Nothing this node owned can still be live: a previous process died with it.
+            let closed = store
+                .close_orphaned_calls(&node, unix_now())
+                .await
+                .context("cannot close calls left over by a previous run")?;
+            if closed > 0 {
+                tracing::warn!(
+                    closed,
+                    "closed calls left live by a previous run as Disconnected/Other"
+                );
+            }
+            let registry = Arc::new(Registry::new(store, node));
+            let sip = match config.active_gateway() {
+                Some(gateway) => Some(
+                    SipCallService::start(
+                        Arc::clone(&registry),
+                        &config.sip,
+                        gateway.clone(),
+                        config.server.data_dir.clone(),
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            let calls: Arc<dyn CallService> = match &sip {
+                Some(service) => Arc::new(service.clone()),
+                // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
+                None => Arc::new(NoGateway),
+            };
+            let state = server::app_state(&config, registry, calls);
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -142,9 +200,14 @@ async fn run(
                 listen = %listener.local_addr()?,
                 data_dir = %config.server.data_dir.display(),
                 node = %state.node,
-                "openum serving EWS at /EWS/Exchange.asmx (no SIP gateway configured)"
+                gateway = config.active_gateway().map_or("none", |g| g.name.as_str()),
+                "openum serving EWS at /EWS/Exchange.asmx"
             );
             server::run(&config, listener, state, shutdown_signal()).await;
+            if let Some(sip) = sip {
+                // Stop accepting calls first (done above), then end the live ones and record them.
+                sip.shutdown(Duration::from_secs(2)).await;
+            }
             tracing::info!("openum stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -186,6 +249,46 @@ async fn run(
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Voicemail(VoicemailCommand::Import {
+            user,
+            file,
+            from,
+            subject,
+        }) => {
+            let store = server::open_sqlite(&config)?;
+            match server::voicemail::import(
+                &store,
+                &config.server.data_dir,
+                &user,
+                &file,
+                &from,
+                &subject,
+            )
+            .await
+            {
+                Ok(id) => {
+                    println!("{id}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("openum: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Voicemail(VoicemailCommand::List { user }) => {
+            let store = server::open_sqlite(&config)?;
+            for item in store.voicemail_items(&user).await? {
+                println!(
+                    "{}\t{:.1}s\t{}\t{}",
+                    item.id,
+                    item.duration_ms as f64 / 1000.0,
+                    item.from,
+                    item.subject
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Check) => {
             match config_path {
                 Some(path) => println!("{}: ok", path.display()),
@@ -194,6 +297,12 @@ async fn run(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -209,7 +318,9 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPENUM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rsipstack logs whole SIP messages (dialled numbers, digest headers) at info: keep it
+        // at warn unless OPENUM_LOG asks for more.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

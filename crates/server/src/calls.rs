@@ -132,6 +132,9 @@ pub enum PlaceError {
     /// A concurrency cap is reached; the text names the cap.
     #[error("{0}")]
     OverCapacity(String),
+    /// The item's audio cannot be played.
+    #[error("the message audio cannot be played: {0}")]
+    Audio(String),
     /// The engine failed to start the call.
     #[error("the call could not be started: {0}")]
     Failed(String),
@@ -186,13 +189,22 @@ pub fn mint_phone_call_id(node: &str) -> String {
 
 /// The node named in a PhoneCallId minted by [`mint_phone_call_id`], if it is one.
 pub fn phone_call_id_node(id: &str) -> Option<String> {
+    split_phone_call_id(id).map(|(_, node)| node)
+}
+
+/// The UUID part of a PhoneCallId minted by [`mint_phone_call_id`], if it is one.
+pub fn phone_call_id_uuid(id: &str) -> Option<String> {
+    split_phone_call_id(id).map(|(uuid, _)| uuid)
+}
+
+fn split_phone_call_id(id: &str) -> Option<(String, String)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(id)
         .ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (uuid, node) = raw.split_once('@')?;
     uuid::Uuid::parse_str(uuid).ok()?;
-    Some(node.to_owned())
+    Some((uuid.to_owned(), node.to_owned()))
 }
 
 #[cfg(test)]

@@ -35,6 +35,106 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[ews]`: what the EWS endpoint reports and keeps.
     pub ews: EwsConfig,
+    /// `[sip]`: the SIP user agent (used only when a gateway is configured).
+    pub sip: SipConfig,
+    /// `[[gateway]]`: SIP gateways (PBX, trunk, phone) calls are placed through. The first
+    /// enabled one is used.
+    #[serde(rename = "gateway")]
+    pub gateways: Vec<GatewayConfig>,
+}
+
+/// `[sip]`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// `listen`: address for SIP over UDP and TCP (Contact and Via use it). Default
+    /// `127.0.0.1:5060`.
+    pub listen: SocketAddr,
+    /// `rtp_address`: local address RTP is sent from and advertised in SDP. Default `127.0.0.1`.
+    pub rtp_address: std::net::IpAddr,
+    /// `t1_ms`: RFC 3261 T1 (Timer B = 64·T1). Default 500.
+    pub t1_ms: u64,
+    /// `user_agent`: the User-Agent header. Default `openum/<version>`.
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
+            t1_ms: 500,
+            user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// SIP transport to a gateway.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// One `[[gateway]]`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `name`: for logs and metrics.
+    pub name: String,
+    /// `uri`: the Request-URI template; `{number}` is replaced by the dialled number, e.g.
+    /// `sip:{number}@pbx.example.com:5060`.
+    pub uri: String,
+    /// `address`: where to send requests (`host:port`); default: the URI's host and port.
+    pub address: Option<String>,
+    /// `transport`: `udp` or `tcp`. Default `udp`.
+    pub transport: SipTransport,
+    /// `from`: the From URI. Default `sip:openum@<sip.listen>`.
+    pub from: Option<String>,
+    /// `display_name`: the From display name. Default `Voice Mail`.
+    pub display_name: String,
+    /// `username` for digest authentication (401/407).
+    pub username: Option<String>,
+    /// `password` for digest authentication.
+    pub password: Option<String>,
+    /// `ring_timeout_secs`: how long to let the callee ring. Default 45.
+    pub ring_timeout_secs: u64,
+    /// `max_concurrent_calls`: calls in progress through this gateway. Default 100.
+    pub max_concurrent_calls: usize,
+    /// `headers`: extra headers on every INVITE, as `"Name: value"` strings.
+    pub headers: Vec<String>,
+    /// `enabled`. Default true.
+    pub enabled: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            uri: String::new(),
+            address: None,
+            transport: SipTransport::Udp,
+            from: None,
+            display_name: "Voice Mail".into(),
+            username: None,
+            password: None,
+            ring_timeout_secs: 45,
+            max_concurrent_calls: 100,
+            headers: Vec::new(),
+            enabled: true,
+        }
+    }
+}
+
+impl Config {
+    /// The gateway calls go through: the first enabled one.
+    pub fn active_gateway(&self) -> Option<&GatewayConfig> {
+        self.gateways.iter().find(|g| g.enabled)
+    }
 }
 
 /// `[server]`.
@@ -162,6 +262,29 @@ impl Config {
         if config.server.max_concurrent_requests == 0 {
             return Err("server.max_concurrent_requests must be at least 1".into());
         }
+        for (i, g) in config.gateways.iter().enumerate() {
+            if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
+                return Err(format!(
+                    "gateway[{i}].uri must be a sip: URI containing {{number}}, got {:?}",
+                    g.uri
+                ));
+            }
+            if g.username.is_some() != g.password.is_some() {
+                return Err(format!(
+                    "gateway[{i}]: username and password must be given together"
+                ));
+            }
+            if let Some(h) = g.headers.iter().find(|h| !h.contains(':')) {
+                return Err(format!(
+                    "gateway[{i}].headers: {h:?} is not \"Name: value\""
+                ));
+            }
+            if g.ring_timeout_secs == 0 || g.max_concurrent_calls == 0 {
+                return Err(format!(
+                    "gateway[{i}]: ring_timeout_secs and max_concurrent_calls must be at least 1"
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -197,6 +320,21 @@ mod tests {
     fn wrong_type_is_named() {
         let err = Config::parse("[ews]\ncall_retention_hours = \"soon\"\n").unwrap_err();
         assert!(err.contains("call_retention_hours"), "{err}");
+    }
+
+    #[test]
+    fn gateways_parse_and_bad_ones_are_named() {
+        let c = Config::parse(
+            "[[gateway]]\nuri = \"sip:{number}@127.0.0.1:5070\"\ntransport = \"tcp\"\n",
+        )
+        .unwrap();
+        let g = c.active_gateway().unwrap();
+        assert_eq!((g.transport, g.ring_timeout_secs), (SipTransport::Tcp, 45));
+        let err = Config::parse("[[gateway]]\nuri = \"tel:123\"\n").unwrap_err();
+        assert!(err.contains("gateway[0].uri"), "{err}");
+        let err = Config::parse("[[gateway]]\nuri = \"sip:{number}@x\"\ntransport = \"sctp\"\n")
+            .unwrap_err();
+        assert!(err.contains("transport"), "{err}");
     }
 
     #[test]

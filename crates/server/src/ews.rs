@@ -210,6 +210,10 @@ async fn play_on_phone(
                 ResponseCode::ErrorUnifiedMessagingRequestFailed,
                 which.clone(),
             ),
+            PlaceError::Audio(_) => (
+                ResponseCode::ErrorContentConversionFailed,
+                "The message audio cannot be played.".to_owned(),
+            ),
             PlaceError::Failed(_) => (
                 ResponseCode::ErrorUnifiedMessagingRequestFailed,
                 "The call could not be started.".to_owned(),

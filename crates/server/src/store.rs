@@ -43,7 +43,7 @@ pub struct User {
 }
 
 /// A voice-mail item a user can play.
-#[derive(Clone, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct VoicemailItem {
     /// The EWS ItemId.
     pub id: String,
@@ -51,6 +51,14 @@ pub struct VoicemailItem {
     pub owner: String,
     /// Whether decoded audio is stored for the item.
     pub has_audio: bool,
+    /// Caller shown for the message (free text).
+    pub from: String,
+    /// Subject line.
+    pub subject: String,
+    /// Playing time in milliseconds.
+    pub duration_ms: i64,
+    /// Unix seconds when it was imported.
+    pub created_at: i64,
 }
 
 /// The storage interface the server runs on.
@@ -75,8 +83,15 @@ pub trait Store: Send + Sync + 'static {
     async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError>;
     /// Reads a call record by its exact PhoneCallId.
     async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// Closes every call `node` owns that is not ended (as Disconnected/Other at `now`); used at
+    /// start-up, when none of them can still be live. Returns how many were closed.
+    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError>;
     /// Reads a voice-mail item by its exact ItemId.
     async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError>;
+    /// Stores a voice-mail item record.
+    async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError>;
+    /// A user's voice-mail items, newest first.
+    async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError>;
 }
 
 /// The embedded SQLite store.
@@ -87,7 +102,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-const SQLITE_MIGRATIONS: &[&str] = &[r#"
+const SQLITE_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     name           TEXT PRIMARY KEY,
     password_hash  TEXT NOT NULL,
@@ -118,7 +134,15 @@ CREATE TABLE calls (
     ended_at    INTEGER
 );
 CREATE INDEX calls_owner ON calls(owner);
-"#];
+"#,
+    r#"
+ALTER TABLE voicemail_items ADD COLUMN from_text TEXT NOT NULL DEFAULT '';
+ALTER TABLE voicemail_items ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE voicemail_items ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE voicemail_items ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX voicemail_owner ON voicemail_items(owner);
+"#,
+];
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
@@ -165,18 +189,18 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
+}
 
-    /// Inserts a voice-mail item record (audio import arrives with the voice-mail store).
-    pub async fn insert_voicemail_item(&self, item: VoicemailItem) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO voicemail_items (id, owner, has_audio) VALUES (?1, ?2, ?3)",
-                params![item.id, item.owner, item.has_audio],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<VoicemailItem> {
+    Ok(VoicemailItem {
+        id: r.get("id")?,
+        owner: r.get("owner")?,
+        has_audio: r.get("has_audio")?,
+        from: r.get("from_text")?,
+        subject: r.get("subject")?,
+        duration_ms: r.get("duration_ms")?,
+        created_at: r.get("created_at")?,
+    })
 }
 
 fn now_unix() -> i64 {
@@ -331,21 +355,61 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+        let node = node.to_owned();
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE calls SET state = 'Disconnected', cause = 'Other', ended_at = ?2
+                 WHERE node = ?1 AND state != 'Disconnected'",
+                params![node, now],
+            )?)
+        })
+        .await
+    }
+
     async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             Ok(c.query_row(
-                "SELECT id, owner, has_audio FROM voicemail_items WHERE id = ?1",
+                "SELECT * FROM voicemail_items WHERE id = ?1",
                 params![id],
-                |r| {
-                    Ok(VoicemailItem {
-                        id: r.get(0)?,
-                        owner: r.get(1)?,
-                        has_audio: r.get(2)?,
-                    })
-                },
+                row_to_item,
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError> {
+        let item = item.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO voicemail_items (id, owner, has_audio, from_text, subject, duration_ms,
+                                              created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    item.id,
+                    item.owner,
+                    item.has_audio,
+                    item.from,
+                    item.subject,
+                    item.duration_ms,
+                    item.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError> {
+        let owner = owner.to_owned();
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT * FROM voicemail_items WHERE owner = ?1 ORDER BY created_at DESC, id",
+            )?;
+            let rows = stmt.query_map(params![owner], row_to_item)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -389,6 +453,14 @@ mod tests {
             store.insert_call(&call("AbC")).await,
             Err(StoreError::Conflict(_))
         ));
+        store.insert_call(&call("live")).await.unwrap();
+        assert_eq!(store.close_orphaned_calls("n1", 9).await.unwrap(), 1);
+        let closed = store.call("live").await.unwrap().unwrap();
+        assert_eq!(
+            (closed.state, closed.cause, closed.ended_at),
+            (CallState::Disconnected, FailureCause::Other, Some(9))
+        );
+        assert_eq!(store.call("AbC").await.unwrap().unwrap(), record);
     }
 
     #[tokio::test]

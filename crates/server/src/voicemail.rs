@@ -5,6 +5,9 @@
 //! trailing bits (clients may hand back ids in a non-canonical spelling) and anything that is not
 //! this shape is *malformed* rather than *not found* (decisions §5).
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
@@ -47,6 +50,116 @@ pub fn parse_item_id(id: &str) -> Result<uuid::Uuid, ItemIdError> {
         }
         _ => Err(ItemIdError::Malformed),
     }
+}
+
+/// Where an item's decoded audio lives: raw 8 kHz mono s16le next to the database, one file per
+/// item (`<data_dir>/voicemail/<uuid>.pcm`). Decoding happens once, at import.
+pub fn audio_path(data_dir: &Path, item: uuid::Uuid) -> PathBuf {
+    data_dir
+        .join("voicemail")
+        .join(format!("{}.pcm", item.simple()))
+}
+
+/// Why an import failed; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The audio cannot be decoded.
+    #[error("{path}: {source}")]
+    Audio {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: audio::AudioError,
+    },
+    /// No such user.
+    #[error("no user named {0:?} (add it with `openum user add`)")]
+    NoUser(String),
+    /// Writing the audio or the record failed.
+    #[error("cannot store the item: {0}")]
+    Store(String),
+}
+
+/// Decodes `file`, stores its audio and a record owned by `user`; returns the new ItemId.
+/// Either both the audio file and the record exist afterwards, or neither does.
+pub async fn import(
+    store: &dyn crate::store::Store,
+    data_dir: &Path,
+    user: &str,
+    file: &Path,
+    from: &str,
+    subject: &str,
+) -> Result<String, ImportError> {
+    if store
+        .user(user)
+        .await
+        .map_err(|e| ImportError::Store(e.to_string()))?
+        .is_none()
+    {
+        return Err(ImportError::NoUser(user.to_owned()));
+    }
+    let bytes = std::fs::read(file).map_err(|source| ImportError::Read {
+        path: file.to_owned(),
+        source,
+    })?;
+    let extension = file.extension().and_then(|e| e.to_str()).map(str::to_owned);
+    let samples =
+        tokio::task::spawn_blocking(move || audio::decode_to_8k_mono(&bytes, extension.as_deref()))
+            .await
+            .map_err(|e| ImportError::Store(e.to_string()))?
+            .map_err(|source| ImportError::Audio {
+                path: file.to_owned(),
+                source,
+            })?;
+    let id = mint_item_id();
+    let uuid = parse_item_id(&id).map_err(|_| ImportError::Store("minted id".into()))?;
+    let path = audio_path(data_dir, uuid);
+    let dir = path.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ImportError::Store(format!("{}: {e}", dir.display())))?;
+    let raw: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let partial = path.with_extension("pcm.partial");
+    std::fs::write(&partial, &raw)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            ImportError::Store(format!("{}: {e}", path.display()))
+        })?;
+    let item = crate::store::VoicemailItem {
+        id: id.clone(),
+        owner: user.to_owned(),
+        has_audio: true,
+        from: from.to_owned(),
+        subject: subject.to_owned(),
+        duration_ms: i64::try_from(samples.len() / 8).unwrap_or(i64::MAX),
+        created_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+    };
+    if let Err(e) = store.insert_voicemail_item(&item).await {
+        let _ = std::fs::remove_file(&path);
+        return Err(ImportError::Store(e.to_string()));
+    }
+    Ok(id)
+}
+
+/// Reads an item's decoded audio (8 kHz mono PCM).
+pub fn load_pcm(data_dir: &Path, item_id: &str) -> Result<Arc<[i16]>, String> {
+    let uuid = parse_item_id(item_id).map_err(|_| "malformed ItemId".to_owned())?;
+    let path = audio_path(data_dir, uuid);
+    let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(raw
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect())
 }
 
 #[cfg(test)]

@@ -102,8 +102,17 @@ impl Store for FlakyStore {
         }
         self.0.call(id).await
     }
+    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+        self.0.close_orphaned_calls(node, now).await
+    }
     async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError> {
         self.0.voicemail_item(id).await
+    }
+    async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError> {
+        self.0.insert_voicemail_item(item).await
+    }
+    async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError> {
+        self.0.voicemail_items(owner).await
     }
 }
 
@@ -216,10 +225,11 @@ impl TestServer {
     pub async fn add_item(&self, owner: &str, has_audio: bool) -> String {
         let id = server::voicemail::mint_item_id();
         self.sqlite
-            .insert_voicemail_item(VoicemailItem {
+            .insert_voicemail_item(&VoicemailItem {
                 id: id.clone(),
                 owner: owner.into(),
                 has_audio,
+                ..VoicemailItem::default()
             })
             .await
             .unwrap();

@@ -1,0 +1,296 @@
+//! The SIP user agent: rsipstack's transport, transaction and dialog layers, behind openum's own
+//! small interface. Everything rsipstack-specific stays in this file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use call_engine::call::{SipEvent, SipStatus};
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
+use rsipstack::dialog::DialogId;
+use rsipstack::sip::{Header, HostWithPort, Method, Response, StatusCode, Transport, Uri};
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::EndpointBuilder;
+use server::config::{GatewayConfig, SipConfig, SipTransport};
+use tokio_util::sync::CancellationToken;
+
+/// Why the SIP stack could not start or a call could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    /// Binding the SIP listener failed.
+    #[error("cannot start SIP: {0}")]
+    Bind(String),
+    /// A configured URI or header is invalid.
+    #[error("invalid SIP configuration: {0}")]
+    Config(String),
+    /// rsipstack refused to create the call.
+    #[error("cannot send the INVITE: {0}")]
+    Invite(String),
+}
+
+/// The running SIP stack.
+pub struct SipStack {
+    dialogs: Arc<DialogLayer>,
+    local: SocketAddr,
+    cancel: CancellationToken,
+}
+
+/// An outgoing call's handles.
+pub struct OutgoingCall {
+    /// The dialog (CANCEL, BYE).
+    pub dialog: rsipstack::dialog::invite_dialog::InviteDialog,
+    /// Dialogue state changes.
+    pub states: DialogStateReceiver,
+    /// The INVITE transaction's outcome.
+    pub outcome: tokio::task::JoinHandle<InviteAsyncResult>,
+}
+
+impl SipStack {
+    /// Binds UDP and TCP on `config.listen` and starts the endpoint and the in-dialog request
+    /// dispatcher.
+    pub async fn start(config: &SipConfig) -> Result<Self, SipError> {
+        let cancel = CancellationToken::new();
+        let transport = TransportLayer::new(cancel.child_token());
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| SipError::Bind(format!("UDP {}: {e}", config.listen)))?;
+        let local: SocketAddr = udp
+            .get_addr()
+            .addr
+            .to_string()
+            .parse()
+            .map_err(|e| SipError::Bind(format!("local address: {e}")))?;
+        transport.add_transport(udp.into());
+        // TCP listens on the same port as UDP, so a gateway can reach us either way.
+        match TcpListenerConnection::new(local, None).await {
+            Ok(tcp) => transport.add_transport(tcp.into()),
+            Err(e) => tracing::warn!(error = %e, %local, "SIP over TCP not listening"),
+        }
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(&config.user_agent)
+            .with_transport_layer(transport)
+            .with_cancel_token(cancel.child_token())
+            .with_option(EndpointOption {
+                t1: Duration::from_millis(config.t1_ms),
+                t1x64: Duration::from_millis(config.t1_ms * 64),
+                ..EndpointOption::default()
+            })
+            .build();
+        let mut incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| SipError::Bind(e.to_string()))?;
+        let inner = endpoint.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.serve().await {
+                tracing::error!(error = %e, "SIP endpoint stopped");
+            }
+        });
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let dispatcher = Arc::clone(&dialogs);
+        // In-dialog requests (BYE, re-INVITE, UPDATE, OPTIONS, INFO) must be handed to their
+        // dialog; anything else is answered here.
+        tokio::spawn(async move {
+            while let Some(mut tx) = incoming.recv().await {
+                match dispatcher.match_dialog(&tx) {
+                    Some(mut dialog) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = dialog.handle(&mut tx).await {
+                                tracing::debug!(error = %e, "in-dialog request failed");
+                            }
+                        });
+                    }
+                    None => {
+                        let status = match tx.original.method {
+                            Method::Options => StatusCode::OK,
+                            Method::Ack => continue,
+                            _ => StatusCode::CallTransactionDoesNotExist,
+                        };
+                        if let Err(e) = tx.reply(status).await {
+                            tracing::debug!(error = %e, "reply to stray request failed");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            dialogs,
+            local,
+            cancel,
+        })
+    }
+
+    /// The address SIP is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends an INVITE for `number` through `gateway` with `sdp` as the offer.
+    pub fn invite(
+        &self,
+        gateway: &GatewayConfig,
+        number: &str,
+        sdp: String,
+        call_id: &str,
+    ) -> Result<OutgoingCall, SipError> {
+        let callee_text = gateway.uri.replace("{number}", number);
+        let callee = Uri::try_from(callee_text.as_str())
+            .map_err(|e| SipError::Config(format!("gateway uri {callee_text:?}: {e}")))?;
+        let from_text = gateway
+            .from
+            .clone()
+            .unwrap_or_else(|| format!("sip:openum@{}", self.local));
+        let caller = Uri::try_from(from_text.as_str())
+            .map_err(|e| SipError::Config(format!("gateway from {from_text:?}: {e}")))?;
+        let transport = match gateway.transport {
+            SipTransport::Udp => Transport::Udp,
+            SipTransport::Tcp => Transport::Tcp,
+        };
+        let contact_text = match gateway.transport {
+            SipTransport::Udp => format!("sip:openum@{}", self.local),
+            SipTransport::Tcp => format!("sip:openum@{};transport=tcp", self.local),
+        };
+        let contact = Uri::try_from(contact_text.as_str())
+            .map_err(|e| SipError::Config(format!("contact: {e}")))?;
+        let target = match &gateway.address {
+            Some(address) => address.clone(),
+            None => host_port_of(&callee_text),
+        };
+        let destination = SipAddr {
+            r#type: Some(transport),
+            addr: HostWithPort::try_from(target.as_str())
+                .map_err(|e| SipError::Config(format!("gateway address {target:?}: {e}")))?,
+        };
+        let credential = match (&gateway.username, &gateway.password) {
+            (Some(username), Some(password)) => Some(Credential {
+                username: username.clone(),
+                password: password.clone(),
+                realm: None,
+                auth_username: None,
+            }),
+            _ => None,
+        };
+        let headers = gateway
+            .headers
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(name, value)| Header::Other(name.trim().into(), value.trim().into()))
+            .collect::<Vec<_>>();
+        let option = InviteOption {
+            caller_display_name: Some(gateway.display_name.clone()),
+            caller,
+            callee,
+            destination: Some(destination),
+            content_type: Some("application/sdp".into()),
+            offer: Some(sdp.into_bytes()),
+            contact,
+            credential,
+            headers: (!headers.is_empty()).then_some(headers),
+            call_id: Some(call_id.to_owned()),
+            ..InviteOption::default()
+        };
+        let (state_tx, states) = self.dialogs.new_dialog_state_channel();
+        let (dialog, outcome) = self
+            .dialogs
+            .do_invite_async(option, state_tx)
+            .map_err(|e| SipError::Invite(e.to_string()))?;
+        Ok(OutgoingCall {
+            dialog,
+            states,
+            outcome,
+        })
+    }
+
+    /// Forgets a finished dialog.
+    pub fn remove_dialog(&self, id: &DialogId) {
+        self.dialogs.remove_dialog(id);
+    }
+
+    /// Stops the endpoint.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// `host:port` of a `sip:user@host:port;params` URI (default port 5060).
+fn host_port_of(uri: &str) -> String {
+    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host_port = rest.split([';', '?']).next().unwrap_or(rest);
+    if host_port.starts_with('[') {
+        if host_port.contains("]:") {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:5060")
+        }
+    } else if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5060")
+    }
+}
+
+/// The status line of an rsipstack response.
+pub fn status_of(response: &Response) -> SipStatus {
+    SipStatus::new(
+        response.status_code.code(),
+        response
+            .wire_reason
+            .clone()
+            .unwrap_or_else(|| response.status_code.text().to_owned()),
+    )
+}
+
+/// A dialogue state change, as an engine event (`None` if the engine need not know).
+pub fn event_of(state: &DialogState) -> Option<SipEvent> {
+    match state {
+        DialogState::Trying(_) => Some(SipEvent::Provisional(SipStatus::new(100, "Trying"))),
+        DialogState::Early(_, response) => Some(SipEvent::Provisional(status_of(response))),
+        DialogState::Confirmed(_, response) => Some(SipEvent::Answered {
+            status: status_of(response),
+            sdp: (!response.body.is_empty()).then(|| response.body.clone()),
+        }),
+        DialogState::Terminated(_, TerminatedReason::UasBye) => Some(SipEvent::RemoteBye),
+        DialogState::Terminated(_, TerminatedReason::Timeout) => Some(SipEvent::NoResponse),
+        _ => None,
+    }
+}
+
+/// The INVITE transaction's outcome, as an engine event.
+pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
+    match outcome {
+        Ok((_, Some(response))) if response.status_code.code() >= 300 => {
+            Some(SipEvent::Rejected(status_of(response)))
+        }
+        Ok((_, Some(_))) => None, // 2xx: reported by the Confirmed state
+        Ok((_, None)) => Some(SipEvent::NoResponse),
+        Err(rsipstack::Error::TransactionError(reason, _))
+            if reason.to_ascii_lowercase().contains("timeout") =>
+        {
+            Some(SipEvent::NoResponse)
+        }
+        Err(_) => Some(SipEvent::TransportFailed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port_of;
+
+    #[test]
+    fn host_and_port_come_from_the_uri() {
+        assert_eq!(host_port_of("sip:123@127.0.0.1:5070"), "127.0.0.1:5070");
+        assert_eq!(
+            host_port_of("sip:123@pbx.example.com;transport=tcp"),
+            "pbx.example.com:5060"
+        );
+        assert_eq!(host_port_of("sip:123@[::1]:5070"), "[::1]:5070");
+        assert_eq!(host_port_of("sip:[::1]"), "[::1]:5060");
+    }
+}

@@ -1,0 +1,205 @@
+//! End to end through the EWS API (HTTP over TCP) with a real SIPp far end: every outcome of
+//! the SIP dialogue shows up in GetPhoneCallInformation as decisions §9 maps it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S, ResponseCode};
+use support::{Harness, Options};
+
+const CALL: Duration = Duration::from_secs(20);
+
+fn ended(i: &ews_proto::PhoneCallInformation) -> bool {
+    i.phone_call_state == S::Disconnected
+}
+
+async fn outcome(dial: &str, options: Options) -> (Harness, ews_proto::PhoneCallInformation) {
+    let h = Harness::start(options).await;
+    let id = h.play(dial).await;
+    let info = h.wait_for(&id, CALL, ended).await;
+    (h, info)
+}
+
+#[tokio::test]
+async fn answered_call_plays_the_message_then_hangs_up_normally() {
+    let h = Harness::start(Options::default()).await;
+    let id = h.play("2005551234").await;
+    let first = h.info(&id).await;
+    assert!(
+        matches!(first.phone_call_state, S::Connecting | S::Alerted),
+        "{first:?}"
+    );
+    let alerted = h
+        .wait_for(&id, CALL, |i| i.phone_call_state == S::Alerted)
+        .await;
+    assert_eq!(alerted.sip_response_code, Some(180));
+    let connected = h
+        .wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    assert_eq!(connected.sip_response_code, Some(200));
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    assert_eq!(done.sip_response_code, Some(200));
+    h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn busy_486_is_user_busy() {
+    let (_h, info) = outcome("4865551234", Options::default()).await;
+    assert_eq!(info.connection_failure_cause, C::UserBusy);
+    assert_eq!(info.sip_response_code, Some(486));
+    assert_eq!(info.sip_response_text.as_deref(), Some("Busy Here"));
+}
+
+#[tokio::test]
+async fn unavailable_404_and_503_and_no_answer_480_after_ringing() {
+    for (dial, cause, code) in [
+        ("4045551234", C::Unavailable, 404),
+        ("5035551234", C::Unavailable, 503),
+        // SIPp rings (180) before its 480: a 480 after alerting is NoAnswer.
+        ("4805551234", C::NoAnswer, 480),
+        ("6035551234", C::Other, 603),
+    ] {
+        let (_h, info) = outcome(dial, Options::default()).await;
+        assert_eq!(info.connection_failure_cause, cause, "{dial}");
+        assert_eq!(info.sip_response_code, Some(code), "{dial}");
+    }
+}
+
+#[tokio::test]
+async fn ring_timeout_cancels_and_reports_no_answer() {
+    let options = Options {
+        ring_timeout_secs: 2,
+        ..Options::default()
+    };
+    let (h, info) = outcome("4085551234", options).await;
+    assert_eq!(info.connection_failure_cause, C::NoAnswer);
+    assert_eq!(info.sip_response_code, Some(487));
+    assert!(h.sipp_trace().contains("CANCEL sip:"));
+}
+
+#[tokio::test]
+async fn early_media_183_then_answer() {
+    let h = Harness::start(Options::default()).await;
+    let id = h.play("1835551234").await;
+    let early = h
+        .wait_for(&id, CALL, |i| i.phone_call_state == S::Alerted)
+        .await;
+    assert_eq!(early.sip_response_code, Some(183));
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+}
+
+#[tokio::test]
+async fn far_end_bye_mid_playback_ends_the_call_normally() {
+    let options = Options {
+        audio_seconds: 8.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("9995551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    let started = std::time::Instant::now();
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "ended by the far end's BYE, not by the end of the 8 s message"
+    );
+    assert_eq!(done.connection_failure_cause, C::None);
+    // Our 200 to SIPp's BYE.
+    h.wait_for_trace("SIP/2.0 200 OK", Duration::from_secs(2))
+        .await;
+}
+
+#[tokio::test]
+async fn digest_401_with_the_right_password_connects() {
+    let options = Options {
+        gateway_password: Some("secret"),
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("4015551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    assert!(h.sipp_trace().contains("Authorization: Digest"));
+}
+
+#[tokio::test]
+async fn digest_with_a_wrong_password_is_other_403() {
+    let options = Options {
+        gateway_password: Some("wrong"),
+        ..Options::default()
+    };
+    let (_h, info) = outcome("4015551234", options).await;
+    assert_eq!(info.connection_failure_cause, C::Other);
+    assert_eq!(info.sip_response_code, Some(403));
+}
+
+#[tokio::test]
+async fn disconnect_while_ringing_sends_cancel() {
+    let h = Harness::start(Options::default()).await;
+    let id = h.play("4085551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Alerted)
+        .await;
+    assert_eq!(h.disconnect(&id).await, ResponseCode::NoError);
+    h.wait_for_trace("CANCEL sip:", Duration::from_secs(5))
+        .await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    assert_eq!(done.sip_response_code, Some(487));
+    // Idempotent.
+    assert_eq!(h.disconnect(&id).await, ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn disconnect_while_connected_sends_bye() {
+    let options = Options {
+        audio_seconds: 10.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    assert_eq!(h.disconnect(&id).await, ResponseCode::NoError);
+    h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
+    let done = h.info(&id).await;
+    assert_eq!(done.phone_call_state, S::Disconnected);
+    assert_eq!(done.connection_failure_cause, C::None);
+}
+
+#[tokio::test]
+async fn no_response_at_all_is_unavailable_after_timer_b() {
+    // T1 is 100 ms in the harness, so Timer B fires after 6.4 s.
+    let (_h, info) = outcome("0005551234", Options::default()).await;
+    assert_eq!(info.connection_failure_cause, C::Unavailable);
+    assert_eq!(info.sip_response_code, Some(408));
+}
+
+#[tokio::test]
+async fn tcp_transport_answer_and_busy() {
+    let options = Options {
+        tcp: true,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    let busy = h.play("4865551234").await;
+    let info = h.wait_for(&busy, CALL, ended).await;
+    assert_eq!(info.connection_failure_cause, C::UserBusy);
+    assert!(h.sipp_trace().contains("SIP/2.0/TCP"));
+}

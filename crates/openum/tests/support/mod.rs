@@ -1,0 +1,355 @@
+//! End-to-end harness: the real `openum` binary, a real SIPp far end (`tests/peers/uas_multi.xml`),
+//! and a real HTTP client talking EWS to it over TCP.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness shared by several test binaries"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use ews_proto::{PhoneCallInformation, Response, ResponseCode, ResponseDocument};
+
+pub const PASSWORD: &str = "e2e password";
+const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+
+/// Ports for one harness: HTTP, our SIP, SIPp's SIP, SIPp's media.
+fn ports() -> (u16, u16, u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one at a time; within one, each harness gets its own block of 10.
+    let base = 20000 + (std::process::id() % 300) as u16 * 100;
+    let b = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10 * 10;
+    (b, b + 1, b + 2, b + 4)
+}
+
+pub struct Options {
+    pub tcp: bool,
+    pub gateway_password: Option<&'static str>,
+    pub audio_seconds: f32,
+    pub ring_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tcp: false,
+            gateway_password: None,
+            audio_seconds: 2.0,
+            ring_timeout_secs: 30,
+        }
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub item: String,
+    pub sipp_messages: PathBuf,
+    pub sipp_port: u16,
+    openum: Child,
+    sipp: Child,
+}
+
+pub fn openum_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_openum")
+}
+
+/// A mono 8 kHz PCM WAV of a 440 Hz tone, `seconds` long.
+pub fn tone_wav(path: &Path, seconds: f32) {
+    let rate = 8000u32;
+    let samples: Vec<i16> = (0..(rate as f32 * seconds) as usize)
+        .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 10000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, v).unwrap();
+}
+
+pub fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
+}
+
+/// Runs `openum` with `args` and the harness config; returns stdout.
+pub fn openum(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(openum_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openum");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Harness {
+    pub async fn start(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (http_port, sip_port, sipp_port, media_port) = ports();
+        let sipp_messages = dir.path().join("sipp-messages.log");
+        let mut sipp = Command::new("timeout");
+        sipp.arg("300")
+            .arg("sipp")
+            .arg("-sf")
+            .arg(peers_dir().join("uas_multi.xml"))
+            .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+            .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
+            .args(["-key", "user", "alice", "-key", "pass", "secret"])
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&sipp_messages);
+        if options.tcp {
+            sipp.args(["-t", "t1"]);
+        }
+        let sipp = sipp
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is required for the end-to-end tests (apt-get install sip-tester)");
+        let password = options
+            .gateway_password
+            .map(|p| format!("username = \"alice\"\npassword = \"{p}\"\n"))
+            .unwrap_or_default();
+        let config = dir.path().join("openum.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{http_port}\"\ndata_dir = \"{}\"\nnode_name = \"e2e\"\n\
+                 [sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n\
+                 [[gateway]]\nname = \"sipp\"\nuri = \"sip:{{number}}@127.0.0.1:{sipp_port}\"\n\
+                 transport = \"{}\"\nring_timeout_secs = {}\n{password}",
+                dir.path().join("data").display(),
+                if options.tcp { "tcp" } else { "udp" },
+                options.ring_timeout_secs,
+            ),
+        )
+        .unwrap();
+        let (ok, _, err) = openum(
+            &config,
+            &["user", "add", "alice", "--password-stdin"],
+            Some(PASSWORD),
+        );
+        assert!(ok, "user add failed: {err}");
+        let wav = dir.path().join("message.wav");
+        tone_wav(&wav, options.audio_seconds);
+        let (ok, item, err) = openum(
+            &config,
+            &[
+                "voicemail",
+                "import",
+                "--user",
+                "alice",
+                wav.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(ok, "voicemail import failed: {err}");
+        let log = std::fs::File::create(dir.path().join("openum.log")).unwrap();
+        let openum = Command::new(openum_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("OPENUM_LOG", "info,rsipstack=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{http_port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "openum did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            dir,
+            config,
+            http,
+            base,
+            item: item.trim().to_owned(),
+            sipp_messages,
+            sipp_port,
+            openum,
+            sipp,
+        }
+    }
+
+    pub async fn ews(&self, body: &str) -> ResponseDocument {
+        let reply = self
+            .http
+            .post(format!("{}/EWS/Exchange.asmx", self.base))
+            .basic_auth("alice", Some(PASSWORD))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .body(format!(
+                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        ews_proto::decode_response(reply.as_bytes()).unwrap()
+    }
+
+    /// PlayOnPhone; returns the PhoneCallId.
+    pub async fn play(&self, dial: &str) -> String {
+        let doc = self
+            .ews(&format!(
+                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
+                self.item
+            ))
+            .await;
+        match doc {
+            ResponseDocument::Response(r) => match r.body {
+                Response::PlayOnPhone(p) => {
+                    assert_eq!(
+                        p.message.response_code,
+                        Some(ResponseCode::NoError),
+                        "{p:?}"
+                    );
+                    p.phone_call_id.unwrap().id
+                }
+                other => panic!("{other:?}"),
+            },
+            ResponseDocument::Fault(f) => panic!("{f:?}"),
+        }
+    }
+
+    pub async fn info(&self, id: &str) -> PhoneCallInformation {
+        match self
+            .ews(&format!(
+                "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
+            ))
+            .await
+        {
+            ResponseDocument::Response(r) => match r.body {
+                Response::GetPhoneCallInformation(g) => g
+                    .phone_call_information
+                    .unwrap_or_else(|| panic!("{:?}", g.message)),
+                other => panic!("{other:?}"),
+            },
+            ResponseDocument::Fault(f) => panic!("{f:?}"),
+        }
+    }
+
+    pub async fn disconnect(&self, id: &str) -> ResponseCode {
+        match self
+            .ews(&format!(
+                "<m:DisconnectPhoneCall><m:PhoneCallId Id=\"{id}\"/></m:DisconnectPhoneCall>"
+            ))
+            .await
+        {
+            ResponseDocument::Response(r) => r.body.message().response_code.unwrap(),
+            ResponseDocument::Fault(f) => panic!("{f:?}"),
+        }
+    }
+
+    /// Polls GetPhoneCallInformation until `done` holds (or panics after `within`).
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&PhoneCallInformation) -> bool,
+    ) -> PhoneCallInformation {
+        let deadline = Instant::now() + within;
+        loop {
+            let info = self.info(id).await;
+            if done(&info) {
+                return info;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out; last state {info:?}\n--- openum log ---\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("openum.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The SIP messages SIPp received and sent so far.
+    pub fn sipp_trace(&self) -> String {
+        std::fs::read_to_string(&self.sipp_messages).unwrap_or_default()
+    }
+
+    /// Waits until SIPp's trace contains `needle`.
+    pub async fn wait_for_trace(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.sipp_trace().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "SIPp never saw {needle:?}\n{}",
+                self.sipp_trace()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM to openum and waits for it to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.openum.id().to_string())
+            .status();
+        self.openum.wait().unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.openum.kill();
+        // SIGTERM, which coreutils `timeout` passes on to SIPp (SIGKILL would orphan it).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.sipp.id().to_string())
+            .status();
+        let _ = self.openum.wait();
+        let _ = self.sipp.wait();
+    }
+}
