@@ -205,6 +205,19 @@ impl Call {
         &self.status
     }
 
+    /// Whether a hang-up is in progress or pending (no new INVITE should be sent for the call).
+    pub fn is_hanging_up(&self) -> bool {
+        matches!(
+            self.state,
+            State::Cancelling { .. }
+                | State::Dialing {
+                    cancel_wanted: Some(_),
+                    ..
+                }
+                | State::Done
+        )
+    }
+
     /// Whether the call has ended.
     pub fn is_done(&self) -> bool {
         self.state == State::Done

@@ -7,6 +7,7 @@
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
 //! - [`g711`]: µ-law and A-law.
+//! - [`digest`]: Digest authentication (MD5, SHA-256, SHA-512/256) for 401/407.
 //!
 //! # Driving a call
 //!
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod call;
+pub mod digest;
 pub mod g711;
 pub mod rtp;
 pub mod sdp;

@@ -181,6 +181,7 @@ impl CallService for SipCallService {
                 &record.dialled,
                 offer.clone(),
                 &call_id,
+                None,
             )
             .map_err(|e| PlaceError::Failed(e.to_string()))?;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -198,6 +199,7 @@ impl CallService for SipCallService {
             socket: Arc::new(socket),
             call_id,
             offer,
+            auth_attempts: 0,
         };
         // One span per call, carrying both identities, around everything the task logs.
         let span =
@@ -234,6 +236,8 @@ struct CallTask {
     call_id: String,
     /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
     offer: String,
+    /// Digest challenges answered so far.
+    auth_attempts: u8,
 }
 
 impl CallTask {
@@ -261,6 +265,18 @@ impl CallTask {
                 },
                 result = &mut outgoing.outcome, if !outcome_done => {
                     outcome_done = true;
+                    let retry = match &result {
+                        Ok(outcome) if !call.is_hanging_up() => self.authenticate(outcome),
+                        _ => None,
+                    };
+                    if let Some(retried) = retry {
+                        // The challenge is answered with a new INVITE; the engine never sees it.
+                        self.service.inner.stack.remove_dialog(&outgoing.dialog.id());
+                        outgoing = retried;
+                        outcome_done = false;
+                        states_open = true;
+                        continue;
+                    }
                     let event = match result {
                         Ok(outcome) => sip::outcome_event(&outcome),
                         Err(_) => Some(SipEvent::TransportFailed),
@@ -297,6 +313,67 @@ impl CallTask {
             .inner
             .stack
             .remove_dialog(&outgoing.dialog.id());
+    }
+
+    /// Answers a 401/407 with a digest (at most twice per call: one proxy, one UAS challenge);
+    /// `None` if the response is not a challenge openum can and may answer.
+    fn authenticate(
+        &mut self,
+        outcome: &rsipstack::dialog::invitation::InviteAsyncResult,
+    ) -> Option<sip::OutgoingCall> {
+        let gateway = &self.service.inner.gateway;
+        let (Some(username), Some(password)) = (&gateway.username, &gateway.password) else {
+            return None;
+        };
+        let (proxy, values) = sip::challenges(outcome)?;
+        if self.auth_attempts >= 2 {
+            tracing::warn!("credentials refused by the gateway");
+            return None;
+        }
+        self.auth_attempts += 1;
+        let challenge = match call_engine::digest::choose(values.iter().map(String::as_str)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot answer the digest challenge");
+                return None;
+            }
+        };
+        let cnonce = format!("{:032x}", rand::thread_rng().gen::<u128>());
+        let uri = SipStack::request_uri(gateway, &self.record.dialled);
+        let value = call_engine::digest::answer(
+            &challenge,
+            &call_engine::digest::Request {
+                method: "INVITE",
+                uri: &uri,
+                username,
+                password,
+                cnonce: &cnonce,
+                nonce_count: 1,
+            },
+        );
+        let authorization = if proxy {
+            sip::Authorization::Proxy(value)
+        } else {
+            sip::Authorization::Www(value)
+        };
+        tracing::info!(
+            algorithm = challenge.algorithm.token(),
+            proxy,
+            "answering digest challenge"
+        );
+        match self.service.inner.stack.invite(
+            gateway,
+            &self.record.dialled,
+            self.offer.clone(),
+            &self.call_id,
+            Some(&authorization),
+        ) {
+            Ok(outgoing) => Some(outgoing),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resend the INVITE with credentials");
+                None
+            }
+        }
     }
 
     async fn drain(

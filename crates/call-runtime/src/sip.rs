@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use call_engine::call::{SipEvent, SipStatus};
-use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
@@ -131,15 +130,22 @@ impl SipStack {
         self.local
     }
 
-    /// Sends an INVITE for `number` through `gateway` with `sdp` as the offer.
+    /// The Request-URI of a call to `number` through `gateway`.
+    pub fn request_uri(gateway: &GatewayConfig, number: &str) -> String {
+        gateway.uri.replace("{number}", number)
+    }
+
+    /// Sends an INVITE for `number` through `gateway` with `sdp` as the offer, carrying
+    /// `authorization` (an answer to a previous 401/407) if given.
     pub fn invite(
         &self,
         gateway: &GatewayConfig,
         number: &str,
         sdp: String,
         call_id: &str,
+        authorization: Option<&Authorization>,
     ) -> Result<OutgoingCall, SipError> {
-        let callee_text = gateway.uri.replace("{number}", number);
+        let callee_text = Self::request_uri(gateway, number);
         let callee = Uri::try_from(callee_text.as_str())
             .map_err(|e| SipError::Config(format!("gateway uri {callee_text:?}: {e}")))?;
         let from_text = gateway
@@ -167,21 +173,23 @@ impl SipStack {
             addr: HostWithPort::try_from(target.as_str())
                 .map_err(|e| SipError::Config(format!("gateway address {target:?}: {e}")))?,
         };
-        let credential = match (&gateway.username, &gateway.password) {
-            (Some(username), Some(password)) => Some(Credential {
-                username: username.clone(),
-                password: password.clone(),
-                realm: None,
-                auth_username: None,
-            }),
-            _ => None,
-        };
-        let headers = gateway
+        let mut headers = gateway
             .headers
             .iter()
             .filter_map(|h| h.split_once(':'))
             .map(|(name, value)| Header::Other(name.trim().into(), value.trim().into()))
             .collect::<Vec<_>>();
+        // Digest is answered by openum (call_engine::digest), not rsipstack, which cannot parse
+        // RFC 8760's `SHA-256`; so rsipstack gets no credential.
+        match authorization {
+            Some(Authorization::Www(value)) => {
+                headers.push(Header::Authorization(value.as_str().into()));
+            }
+            Some(Authorization::Proxy(value)) => {
+                headers.push(Header::ProxyAuthorization(value.as_str().into()));
+            }
+            None => {}
+        }
         let option = InviteOption {
             caller_display_name: Some(gateway.display_name.clone()),
             caller,
@@ -190,7 +198,7 @@ impl SipStack {
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
             contact,
-            credential,
+            credential: None,
             headers: (!headers.is_empty()).then_some(headers),
             call_id: Some(call_id.to_owned()),
             ..InviteOption::default()
@@ -216,6 +224,38 @@ impl SipStack {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+}
+
+/// An answer to a digest challenge, for the header it goes in.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Authorization {
+    /// `Authorization` (answering 401 `WWW-Authenticate`).
+    Www(String),
+    /// `Proxy-Authorization` (answering 407 `Proxy-Authenticate`).
+    Proxy(String),
+}
+
+/// The digest challenges of a 401/407 final response: whether it is a proxy's, and the values.
+pub fn challenges(outcome: &InviteAsyncResult) -> Option<(bool, Vec<String>)> {
+    let Ok((_, Some(response))) = outcome else {
+        return None;
+    };
+    let proxy = match response.status_code.code() {
+        401 => false,
+        407 => true,
+        _ => return None,
+    };
+    let values: Vec<String> = response
+        .headers
+        .iter()
+        .filter(|h| match h {
+            Header::WwwAuthenticate(_) => !proxy,
+            Header::ProxyAuthenticate(_) => proxy,
+            _ => false,
+        })
+        .map(|h| h.value().to_owned())
+        .collect();
+    (!values.is_empty()).then_some((proxy, values))
 }
 
 /// `host:port` of a `sip:user@host:port;params` URI (default port 5060).
