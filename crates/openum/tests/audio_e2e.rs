@@ -1,0 +1,341 @@
+//! Audio fidelity and RTP pacing, measured at a real far end: baresip auto-answers and records
+//! what it hears (sndfile); tcpdump captures the RTP on the loopback interface.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{openum, openum_bin, PASSWORD};
+
+const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+
+/// A 2.5 s linear chirp (300 → 3000 Hz) at 16 kHz with a slow tremolo: not periodic, so the
+/// correlation peak is unambiguous, and it exercises the resampler.
+fn chirp_wav(path: &Path) {
+    let rate = 16000u32;
+    let n = (rate as f32 * 2.5) as usize;
+    let samples: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let f0 = 300.0;
+            let k = (3000.0 - f0) / 2.5;
+            let phase = std::f32::consts::TAU * (f0 * t + 0.5 * k * t * t);
+            let envelope = 0.6 + 0.4 * (std::f32::consts::TAU * 1.3 * t).sin();
+            (phase.sin() * envelope * 12000.0) as i16
+        })
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, v).unwrap();
+}
+
+/// Best normalised cross-correlation of `got` against `reference` over lags 0..max_lag.
+fn correlation(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
+    let r: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
+    let g: Vec<f64> = got.iter().map(|&s| f64::from(s)).collect();
+    let mut best = (0.0, 0);
+    for lag in 0..max_lag.min(g.len()) {
+        let n = r.len().min(g.len() - lag);
+        if n < r.len() / 2 {
+            break;
+        }
+        let (mut dot, mut rr, mut gg) = (0.0, 0.0, 0.0);
+        for i in 0..n {
+            dot += r[i] * g[i + lag];
+            rr += r[i] * r[i];
+            gg += g[i + lag] * g[i + lag];
+        }
+        let c = dot / (rr.sqrt() * gg.sqrt() + 1e-9);
+        if c > best.0 {
+            best = (c, lag);
+        }
+    }
+    best
+}
+
+struct Packet {
+    at_us: u64,
+    src_port: u16,
+    dst_port: u16,
+    rtp: Vec<u8>,
+}
+
+/// UDP packets from a tcpdump capture of `lo` (linktype EN10MB, IPv4).
+fn read_pcap(path: &Path) -> Vec<Packet> {
+    let data = std::fs::read(path).unwrap();
+    assert_eq!(&data[0..4], &0xa1b2_c3d4u32.to_le_bytes(), "pcap magic");
+    let linktype = u32::from_le_bytes(data[20..24].try_into().unwrap());
+    assert_eq!(linktype, 1, "expected an Ethernet capture of lo");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let sec = u64::from(u32::from_le_bytes(data[at..at + 4].try_into().unwrap()));
+        let usec = u64::from(u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()));
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &data[at + 16..(at + 16 + len).min(data.len())];
+        at += 16 + len;
+        if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let ip = &frame[14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip[9] != 17 || ip.len() < ihl + 8 {
+            continue;
+        }
+        let udp = &ip[ihl..];
+        out.push(Packet {
+            at_us: sec * 1_000_000 + usec,
+            src_port: u16::from_be_bytes([udp[0], udp[1]]),
+            dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+            rtp: udp[8..].to_vec(),
+        });
+    }
+    out
+}
+
+struct Killer(Vec<Child>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 30000 + (std::process::id() % 200) as u16 * 100;
+    let (http, sip, phone_sip, rtp_lo, rtp_hi) = (base, base + 1, base + 2, base + 50, base + 99);
+    // baresip: auto-answer, no sound card, record what it decodes (telephony.md §5.3).
+    let phone = dir.path().join("phone");
+    let rec = dir.path().join("rec");
+    std::fs::create_dir_all(&phone).unwrap();
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::write(
+        phone.join("config"),
+        format!(
+            "poll_method epoll\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+             sip_listen 127.0.0.1:{phone_sip}\ncall_local_timeout 120\n\
+             audio_player aubridge,nil\naudio_source ausine,440\naudio_alert aubridge,nil\n\
+             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
+             rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule sndfile.so\nmodule aubridge.so\nmodule ausine.so\n\
+             module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n",
+            rec.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        phone.join("accounts"),
+        format!(
+            "<sip:4711@127.0.0.1:{phone_sip}>;regint=0;answermode=auto;audio_codecs=pcmu,pcma\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(phone.join("contacts"), "").unwrap();
+    let mut children = Killer(Vec::new());
+    children.0.push(
+        Command::new("timeout")
+            .args(["120", "baresip", "-f"])
+            .arg(&phone)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baresip is required (apt-get install baresip-core)"),
+    );
+    let pcap = dir.path().join("rtp.pcap");
+    let mut tcpdump = Command::new("timeout")
+        .args(["120", "tcpdump", "-i", "lo", "-n", "-U", "-w"])
+        .arg(&pcap)
+        .arg(format!("udp dst portrange {rtp_lo}-{rtp_hi}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump is required (apt-get install tcpdump)");
+    // tcpdump says "listening on lo" once the capture is armed.
+    let stderr = tcpdump.stderr.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump did not start");
+
+    let config = dir.path().join("openum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
+             [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    assert!(
+        openum(
+            &config,
+            &["user", "add", "alice", "--password-stdin"],
+            Some(PASSWORD)
+        )
+        .0
+    );
+    let wav = dir.path().join("chirp.wav");
+    chirp_wav(&wav);
+    let (ok, item, err) = openum(
+        &config,
+        &[
+            "voicemail",
+            "import",
+            "--user",
+            "alice",
+            wav.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let item = item.trim().to_owned();
+    children.0.push(
+        Command::new(openum_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{http}/EWS/Exchange.asmx");
+    let post = |body: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let text = client
+                .post(url)
+                .basic_auth("alice", Some(PASSWORD))
+                .body(format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            Ok::<_, reqwest::Error>(text)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        match post(format!("<m:PlayOnPhone><m:ItemId Id=\"{item}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>")).await {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let id = reply
+        .split("PhoneCallId Id=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = post(format!(
+            "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
+        ))
+        .await
+        .unwrap();
+        if info.contains(">Disconnected<") {
+            assert!(info.contains(">None<"), "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "call did not end: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let baresip close its recording and tcpdump flush.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // --- audio: what the phone decoded matches the message ---
+    let recorded = std::fs::read_dir(&rec)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip recorded nothing");
+    let got = audio::decode_to_8k_mono(&std::fs::read(&recorded).unwrap(), Some("wav")).unwrap();
+    let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
+    let (score, lag) = correlation(&reference, &got, 8000);
+    assert!(score > 0.9, "correlation {score:.4} at lag {lag} samples");
+
+    // --- pacing: our RTP as it arrived at the phone ---
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(tcpdump.id().to_string())
+        .status();
+    let _ = tcpdump.wait();
+    let packets: Vec<Packet> = read_pcap(&pcap)
+        .into_iter()
+        .filter(|p| p.rtp.len() == 172 && p.rtp[0] == 0x80)
+        .collect();
+    // The message is 2.5 s and 0.5 s of silence follows: 150 packets of 20 ms.
+    let ours: Vec<&Packet> = packets
+        .iter()
+        .filter(|p| p.src_port != p.dst_port)
+        .collect();
+    assert!(ours.len() >= 149, "only {} RTP packets arrived", ours.len());
+    let seqs: Vec<u16> = ours
+        .iter()
+        .map(|p| u16::from_be_bytes([p.rtp[2], p.rtp[3]]))
+        .collect();
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0].wrapping_add(1), "loss or reordering on loopback");
+    }
+    let intervals: Vec<f64> = ours
+        .windows(2)
+        .map(|w| (w[1].at_us - w[0].at_us) as f64 / 1000.0)
+        .collect();
+    let mean = intervals.iter().sum::<f64>() / intervals.len() as f64;
+    assert!((mean - 20.0).abs() <= 0.5, "mean interval {mean:.3} ms");
+    let first_marker = ours[0].rtp[1] & 0x80 != 0;
+    assert!(first_marker, "marker bit on the first packet");
+    eprintln!(
+        "correlation {score:.4} (lag {lag}), {} packets, mean interval {mean:.3} ms, max {:.3} ms",
+        ours.len(),
+        intervals.iter().cloned().fold(0.0, f64::max)
+    );
+}
