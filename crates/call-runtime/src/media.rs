@@ -1,10 +1,11 @@
-//! One scheduler task paces every RTP stream of the process.
+//! A few scheduler tasks (one per core) pace every RTP stream of the process.
 //!
-//! Streams live in a min-heap keyed by their next due instant; the task sleeps until the earliest
-//! one, sends every packet that is due (catching up if it woke late), and goes back to sleep. One
-//! timer for all calls instead of a sleeping task per call keeps wake-ups and memory per call
-//! small. Each stream's start is offset by a random fraction of its packet time so that thousands
-//! of streams do not all fire in the same millisecond.
+//! In each shard, streams live in a min-heap keyed by their next due instant; the task sleeps
+//! until the earliest one, sends every packet that is due (catching up if it woke late), and goes
+//! back to sleep. One timer per shard instead of a sleeping task per call keeps wake-ups and
+//! memory per call small; one shard per core lets the sends use every core. Each stream's start is
+//! offset by a random fraction of its packet time so that thousands of streams do not all fire in
+//! the same millisecond.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -17,8 +18,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// Resolution and range of the lateness histogram.
+const BUCKET_US: u64 = 50;
+const BUCKETS: usize = 2000; // 0..100 ms
+
 /// Counters of the media scheduler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MediaStats {
     /// RTP packets handed to the kernel.
     pub packets_sent: AtomicU64,
@@ -28,6 +33,65 @@ pub struct MediaStats {
     pub lateness_us_total: AtomicU64,
     /// The latest any packet went out, in microseconds.
     pub lateness_us_max: AtomicU64,
+    /// How late packets went out: 50 µs buckets up to 100 ms (the last bucket holds the rest).
+    lateness_histogram: Box<[AtomicU64]>,
+}
+
+impl Default for MediaStats {
+    fn default() -> Self {
+        Self {
+            packets_sent: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            lateness_us_total: AtomicU64::new(0),
+            lateness_us_max: AtomicU64::new(0),
+            lateness_histogram: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl MediaStats {
+    /// Records that a packet went out `late_us` after it was due.
+    pub fn record_lateness(&self, late_us: u64) {
+        self.lateness_us_total.fetch_add(late_us, Ordering::Relaxed);
+        self.lateness_us_max.fetch_max(late_us, Ordering::Relaxed);
+        let bucket =
+            usize::try_from(late_us / BUCKET_US).map_or(BUCKETS - 1, |b| b.min(BUCKETS - 1));
+        self.lateness_histogram[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lateness below which `fraction` (0..=1) of packets went out, in microseconds
+    /// (upper edge of the 50 µs bucket).
+    pub fn lateness_percentile_us(&self, fraction: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .lateness_histogram
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let target = ((total as f64) * fraction).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return (i as u64 + 1) * BUCKET_US;
+            }
+        }
+        BUCKETS as u64 * BUCKET_US
+    }
+
+    /// Clears every counter (benchmarks measure one phase at a time).
+    pub fn reset(&self) {
+        self.packets_sent.store(0, Ordering::Relaxed);
+        self.send_errors.store(0, Ordering::Relaxed);
+        self.lateness_us_total.store(0, Ordering::Relaxed);
+        self.lateness_us_max.store(0, Ordering::Relaxed);
+        for c in self.lateness_histogram.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 enum MediaCommand {
@@ -42,31 +106,47 @@ enum MediaCommand {
     },
 }
 
-/// Handle to the scheduler task.
+/// Handle to the scheduler shards.
 #[derive(Clone)]
 pub struct MediaHandle {
-    tx: mpsc::UnboundedSender<MediaCommand>,
+    shards: Arc<[mpsc::UnboundedSender<MediaCommand>]>,
     next_id: Arc<AtomicU64>,
     stats: Arc<MediaStats>,
 }
 
 impl MediaHandle {
-    /// Spawns the scheduler on the current tokio runtime.
+    /// Spawns one scheduler shard per available core on the current tokio runtime.
     pub fn spawn() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::spawn_shards(cores)
+    }
+
+    /// Spawns `shards` scheduler tasks (at least one).
+    pub fn spawn_shards(shards: usize) -> Self {
         let stats = Arc::new(MediaStats::default());
-        tokio::spawn(run(rx, Arc::clone(&stats)));
+        let shards: Arc<[_]> = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(rx, Arc::clone(&stats)));
+                tx
+            })
+            .collect();
         Self {
-            tx,
+            shards,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
         }
     }
 
+    fn shard(&self, id: u64) -> &mpsc::UnboundedSender<MediaCommand> {
+        let index = usize::try_from(id).unwrap_or(0) % self.shards.len();
+        &self.shards[index]
+    }
+
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(MediaCommand::Start {
+        let _ = self.shard(id).send(MediaCommand::Start {
             id,
             socket,
             remote,
@@ -77,7 +157,7 @@ impl MediaHandle {
 
     /// Stops a stream (no-op if it already stopped).
     pub fn stop(&self, id: u64) {
-        let _ = self.tx.send(MediaCommand::Stop { id });
+        let _ = self.shard(id).send(MediaCommand::Stop { id });
     }
 
     /// The scheduler's counters.
@@ -120,10 +200,13 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                     }
                     heap.pop();
                     let Some(entry) = streams.get_mut(&id) else { continue };
-                    while entry.stream.poll_transmit(now, &mut packet) {
-                        let late = now.saturating_duration_since(due).as_micros() as u64;
-                        stats.lateness_us_total.fetch_add(late, Ordering::Relaxed);
-                        stats.lateness_us_max.fetch_max(late, Ordering::Relaxed);
+                    loop {
+                        let packet_due = entry.stream.next_due();
+                        if !entry.stream.poll_transmit(now, &mut packet) {
+                            break;
+                        }
+                        let late = now.saturating_duration_since(packet_due).as_micros();
+                        stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
                         match entry.socket.try_send_to(&packet, entry.remote) {
                             Ok(_) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
                             Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
