@@ -1,0 +1,173 @@
+//! Full-path call load (not a test): N concurrent calls placed through openum's SIP stack to a
+//! real SIPp UAS on loopback, each answered and playing a long message. Reports CPU per call,
+//! RTP send lateness p50/p99/max and memory per call while all N are connected. Compare with
+//! `rtp_load` (same machine, same run via bench/call_load.sh) for the naive baseline.
+//!
+//! usage: call_load [seconds] [N …]   (default 10 s; 200 1000)
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark binary"
+)]
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openum_call_runtime::SipCallService;
+use server::calls::{mint_phone_call_id, CallRecord, CallService, CallState, FailureCause};
+use server::config::{GatewayConfig, SipConfig};
+use server::registry::Registry;
+use server::store::{SqliteStore, Store, User};
+
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Duration::from_millis((f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) * 10)
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let mut ns: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
+    if ns.is_empty() {
+        ns = vec![200, 1000];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
+    let mut sipp = Command::new("timeout")
+        .args(["900", "sipp", "-sf"])
+        .arg(peers.join("uas_multi.xml"))
+        .args(["-i", "127.0.0.1", "-p", "25070", "-mp", "26000", "-nostdin", "-l", "20000"])
+        .args(["-key", "user", "x", "-key", "pass", "y"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sqlite = SqliteStore::open(&dir.path().join("openum.db")).unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    store
+        .upsert_user(User { name: "bench".into(), password_hash: "x".into(), play_on_phone: true })
+        .await
+        .unwrap();
+    let wav = dir.path().join("long.wav");
+    {
+        let rate = 8000u32;
+        let samples: Vec<i16> = (0..rate as usize * 120).map(|i| ((i as f32 * 0.345).sin() * 8000.0) as i16).collect();
+        let mut v = Vec::new();
+        let data_len = (samples.len() * 2) as u32;
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data_len).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&(rate * 2).to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&data_len.to_le_bytes());
+        for s in samples {
+            v.extend_from_slice(&s.to_le_bytes());
+        }
+        std::fs::write(&wav, v).unwrap();
+    }
+    let item = server::voicemail::import(store.as_ref(), dir.path(), "bench", &wav, "", "")
+        .await
+        .unwrap();
+    let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
+    let sip = SipConfig {
+        listen: "127.0.0.1:25060".parse().unwrap(),
+        ..SipConfig::default()
+    };
+    let gateway = GatewayConfig {
+        uri: "sip:{number}@127.0.0.1:25070".into(),
+        max_concurrent_calls: 100_000,
+        ring_timeout_secs: 60,
+        ..GatewayConfig::default()
+    };
+    let service = SipCallService::start(Arc::clone(&registry), &sip, gateway, dir.path().to_owned())
+        .await
+        .unwrap();
+
+    println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for n in ns {
+        let rss0 = rss_kib();
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let record = CallRecord {
+                id: mint_phone_call_id("bench"),
+                owner: "bench".into(),
+                node: "bench".into(),
+                state: CallState::Connecting,
+                cause: FailureCause::None,
+                sip_code: None,
+                sip_text: None,
+                dialled: "2005551234".into(),
+                item_id: item.clone(),
+                created_at: 0,
+                ended_at: None,
+            };
+            registry.insert(&record).await.unwrap();
+            service.place(&record).await.unwrap();
+            ids.push(record.id);
+            // ~500 calls per second: a realistic burst that SIPp keeps up with.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut connected = 0;
+        while Instant::now() < deadline {
+            connected = 0;
+            for id in &ids {
+                if registry.get(id).await.unwrap().is_some_and(|r| r.state == CallState::Connected) {
+                    connected += 1;
+                }
+            }
+            if connected == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stats = service.media().stats();
+        stats.reset();
+        let cpu0 = cpu_time();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let cpu = cpu_time() - cpu0;
+        let rss1 = rss_kib();
+        println!(
+            "| {n} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            cpu.as_micros() as f64 / n as f64 / secs as f64,
+            cpu.as_secs_f64() / secs as f64 * 100.0,
+            stats.lateness_percentile_us(0.5) as f64 / 1000.0,
+            stats.lateness_percentile_us(0.99) as f64 / 1000.0,
+            stats.lateness_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
+            rss1.saturating_sub(rss0) as f64 / n as f64,
+            stats.packets_sent.load(Ordering::Relaxed),
+            stats.send_errors.load(Ordering::Relaxed),
+        );
+        for id in &ids {
+            service.hangup(id).await;
+        }
+        while service.live_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    service.shutdown(Duration::from_secs(2)).await;
+    let _ = Command::new("kill").arg("-TERM").arg(sipp.id().to_string()).status();
+    let _ = sipp.wait();
+}
