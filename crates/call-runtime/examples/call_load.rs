@@ -32,7 +32,13 @@ fn cpu_time() -> Duration {
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +54,17 @@ async fn main() {
     let mut sipp = Command::new("timeout")
         .args(["900", "sipp", "-sf"])
         .arg(peers.join("uas_multi.xml"))
-        .args(["-i", "127.0.0.1", "-p", "25070", "-mp", "26000", "-nostdin", "-l", "20000"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "25070",
+            "-mp",
+            "26000",
+            "-nostdin",
+            "-l",
+            "20000",
+        ])
         .args(["-key", "user", "x", "-key", "pass", "y"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,13 +75,19 @@ async fn main() {
     let sqlite = SqliteStore::open(&dir.path().join("openum.db")).unwrap();
     let store: Arc<dyn Store> = Arc::new(sqlite);
     store
-        .upsert_user(User { name: "bench".into(), password_hash: "x".into(), play_on_phone: true })
+        .upsert_user(User {
+            name: "bench".into(),
+            password_hash: "x".into(),
+            play_on_phone: true,
+        })
         .await
         .unwrap();
     let wav = dir.path().join("long.wav");
     {
         let rate = 8000u32;
-        let samples: Vec<i16> = (0..rate as usize * 120).map(|i| ((i as f32 * 0.345).sin() * 8000.0) as i16).collect();
+        let samples: Vec<i16> = (0..rate as usize * 120)
+            .map(|i| ((i as f32 * 0.345).sin() * 8000.0) as i16)
+            .collect();
         let mut v = Vec::new();
         let data_len = (samples.len() * 2) as u32;
         v.extend_from_slice(b"RIFF");
@@ -99,9 +121,10 @@ async fn main() {
         ring_timeout_secs: 60,
         ..GatewayConfig::default()
     };
-    let service = SipCallService::start(Arc::clone(&registry), &sip, gateway, dir.path().to_owned())
-        .await
-        .unwrap();
+    let service =
+        SipCallService::start(Arc::clone(&registry), &sip, gateway, dir.path().to_owned())
+            .await
+            .unwrap();
 
     println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -133,7 +156,12 @@ async fn main() {
         while Instant::now() < deadline {
             connected = 0;
             for id in &ids {
-                if registry.get(id).await.unwrap().is_some_and(|r| r.state == CallState::Connected) {
+                if registry
+                    .get(id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|r| r.state == CallState::Connected)
+                {
                     connected += 1;
                 }
             }
@@ -168,6 +196,9 @@ async fn main() {
         }
     }
     service.shutdown(Duration::from_secs(2)).await;
-    let _ = Command::new("kill").arg("-TERM").arg(sipp.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(sipp.id().to_string())
+        .status();
     let _ = sipp.wait();
 }

@@ -203,3 +203,47 @@ async fn tcp_transport_answer_and_busy() {
     assert_eq!(info.connection_failure_cause, C::UserBusy);
     assert!(h.sipp_trace().contains("SIP/2.0/TCP"));
 }
+
+#[tokio::test]
+async fn sigterm_mid_call_hangs_up_within_two_seconds_and_records_the_end() {
+    let options = Options {
+        audio_seconds: 20.0,
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    let sent = std::time::Instant::now();
+    let status = h.signal("TERM");
+    assert!(status.success(), "openum exited with {status}");
+    h.wait_for_trace("BYE sip:", Duration::from_secs(2)).await;
+    assert!(sent.elapsed() < Duration::from_secs(3));
+    h.restart().await;
+    let info = h.info(&id).await;
+    assert_eq!(info.phone_call_state, S::Disconnected);
+    assert_eq!(info.connection_failure_cause, C::None);
+}
+
+#[tokio::test]
+async fn a_crash_mid_call_leaves_no_zombie_after_restart() {
+    let options = Options {
+        audio_seconds: 20.0,
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let other = h.play("4865551234").await;
+    h.wait_for(&other, CALL, ended).await;
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    h.signal("KILL");
+    h.restart().await;
+    let info = h.info(&id).await;
+    assert_eq!(info.phone_call_state, S::Disconnected);
+    assert_eq!(info.connection_failure_cause, C::Other);
+    // Nothing else is lost: the finished call is still there, unchanged.
+    let busy = h.info(&other).await;
+    assert_eq!(busy.connection_failure_cause, C::UserBusy);
+    assert_eq!(busy.sip_response_code, Some(486));
+}

@@ -184,23 +184,10 @@ impl Harness {
             None,
         );
         assert!(ok, "voicemail import failed: {err}");
-        let log = std::fs::File::create(dir.path().join("openum.log")).unwrap();
-        let openum = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("OPENUM_LOG", "info,rsipstack=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let openum = spawn_serve(&config, dir.path());
         let base = format!("http://127.0.0.1:{http_port}");
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "openum did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&http, &base).await;
         Self {
             dir,
             config,
@@ -331,13 +318,44 @@ impl Harness {
         }
     }
 
-    /// Sends SIGTERM to openum and waits for it to exit; returns its exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends `signal` (e.g. "TERM", "KILL") to openum and waits for it to exit.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.openum.id().to_string())
             .status();
         self.openum.wait().unwrap()
+    }
+
+    /// Starts openum again on the same configuration and data.
+    pub async fn restart(&mut self) {
+        self.openum = spawn_serve(&self.config, self.dir.path());
+        wait_healthy(&self.http, &self.base).await;
+    }
+}
+
+fn spawn_serve(config: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("openum.log"))
+        .unwrap();
+    Command::new(openum_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("OPENUM_LOG", "info,rsipstack=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "openum did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
