@@ -242,6 +242,46 @@ mod tests {
         assert!((f - 1000.0).abs() < 10.0, "{f} Hz");
     }
 
+    /// A G.711 WAV (format tag 6 = A-law, 7 = µ-law), 8-bit samples.
+    fn g711_wav(tag: u16, bytes: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(38 + bytes.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&18u32.to_le_bytes());
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&8u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    #[test]
+    fn g711_wavs_decode_in_both_laws() {
+        use call_engine::g711::{linear_to_alaw, linear_to_ulaw};
+        let src = tone(8000, 700.0, 1.0);
+        for (tag, encode) in [(7u16, linear_to_ulaw as fn(i16) -> u8), (6, linear_to_alaw)] {
+            let bytes: Vec<u8> = src.iter().map(|&s| encode(s)).collect();
+            let out = decode_to_8k_mono(&g711_wav(tag, &bytes), Some("wav")).unwrap();
+            assert_eq!(out.len(), 8000, "tag {tag}");
+            let f = frequency(&out);
+            assert!((f - 700.0).abs() < 5.0, "tag {tag}: {f} Hz");
+            let err = src
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+                .max()
+                .unwrap();
+            assert!(err < 800, "tag {tag}: max error {err}");
+        }
+    }
+
     #[test]
     fn refuses_garbage_empty_and_gsm_with_a_clear_reason() {
         assert!(matches!(

@@ -247,3 +247,48 @@ async fn a_crash_mid_call_leaves_no_zombie_after_restart() {
     assert_eq!(busy.connection_failure_cause, C::UserBusy);
     assert_eq!(busy.sip_response_code, Some(486));
 }
+
+#[tokio::test]
+async fn in_dialog_options_reinvite_and_update_are_answered_and_the_call_goes_on() {
+    let options = Options {
+        scenario: "uas_reinvite.xml",
+        audio_seconds: 4.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    let trace = h.sipp_trace();
+    for request in ["OPTIONS sip:", "UPDATE sip:", "CSeq: 2 INVITE"] {
+        assert!(
+            trace.contains(request),
+            "SIPp did not send {request}\n{trace}"
+        );
+    }
+    // openum's answers, as SIPp received them: a 200 for each, the re-INVITE's with our SDP.
+    // SIPp's trace has one entry per message, each starting with a line of dashes.
+    let received: Vec<&str> = trace
+        .split("-----------------------------------------------")
+        .filter(|m| m.contains("message received"))
+        .collect();
+    for cseq in ["CSeq: 1 OPTIONS", "CSeq: 2 INVITE", "CSeq: 3 UPDATE"] {
+        assert!(
+            received
+                .iter()
+                .any(|m| m.contains("SIP/2.0 200 OK") && m.contains(cseq)),
+            "no 200 for {cseq}\n{trace}"
+        );
+    }
+    let reinvite_ok = received
+        .iter()
+        .find(|m| m.contains("SIP/2.0 200 OK") && m.contains("CSeq: 2 INVITE"))
+        .unwrap();
+    assert!(
+        reinvite_ok.contains("o=openum "),
+        "the re-INVITE's 200 carries openum's SDP"
+    );
+    h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
+}

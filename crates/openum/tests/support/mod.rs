@@ -31,6 +31,8 @@ fn ports() -> (u16, u16, u16, u16) {
 }
 
 pub struct Options {
+    /// The SIPp scenario in tests/peers (default `uas_multi.xml`).
+    pub scenario: &'static str,
     pub tcp: bool,
     pub gateway_password: Option<&'static str>,
     pub audio_seconds: f32,
@@ -40,6 +42,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            scenario: "uas_multi.xml",
             tcp: false,
             gateway_password: None,
             audio_seconds: 2.0,
@@ -131,7 +134,7 @@ impl Harness {
         sipp.arg("300")
             .arg("sipp")
             .arg("-sf")
-            .arg(peers_dir().join("uas_multi.xml"))
+            .arg(peers_dir().join(options.scenario))
             .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
             .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
             .args(["-key", "user", "alice", "-key", "pass", "secret"])
