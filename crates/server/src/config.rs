@@ -41,6 +41,8 @@ pub struct Config {
     /// enabled one is used.
     #[serde(rename = "gateway")]
     pub gateways: Vec<GatewayConfig>,
+    /// `[dialplan]`: which numbers users may dial, and how they are rewritten.
+    pub dialplan: crate::dialplan::DialPlanConfig,
 }
 
 /// `[sip]`.
@@ -262,6 +264,7 @@ impl Config {
         if config.server.max_concurrent_requests == 0 {
             return Err("server.max_concurrent_requests must be at least 1".into());
         }
+        crate::dialplan::DialPlan::new(config.dialplan.clone())?;
         for (i, g) in config.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
                 return Err(format!(

@@ -41,6 +41,8 @@ pub struct AppState {
     pub limits: Limits,
     /// How long finished calls stay queryable.
     pub retention: Duration,
+    /// Which numbers may be dialled, and as what.
+    pub dial_plan: crate::dialplan::DialPlan,
 }
 
 /// An EWS answer: HTTP status and XML body.
@@ -155,6 +157,15 @@ async fn play_on_phone(
             ResponseCode::ErrorInvalidPhoneNumber,
             "The DialString is not a valid phone number.",
         ));
+    };
+    let number = match state.dial_plan.resolve(user, &number) {
+        Ok(resolved) => resolved.dial,
+        Err(refusal) => {
+            return Ok(play_error(
+                ResponseCode::ErrorPhoneNumberNotDialable,
+                format!("The number cannot be dialled: {refusal}."),
+            ))
+        }
     };
     if !state.calls.available() {
         return Ok(play_error(

@@ -12,11 +12,13 @@
 //!   the SIP engine implements, and PhoneCallId minting.
 //! - [`registry`]: this node's calls in memory, written through to the store.
 //! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend.
-//! - [`voicemail`], [`dialstring`]: ItemId format and DialString normalisation.
+//! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio, DialString
+//!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
 pub mod calls;
 pub mod config;
+pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
 pub mod http;
@@ -54,7 +56,11 @@ pub fn app_state(
     calls: Arc<dyn CallService>,
 ) -> AppState {
     let store = Arc::clone(registry.store());
+    // Config::parse validated the dial plan already; a config built in code falls back to the
+    // defaults rather than to "anything goes".
+    let dial_plan = crate::dialplan::DialPlan::new(config.dialplan.clone()).unwrap_or_default();
     AppState {
+        dial_plan,
         auth: Authenticator::new(Arc::clone(&store)),
         node: registry.node().to_owned(),
         store,
