@@ -1,6 +1,8 @@
-//! The `openum` command: run the server and manage its users and tokens.
+//! The `openum` command: run the server, manage users, tokens and voice mail, and place, watch
+//! and end calls through any EWS endpoint.
 //!
-//! Exit codes: 0 success; 1 runtime failure; 2 usage or configuration error.
+//! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
+//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -59,6 +61,52 @@ enum Command {
     /// Check a configuration file and report the first problem (key, file and line).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Place a call that plays a voice-mail item (EWS PlayOnPhone); prints the PhoneCallId.
+    Call {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// The voice-mail item's ItemId.
+        #[arg(long)]
+        item: String,
+        /// The number to dial.
+        #[arg(long)]
+        dial: String,
+        /// Follow the call until it ends, printing each state change.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a call's state (EWS GetPhoneCallInformation).
+    Status {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// The PhoneCallId.
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hang up a call (EWS DisconnectPhoneCall).
+    Hangup {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// The PhoneCallId.
+        id: String,
+    },
+}
+
+/// Where and as whom the call commands talk EWS.
+#[derive(Debug, clap::Args)]
+struct Endpoint {
+    /// The EWS endpoint.
+    #[arg(
+        long,
+        env = "OPENUM_URL",
+        default_value = "http://127.0.0.1:8080/EWS/Exchange.asmx"
+    )]
+    url: String,
+    /// User for Basic authentication (password from OPENUM_PASSWORD).
+    #[arg(long, env = "OPENUM_USER")]
+    user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +337,77 @@ async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Call {
+            endpoint,
+            item,
+            dial,
+            wait,
+        } => {
+            let client = match ews_client(&endpoint) {
+                Ok(client) => client,
+                Err(code) => return Ok(code),
+            };
+            let id = match client.play_on_phone(&item, &dial).await {
+                Ok(id) => id,
+                Err(error) => return Ok(client_failure(&error)),
+            };
+            println!("{id}");
+            if !wait {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut last = String::new();
+            loop {
+                let info = match client.get_phone_call_information(&id).await {
+                    Ok(info) => info,
+                    Err(error) => return Ok(client_failure(&error)),
+                };
+                let line = describe(&info);
+                if line != last {
+                    eprintln!("{line}");
+                    last = line;
+                }
+                if info.phone_call_state == ews_proto::PhoneCallState::Disconnected {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Command::Status { endpoint, id, json } => {
+            let client = match ews_client(&endpoint) {
+                Ok(client) => client,
+                Err(code) => return Ok(code),
+            };
+            match client.get_phone_call_information(&id).await {
+                Ok(info) if json => {
+                    println!(
+                        "{{\"state\":\"{}\",\"cause\":\"{}\",\"sip_code\":{},\"sip_text\":{}}}",
+                        info.phone_call_state.as_str(),
+                        info.connection_failure_cause.as_str(),
+                        info.sip_response_code
+                            .map_or("null".into(), |c| c.to_string()),
+                        info.sip_response_text
+                            .as_deref()
+                            .map_or("null".into(), |t| format!("{t:?}")),
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(info) => {
+                    println!("{}", describe(&info));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => Ok(client_failure(&error)),
+            }
+        }
+        Command::Hangup { endpoint, id } => {
+            let client = match ews_client(&endpoint) {
+                Ok(client) => client,
+                Err(code) => return Ok(code),
+            };
+            match client.disconnect_phone_call(&id).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => Ok(client_failure(&error)),
+            }
+        }
         Command::Config(ConfigCommand::Check) => {
             match config_path {
                 Some(path) => println!("{}: ok", path.display()),
@@ -297,6 +416,50 @@ async fn run(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The EWS client for the call commands, or the exit code of a usage error.
+fn ews_client(endpoint: &Endpoint) -> Result<client::Client, ExitCode> {
+    let auth = match (std::env::var("OPENUM_TOKEN").ok(), &endpoint.user) {
+        (Some(token), _) if !token.is_empty() => client::Auth::Bearer(token),
+        (_, Some(user)) => client::Auth::Basic {
+            user: user.clone(),
+            password: std::env::var("OPENUM_PASSWORD").unwrap_or_default(),
+        },
+        _ => {
+            eprintln!("openum: give --user (with OPENUM_PASSWORD) or set OPENUM_TOKEN");
+            return Err(ExitCode::from(2));
+        }
+    };
+    client::Client::new(endpoint.url.clone(), auth).map_err(|error| {
+        eprintln!("openum: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints a client error and picks the documented exit code.
+fn client_failure(error: &client::Error) -> ExitCode {
+    eprintln!("openum: {error}");
+    match error {
+        client::Error::Unauthorized => ExitCode::from(4),
+        client::Error::Fault(_) | client::Error::Response { .. } => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn describe(info: &ews_proto::PhoneCallInformation) -> String {
+    let mut line = format!(
+        "{} {}",
+        info.phone_call_state.as_str(),
+        info.connection_failure_cause.as_str()
+    );
+    if let Some(code) = info.sip_response_code {
+        line.push_str(&format!(" {code}"));
+    }
+    if let Some(text) = &info.sip_response_text {
+        line.push_str(&format!(" {text}"));
+    }
+    line
 }
 
 fn unix_now() -> i64 {
