@@ -1,9 +1,21 @@
 //! Durable state behind one trait: users, API tokens, voice-mail items and call records.
 //!
 //! [`SqliteStore`] is the embedded default (one file under the data directory, zero
-//! configuration). Every method is async so that a networked backend fits the same trait; the
-//! SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls the
-//! request workers.
+//! configuration); [`PostgresStore`] lets several nodes share the work. Every method is async;
+//! the SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls
+//! the request workers. [`conformance::run`] is the one behaviour suite both backends pass.
+//!
+//! Voice-mail audio lives in files next to the database (`<data_dir>/voicemail/`), not in it:
+//! the store keeps the item records, the node that imported an item serves its audio.
+//!
+//! Cross-node hang-up: a node asked to end a call another node owns calls
+//! [`Store::request_hangup`]; the owner receives it from [`Store::hangup_requests`] (PostgreSQL
+//! `NOTIFY`/`LISTEN`). SQLite is single-node and has neither.
+
+pub mod conformance;
+mod postgres;
+
+pub use postgres::PostgresStore;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -61,6 +73,15 @@ pub struct VoicemailItem {
     pub created_at: i64,
 }
 
+/// A request, from another node, to end a call this node owns.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct HangupRequest {
+    /// The owning node the request is for.
+    pub node: String,
+    /// The PhoneCallId.
+    pub call_id: String,
+}
+
 /// The storage interface the server runs on.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -92,6 +113,17 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError>;
     /// A user's voice-mail items, newest first.
     async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError>;
+    /// Asks `node` to hang up `call_id` (multi-node backends only).
+    async fn request_hangup(&self, node: &str, call_id: &str) -> Result<(), StoreError> {
+        let _ = (node, call_id);
+        Err(StoreError::Backend(
+            "this store serves a single node; no other node owns calls".into(),
+        ))
+    }
+    /// Hang-up requests from other nodes (multi-node backends only).
+    fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
+        None
+    }
 }
 
 /// The embedded SQLite store.

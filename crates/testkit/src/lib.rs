@@ -259,3 +259,146 @@ pub fn outline(xml: &str) -> Vec<Node> {
     }
     nodes
 }
+
+/// A PostgreSQL server for tests: the one named by `OPENUM_TEST_POSTGRES_URL` (as `.ci/run`
+/// starts it), or else a private one started from the installed binaries in a temp directory
+/// and stopped on drop. Fails loudly when neither is possible — it never skips.
+pub struct Postgres {
+    /// `postgres://…` URL.
+    pub url: String,
+    private: Option<(tempfile::TempDir, PathBuf)>,
+}
+
+impl Postgres {
+    /// Connects to or starts a server.
+    pub fn start() -> Self {
+        if let Ok(url) = std::env::var("OPENUM_TEST_POSTGRES_URL") {
+            if !url.is_empty() {
+                return Self { url, private: None };
+            }
+        }
+        let bin = find_postgres_bin().expect(
+            "PostgreSQL is required: set OPENUM_TEST_POSTGRES_URL or install postgresql (initdb, pg_ctl)",
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        // initdb refuses to run as root: run the server as the `postgres` user then.
+        let run = |program: &str, args: &[&str]| {
+            let path = bin.join(program);
+            let status = if root {
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(&path)
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+            } else {
+                Command::new(&path)
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+            };
+            assert!(
+                status.map(|s| s.success()).unwrap_or(false),
+                "{program} {args:?} failed"
+            );
+        };
+        if root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(
+                status.success(),
+                "chown the PostgreSQL temp dir to postgres"
+            );
+        }
+        let data_str = data.to_str().expect("utf-8 path").to_owned();
+        run(
+            "initdb",
+            &[
+                "-D",
+                &data_str,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            dir.path().display()
+        );
+        let log = dir.path().join("pg.log");
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data_str,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-w",
+                "start",
+            ],
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            private: Some((dir, bin)),
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some((dir, bin)) = &self.private {
+            let data = dir.path().join("data");
+            let root = Command::new("id")
+                .arg("-u")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+                .unwrap_or(false);
+            let mut cmd = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join("pg_ctl"));
+                c
+            } else {
+                Command::new(bin.join("pg_ctl"))
+            };
+            let _ = cmd
+                .arg("-D")
+                .arg(data)
+                .args(["-m", "immediate", "stop"])
+                .stdout(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn find_postgres_bin() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
