@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use server::calls::{CallService, NoGateway};
 use server::config::Config;
 use server::registry::Registry;
-use server::store::{Store, User};
+use server::store::User;
 
 // The request path allocates many small, short-lived objects (XML tree, headers, response
 // strings); mimalloc handles that pattern markedly better than glibc malloc (BENCHMARKS.md).
@@ -209,7 +209,7 @@ async fn run(
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
-            let store: Arc<dyn Store> = Arc::new(server::open_sqlite(&config)?);
+            let store = server::open_store(&config).await?;
             let node = config.node_name();
             // Nothing this node owned can still be live: a previous process died with it.
             let closed = store
@@ -240,6 +240,19 @@ async fn run(
                 // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
                 None => Arc::new(NoGateway),
             };
+            // Other nodes ask this one to end the calls it owns (PostgreSQL NOTIFY).
+            if let Some(mut requests) = registry.store().hangup_requests() {
+                let calls = Arc::clone(&calls);
+                let me = registry.node().to_owned();
+                tokio::spawn(async move {
+                    while let Ok(request) = requests.recv().await {
+                        if request.node == me {
+                            tracing::info!(call = %request.call_id, "hang-up requested by another node");
+                            calls.hangup(&request.call_id).await;
+                        }
+                    }
+                });
+            }
             let state = server::app_state(&config, registry, calls);
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
@@ -273,7 +286,7 @@ async fn run(
                 eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
                 return Ok(ExitCode::from(2));
             }
-            let store = server::open_sqlite(&config)?;
+            let store = server::open_store(&config).await?;
             let hash = server::auth::hash_password(&password)
                 .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
             store
@@ -287,7 +300,7 @@ async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Create { name, label }) => {
-            let store = server::open_sqlite(&config)?;
+            let store = server::open_store(&config).await?;
             if store.user(&name).await?.is_none() {
                 eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
                 return Ok(ExitCode::from(2));
@@ -303,9 +316,9 @@ async fn run(
             from,
             subject,
         }) => {
-            let store = server::open_sqlite(&config)?;
+            let store = server::open_store(&config).await?;
             match server::voicemail::import(
-                &store,
+                store.as_ref(),
                 &config.server.data_dir,
                 &user,
                 &file,
@@ -325,7 +338,7 @@ async fn run(
             }
         }
         Command::Voicemail(VoicemailCommand::List { user }) => {
-            let store = server::open_sqlite(&config)?;
+            let store = server::open_store(&config).await?;
             for item in store.voicemail_items(&user).await? {
                 println!(
                     "{}\t{:.1}s\t{}\t{}",

@@ -43,6 +43,17 @@ pub struct Config {
     pub gateways: Vec<GatewayConfig>,
     /// `[dialplan]`: which numbers users may dial, and how they are rewritten.
     pub dialplan: crate::dialplan::DialPlanConfig,
+    /// `[store]`: where state lives.
+    pub store: StoreConfig,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres_url`: use PostgreSQL (`postgres://user:password@host:port/db`) instead of the
+    /// embedded SQLite file, so that several nodes share calls. `OPENUM_POSTGRES_URL` overrides.
+    pub postgres_url: Option<String>,
 }
 
 /// `[sip]`.

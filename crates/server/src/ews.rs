@@ -296,7 +296,37 @@ async fn disconnect_phone_call(
         }));
     };
     // Hanging up a call that already ended succeeds and changes nothing (decisions §5).
-    if !record.is_finished() && state.calls.hangup(&record.id).await == Hangup::NotLive {
+    if record.is_finished() {
+        return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+            message: ResponseMessage::success(),
+        }));
+    }
+    // Another node owns the call's signalling: ask it (through the store) and wait briefly for
+    // it to record the end, so the next GetPhoneCallInformation shows it.
+    if record.node != state.node {
+        if state
+            .store
+            .request_hangup(&record.node, &record.id)
+            .await
+            .is_ok()
+        {
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if state
+                    .registry
+                    .get(&record.id)
+                    .await?
+                    .is_some_and(|r| r.is_finished())
+                {
+                    break;
+                }
+            }
+            return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+                message: ResponseMessage::success(),
+            }));
+        }
+    }
+    if state.calls.hangup(&record.id).await == Hangup::NotLive {
         // No engine runs this call (it was never placed here, or its node lost it): the user
         // asked for it to end, so record that.
         state

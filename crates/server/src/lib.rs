@@ -40,6 +40,23 @@ use crate::http::HttpOptions;
 use crate::registry::Registry;
 use crate::store::SqliteStore;
 
+/// Opens the configured store: PostgreSQL when `store.postgres_url` (or `OPENUM_POSTGRES_URL`)
+/// is set, else the embedded SQLite file.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+    let url = std::env::var("OPENUM_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| config.store.postgres_url.clone());
+    match url {
+        Some(url) => Ok(Arc::new(
+            crate::store::PostgresStore::connect(&url)
+                .await
+                .context("cannot connect to PostgreSQL (store.postgres_url)")?,
+        )),
+        None => Ok(Arc::new(open_sqlite(config)?)),
+    }
+}
+
 /// Opens the embedded store under the configured data directory (creating it).
 pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
     let dir = &config.server.data_dir;
