@@ -303,28 +303,27 @@ async fn disconnect_phone_call(
     }
     // Another node owns the call's signalling: ask it (through the store) and wait briefly for
     // it to record the end, so the next GetPhoneCallInformation shows it.
-    if record.node != state.node {
-        if state
+    let routed = record.node != state.node
+        && state
             .store
             .request_hangup(&record.node, &record.id)
             .await
-            .is_ok()
-        {
-            for _ in 0..40 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if state
-                    .registry
-                    .get(&record.id)
-                    .await?
-                    .is_some_and(|r| r.is_finished())
-                {
-                    break;
-                }
+            .is_ok();
+    if routed {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if state
+                .registry
+                .get(&record.id)
+                .await?
+                .is_some_and(|r| r.is_finished())
+            {
+                break;
             }
-            return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
-                message: ResponseMessage::success(),
-            }));
         }
+        return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+            message: ResponseMessage::success(),
+        }));
     }
     if state.calls.hangup(&record.id).await == Hangup::NotLive {
         // No engine runs this call (it was never placed here, or its node lost it): the user
