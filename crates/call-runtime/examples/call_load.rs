@@ -118,6 +118,7 @@ async fn main() {
     let gateway = GatewayConfig {
         uri: "sip:{number}@127.0.0.1:25070".into(),
         max_concurrent_calls: 100_000,
+        calls_per_second: 100_000,
         ring_timeout_secs: 60,
         ..GatewayConfig::default()
     };

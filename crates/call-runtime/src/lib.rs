@@ -53,6 +53,8 @@ struct Inner {
     data_dir: PathBuf,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
+    /// Token bucket of the gateway's calls-per-second cap: (tokens, last refill).
+    rate: Mutex<(f64, std::time::Instant)>,
 }
 
 impl SipCallService {
@@ -64,6 +66,7 @@ impl SipCallService {
         data_dir: PathBuf,
     ) -> Result<Self, SipError> {
         let stack = SipStack::start(sip).await?;
+        let gateway_cps = gateway.calls_per_second;
         tracing::info!(sip = %stack.local_addr(), gateway = %gateway.name, "SIP user agent ready");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -75,6 +78,7 @@ impl SipCallService {
                 data_dir,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
+                rate: Mutex::new((f64::from(gateway_cps), std::time::Instant::now())),
             }),
         })
     }
@@ -123,6 +127,27 @@ impl SipCallService {
         self.inner.stack.shutdown();
     }
 
+    /// Spends one token of the calls-per-second bucket, or says when to retry.
+    fn take_rate_token(&self) -> Result<(), PlaceError> {
+        let cps = f64::from(self.inner.gateway.calls_per_second);
+        let Ok(mut bucket) = self.inner.rate.lock() else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let (tokens, last) = *bucket;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * cps).min(cps);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            let wait_ms = ((1.0 - tokens) / cps * 1000.0).ceil();
+            return Err(PlaceError::OverCapacity(format!(
+                "The calls-per-second cap of gateway {} ({cps}/s) is reached; retry in {wait_ms} ms.",
+                self.inner.gateway.name
+            )));
+        }
+        *bucket = (tokens - 1.0, now);
+        Ok(())
+    }
+
     fn prepared_audio(&self, item_id: &str) -> Result<Arc<PreparedAudio>, String> {
         if let Some(audio) = self
             .inner
@@ -160,6 +185,7 @@ impl CallService for SipCallService {
                 self.inner.gateway.name
             )));
         }
+        self.take_rate_token()?;
         let audio = self
             .prepared_audio(&record.item_id)
             .map_err(PlaceError::Audio)?;

@@ -292,3 +292,42 @@ async fn in_dialog_options_reinvite_and_update_are_answered_and_the_call_goes_on
     );
     h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn admission_caps_refuse_extra_calls_with_a_clear_message() {
+    // Default per-user cap: 3 live calls.
+    let options = Options {
+        audio_seconds: 20.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(h.play("4085551234").await);
+    }
+    let refused = h
+        .ews(&format!(
+            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4085551234</m:DialString></m:PlayOnPhone>",
+            h.item
+        ))
+        .await;
+    let ews_proto::ResponseDocument::Response(r) = refused else {
+        panic!()
+    };
+    let m = r.body.message();
+    assert_eq!(
+        m.response_code,
+        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
+    );
+    assert!(
+        m.message_text.as_deref().unwrap().contains("per-user"),
+        "{m:?}"
+    );
+    // Hanging one up frees a place.
+    assert_eq!(h.disconnect(&ids[0]).await, ResponseCode::NoError);
+    h.wait_for(&ids[0], CALL, ended).await;
+    let fourth = h.play("4085551234").await;
+    for id in ids.iter().skip(1).chain([&fourth]) {
+        h.disconnect(id).await;
+    }
+}

@@ -45,6 +45,27 @@ pub struct Config {
     pub dialplan: crate::dialplan::DialPlanConfig,
     /// `[store]`: where state lives.
     pub store: StoreConfig,
+    /// `[admission]`: concurrency caps.
+    pub admission: AdmissionConfig,
+}
+
+/// `[admission]`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// `max_calls_per_user`: live calls one user may have on this node. Default 3.
+    pub max_calls_per_user: usize,
+    /// `max_calls_per_node`: live calls on this node. Default 2000.
+    pub max_calls_per_node: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            max_calls_per_user: 3,
+            max_calls_per_node: 2000,
+        }
+    }
 }
 
 /// `[store]`.
@@ -118,6 +139,9 @@ pub struct GatewayConfig {
     pub ring_timeout_secs: u64,
     /// `max_concurrent_calls`: calls in progress through this gateway. Default 100.
     pub max_concurrent_calls: usize,
+    /// `calls_per_second`: new calls per second through this gateway (a burst of this many is
+    /// allowed). Default 10.
+    pub calls_per_second: u32,
     /// `headers`: extra headers on every INVITE, as `"Name: value"` strings.
     pub headers: Vec<String>,
     /// `enabled`. Default true.
@@ -137,6 +161,7 @@ impl Default for GatewayConfig {
             password: None,
             ring_timeout_secs: 45,
             max_concurrent_calls: 100,
+            calls_per_second: 10,
             headers: Vec::new(),
             enabled: true,
         }
@@ -276,6 +301,9 @@ impl Config {
             return Err("server.max_concurrent_requests must be at least 1".into());
         }
         crate::dialplan::DialPlan::new(config.dialplan.clone())?;
+        if config.admission.max_calls_per_user == 0 || config.admission.max_calls_per_node == 0 {
+            return Err("admission caps must be at least 1".into());
+        }
         for (i, g) in config.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
                 return Err(format!(
@@ -293,9 +321,9 @@ impl Config {
                     "gateway[{i}].headers: {h:?} is not \"Name: value\""
                 ));
             }
-            if g.ring_timeout_secs == 0 || g.max_concurrent_calls == 0 {
+            if g.ring_timeout_secs == 0 || g.max_concurrent_calls == 0 || g.calls_per_second == 0 {
                 return Err(format!(
-                    "gateway[{i}]: ring_timeout_secs and max_concurrent_calls must be at least 1"
+                    "gateway[{i}]: ring_timeout_secs, max_concurrent_calls and calls_per_second must be at least 1"
                 ));
             }
         }

@@ -16,7 +16,7 @@ use crate::calls::{
     mint_phone_call_id, CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError,
 };
 use crate::dialstring;
-use crate::registry::Registry;
+use crate::registry::{Refused, Registry};
 use crate::store::{Store, StoreError};
 use crate::voicemail::{parse_item_id, ItemIdError};
 
@@ -43,6 +43,8 @@ pub struct AppState {
     pub retention: Duration,
     /// Which numbers may be dialled, and as what.
     pub dial_plan: crate::dialplan::DialPlan,
+    /// Concurrency caps.
+    pub admission: crate::config::AdmissionConfig,
 }
 
 /// An EWS answer: HTTP status and XML body.
@@ -203,7 +205,30 @@ async fn play_on_phone(
         created_at: now_unix(),
         ended_at: None,
     };
-    state.registry.insert(&record).await?;
+    let caps = &state.admission;
+    match state
+        .registry
+        .admit(&record, caps.max_calls_per_user, caps.max_calls_per_node)
+        .await?
+    {
+        Ok(()) => {}
+        Err(refused) => {
+            let text = match refused {
+                Refused::PerUser(n) => {
+                    format!(
+                        "The per-user concurrent-call cap ({n}) is reached; hang up a call first."
+                    )
+                }
+                Refused::PerNode(n) => {
+                    format!("This server's concurrent-call cap ({n}) is reached; try again later.")
+                }
+            };
+            return Ok(play_error(
+                ResponseCode::ErrorUnifiedMessagingRequestFailed,
+                text,
+            ));
+        }
+    }
     if let Err(error) = state.calls.place(&record).await {
         let closed = CallRecord {
             state: CallState::Disconnected,

@@ -78,6 +78,7 @@ pub fn app_state(
     let dial_plan = crate::dialplan::DialPlan::new(config.dialplan.clone()).unwrap_or_default();
     AppState {
         dial_plan,
+        admission: config.admission.clone(),
         auth: Authenticator::new(Arc::clone(&store)),
         node: registry.node().to_owned(),
         store,

@@ -16,6 +16,15 @@ use crate::store::{Store, StoreError};
 const FINISHED_CACHE_SECS: i64 = 300;
 const PRUNE_EVERY: usize = 1024;
 
+/// Which concurrency cap refused a call.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Refused {
+    /// The user's live calls on this node reached the cap.
+    PerUser(usize),
+    /// This node's live calls reached the cap.
+    PerNode(usize),
+}
+
 /// This node's call records.
 pub struct Registry {
     store: Arc<dyn Store>,
@@ -73,6 +82,44 @@ impl Registry {
             }
         }
         Ok(record)
+    }
+
+    /// Records a new call placed by this node if the concurrency caps allow it: at most
+    /// `per_user` live calls for its owner and `per_node` live calls on this node. The check and
+    /// the reservation are one step, so concurrent requests cannot overshoot.
+    pub async fn admit(
+        &self,
+        record: &CallRecord,
+        per_user: usize,
+        per_node: usize,
+    ) -> Result<Result<(), Refused>, StoreError> {
+        {
+            let Ok(mut local) = self.local.write() else {
+                return Err(StoreError::Backend("registry lock poisoned".into()));
+            };
+            let live = local.calls.values().filter(|r| !r.is_finished());
+            let (mut node, mut user) = (0, 0);
+            for r in live {
+                node += 1;
+                if r.owner == record.owner {
+                    user += 1;
+                }
+            }
+            if user >= per_user {
+                return Ok(Err(Refused::PerUser(per_user)));
+            }
+            if node >= per_node {
+                return Ok(Err(Refused::PerNode(per_node)));
+            }
+            local.calls.insert(record.id.clone(), record.clone());
+        }
+        if let Err(e) = self.insert(record).await {
+            if let Ok(mut local) = self.local.write() {
+                local.calls.remove(&record.id);
+            }
+            return Err(e);
+        }
+        Ok(Ok(()))
     }
 
     /// Records a new call placed by this node.
@@ -152,6 +199,35 @@ mod tests {
             store.call("a").await.unwrap().unwrap().state,
             CallState::Connected
         );
+    }
+
+    #[tokio::test]
+    async fn admission_caps_live_calls_per_user_and_per_node() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let registry = Registry::new(store, "n1".into());
+        let mut alice = record("a1", "n1");
+        assert_eq!(registry.admit(&alice, 2, 3).await.unwrap(), Ok(()));
+        alice.id = "a2".into();
+        assert_eq!(registry.admit(&alice, 2, 3).await.unwrap(), Ok(()));
+        alice.id = "a3".into();
+        assert_eq!(
+            registry.admit(&alice, 2, 3).await.unwrap(),
+            Err(Refused::PerUser(2))
+        );
+        let mut bob = record("b1", "n1");
+        bob.owner = "bob".into();
+        assert_eq!(registry.admit(&bob, 2, 3).await.unwrap(), Ok(()));
+        bob.id = "b2".into();
+        assert_eq!(
+            registry.admit(&bob, 2, 3).await.unwrap(),
+            Err(Refused::PerNode(3))
+        );
+        // A finished call frees its place.
+        let mut done = registry.get("a1").await.unwrap().unwrap();
+        done.state = CallState::Disconnected;
+        done.ended_at = Some(now_unix());
+        registry.update(&done).await.unwrap();
+        assert_eq!(registry.admit(&bob, 2, 3).await.unwrap(), Ok(()));
     }
 
     #[tokio::test]
