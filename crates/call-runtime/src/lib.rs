@@ -234,6 +234,17 @@ impl CallService for SipCallService {
         Ok(())
     }
 
+    fn figures(&self) -> server::metrics::CallServiceFigures {
+        let stats = self.inner.media.stats();
+        server::metrics::CallServiceFigures {
+            live_calls: u64::try_from(self.live_calls()).unwrap_or(0),
+            rtp_packets_sent: stats
+                .packets_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     async fn hangup(&self, id: &str) -> Hangup {
         let sender = self
             .inner

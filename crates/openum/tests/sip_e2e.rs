@@ -48,6 +48,30 @@ async fn answered_call_plays_the_message_then_hangs_up_normally() {
     assert_eq!(done.connection_failure_cause, C::None);
     assert_eq!(done.sip_response_code, Some(200));
     h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
+    // 2 s of message and 0.5 s of silence: 125 packets (± the stream's phase), in /metrics.
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("openum_rtp_packets_sent_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!((124..=126).contains(&sent), "{sent} packets");
+    assert!(
+        metrics.contains(r#"openum_calls_ended_total{cause="None"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("openum_calls_started_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

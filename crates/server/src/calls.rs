@@ -159,6 +159,10 @@ pub trait CallService: Send + Sync + 'static {
     async fn place(&self, call: &CallRecord) -> Result<(), PlaceError>;
     /// Ends the call with this id (CANCEL before answer, BYE after).
     async fn hangup(&self, id: &str) -> Hangup;
+    /// Figures for `/metrics` (RTP counters; live calls are counted by the registry).
+    fn figures(&self) -> crate::metrics::CallServiceFigures {
+        crate::metrics::CallServiceFigures::default()
+    }
 }
 
 /// The call service of a node with no SIP gateway configured: it never pretends to dial.

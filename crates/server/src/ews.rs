@@ -58,14 +58,20 @@ pub struct Answer {
 
 /// Handles one SOAP request from authenticated `user`.
 pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
+    let started = std::time::Instant::now();
+    let metrics = state.registry.metrics();
     let envelope = match decode_request(body, state.limits) {
         Ok(envelope) => envelope,
         Err(error) => {
             tracing::info!(%error, "request refused with a SOAP fault");
-            return fault(&error.to_fault());
+            let f = error.to_fault();
+            metrics.request("unknown", f.code.as_str(), started.elapsed());
+            return fault(&f);
         }
     };
+    let operation = envelope.body.operation_name();
     if let Some(f) = check_impersonation(&envelope, user) {
+        metrics.request(operation, f.code.as_str(), started.elapsed());
         return fault(&f);
     }
     let response = match respond(state, user, &envelope.body).await {
@@ -79,6 +85,11 @@ pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
             )
         }
     };
+    let outcome = response
+        .message()
+        .response_code
+        .map_or("NoError", ResponseCode::as_str);
+    metrics.request(operation, outcome, started.elapsed());
     Answer {
         status: 200,
         body: encode_response(&ResponseEnvelope {
@@ -258,6 +269,7 @@ async fn play_on_phone(
         tracing::warn!(%error, call = %closed.id, "call not placed");
         return Ok(play_error(code, text));
     }
+    state.registry.metrics().call_started();
     Ok(Response::PlayOnPhone(PlayOnPhoneResponse {
         message: ResponseMessage::success(),
         phone_call_id: Some(PhoneCallId { id: record.id }),

@@ -85,12 +85,40 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         "/ews/messages.xsd" if get => xml_file(ews_proto::schema::MESSAGES_XSD),
         "/ews/types.xsd" if get => xml_file(ews_proto::schema::TYPES_XSD),
         "/healthz" if get => (StatusCode::OK, "ok\n").into_response(),
-        "/ews/services.wsdl" | "/ews/messages.xsd" | "/ews/types.xsd" | "/healthz" => (
+        "/readyz" if get => ready(&shared).await,
+        "/metrics" if get => {
+            let mut figures = shared.app.calls.figures();
+            figures.live_calls = u64::try_from(shared.app.registry.live_count()).unwrap_or(0);
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                )],
+                shared.app.registry.metrics().render(figures),
+            )
+                .into_response()
+        }
+        "/ews/services.wsdl" | "/ews/messages.xsd" | "/ews/types.xsd" | "/healthz" | "/readyz"
+        | "/metrics" => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, HeaderValue::from_static("GET, HEAD"))],
         )
             .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Ready when the store answers (a gateway is optional: without one the server still answers
+/// EWS, honestly).
+async fn ready(shared: &Shared) -> Response {
+    match shared.app.store.user("").await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
     }
 }
 

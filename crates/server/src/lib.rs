@@ -22,6 +22,7 @@ pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
 pub mod http;
+pub mod metrics;
 pub mod registry;
 pub mod store;
 pub mod voicemail;

@@ -30,6 +30,7 @@ pub struct Registry {
     store: Arc<dyn Store>,
     node: String,
     local: RwLock<Local>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Default)]
@@ -45,7 +46,20 @@ impl Registry {
             store,
             node,
             local: RwLock::new(Local::default()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
+    }
+
+    /// The metrics calls are counted in.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Live calls this node owns.
+    pub fn live_count(&self) -> usize {
+        self.local
+            .read()
+            .map_or(0, |l| l.calls.values().filter(|r| !r.is_finished()).count())
     }
 
     /// The store behind the registry.
@@ -145,6 +159,13 @@ impl Registry {
     pub async fn update(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.store.update_call(record).await?;
         if let Ok(mut local) = self.local.write() {
+            let was_live = local
+                .calls
+                .get(&record.id)
+                .is_some_and(|r| !r.is_finished());
+            if was_live && record.is_finished() {
+                self.metrics.call_ended(record.cause.as_str());
+            }
             if record.node == self.node {
                 local.calls.insert(record.id.clone(), record.clone());
             } else {

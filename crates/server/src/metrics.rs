@@ -1,0 +1,182 @@
+//! Prometheus metrics (`GET /metrics`): EWS requests by operation and outcome, request latency,
+//! calls started and ended by cause, live calls, RTP packets sent.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of an EWS request.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct RequestLabels {
+    /// `PlayOnPhone`, `GetPhoneCallInformation`, `DisconnectPhoneCall`, or `unknown` (faults
+    /// before the operation is known).
+    pub operation: String,
+    /// `NoError`, the error's ResponseCode, or the fault's code.
+    pub outcome: String,
+}
+
+/// Labels of an ended call.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct CauseLabels {
+    /// The ConnectionFailureCause.
+    pub cause: String,
+}
+
+/// Live figures a call service reports at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallServiceFigures {
+    /// Calls in progress.
+    pub live_calls: u64,
+    /// RTP packets sent since start.
+    pub rtp_packets_sent: u64,
+    /// RTP packets the kernel refused.
+    pub rtp_send_errors: u64,
+}
+
+/// The process's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    calls_started: Counter,
+    calls_ended: Family<CauseLabels, Counter>,
+    // Registration needs `&mut Registry`; scrapes build the text under this lock.
+    encode_lock: Mutex<()>,
+}
+
+impl Metrics {
+    /// Counts one EWS request.
+    pub fn request(&self, operation: &str, outcome: &str, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Counts a placed call.
+    pub fn call_started(&self) {
+        self.calls_started.inc();
+    }
+
+    /// Counts an ended call.
+    pub fn call_ended(&self, cause: &str) {
+        self.calls_ended
+            .get_or_create(&CauseLabels {
+                cause: cause.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with the call service's live figures.
+    pub fn render(&self, figures: CallServiceFigures) -> String {
+        let _guard = self.encode_lock.lock();
+        let mut registry = Registry::with_prefix("openum");
+        registry.register(
+            "ews_requests",
+            "EWS requests by operation and outcome (ResponseCode or fault code)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "ews_request_duration_seconds",
+            "Time to answer an EWS request",
+            self.latency.clone(),
+        );
+        registry.register("calls_started", "Calls placed", self.calls_started.clone());
+        registry.register(
+            "calls_ended",
+            "Calls ended, by ConnectionFailureCause",
+            self.calls_ended.clone(),
+        );
+        registry.register(
+            "calls_live",
+            "Calls in progress on this node",
+            ConstGauge::new(i64::try_from(figures.live_calls).unwrap_or(i64::MAX)),
+        );
+        registry.register(
+            "rtp_packets_sent",
+            "RTP packets handed to the kernel",
+            ConstCounter::new(figures.rtp_packets_sent),
+        );
+        registry.register(
+            "rtp_send_errors",
+            "RTP packets the kernel refused (dropped)",
+            ConstCounter::new(figures.rtp_send_errors),
+        );
+        let mut out = String::new();
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Latency buckets: 0.25 ms to ~4 s.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Metrics with the latency histogram's buckets.
+    pub fn new() -> Self {
+        Self {
+            requests: Family::default(),
+            latency: latency_histogram(),
+            calls_started: Counter::default(),
+            calls_ended: Family::default(),
+            encode_lock: Mutex::new(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_live_figures() {
+        let m = Metrics::new();
+        m.request(
+            "GetPhoneCallInformation",
+            "NoError",
+            Duration::from_millis(2),
+        );
+        m.request(
+            "GetPhoneCallInformation",
+            "ErrorInvalidPhoneCallId",
+            Duration::from_millis(1),
+        );
+        m.call_started();
+        m.call_ended("UserBusy");
+        let text = m.render(CallServiceFigures {
+            live_calls: 2,
+            rtp_packets_sent: 150,
+            rtp_send_errors: 0,
+        });
+        for needle in [
+            "openum_ews_requests_total{operation=\"GetPhoneCallInformation\",outcome=\"NoError\"} 1",
+            "openum_ews_request_duration_seconds_count 2",
+            "openum_calls_started_total 1",
+            "openum_calls_ended_total{cause=\"UserBusy\"} 1",
+            "openum_calls_live 2",
+            "openum_rtp_packets_sent_total 150",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+}
