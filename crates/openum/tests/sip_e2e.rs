@@ -204,8 +204,11 @@ async fn disconnect_while_connected_sends_bye() {
 
 #[tokio::test]
 async fn no_response_at_all_is_unavailable_after_timer_b() {
-    // T1 is 100 ms in the harness, so Timer B fires after 6.4 s.
-    let (_h, info) = outcome("0005551234", Options::default()).await;
+    // T1 is 100 ms in the harness, so Timer B fires after 6.4 s. SIPp stays silent for numbers
+    // starting 000, which the dial plan would treat as international: the harness's dial plan
+    // rewrites 7xxxxxxxxx into 000xxxxxxxxx, so this also checks rewriting end to end.
+    let (h, info) = outcome("7005551234", Options::default()).await;
+    assert!(h.sipp_trace().contains("INVITE sip:0000055512"));
     assert_eq!(info.connection_failure_cause, C::Unavailable);
     assert_eq!(info.sip_response_code, Some(408));
 }

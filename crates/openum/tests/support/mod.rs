@@ -159,6 +159,8 @@ impl Harness {
             format!(
                 "[server]\nlisten = \"127.0.0.1:{http_port}\"\ndata_dir = \"{}\"\nnode_name = \"e2e\"\n\
                  [sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n\
+                 [[dialplan.rule]]\ngroup = \"silent\"\nkind = \"national\"\nmask = \"7xxxxxxxxx\"\ndial = \"000xxxxxxxxx\"\n\
+                 [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n\
                  [[gateway]]\nname = \"sipp\"\nuri = \"sip:{{number}}@127.0.0.1:{sipp_port}\"\n\
                  transport = \"{}\"\nring_timeout_secs = {}\n{password}",
                 dir.path().join("data").display(),
