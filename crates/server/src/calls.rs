@@ -88,8 +88,8 @@ impl FailureCause {
     }
 }
 
-/// The durable record of one call.
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// The durable record of one call. Its `Debug` output redacts the dialled number.
+#[derive(Clone, Eq, PartialEq)]
 pub struct CallRecord {
     /// The PhoneCallId, compared as an exact string.
     pub id: String,
@@ -113,6 +113,34 @@ pub struct CallRecord {
     pub created_at: i64,
     /// Unix seconds when it ended.
     pub ended_at: Option<i64>,
+}
+
+impl std::fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Dialled numbers are personal data: only the last two digits are shown.
+        let tail: String = self
+            .dialled
+            .chars()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        f.debug_struct("CallRecord")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("node", &self.node)
+            .field("state", &self.state)
+            .field("cause", &self.cause)
+            .field("sip_code", &self.sip_code)
+            .field("sip_text", &self.sip_text)
+            .field("dialled", &format!("…{tail}"))
+            .field("item_id", &self.item_id)
+            .field("created_at", &self.created_at)
+            .field("ended_at", &self.ended_at)
+            .finish()
+    }
 }
 
 impl CallRecord {

@@ -69,7 +69,7 @@ impl Default for AdmissionConfig {
 }
 
 /// `[store]`.
-#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Default, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres_url`: use PostgreSQL (`postgres://user:password@host:port/db`) instead of the
@@ -115,7 +115,7 @@ pub enum SipTransport {
 }
 
 /// One `[[gateway]]`.
-#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// `name`: for logs and metrics.
@@ -146,6 +146,38 @@ pub struct GatewayConfig {
     pub headers: Vec<String>,
     /// `enabled`. Default true.
     pub enabled: bool,
+}
+
+/// Credentials never reach logs: the password is redacted.
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("name", &self.name)
+            .field("uri", &self.uri)
+            .field("address", &self.address)
+            .field("transport", &self.transport)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ring_timeout_secs", &self.ring_timeout_secs)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("calls_per_second", &self.calls_per_second)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL may carry a password: only its host part is shown.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self
+            .postgres_url
+            .as_deref()
+            .map(|u| u.rsplit_once('@').map_or("<redacted>", |(_, host)| host));
+        f.debug_struct("StoreConfig")
+            .field("postgres_url", &shown)
+            .finish()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -347,6 +379,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example = include_str!("../../../contrib/openum.example.toml");
+        assert_eq!(Config::parse(example).unwrap(), Config::default());
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
     }
@@ -377,6 +415,17 @@ mod tests {
         let err = Config::parse("[[gateway]]\nuri = \"sip:{number}@x\"\ntransport = \"sctp\"\n")
             .unwrap_err();
         assert!(err.contains("transport"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = Config::parse(
+            "[store]\npostgres_url = \"postgres://u:hunter2@db:5432/x\"\n[[gateway]]\nuri = \"sip:{number}@x\"\nusername = \"u\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("db:5432/x"));
     }
 
     #[test]
