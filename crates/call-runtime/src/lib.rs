@@ -242,6 +242,7 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            live_by_state: Vec::new(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
 //! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
 
+mod watch;
+
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,11 +73,14 @@ enum Command {
         /// The number to dial.
         #[arg(long)]
         dial: String,
-        /// Follow the call until it ends, printing each state change.
+        /// Then follow the call until it ends, like `openum watch`.
         #[arg(long)]
         wait: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
-    /// Show a call's state (EWS GetPhoneCallInformation).
+    /// Show a call's state once (EWS GetPhoneCallInformation).
     Status {
         #[command(flatten)]
         endpoint: Endpoint,
@@ -85,26 +90,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a call's state live until it ends: a progress line on a terminal, one line (or
+    /// JSON object) per change otherwise.
+    Watch {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// The PhoneCallId.
+        id: String,
+        /// Print one JSON object per change.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hang up a call (EWS DisconnectPhoneCall).
     Hangup {
         #[command(flatten)]
         endpoint: Endpoint,
         /// The PhoneCallId.
         id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
-/// Where and as whom the call commands talk EWS.
+/// Where and as whom the call commands talk EWS: flags, then the environment, then the
+/// `[client]` section of the configuration file.
 #[derive(Debug, clap::Args)]
 struct Endpoint {
-    /// The EWS endpoint.
-    #[arg(
-        long,
-        env = "OPENUM_URL",
-        default_value = "http://127.0.0.1:8080/EWS/Exchange.asmx"
-    )]
-    url: String,
-    /// User for Basic authentication (password from OPENUM_PASSWORD).
+    /// The EWS endpoint [default: http://127.0.0.1:8080/EWS/Exchange.asmx].
+    #[arg(long, env = "OPENUM_URL")]
+    url: Option<String>,
+    /// User for Basic authentication (password from OPENUM_PASSWORD or the config file).
     #[arg(long, env = "OPENUM_USER")]
     user: Option<String>,
 }
@@ -355,8 +371,9 @@ async fn run(
             item,
             dial,
             wait,
+            json,
         } => {
-            let client = match ews_client(&endpoint) {
+            let client = match ews_client(&endpoint, &config) {
                 Ok(client) => client,
                 Err(code) => return Ok(code),
             };
@@ -364,60 +381,55 @@ async fn run(
                 Ok(id) => id,
                 Err(error) => return Ok(client_failure(&error)),
             };
-            println!("{id}");
-            if !wait {
-                return Ok(ExitCode::SUCCESS);
+            if json {
+                println!("{{\"phone_call_id\":{id:?}}}");
+            } else {
+                println!("{id}");
             }
-            let mut last = String::new();
-            loop {
-                let info = match client.get_phone_call_information(&id).await {
-                    Ok(info) => info,
-                    Err(error) => return Ok(client_failure(&error)),
-                };
-                let line = describe(&info);
-                if line != last {
-                    eprintln!("{line}");
-                    last = line;
-                }
-                if info.phone_call_state == ews_proto::PhoneCallState::Disconnected {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            if wait {
+                return Ok(watch::follow(&client, &id, json).await);
             }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { endpoint, id, json } => {
-            let client = match ews_client(&endpoint) {
+            let client = match ews_client(&endpoint, &config) {
                 Ok(client) => client,
                 Err(code) => return Ok(code),
             };
             match client.get_phone_call_information(&id).await {
-                Ok(info) if json => {
-                    println!(
-                        "{{\"state\":\"{}\",\"cause\":\"{}\",\"sip_code\":{},\"sip_text\":{}}}",
-                        info.phone_call_state.as_str(),
-                        info.connection_failure_cause.as_str(),
-                        info.sip_response_code
-                            .map_or("null".into(), |c| c.to_string()),
-                        info.sip_response_text
-                            .as_deref()
-                            .map_or("null".into(), |t| format!("{t:?}")),
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
                 Ok(info) => {
-                    println!("{}", describe(&info));
+                    println!(
+                        "{}",
+                        if json {
+                            watch::json(&info)
+                        } else {
+                            watch::describe(&info)
+                        }
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => Ok(client_failure(&error)),
             }
         }
-        Command::Hangup { endpoint, id } => {
-            let client = match ews_client(&endpoint) {
+        Command::Watch { endpoint, id, json } => {
+            let client = match ews_client(&endpoint, &config) {
+                Ok(client) => client,
+                Err(code) => return Ok(code),
+            };
+            Ok(watch::follow(&client, &id, json).await)
+        }
+        Command::Hangup { endpoint, id, json } => {
+            let client = match ews_client(&endpoint, &config) {
                 Ok(client) => client,
                 Err(code) => return Ok(code),
             };
             match client.disconnect_phone_call(&id).await {
-                Ok(()) => Ok(ExitCode::SUCCESS),
+                Ok(()) => {
+                    if json {
+                        println!("{{\"response_code\":\"NoError\"}}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
                 Err(error) => Ok(client_failure(&error)),
             }
         }
@@ -432,47 +444,45 @@ async fn run(
 }
 
 /// The EWS client for the call commands, or the exit code of a usage error.
-fn ews_client(endpoint: &Endpoint) -> Result<client::Client, ExitCode> {
-    let auth = match (std::env::var("OPENUM_TOKEN").ok(), &endpoint.user) {
-        (Some(token), _) if !token.is_empty() => client::Auth::Bearer(token),
-        (_, Some(user)) => client::Auth::Basic {
-            user: user.clone(),
-            password: std::env::var("OPENUM_PASSWORD").unwrap_or_default(),
+fn ews_client(endpoint: &Endpoint, config: &Config) -> Result<client::Client, ExitCode> {
+    let file = &config.client;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let url = endpoint
+        .url
+        .clone()
+        .or_else(|| file.url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080/EWS/Exchange.asmx".into());
+    let token = env("OPENUM_TOKEN").or_else(|| file.token.clone());
+    let user = endpoint.user.clone().or_else(|| file.user.clone());
+    let auth = match (token, user) {
+        (Some(token), _) => client::Auth::Bearer(token),
+        (None, Some(user)) => client::Auth::Basic {
+            user,
+            password: env("OPENUM_PASSWORD")
+                .or_else(|| file.password.clone())
+                .unwrap_or_default(),
         },
-        _ => {
-            eprintln!("openum: give --user (with OPENUM_PASSWORD) or set OPENUM_TOKEN");
+        (None, None) => {
+            eprintln!(
+                "openum: give --user (with OPENUM_PASSWORD), set OPENUM_TOKEN, or fill [client] in the config file"
+            );
             return Err(ExitCode::from(2));
         }
     };
-    client::Client::new(endpoint.url.clone(), auth).map_err(|error| {
+    client::Client::new(url, auth).map_err(|error| {
         eprintln!("openum: {error}");
         ExitCode::FAILURE
     })
 }
 
 /// Prints a client error and picks the documented exit code.
-fn client_failure(error: &client::Error) -> ExitCode {
+pub(crate) fn client_failure(error: &client::Error) -> ExitCode {
     eprintln!("openum: {error}");
     match error {
         client::Error::Unauthorized => ExitCode::from(4),
         client::Error::Fault(_) | client::Error::Response { .. } => ExitCode::from(3),
         _ => ExitCode::FAILURE,
     }
-}
-
-fn describe(info: &ews_proto::PhoneCallInformation) -> String {
-    let mut line = format!(
-        "{} {}",
-        info.phone_call_state.as_str(),
-        info.connection_failure_cause.as_str()
-    );
-    if let Some(code) = info.sip_response_code {
-        line.push_str(&format!(" {code}"));
-    }
-    if let Some(text) = &info.sip_response_text {
-        line.push_str(&format!(" {text}"));
-    }
-    line
 }
 
 fn unix_now() -> i64 {

@@ -166,11 +166,17 @@ async fn cli_call_status_hangup_and_exit_codes() {
         )
     });
     assert_eq!(code, 0, "{err}");
-    let id = out.trim().to_owned();
-    assert!(!id.is_empty() && out.lines().count() == 1, "{out}");
-    for state in ["Alerted", "Connected", "Disconnected None 200"] {
-        assert!(err.contains(state), "{err}");
-    }
+    // Not a terminal: the id, then one line per state change.
+    let mut lines = out.lines();
+    let id = lines.next().unwrap().to_owned();
+    let states: Vec<&str> = lines.collect();
+    assert!(states.iter().any(|l| l.starts_with("Alerted")), "{out}");
+    assert!(states.iter().any(|l| l.starts_with("Connected")), "{out}");
+    assert_eq!(
+        states.last(),
+        Some(&"Disconnected None 200 OK"),
+        "{out}\n{err}"
+    );
     let (code, json, _) =
         tokio::task::block_in_place(|| cli(hh, &["status", &id, "--json"], PASSWORD));
     assert_eq!(code, 0);
@@ -182,12 +188,53 @@ async fn cli_call_status_hangup_and_exit_codes() {
     let (_, busy, _) = tokio::task::block_in_place(|| {
         cli(
             hh,
-            &["call", "--item", &item, "--dial", "4865551234", "--wait"],
+            &["call", "--item", &item, "--dial", "4865551234"],
             PASSWORD,
         )
     });
-    let (_, text, _) = tokio::task::block_in_place(|| cli(hh, &["status", busy.trim()], PASSWORD));
+    let busy = busy.trim().to_owned();
+    // watch --json: one JSON object per change, ending with the final state.
+    let (code, watched, _) =
+        tokio::task::block_in_place(|| cli(hh, &["watch", &busy, "--json"], PASSWORD));
+    assert_eq!(code, 0);
+    assert_eq!(
+        watched.lines().last(),
+        Some(
+            r#"{"state":"Disconnected","cause":"UserBusy","sip_code":486,"sip_text":"Busy Here"}"#
+        ),
+        "{watched}"
+    );
+    let (_, text, _) = tokio::task::block_in_place(|| cli(hh, &["status", &busy], PASSWORD));
     assert_eq!(text.trim(), "Disconnected UserBusy 486 Busy Here");
+    let (code, out, _) =
+        tokio::task::block_in_place(|| cli(hh, &["hangup", &busy, "--json"], PASSWORD));
+    assert_eq!((code, out.trim()), (0, r#"{"response_code":"NoError"}"#));
+    // Credentials from the config file's [client] section.
+    let file = hh.dir.path().join("client.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[client]\nurl = \"{}/EWS/Exchange.asmx\"\nuser = \"alice\"\npassword = \"{PASSWORD}\"\n",
+            hh.base
+        ),
+    )
+    .unwrap();
+    let out = Command::new(openum_bin())
+        .arg("--config")
+        .arg(&file)
+        .args(["status", &busy])
+        .env_remove("OPENUM_URL")
+        .env_remove("OPENUM_USER")
+        .env_remove("OPENUM_PASSWORD")
+        .env_remove("OPENUM_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Error classes → exit codes.
     let (code, _, err) =
         tokio::task::block_in_place(|| cli(hh, &["hangup", "no-such-call"], PASSWORD));

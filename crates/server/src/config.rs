@@ -47,6 +47,35 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[admission]`: concurrency caps.
     pub admission: AdmissionConfig,
+    /// `[client]`: defaults for `openum call/status/watch/hangup`.
+    pub client: ClientConfig,
+}
+
+/// `[client]`: where and as whom the `openum` call commands talk EWS (flags and `OPENUM_URL`,
+/// `OPENUM_USER`, `OPENUM_PASSWORD`, `OPENUM_TOKEN` take precedence).
+#[derive(Clone, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `url`: the EWS endpoint.
+    pub url: Option<String>,
+    /// `user` for Basic authentication.
+    pub user: Option<String>,
+    /// `password` for Basic authentication.
+    pub password: Option<String>,
+    /// `token` for Bearer authentication.
+    pub token: Option<String>,
+}
+
+/// Credentials never reach logs.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[admission]`.

@@ -88,7 +88,12 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         "/readyz" if get => ready(&shared).await,
         "/metrics" if get => {
             let mut figures = shared.app.calls.figures();
-            figures.live_calls = u64::try_from(shared.app.registry.live_count()).unwrap_or(0);
+            let by_state = shared.app.registry.live_by_state();
+            figures.live_calls = by_state.iter().map(|(_, n)| *n as u64).sum();
+            figures.live_by_state = by_state
+                .into_iter()
+                .map(|(state, n)| (state.as_str(), n as u64))
+                .collect();
             (
                 [(
                     header::CONTENT_TYPE,

@@ -8,7 +8,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -29,8 +29,15 @@ pub struct CauseLabels {
     pub cause: String,
 }
 
+/// Labels of live calls.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct StateLabels {
+    /// The PhoneCallState.
+    pub state: String,
+}
+
 /// Live figures a call service reports at scrape time.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CallServiceFigures {
     /// Calls in progress.
     pub live_calls: u64,
@@ -38,6 +45,8 @@ pub struct CallServiceFigures {
     pub rtp_packets_sent: u64,
     /// RTP packets the kernel refused.
     pub rtp_send_errors: u64,
+    /// Live calls by state (filled in by the server from its registry).
+    pub live_by_state: Vec<(&'static str, u64)>,
 }
 
 /// The process's metrics.
@@ -101,6 +110,19 @@ impl Metrics {
             "calls_live",
             "Calls in progress on this node",
             ConstGauge::new(i64::try_from(figures.live_calls).unwrap_or(i64::MAX)),
+        );
+        let by_state = Family::<StateLabels, Gauge>::default();
+        for (state, n) in &figures.live_by_state {
+            by_state
+                .get_or_create(&StateLabels {
+                    state: (*state).to_owned(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        registry.register(
+            "calls_by_state",
+            "Calls in progress on this node, by PhoneCallState",
+            by_state,
         );
         registry.register(
             "rtp_packets_sent",
@@ -167,6 +189,7 @@ mod tests {
             live_calls: 2,
             rtp_packets_sent: 150,
             rtp_send_errors: 0,
+            live_by_state: vec![("Alerted", 1), ("Connected", 1)],
         });
         for needle in [
             "openum_ews_requests_total{operation=\"GetPhoneCallInformation\",outcome=\"NoError\"} 1",
@@ -175,6 +198,7 @@ mod tests {
             "openum_calls_ended_total{cause=\"UserBusy\"} 1",
             "openum_calls_live 2",
             "openum_rtp_packets_sent_total 150",
+            "openum_calls_by_state{state=\"Alerted\"} 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

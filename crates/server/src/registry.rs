@@ -55,11 +55,28 @@ impl Registry {
         &self.metrics
     }
 
+    /// Live calls this node owns, by state.
+    pub fn live_by_state(&self) -> Vec<(crate::calls::CallState, usize)> {
+        use crate::calls::CallState;
+        let mut counts = [
+            (CallState::Idle, 0),
+            (CallState::Connecting, 0),
+            (CallState::Alerted, 0),
+            (CallState::Connected, 0),
+        ];
+        if let Ok(local) = self.local.read() {
+            for r in local.calls.values() {
+                if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == r.state) {
+                    slot.1 += 1;
+                }
+            }
+        }
+        counts.to_vec()
+    }
+
     /// Live calls this node owns.
     pub fn live_count(&self) -> usize {
-        self.local
-            .read()
-            .map_or(0, |l| l.calls.values().filter(|r| !r.is_finished()).count())
+        self.live_by_state().iter().map(|(_, n)| n).sum()
     }
 
     /// The store behind the registry.
