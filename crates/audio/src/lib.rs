@@ -181,32 +181,10 @@ fn wav_codec_name(bytes: &[u8]) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    /// A PCM WAV built in memory (no fixture files needed).
-    fn wav(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
-        let data_len = (samples.len() * 2) as u32;
-        let mut v = Vec::new();
-        v.extend_from_slice(b"RIFF");
-        v.extend_from_slice(&(36 + data_len).to_le_bytes());
-        v.extend_from_slice(b"WAVEfmt ");
-        v.extend_from_slice(&16u32.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&channels.to_le_bytes());
-        v.extend_from_slice(&rate.to_le_bytes());
-        v.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
-        v.extend_from_slice(&(channels * 2).to_le_bytes());
-        v.extend_from_slice(&16u16.to_le_bytes());
-        v.extend_from_slice(b"data");
-        v.extend_from_slice(&data_len.to_le_bytes());
-        for s in samples {
-            v.extend_from_slice(&s.to_le_bytes());
-        }
-        v
-    }
+    use testkit::pcm_wav as wav;
 
     fn tone(rate: u32, hz: f32, seconds: f32) -> Vec<i16> {
-        (0..(rate as f32 * seconds) as usize)
-            .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 12000.0) as i16)
-            .collect()
+        testkit::tone(rate, hz, seconds, 12000.0)
     }
 
     /// Dominant frequency by counting zero crossings.

@@ -23,23 +23,9 @@ use server::config::{GatewayConfig, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
 
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    Duration::from_millis((f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) * 10)
-}
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4
-}
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+use proc_stats::{cpu_time, rss_kib};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -83,30 +69,8 @@ async fn main() {
         .await
         .unwrap();
     let wav = dir.path().join("long.wav");
-    {
-        let rate = 8000u32;
-        let samples: Vec<i16> = (0..rate as usize * 120)
-            .map(|i| ((i as f32 * 0.345).sin() * 8000.0) as i16)
-            .collect();
-        let mut v = Vec::new();
-        let data_len = (samples.len() * 2) as u32;
-        v.extend_from_slice(b"RIFF");
-        v.extend_from_slice(&(36 + data_len).to_le_bytes());
-        v.extend_from_slice(b"WAVEfmt ");
-        v.extend_from_slice(&16u32.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&rate.to_le_bytes());
-        v.extend_from_slice(&(rate * 2).to_le_bytes());
-        v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&16u16.to_le_bytes());
-        v.extend_from_slice(b"data");
-        v.extend_from_slice(&data_len.to_le_bytes());
-        for s in samples {
-            v.extend_from_slice(&s.to_le_bytes());
-        }
-        std::fs::write(&wav, v).unwrap();
-    }
+    let samples = testkit::tone(8000, 440.0, 120.0, 8000.0);
+    std::fs::write(&wav, testkit::pcm_wav(8000, 1, &samples)).unwrap();
     let item = server::voicemail::import(store.as_ref(), dir.path(), "bench", &wav, "", "")
         .await
         .unwrap();

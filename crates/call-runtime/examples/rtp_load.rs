@@ -35,20 +35,9 @@ struct Result {
     errors: u64,
 }
 
-fn cpu_time() -> Duration {
-    // utime + stime of the whole process, in clock ticks (100 Hz on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
-}
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4
-}
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+use proc_stats::{cpu_time, rss_kib};
 
 fn plan(remote: SocketAddr) -> MediaPlan {
     MediaPlan {

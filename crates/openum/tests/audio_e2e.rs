@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{openum, openum_bin, PASSWORD};
@@ -32,24 +32,7 @@ fn chirp_wav(path: &Path) {
             (phase.sin() * envelope * 12000.0) as i16
         })
         .collect();
-    let data_len = (samples.len() * 2) as u32;
-    let mut v = Vec::new();
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&(36 + data_len).to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&rate.to_le_bytes());
-    v.extend_from_slice(&(rate * 2).to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&16u16.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        v.extend_from_slice(&s.to_le_bytes());
-    }
-    std::fs::write(path, v).unwrap();
+    std::fs::write(path, testkit::pcm_wav(rate, 1, &samples)).unwrap();
 }
 
 /// Best normalised cross-correlation of `got` against `reference` over lags 0..max_lag.
@@ -116,20 +99,6 @@ fn read_pcap(path: &Path) -> Vec<Packet> {
     out
 }
 
-struct Killer(Vec<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +131,7 @@ async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
     )
     .unwrap();
     std::fs::write(phone.join("contacts"), "").unwrap();
-    let mut children = Killer(Vec::new());
+    let mut children = support::Processes(Vec::new());
     children.0.push(
         Command::new("timeout")
             .args(["120", "baresip", "-f"])

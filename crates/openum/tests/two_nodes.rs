@@ -9,26 +9,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
-use support::{openum, openum_bin, peers_dir, tone_wav, PASSWORD};
-
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
+use support::{openum, openum_bin, peers_dir, tone_wav, Processes, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {

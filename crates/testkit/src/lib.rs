@@ -402,3 +402,33 @@ fn find_postgres_bin() -> Option<PathBuf> {
     candidates.sort();
     candidates.pop()
 }
+
+/// A 16-bit PCM WAV file (interleaved `samples`), for audio fixtures made in tests.
+pub fn pcm_wav(rate: u32, channels: u16, samples: &[i16]) -> Vec<u8> {
+    let data_len = u32::try_from(samples.len() * 2).expect("fixture fits a WAV");
+    let mut v = Vec::with_capacity(44 + samples.len() * 2);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    v.extend_from_slice(&(channels * 2).to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
+}
+
+/// `seconds` of a sine tone at `hz`, 16-bit, at `rate`.
+pub fn tone(rate: u32, hz: f32, seconds: f32, amplitude: f32) -> Vec<i16> {
+    let n = (rate as f32 * seconds) as usize;
+    (0..n)
+        .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * amplitude) as i16)
+        .collect()
+}

@@ -69,28 +69,23 @@ pub fn openum_bin() -> &'static str {
 
 /// A mono 8 kHz PCM WAV of a 440 Hz tone, `seconds` long.
 pub fn tone_wav(path: &Path, seconds: f32) {
-    let rate = 8000u32;
-    let samples: Vec<i16> = (0..(rate as f32 * seconds) as usize)
-        .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 10000.0) as i16)
-        .collect();
-    let data_len = (samples.len() * 2) as u32;
-    let mut v = Vec::new();
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&(36 + data_len).to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes());
-    v.extend_from_slice(&rate.to_le_bytes());
-    v.extend_from_slice(&(rate * 2).to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&16u16.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        v.extend_from_slice(&s.to_le_bytes());
+    let samples = testkit::tone(8000, 440.0, seconds, 10000.0);
+    std::fs::write(path, testkit::pcm_wav(8000, 1, &samples)).unwrap();
+}
+
+/// Child processes stopped with SIGTERM (which coreutils `timeout` passes on) when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
     }
-    std::fs::write(path, v).unwrap();
 }
 
 pub fn peers_dir() -> PathBuf {
