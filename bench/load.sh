@@ -19,14 +19,6 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 echo 'bench-password' | "$bin" --data-dir "$work" user add bench --password-stdin
-call_id=benchcall
-python3 - "$work/openum.db" "$call_id" <<'PY'
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1])
-db.execute("INSERT INTO calls (id, owner, node, state, cause, sip_code, sip_text, dialled, item_id, created_at, ended_at) VALUES (?, 'bench', 'bench', 'Connected', 'None', 200, 'OK', '5551212', 'x', ?, NULL)", (sys.argv[2], int(time.time())))
-db.commit()
-PY
-
 # The call belongs to this node (node_name = "bench"), as a call placed through it would.
 printf '[server]\nnode_name = "bench"\nlisten = "127.0.0.1:18180"\n' >"$work/openum.toml"
 "$bin" --config "$work/openum.toml" --data-dir "$work" serve 2>"$work/openum.log" & pids+=($!)
@@ -34,6 +26,16 @@ target/release/examples/bare_hyper 127.0.0.1:18181 2>/dev/null & pids+=($!)
 for port in 18180 18181; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 done
+
+# A live call of this node, recorded after start-up (one recorded before start-up would be an
+# orphan of a previous run, which openum rightly closes as Disconnected/Other).
+call_id=benchcall
+python3 - "$work/openum.db" "$call_id" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO calls (id, owner, node, state, cause, sip_code, sip_text, dialled, item_id, created_at, ended_at) VALUES (?, 'bench', 'bench', 'Connected', 'None', 200, 'OK', '5551212', 'x', ?, NULL)", (sys.argv[2], int(time.time())))
+db.commit()
+PY
 
 export OPENUM_BENCH_AUTH="Basic $(printf 'bench:bench-password' | base64)"
 export OPENUM_BENCH_CALL=$call_id

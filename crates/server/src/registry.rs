@@ -103,10 +103,16 @@ impl Registry {
         }
         let record = self.store.call(id).await?;
         // Only this node writes its own calls, so what the store holds for them is current and
-        // can be cached (this also warms the cache after a restart).
+        // can be cached (this also warms the cache after a restart). Finished calls are cached
+        // too — clients keep polling them — until they age out of the cache window.
+        let fresh = |r: &&CallRecord| {
+            r.ended_at
+                .is_none_or(|ended| ended + FINISHED_CACHE_SECS >= now_unix())
+        };
         if let Some(r) = record
             .as_ref()
-            .filter(|r| r.node == self.node && !r.is_finished())
+            .filter(|r| r.node == self.node)
+            .filter(fresh)
         {
             if let Ok(mut local) = self.local.write() {
                 local.calls.insert(r.id.clone(), r.clone());
@@ -266,6 +272,22 @@ mod tests {
         done.ended_at = Some(now_unix());
         registry.update(&done).await.unwrap();
         assert_eq!(registry.admit(&bob, 2, 3).await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn finished_calls_of_this_node_are_served_from_memory() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+        let registry = Registry::new(Arc::clone(&store), "n1".into());
+        let mut done = record("f", "n1");
+        done.state = CallState::Disconnected;
+        done.ended_at = Some(now_unix());
+        store.insert_call(&done).await.unwrap();
+        assert_eq!(registry.get("f").await.unwrap().unwrap(), done);
+        // A write behind the registry's back is not seen: the read came from memory.
+        let mut changed = done.clone();
+        changed.sip_code = Some(999);
+        store.update_call(&changed).await.unwrap();
+        assert_eq!(registry.get("f").await.unwrap().unwrap(), done);
     }
 
     #[tokio::test]
