@@ -57,18 +57,24 @@ impl SipStack {
     pub async fn start(config: &SipConfig) -> Result<Self, SipError> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
-            .await
-            .map_err(|e| SipError::Bind(format!("UDP {}: {e}", config.listen)))?;
-        let local: SocketAddr = udp
+        let udp = UdpConnection::create_connection(
+            config.listen,
+            config.public_address,
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(|e| SipError::Bind(format!("UDP {}: {e}", config.listen)))?;
+        let bound: SocketAddr = udp
             .get_addr()
             .addr
             .to_string()
             .parse()
             .map_err(|e| SipError::Bind(format!("local address: {e}")))?;
+        // What gateways see: the configured public address, else what was bound.
+        let local = config.public_address.unwrap_or(bound);
         transport.add_transport(udp.into());
         // TCP listens on the same port as UDP, so a gateway can reach us either way.
-        match TcpListenerConnection::new(local, None).await {
+        match TcpListenerConnection::new(bound, config.public_address).await {
             Ok(tcp) => transport.add_transport(tcp.into()),
             Err(e) => tracing::warn!(error = %e, %local, "SIP over TCP not listening"),
         }

@@ -113,6 +113,9 @@ pub struct SipConfig {
     /// `listen`: address for SIP over UDP and TCP (Contact and Via use it). Default
     /// `127.0.0.1:5060`.
     pub listen: SocketAddr,
+    /// `public_address`: the address gateways reach this node at (Via, Contact, default From),
+    /// when `listen` is a wildcard or behind NAT. Default: `listen`.
+    pub public_address: Option<SocketAddr>,
     /// `rtp_address`: local address RTP is sent from and advertised in SDP. Default `127.0.0.1`.
     pub rtp_address: std::net::IpAddr,
     /// `t1_ms`: RFC 3261 T1 (Timer B = 64·T1). Default 500.
@@ -125,6 +128,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            public_address: None,
             rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
             t1_ms: 500,
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
@@ -365,6 +369,24 @@ impl Config {
         if config.admission.max_calls_per_user == 0 || config.admission.max_calls_per_node == 0 {
             return Err("admission caps must be at least 1".into());
         }
+        if config.sip.listen.ip().is_unspecified() && config.sip.public_address.is_none() {
+            return Err(format!(
+                "sip.listen is {} (every interface): set sip.public_address to the address gateways reach this node at",
+                config.sip.listen
+            ));
+        }
+        if config
+            .sip
+            .public_address
+            .is_some_and(|a| a.ip().is_unspecified())
+        {
+            return Err("sip.public_address must be a concrete address, not a wildcard".into());
+        }
+        if config.sip.rtp_address.is_unspecified() {
+            return Err(
+                "sip.rtp_address must be a concrete address: it is advertised in SDP".into(),
+            );
+        }
         for (i, g) in config.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
                 return Err(format!(
@@ -455,6 +477,18 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("db:5432/x"));
+    }
+
+    #[test]
+    fn wildcard_sip_addresses_need_a_public_address() {
+        let err = Config::parse("[sip]\nlisten = \"0.0.0.0:5060\"\n").unwrap_err();
+        assert!(err.contains("sip.public_address"), "{err}");
+        assert!(Config::parse(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_address = \"192.0.2.10:5060\"\n"
+        )
+        .is_ok());
+        let err = Config::parse("[sip]\nrtp_address = \"0.0.0.0\"\n").unwrap_err();
+        assert!(err.contains("sip.rtp_address"), "{err}");
     }
 
     #[test]
