@@ -261,10 +261,19 @@ async fn run(
                 let calls = Arc::clone(&calls);
                 let me = registry.node().to_owned();
                 tokio::spawn(async move {
-                    while let Ok(request) = requests.recv().await {
-                        if request.node == me {
-                            tracing::info!(call = %request.call_id, "hang-up requested by another node");
-                            calls.hangup(&request.call_id).await;
+                    use tokio::sync::broadcast::error::RecvError;
+                    loop {
+                        match requests.recv().await {
+                            Ok(request) if request.node == me => {
+                                tracing::info!(call = %request.call_id, "hang-up requested by another node");
+                                calls.hangup(&request.call_id).await;
+                            }
+                            Ok(_) => {}
+                            // A burst outran this task: keep listening for the next ones.
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::warn!(missed, "hang-up requests were dropped");
+                            }
+                            Err(RecvError::Closed) => break,
                         }
                     }
                 });
