@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{openum, openum_bin, PASSWORD};
+use support::{add_user_with_message, openum_bin, PASSWORD};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
@@ -179,29 +179,9 @@ async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
         ),
     )
     .unwrap();
-    assert!(
-        openum(
-            &config,
-            &["user", "add", "alice", "--password-stdin"],
-            Some(PASSWORD)
-        )
-        .0
-    );
     let wav = dir.path().join("chirp.wav");
     chirp_wav(&wav);
-    let (ok, item, err) = openum(
-        &config,
-        &[
-            "voicemail",
-            "import",
-            "--user",
-            "alice",
-            wav.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
-    let item = item.trim().to_owned();
+    let item = add_user_with_message(&config, "alice", &wav);
     children.0.push(
         Command::new(openum_bin())
             .arg("--config")

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
-use support::{openum, openum_bin, peers_dir, tone_wav, Processes, PASSWORD};
+use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, Processes, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
@@ -64,28 +64,9 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
     let (c1, c2) = (config(1), config(2));
     let tag = format!("n{}", std::process::id());
     let user = format!("{tag}-alice");
-    assert!(
-        openum(
-            &c1,
-            &["user", "add", &user, "--password-stdin"],
-            Some(PASSWORD)
-        )
-        .0
-    );
     let wav = dir.path().join("m.wav");
     tone_wav(&wav, 20.0);
-    let (ok, item, err) = openum(
-        &c1,
-        &[
-            "voicemail",
-            "import",
-            "--user",
-            &user,
-            wav.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    let item = add_user_with_message(&c1, &user, &wav);
     for (n, c) in [(1, &c1), (2, &c2)] {
         let log = std::fs::File::create(dir.path().join(format!("node{n}.log"))).unwrap();
         procs.0.push(

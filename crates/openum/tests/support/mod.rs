@@ -88,6 +88,24 @@ impl Drop for Processes {
     }
 }
 
+/// `openum user add USER` (password [`PASSWORD`]) and `openum voicemail import` of `wav` for
+/// that user, through the binary; returns the ItemId it printed.
+pub fn add_user_with_message(config: &Path, user: &str, wav: &Path) -> String {
+    let (ok, _, err) = openum(
+        config,
+        &["user", "add", user, "--password-stdin"],
+        Some(PASSWORD),
+    );
+    assert!(ok, "user add failed: {err}");
+    let (ok, item, err) = openum(
+        config,
+        &["voicemail", "import", "--user", user, wav.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "voicemail import failed: {err}");
+    item.trim().to_owned()
+}
+
 pub fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
 }
@@ -164,26 +182,9 @@ impl Harness {
             ),
         )
         .unwrap();
-        let (ok, _, err) = openum(
-            &config,
-            &["user", "add", "alice", "--password-stdin"],
-            Some(PASSWORD),
-        );
-        assert!(ok, "user add failed: {err}");
         let wav = dir.path().join("message.wav");
         tone_wav(&wav, options.audio_seconds);
-        let (ok, item, err) = openum(
-            &config,
-            &[
-                "voicemail",
-                "import",
-                "--user",
-                "alice",
-                wav.to_str().unwrap(),
-            ],
-            None,
-        );
-        assert!(ok, "voicemail import failed: {err}");
+        let item = add_user_with_message(&config, "alice", &wav);
         let openum = spawn_serve(&config, dir.path());
         let base = format!("http://127.0.0.1:{http_port}");
         let http = reqwest::Client::new();
@@ -193,7 +194,7 @@ impl Harness {
             config,
             http,
             base,
-            item: item.trim().to_owned(),
+            item,
             sipp_messages,
             sipp_port,
             openum,
