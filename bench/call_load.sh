@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 secs=${1:-10}; shift || true
 ns=("$@"); [ ${#ns[@]} -gt 0 ] || ns=(200 1000 2000)
-cargo build --release -q -p openum-call-runtime --example call_load --example rtp_load
+cargo build --release -q -p openum-server --example call_load && cargo build --release -q -p openum-call-runtime --example rtp_load
 echo "## calls through SIP to SIPp"
 target/release/examples/call_load "$secs" "${ns[@]}"
 echo

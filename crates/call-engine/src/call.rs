@@ -1,45 +1,42 @@
 //! The call state machine: one outbound Play-on-Phone call, from "dialling" to "disconnected".
 //!
 //! Sans-I/O: SIP dialogue events, user requests and time are inputs; commands for the SIP and
-//! media layers and status records are outputs. The drive contract: after every input, drain
-//! [`Call::poll_output`] until it returns `None`, then arm a timer for [`Call::poll_timeout`] and
-//! call [`Call::handle_timeout`] when it fires.
+//! media layers and status records are outputs.
+//!
+//! # The drive contract
+//!
+//! - Create the call when its INVITE is sent: [`Call::new`], or [`Call::with_auth`] when the
+//!   gateway has credentials (the [`DigestAuth`] carries them, the Request-URI, and the random
+//!   client nonces — the engine draws no randomness).
+//! - After every input ([`Call::handle_sip`], [`Call::hang_up`], [`Call::handle_timeout`]), drain
+//!   [`Call::poll_output`] until it returns `None`, then arm a timer for [`Call::poll_timeout`] and
+//!   call [`Call::handle_timeout`] when it fires.
+//! - Report every final response to the INVITE: a 401/407 carrying digest challenges as
+//!   [`SipEvent::Challenged`] (never answer it yourself), any other non-2xx as
+//!   [`SipEvent::Rejected`].
+//! - Execute each [`Command`]. [`Command::Resend`] means: send the INVITE again (same Call-ID and
+//!   offer, a new transaction) with the given [`Authorization`] header, forget the old
+//!   transaction, and report the new one's events from then on. If the new INVITE cannot be sent,
+//!   call [`Call::resend_failed`]: the call ends as the unanswered challenge would have ended it.
+//! - Record each [`Output::Status`]. [`Output::ChallengeRefused`] says why a challenge was not
+//!   answered (for the log); the status ending the call follows it.
+//!
+//! An answered challenge changes no status: the status record stays what it was (the 401/407 is
+//! never shown), the ring timer keeps running, and a hang-up waits for a provisional response to
+//! the new INVITE before it CANCELs.
 //!
 //! The mapping from the SIP dialogue to EWS states and causes (decisions §9, telephony §2) lives
-//! here and nowhere else: see [`cause_of_final_response`].
+//! here and nowhere else: see [`cause_of_final_response`]. Which challenges are answered: see
+//! [`crate::auth`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+pub use calls::{CallState, Cause};
+
+use crate::auth::{Authenticator, Authorization, ChallengeRefusal, DigestAuth};
+use crate::digest::Algorithm;
 use crate::sdp::{self, MediaPlan};
-
-/// The state of a call, as EWS reports it.
-#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
-pub enum Phase {
-    /// INVITE sent (or about to be).
-    Connecting,
-    /// 180/183 received.
-    Alerted,
-    /// 2xx received and acknowledged; the message is playing.
-    Connected,
-    /// Ended.
-    Disconnected,
-}
-
-/// Why a call ended.
-#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
-pub enum Cause {
-    /// Not ended, or ended normally (BYE either way, DisconnectPhoneCall, end of message).
-    None,
-    /// 486, 600.
-    UserBusy,
-    /// Ring timeout (CANCEL → 487), or 480/408 after ringing.
-    NoAnswer,
-    /// 404, 410, 484, 485, 604, 5xx, 480/408 without ringing, no response at all (Timer B).
-    Unavailable,
-    /// 603, authentication failure, 403, codec mismatch, transport failure, anything else.
-    Other,
-}
 
 /// A SIP status line.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -64,7 +61,7 @@ impl SipStatus {
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Status {
     /// State.
-    pub phase: Phase,
+    pub state: CallState,
     /// Failure cause.
     pub cause: Cause,
     /// The last final response, or the latest provisional one; `None` while nothing arrived.
@@ -85,6 +82,18 @@ pub enum SipEvent {
     },
     /// A final non-2xx response to the INVITE (the transaction ACKs it).
     Rejected(SipStatus),
+    /// A final 401 or 407 to the INVITE carrying digest challenges (the transaction ACKs it).
+    /// The engine answers it with [`Command::Resend`] or ends the call as for
+    /// [`SipEvent::Rejected`] (see [`crate::auth`]).
+    Challenged {
+        /// The status line.
+        status: SipStatus,
+        /// Whether it is a proxy's challenge (407, `Proxy-Authenticate`) rather than the UAS's
+        /// (401, `WWW-Authenticate`).
+        proxy: bool,
+        /// The `WWW-Authenticate` (401) or `Proxy-Authenticate` (407) header values.
+        challenges: Vec<String>,
+    },
     /// No response at all before Timer B (64·T1).
     NoResponse,
     /// The transport failed (connection refused, DNS, TLS …).
@@ -104,6 +113,15 @@ pub enum Command {
     StartMedia(MediaPlan),
     /// Stop sending media.
     StopMedia,
+    /// Send the INVITE again (same Call-ID and offer, a new transaction) carrying
+    /// `authorization`, answering the 401/407 just reported; report the new transaction's events
+    /// from now on.
+    Resend {
+        /// The header answering the challenge.
+        authorization: Authorization,
+        /// The digest algorithm answered (for the log).
+        algorithm: Algorithm,
+    },
 }
 
 /// An output of the state machine.
@@ -113,6 +131,9 @@ pub enum Output {
     Command(Command),
     /// The call's EWS-visible status changed; record it.
     Status(Status),
+    /// A 401/407 challenge is not answered, for this reason (log it); the [`Output::Status`]
+    /// ending the call follows.
+    ChallengeRefused(ChallengeRefusal),
 }
 
 /// Per-call settings.
@@ -175,13 +196,23 @@ pub struct Call {
     state: State,
     status: Status,
     outputs: VecDeque<Output>,
+    authenticator: Authenticator,
+    /// The status of the challenge answered by the latest [`Command::Resend`].
+    last_answered: Option<SipStatus>,
 }
 
 impl Call {
-    /// A call whose INVITE the SIP layer is sending at `now`.
+    /// A call whose INVITE the SIP layer is sending at `now`, without credentials: a digest
+    /// challenge ends it.
     pub fn new(now: Instant, config: CallConfig) -> Self {
+        Self::with_auth(now, config, None)
+    }
+
+    /// A call whose INVITE the SIP layer is sending at `now`, answering digest challenges with
+    /// `auth` when given (see [`crate::auth`]).
+    pub fn with_auth(now: Instant, config: CallConfig, auth: Option<DigestAuth>) -> Self {
         let status = Status {
-            phase: Phase::Connecting,
+            state: CallState::Connecting,
             cause: Cause::None,
             sip: None,
         };
@@ -197,6 +228,8 @@ impl Call {
             },
             status,
             outputs,
+            authenticator: Authenticator::new(auth),
+            last_answered: None,
         }
     }
 
@@ -257,6 +290,15 @@ impl Call {
         }
     }
 
+    /// The INVITE asked for by the latest [`Command::Resend`] could not be sent: the call ends as
+    /// that challenge would have ended it unanswered (a [`SipEvent::Rejected`] with its status).
+    /// Call it while executing the command, before any event of a new transaction.
+    pub fn resend_failed(&mut self, now: Instant) {
+        if let Some(status) = self.last_answered.take() {
+            self.handle_sip(now, SipEvent::Rejected(status));
+        }
+    }
+
     /// The user asked to hang up (DisconnectPhoneCall, or the node is shutting down).
     pub fn hang_up(&mut self, now: Instant) {
         match self.state {
@@ -286,7 +328,7 @@ impl Call {
                 let ringing = status.code != 100;
                 self.status.sip = Some(status);
                 if ringing {
-                    self.status.phase = Phase::Alerted;
+                    self.status.state = CallState::Alerted;
                 }
                 match cancel_wanted {
                     Some(reason) => self.send_cancel(now, reason),
@@ -313,7 +355,7 @@ impl Call {
                 let plan = sdp.as_deref().map(sdp::parse_answer);
                 match plan {
                     Some(Ok(plan)) => {
-                        self.status.phase = Phase::Connected;
+                        self.status.state = CallState::Connected;
                         self.state = State::Connected {
                             playback_end: now
                                 + self.config.message_duration
@@ -351,6 +393,42 @@ impl Call {
             }
             (
                 State::Dialing {
+                    ring_deadline,
+                    alerted,
+                    cancel_wanted: None,
+                    ..
+                },
+                SipEvent::Challenged {
+                    status,
+                    proxy,
+                    challenges,
+                },
+            ) => match self.authenticator.answer(proxy, &challenges) {
+                Ok(answer) => {
+                    // A new INVITE is a new transaction: a CANCEL must wait for a provisional
+                    // response to it (RFC 3261 §9.1). Nothing EWS shows changes.
+                    self.state = State::Dialing {
+                        ring_deadline,
+                        alerted,
+                        provisional_seen: false,
+                        cancel_wanted: None,
+                    };
+                    self.command(Command::Resend {
+                        authorization: answer.authorization,
+                        algorithm: answer.algorithm,
+                    });
+                    self.last_answered = Some(status);
+                }
+                Err(refusal) => self.refuse_challenge(now, refusal, status),
+            },
+            (
+                State::Dialing { .. } | State::Cancelling { .. },
+                SipEvent::Challenged { status, .. },
+            ) => {
+                self.refuse_challenge(now, ChallengeRefusal::HangingUp, status);
+            }
+            (
+                State::Dialing {
                     cancel_wanted: Some(CancelReason::User),
                     ..
                 },
@@ -383,6 +461,12 @@ impl Call {
             // already ended) changes nothing; the SIP layer answers it per the RFC.
             _ => {}
         }
+    }
+
+    /// A challenge that is not answered is a rejection with its status.
+    fn refuse_challenge(&mut self, now: Instant, refusal: ChallengeRefusal, status: SipStatus) {
+        self.outputs.push_back(Output::ChallengeRefused(refusal));
+        self.handle_sip(now, SipEvent::Rejected(status));
     }
 
     fn hang_up_pending(&mut self, now: Instant, reason: CancelReason) {
@@ -435,7 +519,7 @@ impl Call {
         if sip.is_some() {
             self.status.sip = sip;
         }
-        self.status.phase = Phase::Disconnected;
+        self.status.state = CallState::Disconnected;
         self.status.cause = cause;
         self.state = State::Done;
         self.emit_status();
@@ -466,6 +550,8 @@ pub fn cause_of_final_response(code: u16, alerted: bool) -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{Credentials, MAX_ANSWERED_CHALLENGES};
+    use crate::digest::DigestError;
 
     /// Any instant will do: the engine only adds durations to the one it is given.
     #[allow(
@@ -486,14 +572,25 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
+            Self::with_auth(None)
+        }
+        /// A call with [`test_auth`] credentials.
+        fn authenticated() -> Self {
+            Self::with_auth(Some(test_auth()))
+        }
+        fn with_auth(auth: Option<DigestAuth>) -> Self {
             let now = base_instant();
             let mut h = Self {
-                call: Call::new(now, CallConfig::new(Duration::from_secs(3))),
+                call: Call::with_auth(now, CallConfig::new(Duration::from_secs(3)), auth),
                 now,
                 log: Vec::new(),
             };
             h.drain();
             h
+        }
+        fn hang_up(&mut self) {
+            self.call.hang_up(self.now);
+            self.drain();
         }
         fn drain(&mut self) {
             while let Some(o) = self.call.poll_output() {
@@ -518,16 +615,39 @@ mod tests {
                 .iter()
                 .filter_map(|o| match o {
                     Output::Command(c) => Some(c),
-                    Output::Status(_) => None,
+                    _ => None,
                 })
                 .collect()
         }
-        fn phases(&self) -> Vec<Phase> {
+        fn refusals(&self) -> Vec<&ChallengeRefusal> {
             self.log
                 .iter()
                 .filter_map(|o| match o {
-                    Output::Status(s) => Some(s.phase),
-                    Output::Command(_) => None,
+                    Output::ChallengeRefused(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn statuses(&self) -> usize {
+            self.log
+                .iter()
+                .filter(|o| matches!(o, Output::Status(_)))
+                .count()
+        }
+        /// The call ended as Disconnected with `cause`, showing `code`.
+        fn assert_ended(&self, cause: Cause, code: u16) {
+            let s = self.call.status();
+            assert_eq!((s.state, s.cause), (CallState::Disconnected, cause));
+            assert_eq!(s.sip.as_ref().map(|sip| sip.code), Some(code));
+            assert!(self.call.is_done());
+            assert_eq!(self.log.last(), Some(&Output::Status(s.clone())));
+        }
+        fn states(&self) -> Vec<CallState> {
+            self.log
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Status(s) => Some(s.state),
+                    _ => None,
                 })
                 .collect()
         }
@@ -535,6 +655,38 @@ mod tests {
 
     fn ringing() -> SipEvent {
         SipEvent::Provisional(SipStatus::new(180, "Ringing"))
+    }
+
+    const USERNAME: &str = "Mufasa";
+    const PASSWORD: &str = "Circle of Life";
+    const REQUEST_URI: &str = "sip:0612345678@gw.example.org";
+    const CNONCES: [u128; MAX_ANSWERED_CHALLENGES] =
+        [0x0123_4567_89ab_cdef_0123_4567_89ab_cdef, 42];
+
+    /// The RFC 7616 §3.9.1 example challenge (MD5, qop "auth, auth-int", opaque).
+    const RFC7616_CHALLENGE: &str = r#"Digest realm="http-auth@example.org", qop="auth, auth-int", nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
+
+    /// A proxy's SHA-256 challenge (RFC 8760 token).
+    const SHA256_CHALLENGE: &str = r#"Digest realm="pbx.example.org", nonce="b7c9036dbf357f7683f054aea940e5e3", algorithm=SHA-256, qop="auth""#;
+
+    fn test_auth() -> DigestAuth {
+        DigestAuth::new(Credentials::new(USERNAME, PASSWORD), REQUEST_URI, CNONCES)
+    }
+
+    fn challenge_401(values: &[&str]) -> SipEvent {
+        SipEvent::Challenged {
+            status: SipStatus::new(401, "Unauthorized"),
+            proxy: false,
+            challenges: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
+    fn challenge_407(values: &[&str]) -> SipEvent {
+        SipEvent::Challenged {
+            status: SipStatus::new(407, "Proxy Authentication Required"),
+            proxy: true,
+            challenges: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
     }
 
     fn answered() -> SipEvent {
@@ -577,7 +729,11 @@ mod tests {
             }
             h.sip(SipEvent::Rejected(SipStatus::new(code, "x")));
             let s = h.call.status().clone();
-            assert_eq!((s.phase, s.cause), (Phase::Disconnected, cause), "{code}");
+            assert_eq!(
+                (s.state, s.cause),
+                (CallState::Disconnected, cause),
+                "{code}"
+            );
             assert_eq!(s.sip.unwrap().code, code);
             assert!(
                 h.commands().is_empty(),
@@ -591,27 +747,27 @@ mod tests {
     fn answered_call_plays_then_byes_after_the_trailing_silence() {
         let mut h = Harness::new();
         h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
-        assert_eq!(h.call.status().phase, Phase::Connecting);
+        assert_eq!(h.call.status().state, CallState::Connecting);
         assert_eq!(h.call.status().sip.as_ref().unwrap().code, 100);
         h.sip(ringing());
         h.sip(answered());
-        assert_eq!(h.call.status().phase, Phase::Connected);
+        assert_eq!(h.call.status().state, CallState::Connected);
         assert!(matches!(h.commands()[..], [Command::StartMedia(_)]));
         h.advance(Duration::from_millis(3499));
         assert!(!h.call.is_done());
         h.advance(Duration::from_millis(1));
         assert_eq!(h.commands()[1..], [&Command::StopMedia, &Command::Bye]);
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::None));
+        assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
         assert_eq!(s.sip, Some(SipStatus::new(200, "OK")));
         assert_eq!(
-            h.phases(),
+            h.states(),
             [
-                Phase::Connecting,
-                Phase::Connecting,
-                Phase::Alerted,
-                Phase::Connected,
-                Phase::Disconnected
+                CallState::Connecting,
+                CallState::Connecting,
+                CallState::Alerted,
+                CallState::Connected,
+                CallState::Disconnected
             ]
         );
     }
@@ -622,13 +778,16 @@ mod tests {
         h.sip(ringing());
         h.advance(Duration::from_secs(45));
         assert_eq!(h.commands(), [&Command::Cancel]);
-        assert_eq!(h.call.status().phase, Phase::Alerted);
+        assert_eq!(h.call.status().state, CallState::Alerted);
         h.sip(SipEvent::Rejected(SipStatus::new(
             487,
             "Request Terminated",
         )));
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::NoAnswer));
+        assert_eq!(
+            (s.state, s.cause),
+            (CallState::Disconnected, Cause::NoAnswer)
+        );
         assert_eq!(s.sip.as_ref().unwrap().code, 487);
     }
 
@@ -645,7 +804,7 @@ mod tests {
             "Request Terminated",
         )));
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::None));
+        assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
     }
 
     #[test]
@@ -663,7 +822,7 @@ mod tests {
             assert_eq!(h.commands(), [&Command::Cancel, &Command::Bye]);
             let s = h.call.status();
             let cause = if user { Cause::None } else { Cause::NoAnswer };
-            assert_eq!((s.phase, s.cause), (Phase::Disconnected, cause));
+            assert_eq!((s.state, s.cause), (CallState::Disconnected, cause));
             // A retransmitted 2xx afterwards changes nothing.
             h.sip(answered());
             assert_eq!(h.commands().len(), 2);
@@ -693,7 +852,7 @@ mod tests {
         h.sip(SipEvent::RemoteBye);
         assert_eq!(h.commands()[1..], [&Command::StopMedia]);
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::None));
+        assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
         assert_eq!(h.call.poll_timeout(), None);
     }
 
@@ -703,8 +862,8 @@ mod tests {
         h.sip(SipEvent::NoResponse);
         let s = h.call.status();
         assert_eq!(
-            (s.phase, s.cause),
-            (Phase::Disconnected, Cause::Unavailable)
+            (s.state, s.cause),
+            (CallState::Disconnected, Cause::Unavailable)
         );
         assert_eq!(s.sip, Some(SipStatus::new(408, "Request Timeout")));
     }
@@ -723,7 +882,7 @@ mod tests {
             });
             assert_eq!(h.commands(), [&Command::Bye]);
             let s = h.call.status();
-            assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::Other));
+            assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::Other));
         }
     }
 
@@ -742,9 +901,9 @@ mod tests {
             183,
             "Session Progress",
         )));
-        assert_eq!(h.call.status().phase, Phase::Alerted);
+        assert_eq!(h.call.status().state, CallState::Alerted);
         h.sip(answered());
-        assert_eq!(h.call.status().phase, Phase::Connected);
+        assert_eq!(h.call.status().state, CallState::Connected);
     }
 
     #[test]
@@ -754,7 +913,10 @@ mod tests {
         h.advance(Duration::from_secs(45));
         h.advance(Duration::from_secs(32));
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::NoAnswer));
+        assert_eq!(
+            (s.state, s.cause),
+            (CallState::Disconnected, Cause::NoAnswer)
+        );
     }
 
     #[test]
@@ -764,7 +926,7 @@ mod tests {
         h.drain();
         h.sip(SipEvent::NoResponse);
         let s = h.call.status();
-        assert_eq!((s.phase, s.cause), (Phase::Disconnected, Cause::None));
+        assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
         assert!(h.commands().is_empty());
     }
 
@@ -819,11 +981,384 @@ mod tests {
             let ended = h
                 .log
                 .iter()
-                .filter(|o| matches!(o, Output::Status(s) if s.phase == Phase::Disconnected))
+                .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
                 .count();
             assert!(ended <= 1, "ended {ended} times");
             assert_eq!(ended == 1, h.call.is_done());
             assert!(h.commands().iter().filter(|c| **c == &Command::Bye).count() <= 1);
+        }
+    }
+
+    // The expected digest values below were computed independently of this crate, from the RFC
+    // 7616 §3.1 formulas, by
+    //
+    //   python3 -c 'import hashlib as h; d=lambda s: h.new(ALG, s.encode()).hexdigest(); \
+    //     print(d(f"{d(USER+":"+REALM+":"+PASS)}:{NONCE}:00000001:{CNONCE}:auth:{d("INVITE:"+URI)}"))'
+    //
+    // the same expression that gives the RFC 7616 §3.9.1 MD5 response 8ca523f5… for its GET.
+
+    #[test]
+    fn a_401_with_credentials_resends_the_invite_with_a_digest() {
+        let mut h = Harness::authenticated();
+        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        let before = h.call.status().clone();
+        let statuses = h.statuses();
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(
+            h.commands(),
+            [&Command::Resend {
+                authorization: Authorization::Www(
+                    "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", \
+                     nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
+                     uri=\"sip:0612345678@gw.example.org\", \
+                     response=\"165e3b2d18dfacc958475ba2d6167d95\", algorithm=MD5, qop=auth, \
+                     nc=00000001, cnonce=\"0123456789abcdef0123456789abcdef\", \
+                     opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\""
+                        .into()
+                ),
+                algorithm: Algorithm::Md5,
+            }]
+        );
+        // The engine shows nothing of an answered challenge: same status, no new record.
+        assert_eq!(h.call.status(), &before);
+        assert_eq!(h.statuses(), statuses);
+        assert!(h.refusals().is_empty());
+        assert!(!h.call.is_done() && !h.call.is_hanging_up());
+        // The new INVITE's dialogue then plays out as usual.
+        h.sip(ringing());
+        h.sip(answered());
+        assert_eq!(h.call.status().state, CallState::Connected);
+        assert!(matches!(h.commands()[..], [_, Command::StartMedia(_)]));
+    }
+
+    #[test]
+    fn a_407_is_answered_with_proxy_authorization() {
+        let mut h = Harness::authenticated();
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        let [Command::Resend {
+            authorization,
+            algorithm,
+        }] = &h.commands()[..]
+        else {
+            panic!("expected one resend: {:?}", h.commands());
+        };
+        assert_eq!(*algorithm, Algorithm::Sha256);
+        assert!(authorization.is_proxy());
+        assert_eq!(authorization.header_name(), "Proxy-Authorization");
+        let value = authorization.value();
+        assert!(
+            value.contains(
+                r#"response="53682ed586e067322773ebb89b2e6f20e96621250f1d88f6b6f8919ae6ed4a4a""#
+            ),
+            "{value}"
+        );
+        assert!(value.contains("algorithm=SHA-256"), "{value}");
+        assert_eq!(h.call.status().sip, None);
+        assert_eq!(h.call.status().state, CallState::Connecting);
+    }
+
+    #[test]
+    fn a_proxy_and_a_uas_challenge_are_both_answered_each_with_its_own_cnonce() {
+        let mut h = Harness::authenticated();
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        let resends: Vec<&Authorization> = h
+            .commands()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Resend { authorization, .. } => Some(authorization),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resends.len(), 2);
+        assert!(resends[0]
+            .value()
+            .contains(r#"cnonce="0123456789abcdef0123456789abcdef""#));
+        // The second answer uses the second cnonce, 42, zero-padded to 32 hex digits.
+        assert!(resends[1]
+            .value()
+            .contains(r#"cnonce="0000000000000000000000000000002a""#));
+        assert!(resends[1].value().contains(
+            r#"response="f68e9bc54628322d499f40b71c88e23093c42a792b12ae4138a15a246ea60c25""#
+        ));
+        assert!(!h.call.is_done());
+    }
+
+    #[test]
+    fn the_strongest_offered_challenge_is_answered() {
+        let mut h = Harness::authenticated();
+        h.sip(challenge_407(&[
+            r#"Digest realm="r", nonce="n", algorithm=MD5"#,
+            r#"Digest realm="r", nonce="n", algorithm=SHA-1"#,
+            SHA256_CHALLENGE,
+        ]));
+        assert!(matches!(
+            h.commands()[..],
+            [Command::Resend {
+                algorithm: Algorithm::Sha256,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_third_challenge_ends_the_call_as_other_with_its_code() {
+        let mut h = Harness::authenticated();
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(h.commands().len(), 2);
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(h.commands().len(), 2, "no third INVITE");
+        assert_eq!(h.refusals(), [&ChallengeRefusal::CredentialsRefused]);
+        h.assert_ended(Cause::Other, 401);
+        assert_eq!(
+            h.call.status().sip,
+            Some(SipStatus::new(401, "Unauthorized"))
+        );
+    }
+
+    #[test]
+    fn a_challenge_without_credentials_ends_the_call_as_other() {
+        for event in [
+            challenge_401(&[RFC7616_CHALLENGE]),
+            challenge_407(&[SHA256_CHALLENGE]),
+        ] {
+            let mut h = Harness::new();
+            let code = match &event {
+                SipEvent::Challenged { status, .. } => status.code,
+                _ => unreachable!(),
+            };
+            h.sip(event);
+            assert!(h.commands().is_empty());
+            assert_eq!(h.refusals(), [&ChallengeRefusal::NoCredentials]);
+            h.assert_ended(Cause::Other, code);
+        }
+    }
+
+    #[test]
+    fn a_challenge_while_hanging_up_is_not_answered() {
+        // CANCEL sent (a provisional came first): the challenge ends the call as a 487 would.
+        let mut h = Harness::authenticated();
+        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.hang_up();
+        assert_eq!(h.commands(), [&Command::Cancel]);
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        assert_eq!(h.commands(), [&Command::Cancel], "no new INVITE");
+        assert_eq!(h.refusals(), [&ChallengeRefusal::HangingUp]);
+        h.assert_ended(Cause::None, 407);
+
+        // Hang-up still waiting for a provisional: ended as the rejection it is.
+        let mut h = Harness::authenticated();
+        h.hang_up();
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert!(h.commands().is_empty());
+        assert_eq!(h.refusals(), [&ChallengeRefusal::HangingUp]);
+        h.assert_ended(Cause::Other, 401);
+
+        // Ring timeout's CANCEL pending: the cause stays NoAnswer.
+        let mut h = Harness::authenticated();
+        h.sip(ringing());
+        h.advance(Duration::from_secs(45));
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(h.commands(), [&Command::Cancel]);
+        assert_eq!(h.refusals(), [&ChallengeRefusal::HangingUp]);
+        h.assert_ended(Cause::NoAnswer, 401);
+    }
+
+    #[test]
+    fn an_unsupported_algorithm_ends_the_call_as_other() {
+        let mut h = Harness::authenticated();
+        h.sip(challenge_401(&[
+            r#"Digest realm="r", nonce="n", algorithm=SHA-1"#,
+        ]));
+        assert!(h.commands().is_empty());
+        assert_eq!(
+            h.refusals(),
+            [&ChallengeRefusal::Unanswerable(
+                DigestError::UnsupportedAlgorithm("SHA-1".into())
+            )]
+        );
+        h.assert_ended(Cause::Other, 401);
+        assert_eq!(
+            h.call.status().sip,
+            Some(SipStatus::new(401, "Unauthorized"))
+        );
+    }
+
+    #[test]
+    fn a_malformed_or_missing_challenge_ends_the_call_as_other() {
+        let cases: &[(&[&str], DigestError)] = &[
+            (&[r#"Digest realm="r""#], DigestError::Missing("nonce")),
+            (&[r#"Basic realm="r""#], DigestError::NotDigest),
+            (
+                &[r#"Digest realm="r", nonce="n", qop="auth-int""#],
+                DigestError::AuthIntOnly,
+            ),
+            (&[], DigestError::NotDigest),
+        ];
+        for (values, error) in cases {
+            let mut h = Harness::authenticated();
+            h.sip(challenge_407(values));
+            assert!(h.commands().is_empty(), "{values:?}");
+            assert_eq!(
+                h.refusals(),
+                [&ChallengeRefusal::Unanswerable(error.clone())]
+            );
+            h.assert_ended(Cause::Other, 407);
+        }
+    }
+
+    #[test]
+    fn after_a_resend_a_hang_up_waits_for_a_provisional_to_the_new_invite() {
+        let mut h = Harness::authenticated();
+        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        h.hang_up();
+        assert_eq!(
+            h.commands().len(),
+            1,
+            "no CANCEL before the new INVITE's provisional"
+        );
+        assert!(h.call.is_hanging_up());
+        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        assert_eq!(h.commands()[1..], [&Command::Cancel]);
+        h.sip(SipEvent::Rejected(SipStatus::new(
+            487,
+            "Request Terminated",
+        )));
+        h.assert_ended(Cause::None, 487);
+    }
+
+    #[test]
+    fn the_ring_timeout_runs_on_across_a_resend() {
+        let mut h = Harness::authenticated();
+        h.sip(ringing());
+        h.advance(Duration::from_secs(30));
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(h.call.status().state, CallState::Alerted, "unchanged");
+        h.sip(ringing());
+        h.advance(Duration::from_secs(15));
+        assert_eq!(h.commands()[1..], [&Command::Cancel]);
+        h.sip(SipEvent::Rejected(SipStatus::new(
+            487,
+            "Request Terminated",
+        )));
+        h.assert_ended(Cause::NoAnswer, 487);
+    }
+
+    #[test]
+    fn a_resend_that_cannot_be_sent_ends_the_call_as_other_with_the_challenge_code() {
+        let mut h = Harness::authenticated();
+        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(challenge_407(&[SHA256_CHALLENGE]));
+        h.call.resend_failed(h.now);
+        h.drain();
+        h.assert_ended(Cause::Other, 407);
+        assert_eq!(
+            h.call.status().sip,
+            Some(SipStatus::new(407, "Proxy Authentication Required"))
+        );
+        assert!(
+            h.refusals().is_empty(),
+            "the runtime logs its own send error"
+        );
+        // Only once, and only after a resend.
+        let log = h.log.len();
+        h.call.resend_failed(h.now);
+        h.drain();
+        assert_eq!(h.log.len(), log);
+        let mut h = Harness::authenticated();
+        h.call.resend_failed(h.now);
+        h.drain();
+        assert!(!h.call.is_done());
+    }
+
+    #[test]
+    fn a_challenge_after_the_call_ended_changes_nothing() {
+        let mut h = Harness::authenticated();
+        h.sip(answered());
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert!(matches!(h.commands()[..], [Command::StartMedia(_)]));
+        h.hang_up();
+        let log = h.log.len();
+        h.sip(challenge_401(&[RFC7616_CHALLENGE]));
+        assert_eq!(h.log.len(), log);
+    }
+
+    #[test]
+    fn the_call_does_not_show_the_password() {
+        let h = Harness::authenticated();
+        let shown = format!("{:?}", h.call);
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+
+    /// Shuffled challenges among the other events: at most two INVITEs are resent, never during
+    /// a hang-up, never after the end, and a CANCEL always follows a provisional response to the
+    /// INVITE it cancels.
+    #[test]
+    fn random_event_orders_with_challenges_keep_the_invariants() {
+        let events = [
+            SipEvent::Provisional(SipStatus::new(100, "Trying")),
+            ringing(),
+            answered(),
+            SipEvent::Rejected(SipStatus::new(487, "Request Terminated")),
+            challenge_401(&[RFC7616_CHALLENGE]),
+            challenge_407(&[SHA256_CHALLENGE]),
+            challenge_407(&[r#"Digest realm="r", nonce="n", algorithm=SHA-1"#]),
+            SipEvent::NoResponse,
+            SipEvent::RemoteBye,
+        ];
+        let n = u64::try_from(events.len()).unwrap();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..2000 {
+            let mut h = Harness::authenticated();
+            let mut provisional = false;
+            let mut resends = 0;
+            let mut refusals = 0;
+            for _ in 0..10 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let hanging_up = h.call.is_hanging_up();
+                let done = h.call.is_done();
+                let seen = h.log.len();
+                match seed % (n + 3) {
+                    i if i == n => h.hang_up(),
+                    i if i == n + 1 => h.advance(Duration::from_secs(20)),
+                    i if i == n + 2 => {
+                        h.call.resend_failed(h.now);
+                        h.drain();
+                    }
+                    i => {
+                        let e = events[usize::try_from(i).unwrap()].clone();
+                        provisional |= !done && matches!(e, SipEvent::Provisional(_));
+                        h.sip(e);
+                    }
+                }
+                for o in &h.log[seen..] {
+                    match o {
+                        Output::Command(Command::Resend { .. }) => {
+                            assert!(!hanging_up && !done, "resent while hanging up or done");
+                            resends += 1;
+                            provisional = false;
+                        }
+                        Output::Command(Command::Cancel) => {
+                            assert!(provisional, "CANCEL before a provisional response");
+                        }
+                        Output::ChallengeRefused(_) => refusals += 1,
+                        _ => {}
+                    }
+                }
+            }
+            assert!(resends <= MAX_ANSWERED_CHALLENGES, "{resends} resends");
+            assert!(refusals <= 1, "{refusals} refusals");
+            let ended = h
+                .log
+                .iter()
+                .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
+                .count();
+            assert!(ended <= 1, "ended {ended} times");
+            assert_eq!(ended == 1, h.call.is_done());
         }
     }
 }

@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`call`]: the call state machine and the SIP-to-EWS state/cause mapping.
+//! - [`auth`]: whether and how a 401/407 to the INVITE is answered (credentials, the limit of
+//!   two answered challenges, the new INVITE's `Authorization` / `Proxy-Authorization`).
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
 //! - [`g711`]: µ-law and A-law.
@@ -20,12 +22,13 @@
 //! call.handle_sip(start, SipEvent::Rejected(SipStatus::new(486, "Busy Here")));
 //! while let Some(output) = call.poll_output() {
 //!     if let Output::Status(status) = output {
-//!         println!("{:?} {:?}", status.phase, status.cause); // record it
+//!         println!("{:?} {:?}", status.state, status.cause); // record it
 //!     }
 //! }
 //! assert!(call.is_done());
 //! ```
 
+pub mod auth;
 pub mod call;
 pub mod digest;
 pub mod g711;

@@ -64,15 +64,36 @@ pub enum AnswerError {
     /// The audio stream was rejected (port 0).
     #[error("the SDP answer rejected the audio stream (port 0)")]
     Rejected,
-    /// No G.711 codec in common.
-    #[error("no codec in common (the answer offers {0})")]
-    NoCommonCodec(String),
+    /// No G.711 codec in common; the payload types the answer lists, in its order.
+    #[error("no codec in common (the answer offers {})", PayloadTypes(.0))]
+    NoCommonCodec(Vec<u8>),
     /// No usable `c=` address.
     #[error("the SDP answer has no usable connection address")]
     NoAddress,
-    /// Something unparsable.
-    #[error("malformed SDP line: {0}")]
-    Malformed(String),
+    /// The audio `m=` line has no port number; the line's value (after `m=`).
+    #[error("malformed SDP media line: m={0}")]
+    MalformedMedia(String),
+    /// A `c=` line is not `IN <family> <address>`; the line's value (after `c=`).
+    #[error("malformed SDP connection line: c={0}")]
+    MalformedConnection(String),
+}
+
+/// Payload type numbers, space-separated (`none` for none).
+struct PayloadTypes<'a>(&'a [u8]);
+
+impl std::fmt::Display for PayloadTypes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, pt) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{pt}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Builds openum's offer: `addr:port` is where openum receives (and sends) RTP — symmetric RTP.
@@ -130,7 +151,7 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                     .next()
                     .and_then(|p| p.split('/').next())
                     .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| AnswerError::Malformed(line.to_owned()))?;
+                    .ok_or_else(|| AnswerError::MalformedMedia(value.to_owned()))?;
                 let _proto = parts.next();
                 let formats = parts.filter_map(|f| f.parse::<u8>().ok()).collect();
                 audio = Some(AudioSection {
@@ -186,16 +207,7 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
         .formats
         .iter()
         .find_map(|&pt| audio.codec_of(pt).map(|c| (c, pt)))
-        .ok_or_else(|| {
-            AnswerError::NoCommonCodec(
-                audio
-                    .formats
-                    .iter()
-                    .map(u8::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        })?;
+        .ok_or_else(|| AnswerError::NoCommonCodec(audio.formats.clone()))?;
     let ip = audio.addr.or(session_addr).ok_or(AnswerError::NoAddress)?;
     if ip.is_unspecified() {
         return Err(AnswerError::NoAddress);
@@ -239,12 +251,12 @@ impl AudioSection {
 fn parse_connection(value: &str) -> Result<IpAddr, AnswerError> {
     let mut parts = value.split_whitespace();
     let (Some("IN"), Some(_family), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(AnswerError::Malformed(format!("c={value}")));
+        return Err(AnswerError::MalformedConnection(value.to_owned()));
     };
     // Multicast TTL suffixes ("/127") are not used for unicast telephony but parse anyway.
     let addr = addr.split('/').next().unwrap_or(addr);
     addr.parse()
-        .map_err(|_| AnswerError::Malformed(format!("c={value}")))
+        .map_err(|_| AnswerError::MalformedConnection(value.to_owned()))
 }
 
 #[cfg(test)]
@@ -297,7 +309,7 @@ mod tests {
             ),
             (
                 b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 18 9\r\n",
-                AnswerError::NoCommonCodec("18 9".into()),
+                AnswerError::NoCommonCodec(vec![18, 9]),
             ),
             (b"v=0\r\nm=audio 6000 RTP/AVP 0\r\n", AnswerError::NoAddress),
             (
@@ -305,10 +317,38 @@ mod tests {
                 AnswerError::NoAddress,
             ),
             (b"\xff\xfe", AnswerError::NotText),
+            (
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio x RTP/AVP 0\r\n",
+                AnswerError::MalformedMedia("audio x RTP/AVP 0".into()),
+            ),
+            (
+                b"v=0\r\nc=IN IP4 nowhere\r\nm=audio 6000 RTP/AVP 0\r\n",
+                AnswerError::MalformedConnection("IN IP4 nowhere".into()),
+            ),
+            (
+                b"v=0\r\nc=IN\r\nm=audio 6000 RTP/AVP 0\r\n",
+                AnswerError::MalformedConnection("IN".into()),
+            ),
         ];
         for (sdp, expected) in cases {
             assert_eq!(&parse_answer(sdp).unwrap_err(), expected);
         }
+    }
+
+    #[test]
+    fn refusals_read_well_in_a_log() {
+        assert_eq!(
+            AnswerError::NoCommonCodec(vec![18, 9]).to_string(),
+            "no codec in common (the answer offers 18 9)"
+        );
+        assert_eq!(
+            AnswerError::NoCommonCodec(vec![]).to_string(),
+            "no codec in common (the answer offers none)"
+        );
+        assert_eq!(
+            AnswerError::MalformedConnection("IN".into()).to_string(),
+            "malformed SDP connection line: c=IN"
+        );
     }
 
     #[test]

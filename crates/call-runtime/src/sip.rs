@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use call_engine::auth::Authorization;
 use call_engine::call::{SipEvent, SipStatus};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -16,22 +17,60 @@ use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
-use server::config::{GatewayConfig, SipConfig, SipTransport};
 use tokio_util::sync::CancellationToken;
+
+use crate::settings::{GatewaySettings, SipSettings, Transport as GatewayTransport};
 
 /// Why the SIP stack could not start or a call could not be sent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SipError {
-    /// Binding the SIP listener failed.
-    #[error("cannot start SIP: {0}")]
-    Bind(String),
-    /// A configured URI or header is invalid.
-    #[error("invalid SIP configuration: {0}")]
-    Config(String),
+    /// Binding a SIP listener failed.
+    #[error("cannot start SIP on {address}")]
+    Bind {
+        /// What was being bound.
+        address: String,
+        /// rsipstack's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<rsipstack::Error>,
+    },
+    /// A configured URI or address does not parse.
+    #[error("invalid SIP setting {setting}: {value:?}")]
+    Setting {
+        /// Which setting (e.g. `gateway uri`).
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// The parser's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// rsipstack refused to create the call.
-    #[error("cannot send the INVITE: {0}")]
-    Invite(String),
+    #[error("cannot send the INVITE")]
+    Invite(#[source] Box<rsipstack::Error>),
+    /// An in-dialog request (CANCEL, BYE) could not be sent.
+    #[error("cannot send the {method}")]
+    Request {
+        /// The method.
+        method: &'static str,
+        /// rsipstack's error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<rsipstack::Error>,
+    },
+}
+
+impl SipError {
+    fn setting(
+        setting: &'static str,
+        value: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Setting {
+            setting,
+            value: value.to_owned(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// The running SIP stack.
@@ -54,7 +93,7 @@ pub struct OutgoingCall {
 impl SipStack {
     /// Binds UDP and TCP on `config.listen` and starts the endpoint and the in-dialog request
     /// dispatcher.
-    pub async fn start(config: &SipConfig) -> Result<Self, SipError> {
+    pub async fn start(config: &SipSettings) -> Result<Self, SipError> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
         let udp = UdpConnection::create_connection(
@@ -63,13 +102,16 @@ impl SipStack {
             Some(cancel.child_token()),
         )
         .await
-        .map_err(|e| SipError::Bind(format!("UDP {}: {e}", config.listen)))?;
-        let bound: SocketAddr = udp
-            .get_addr()
-            .addr
-            .to_string()
-            .parse()
-            .map_err(|e| SipError::Bind(format!("local address: {e}")))?;
+        .map_err(|source| SipError::Bind {
+            address: format!("UDP {}", config.listen),
+            source: Box::new(source),
+        })?;
+        let bound: SocketAddr = udp.get_addr().addr.to_string().parse().map_err(
+            |source: std::net::AddrParseError| SipError::Bind {
+                address: format!("UDP {}", config.listen),
+                source: Box::new(source.into()),
+            },
+        )?;
         // What gateways see: the configured public address, else what was bound.
         let local = config.public_address.unwrap_or(bound);
         transport.add_transport(udp.into());
@@ -90,7 +132,10 @@ impl SipStack {
             .build();
         let mut incoming = endpoint
             .incoming_transactions()
-            .map_err(|e| SipError::Bind(e.to_string()))?;
+            .map_err(|source| SipError::Bind {
+                address: format!("endpoint {local}"),
+                source: Box::new(source),
+            })?;
         let inner = endpoint.inner.clone();
         tokio::spawn(async move {
             if let Err(e) = inner.serve().await {
@@ -137,7 +182,7 @@ impl SipStack {
     }
 
     /// The Request-URI of a call to `number` through `gateway`.
-    pub fn request_uri(gateway: &GatewayConfig, number: &str) -> String {
+    pub fn request_uri(gateway: &GatewaySettings, number: &str) -> String {
         gateway.uri.replace("{number}", number)
     }
 
@@ -145,31 +190,31 @@ impl SipStack {
     /// `authorization` (an answer to a previous 401/407) if given.
     pub fn invite(
         &self,
-        gateway: &GatewayConfig,
+        gateway: &GatewaySettings,
         number: &str,
         sdp: String,
         call_id: &str,
-        authorization: Option<&Authorization>,
+        authorization: Option<Authorization>,
     ) -> Result<OutgoingCall, SipError> {
         let callee_text = Self::request_uri(gateway, number);
         let callee = Uri::try_from(callee_text.as_str())
-            .map_err(|e| SipError::Config(format!("gateway uri {callee_text:?}: {e}")))?;
+            .map_err(|e| SipError::setting("gateway uri", &callee_text, e))?;
         let from_text = gateway
             .from
             .clone()
             .unwrap_or_else(|| format!("sip:openum@{}", self.local));
         let caller = Uri::try_from(from_text.as_str())
-            .map_err(|e| SipError::Config(format!("gateway from {from_text:?}: {e}")))?;
+            .map_err(|e| SipError::setting("gateway from", &from_text, e))?;
         let transport = match gateway.transport {
-            SipTransport::Udp => Transport::Udp,
-            SipTransport::Tcp => Transport::Tcp,
+            GatewayTransport::Udp => Transport::Udp,
+            GatewayTransport::Tcp => Transport::Tcp,
         };
         let contact_text = match gateway.transport {
-            SipTransport::Udp => format!("sip:openum@{}", self.local),
-            SipTransport::Tcp => format!("sip:openum@{};transport=tcp", self.local),
+            GatewayTransport::Udp => format!("sip:openum@{}", self.local),
+            GatewayTransport::Tcp => format!("sip:openum@{};transport=tcp", self.local),
         };
         let contact = Uri::try_from(contact_text.as_str())
-            .map_err(|e| SipError::Config(format!("contact: {e}")))?;
+            .map_err(|e| SipError::setting("contact", &contact_text, e))?;
         let target = match &gateway.address {
             Some(address) => address.clone(),
             None => host_port_of(&callee_text),
@@ -177,22 +222,21 @@ impl SipStack {
         let destination = SipAddr {
             r#type: Some(transport),
             addr: HostWithPort::try_from(target.as_str())
-                .map_err(|e| SipError::Config(format!("gateway address {target:?}: {e}")))?,
+                .map_err(|e| SipError::setting("gateway address", &target, e))?,
         };
         let mut headers = gateway
             .headers
             .iter()
-            .filter_map(|h| h.split_once(':'))
-            .map(|(name, value)| Header::Other(name.trim().into(), value.trim().into()))
+            .map(|(name, value)| Header::Other(name.as_str().into(), value.as_str().into()))
             .collect::<Vec<_>>();
         // Digest is answered by openum (call_engine::digest), not rsipstack, which cannot parse
         // RFC 8760's `SHA-256`; so rsipstack gets no credential.
         match authorization {
             Some(Authorization::Www(value)) => {
-                headers.push(Header::Authorization(value.as_str().into()));
+                headers.push(Header::Authorization(value.into()));
             }
             Some(Authorization::Proxy(value)) => {
-                headers.push(Header::ProxyAuthorization(value.as_str().into()));
+                headers.push(Header::ProxyAuthorization(value.into()));
             }
             None => {}
         }
@@ -213,7 +257,7 @@ impl SipStack {
         let (dialog, outcome) = self
             .dialogs
             .do_invite_async(option, state_tx)
-            .map_err(|e| SipError::Invite(e.to_string()))?;
+            .map_err(|e| SipError::Invite(Box::new(e)))?;
         Ok(OutgoingCall {
             dialog,
             states,
@@ -232,13 +276,130 @@ impl SipStack {
     }
 }
 
-/// An answer to a digest challenge, for the header it goes in.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub enum Authorization {
-    /// `Authorization` (answering 401 `WWW-Authenticate`).
-    Www(String),
-    /// `Proxy-Authorization` (answering 407 `Proxy-Authenticate`).
-    Proxy(String),
+/// A call's dialogue through rsipstack: its INVITE transaction and dialog, and what the task
+/// needs to send the INVITE again.
+pub(crate) struct RsipDialogue {
+    pub(crate) stack: Arc<SipStack>,
+    pub(crate) gateway: Arc<GatewaySettings>,
+    pub(crate) number: String,
+    pub(crate) call_id: String,
+    /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
+    pub(crate) offer: String,
+    pub(crate) outgoing: OutgoingCall,
+    pub(crate) states_open: bool,
+    pub(crate) outcome_done: bool,
+}
+
+#[async_trait::async_trait]
+impl crate::task::Dialogue for RsipDialogue {
+    async fn next_event(&mut self) -> Option<SipEvent> {
+        loop {
+            if !self.states_open && self.outcome_done {
+                return None;
+            }
+            tokio::select! {
+                state = self.outgoing.states.recv(), if self.states_open => match state {
+                    Some(state) => {
+                        let event = event_of(&state);
+                        answer_in_dialog_request(state, &self.offer);
+                        if event.is_some() {
+                            return event;
+                        }
+                    }
+                    None => self.states_open = false,
+                },
+                result = &mut self.outgoing.outcome, if !self.outcome_done => {
+                    self.outcome_done = true;
+                    let event = match result {
+                        Ok(outcome) => outcome_event(&outcome),
+                        Err(error) => {
+                            tracing::error!(%error, "the INVITE transaction task failed");
+                            Some(SipEvent::TransportFailed)
+                        }
+                    };
+                    if event.is_some() {
+                        return event;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn cancel(&mut self) -> Result<(), SipError> {
+        self.outgoing
+            .dialog
+            .cancel()
+            .await
+            .map_err(|source| SipError::Request {
+                method: "CANCEL",
+                source: Box::new(source),
+            })
+    }
+
+    async fn bye(&mut self) -> Result<(), SipError> {
+        self.outgoing
+            .dialog
+            .bye()
+            .await
+            .map_err(|source| SipError::Request {
+                method: "BYE",
+                source: Box::new(source),
+            })
+    }
+
+    fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
+        let outgoing = self.stack.invite(
+            &self.gateway,
+            &self.number,
+            self.offer.clone(),
+            &self.call_id,
+            Some(authorization),
+        )?;
+        self.stack.remove_dialog(&self.outgoing.dialog.id());
+        self.outgoing = outgoing;
+        self.states_open = true;
+        self.outcome_done = false;
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        // Let the transaction layer finish (re-ACKs, the BYE's response) before forgetting it;
+        // its outcome no longer changes the call, which has ended.
+        if !self.outcome_done
+            && tokio::time::timeout(Duration::from_secs(5), &mut self.outgoing.outcome)
+                .await
+                .is_err()
+        {
+            tracing::debug!("INVITE transaction still open 5 s after the call ended");
+        }
+        self.stack.remove_dialog(&self.outgoing.dialog.id());
+    }
+}
+
+/// Answers re-INVITE/UPDATE with our unchanged session, and OPTIONS/INFO with 200, in a task of
+/// its own so that no answer is lost when the call task moves on.
+fn answer_in_dialog_request(state: DialogState, offer: &str) {
+    let offer = offer.to_owned();
+    tokio::spawn(async move {
+        let answered = match state {
+            DialogState::Updated(_, _, handle) => {
+                handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![Header::ContentType("application/sdp".into())]),
+                        Some(offer.into_bytes()),
+                    )
+                    .await
+            }
+            DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
+                handle.reply(StatusCode::OK).await
+            }
+            _ => return,
+        };
+        if let Err(error) = answered {
+            tracing::warn!(error = %calls::error_chain(&error), "cannot answer an in-dialog request");
+        }
+    });
 }
 
 /// The digest challenges of a 401/407 final response: whether it is a proxy's, and the values.
@@ -308,11 +469,19 @@ pub fn event_of(state: &DialogState) -> Option<SipEvent> {
     }
 }
 
-/// The INVITE transaction's outcome, as an engine event.
+/// The INVITE transaction's outcome, as an engine event: a 401/407 carrying challenges is
+/// `Challenged` (the engine decides whether to answer it), any other final failure `Rejected`.
 pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
     match outcome {
         Ok((_, Some(response))) if response.status_code.code() >= 300 => {
-            Some(SipEvent::Rejected(status_of(response)))
+            Some(match challenges(outcome) {
+                Some((proxy, challenges)) => SipEvent::Challenged {
+                    status: status_of(response),
+                    proxy,
+                    challenges,
+                },
+                None => SipEvent::Rejected(status_of(response)),
+            })
         }
         Ok((_, Some(_))) => None, // 2xx: reported by the Confirmed state
         Ok((_, None)) => Some(SipEvent::NoResponse),

@@ -4,21 +4,15 @@
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
 //! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
 
+mod admin;
+mod remote;
 mod watch;
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use call_runtime::SipCallService;
 use clap::{Parser, Subcommand};
-use server::calls::{CallService, NoGateway};
 use server::config::Config;
-use server::registry::Registry;
-use server::store::User;
 
 // The request path allocates many small, short-lived objects (XML tree, headers, response
 // strings); mimalloc handles that pattern markedly better than glibc malloc (BENCHMARKS.md).
@@ -116,13 +110,13 @@ enum Command {
 /// Where and as whom the call commands talk EWS: flags, then the environment, then the
 /// `[client]` section of the configuration file.
 #[derive(Debug, clap::Args)]
-struct Endpoint {
+pub(crate) struct Endpoint {
     /// The EWS endpoint [default: http://127.0.0.1:8080/EWS/Exchange.asmx].
     #[arg(long, env = "OPENUM_URL")]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     /// User for Basic authentication (password from OPENUM_PASSWORD or the config file).
     #[arg(long, env = "OPENUM_USER")]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,299 +210,50 @@ fn main() -> ExitCode {
 
 async fn run(
     command: Command,
-    mut config: Config,
+    config: Config,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { listen, json_logs } => {
             init_logging(json_logs);
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
-            let store = server::open_store(&config).await?;
-            let node = config.node_name();
-            // Nothing this node owned can still be live: a previous process died with it.
-            let closed = store
-                .close_orphaned_calls(&node, unix_now())
-                .await
-                .context("cannot close calls left over by a previous run")?;
-            if closed > 0 {
-                tracing::warn!(
-                    closed,
-                    "closed calls left live by a previous run as Disconnected/Other"
-                );
-            }
-            let registry = Arc::new(Registry::new(store, node));
-            let sip = match config.active_gateway() {
-                Some(gateway) => Some(
-                    SipCallService::start(
-                        Arc::clone(&registry),
-                        &config.sip,
-                        gateway.clone(),
-                        config.server.data_dir.clone(),
-                    )
-                    .await?,
-                ),
-                None => None,
-            };
-            let calls: Arc<dyn CallService> = match &sip {
-                Some(service) => Arc::new(service.clone()),
-                // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
-                None => Arc::new(NoGateway),
-            };
-            // Other nodes ask this one to end the calls it owns (PostgreSQL NOTIFY).
-            if let Some(mut requests) = registry.store().hangup_requests() {
-                let calls = Arc::clone(&calls);
-                let me = registry.node().to_owned();
-                tokio::spawn(async move {
-                    use tokio::sync::broadcast::error::RecvError;
-                    loop {
-                        match requests.recv().await {
-                            Ok(request) if request.node == me => {
-                                tracing::info!(call = %request.call_id, "hang-up requested by another node");
-                                calls.hangup(&request.call_id).await;
-                            }
-                            Ok(_) => {}
-                            // A burst outran this task: keep listening for the next ones.
-                            Err(RecvError::Lagged(missed)) => {
-                                tracing::warn!(missed, "hang-up requests were dropped");
-                            }
-                            Err(RecvError::Closed) => break,
-                        }
-                    }
-                });
-            }
-            let state = server::app_state(&config, registry, calls);
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-            tracing::info!(
-                listen = %listener.local_addr()?,
-                data_dir = %config.server.data_dir.display(),
-                node = %state.node,
-                gateway = config.active_gateway().map_or("none", |g| g.name.as_str()),
-                "openum serving EWS at /EWS/Exchange.asmx"
-            );
-            server::run(&config, listener, state, shutdown_signal()).await;
-            if let Some(sip) = sip {
-                // Stop accepting calls first (done above), then end the live ones and record them.
-                sip.shutdown(Duration::from_secs(2)).await;
-            }
-            tracing::info!("openum stopped");
+            server::serve::serve(&config, listen, server::serve::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(UserCommand::Add {
             name,
             password_stdin,
             disable_play_on_phone,
-        }) => {
-            let password = read_password(password_stdin)?;
-            if password.is_empty() {
-                eprintln!("openum: the password is empty");
-                return Ok(ExitCode::from(2));
-            }
-            if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
-                eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
-                return Ok(ExitCode::from(2));
-            }
-            let store = server::open_store(&config).await?;
-            let hash = server::auth::hash_password(&password)
-                .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-            store
-                .upsert_user(User {
-                    name: name.clone(),
-                    password_hash: hash,
-                    play_on_phone: !disable_play_on_phone,
-                })
-                .await?;
-            eprintln!("user {name} saved");
-            Ok(ExitCode::SUCCESS)
-        }
+        }) => admin::user_add(&config, &name, password_stdin, disable_play_on_phone).await,
         Command::Token(TokenCommand::Create { name, label }) => {
-            let store = server::open_store(&config).await?;
-            if store.user(&name).await?.is_none() {
-                eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
-                return Ok(ExitCode::from(2));
-            }
-            let (token, hash) = server::auth::new_token();
-            store.insert_token(&name, &hash, &label).await?;
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
+            admin::token_create(&config, &name, &label).await
         }
         Command::Voicemail(VoicemailCommand::Import {
             user,
             file,
             from,
             subject,
-        }) => {
-            let store = server::open_store(&config).await?;
-            match server::voicemail::import(
-                store.as_ref(),
-                &config.server.data_dir,
-                &user,
-                &file,
-                &from,
-                &subject,
-            )
-            .await
-            {
-                Ok(id) => {
-                    println!("{id}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => {
-                    eprintln!("openum: {error}");
-                    Ok(ExitCode::from(2))
-                }
-            }
-        }
+        }) => admin::voicemail_import(&config, &user, &file, &from, &subject).await,
         Command::Voicemail(VoicemailCommand::List { user }) => {
-            let store = server::open_store(&config).await?;
-            for item in store.voicemail_items(&user).await? {
-                println!(
-                    "{}\t{:.1}s\t{}\t{}",
-                    item.id,
-                    item.duration_ms as f64 / 1000.0,
-                    item.from,
-                    item.subject
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            admin::voicemail_list(&config, &user).await
         }
+        Command::Config(ConfigCommand::Check) => Ok(admin::config_check(config_path.as_deref())),
         Command::Call {
             endpoint,
             item,
             dial,
             wait,
             json,
-        } => {
-            let client = match ews_client(&endpoint, &config) {
-                Ok(client) => client,
-                Err(code) => return Ok(code),
-            };
-            let id = match client.play_on_phone(&item, &dial).await {
-                Ok(id) => id,
-                Err(error) => return Ok(client_failure(&error)),
-            };
-            if json {
-                println!("{{\"phone_call_id\":{id:?}}}");
-            } else {
-                println!("{id}");
-            }
-            if wait {
-                return Ok(watch::follow(&client, &id, json).await);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => Ok(remote::call(&endpoint, &config, &item, &dial, wait, json).await),
         Command::Status { endpoint, id, json } => {
-            let client = match ews_client(&endpoint, &config) {
-                Ok(client) => client,
-                Err(code) => return Ok(code),
-            };
-            match client.get_phone_call_information(&id).await {
-                Ok(info) => {
-                    println!(
-                        "{}",
-                        if json {
-                            watch::json(&info)
-                        } else {
-                            watch::describe(&info)
-                        }
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => Ok(client_failure(&error)),
-            }
+            Ok(remote::status(&endpoint, &config, &id, json).await)
         }
         Command::Watch { endpoint, id, json } => {
-            let client = match ews_client(&endpoint, &config) {
-                Ok(client) => client,
-                Err(code) => return Ok(code),
-            };
-            Ok(watch::follow(&client, &id, json).await)
+            Ok(remote::watch(&endpoint, &config, &id, json).await)
         }
         Command::Hangup { endpoint, id, json } => {
-            let client = match ews_client(&endpoint, &config) {
-                Ok(client) => client,
-                Err(code) => return Ok(code),
-            };
-            match client.disconnect_phone_call(&id).await {
-                Ok(()) => {
-                    if json {
-                        println!("{{\"response_code\":\"NoError\"}}");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(error) => Ok(client_failure(&error)),
-            }
-        }
-        Command::Config(ConfigCommand::Check) => {
-            match config_path {
-                Some(path) => println!("{}: ok", path.display()),
-                None => println!("no --config given: the embedded defaults apply"),
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(remote::hangup(&endpoint, &config, &id, json).await)
         }
     }
-}
-
-/// The EWS client for the call commands, or the exit code of a usage error.
-fn ews_client(endpoint: &Endpoint, config: &Config) -> Result<client::Client, ExitCode> {
-    let file = &config.client;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let url = endpoint
-        .url
-        .clone()
-        .or_else(|| file.url.clone())
-        .unwrap_or_else(|| "http://127.0.0.1:8080/EWS/Exchange.asmx".into());
-    let token = env("OPENUM_TOKEN").or_else(|| file.token.clone());
-    let user = endpoint.user.clone().or_else(|| file.user.clone());
-    let auth = match (token, user) {
-        (Some(token), _) => client::Auth::Bearer(token),
-        (None, Some(user)) => client::Auth::Basic {
-            user,
-            password: env("OPENUM_PASSWORD")
-                .or_else(|| file.password.clone())
-                .unwrap_or_default(),
-        },
-        (None, None) => {
-            eprintln!(
-                "openum: give --user (with OPENUM_PASSWORD), set OPENUM_TOKEN, or fill [client] in the config file"
-            );
-            return Err(ExitCode::from(2));
-        }
-    };
-    client::Client::new(url, auth).map_err(|error| {
-        eprintln!("openum: {error}");
-        ExitCode::FAILURE
-    })
-}
-
-/// Prints a client error and picks the documented exit code.
-pub(crate) fn client_failure(error: &client::Error) -> ExitCode {
-    eprintln!("openum: {error}");
-    match error {
-        client::Error::Unauthorized => ExitCode::from(4),
-        client::Error::Fault(_) | client::Error::Response { .. } => ExitCode::from(3),
-        _ => ExitCode::FAILURE,
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if !from_stdin {
-        anyhow::bail!("pass --password-stdin and write the password to standard input");
-    }
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("cannot read the password from standard input")?;
-    Ok(input.lines().next().unwrap_or_default().to_owned())
 }
 
 fn init_logging(json: bool) {
@@ -524,26 +269,4 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

@@ -53,7 +53,7 @@ pub(crate) async fn follow(client: &client::Client, id: &str, as_json: bool) -> 
                 if live {
                     println!();
                 }
-                return crate::client_failure(&error);
+                return crate::remote::client_failure(&error);
             }
         };
         let text = describe(&info);

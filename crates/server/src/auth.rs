@@ -77,6 +77,8 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, StoreError> {
         let Some(value) = headers
             .get(axum::http::header::AUTHORIZATION)
+            // A header with non-visible-ASCII bytes carries no credential openum could have
+            // issued: it is answered like a missing one (401).
             .and_then(|v| v.to_str().ok())
         else {
             return Ok(None);
@@ -104,6 +106,8 @@ impl Authenticator {
         if !scheme.eq_ignore_ascii_case("basic") {
             return Ok(None);
         }
+        // Not base64, not UTF-8 or without ':' is not a Basic credential: 401, as for a wrong
+        // password (RFC 7617 §2).
         let Some((user, password)) = base64::engine::general_purpose::STANDARD
             .decode(rest)
             .ok()
@@ -116,32 +120,38 @@ impl Authenticator {
             return Ok(None);
         };
         let hash = record.password_hash.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+        let ok = tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
+            // verify_password's only error is "this password does not match".
+            Ok(parsed) => Ok(Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()),
+            Err(error) => Err(error),
         })
         .await
-        .unwrap_or(false);
-        Ok(ok.then_some(record.name))
-    }
-
-    fn remember(&self, key: [u8; 32], name: &str) {
-        if let Ok(mut cache) = self.verified.lock() {
-            if cache.len() >= CACHE_MAX {
-                cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-                if cache.len() >= CACHE_MAX {
-                    cache.clear();
-                }
+        .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        match ok {
+            Ok(ok) => Ok(ok.then_some(record.name)),
+            Err(error) => {
+                // Nobody can log in as this user until the password is set again.
+                tracing::error!(user = %record.name, %error, "stored password hash is unreadable; reset it with `openum user add`");
+                Ok(None)
             }
-            cache.insert(key, (name.to_owned(), Instant::now()));
         }
     }
 
+    fn remember(&self, key: [u8; 32], name: &str) {
+        let mut cache = calls::sync::lock(&self.verified);
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (name.to_owned(), Instant::now()));
+    }
+
     fn cached(&self, key: &[u8; 32]) -> Option<String> {
-        let cache = self.verified.lock().ok()?;
+        let cache = calls::sync::lock(&self.verified);
         let (name, at) = cache.get(key)?;
         (at.elapsed() < CACHE_TTL).then(|| name.clone())
     }

@@ -233,6 +233,48 @@ impl Default for GatewayConfig {
     }
 }
 
+impl From<&SipConfig> for call_runtime::settings::SipSettings {
+    fn from(c: &SipConfig) -> Self {
+        Self {
+            listen: c.listen,
+            public_address: c.public_address,
+            rtp_address: c.rtp_address,
+            t1_ms: c.t1_ms,
+            user_agent: c.user_agent.clone(),
+        }
+    }
+}
+
+impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
+    fn from(g: &GatewayConfig) -> Self {
+        use call_runtime::settings::Transport;
+        Self {
+            name: g.name.clone(),
+            uri: g.uri.clone(),
+            address: g.address.clone(),
+            transport: match g.transport {
+                SipTransport::Tcp => Transport::Tcp,
+                SipTransport::Udp => Transport::Udp,
+            },
+            from: g.from.clone(),
+            display_name: g.display_name.clone(),
+            // Config::parse refuses one without the other.
+            credentials: g.username.clone().zip(g.password.clone()),
+            ring_timeout_secs: g.ring_timeout_secs,
+            max_concurrent_calls: g.max_concurrent_calls,
+            calls_per_second: g.calls_per_second,
+            // Config::parse refuses a header without ':'.
+            headers: g
+                .headers
+                .iter()
+                .filter_map(|h| h.split_once(':'))
+                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                .collect(),
+            enabled: g.enabled,
+        }
+    }
+}
+
 impl Config {
     /// The gateway calls go through: the first enabled one.
     pub fn active_gateway(&self) -> Option<&GatewayConfig> {

@@ -12,13 +12,12 @@ use ews_proto::{
 };
 
 use crate::auth::Authenticator;
-use crate::calls::{
-    mint_phone_call_id, CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError,
-};
 use crate::dialstring;
 use crate::registry::{Refused, Registry};
 use crate::store::{Store, StoreError};
 use crate::voicemail::{parse_item_id, ItemIdError};
+use calls::id::mint_phone_call_id;
+use calls::{now_unix, CallRecord, CallService, CallState, Cause, Hangup, PlaceError};
 
 /// The `MessageText` MS-OXWUMS prescribes for an unknown PhoneCallId.
 pub const INVALID_PHONE_CALL_ID_TEXT: &str = "The phone call ID isn't valid";
@@ -208,7 +207,7 @@ async fn play_on_phone(
         owner: user.to_owned(),
         node: state.node.clone(),
         state: CallState::Connecting,
-        cause: FailureCause::None,
+        cause: Cause::None,
         sip_code: None,
         sip_text: None,
         dialled: number,
@@ -243,7 +242,7 @@ async fn play_on_phone(
     if let Err(error) = state.calls.place(&record).await {
         let closed = CallRecord {
             state: CallState::Disconnected,
-            cause: FailureCause::Other,
+            cause: Cause::Other,
             ended_at: Some(now_unix()),
             ..record
         };
@@ -255,18 +254,20 @@ async fn play_on_phone(
             ),
             PlaceError::OverCapacity(which) => (
                 ResponseCode::ErrorUnifiedMessagingRequestFailed,
-                which.clone(),
+                which.to_string(),
             ),
             PlaceError::Audio(_) => (
                 ResponseCode::ErrorContentConversionFailed,
                 "The message audio cannot be played.".to_owned(),
             ),
-            PlaceError::Failed(_) => (
+            // MediaSocket, Signalling, and whatever a future service adds: the cause goes to
+            // the log, the client learns that the call did not start.
+            _ => (
                 ResponseCode::ErrorUnifiedMessagingRequestFailed,
                 "The call could not be started.".to_owned(),
             ),
         };
-        tracing::warn!(%error, call = %closed.id, "call not placed");
+        tracing::warn!(error = %calls::error_chain(&error), call = %closed.id, "call not placed");
         return Ok(play_error(code, text));
     }
     state.registry.metrics().call_started();
@@ -340,13 +341,10 @@ async fn disconnect_phone_call(
     }
     // Another node owns the call's signalling: ask it (through the store) and wait briefly for
     // it to record the end, so the next GetPhoneCallInformation shows it.
-    let routed = record.node != state.node
-        && state
-            .store
-            .request_hangup(&record.node, &record.id)
-            .await
-            .is_ok();
-    if routed {
+    if record.node != state.node {
+        // A failure to ask the owner is an error, never a local hang-up: the owner may still
+        // be playing the call.
+        state.store.request_hangup(&record.node, &record.id).await?;
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             if state
@@ -369,7 +367,7 @@ async fn disconnect_phone_call(
             .registry
             .update(&CallRecord {
                 state: CallState::Disconnected,
-                cause: FailureCause::None,
+                cause: Cause::None,
                 ended_at: Some(now_unix()),
                 ..record
             })
@@ -383,27 +381,46 @@ async fn disconnect_phone_call(
 /// The seam: a domain call record as `t:PhoneCallInformation`.
 pub fn to_wire(record: &CallRecord) -> PhoneCallInformation {
     PhoneCallInformation {
-        phone_call_state: match record.state {
-            CallState::Idle => PhoneCallState::Idle,
-            CallState::Connecting => PhoneCallState::Connecting,
-            CallState::Alerted => PhoneCallState::Alerted,
-            CallState::Connected => PhoneCallState::Connected,
-            CallState::Disconnected => PhoneCallState::Disconnected,
-        },
-        connection_failure_cause: match record.cause {
-            FailureCause::None => ConnectionFailureCause::None,
-            FailureCause::UserBusy => ConnectionFailureCause::UserBusy,
-            FailureCause::NoAnswer => ConnectionFailureCause::NoAnswer,
-            FailureCause::Unavailable => ConnectionFailureCause::Unavailable,
-            FailureCause::Other => ConnectionFailureCause::Other,
-        },
+        phone_call_state: wire_state(record.state),
+        connection_failure_cause: wire_cause(record.cause),
         sip_response_text: record.sip_code.and(record.sip_text.clone()),
         sip_response_code: record.sip_code.map(i32::from),
     }
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// A domain state as `t:PhoneCallStateType`. The wire's `Idle`, `Disconnecting`, `Incoming`,
+/// `Transferring` and `Forwarding` have no domain counterpart: openum's calls never are in them.
+pub fn wire_state(state: CallState) -> PhoneCallState {
+    match state {
+        CallState::Connecting => PhoneCallState::Connecting,
+        CallState::Alerted => PhoneCallState::Alerted,
+        CallState::Connected => PhoneCallState::Connected,
+        CallState::Disconnected => PhoneCallState::Disconnected,
+    }
+}
+
+/// A domain cause as `t:ConnectionFailureCauseType`.
+pub fn wire_cause(cause: Cause) -> ConnectionFailureCause {
+    match cause {
+        Cause::None => ConnectionFailureCause::None,
+        Cause::UserBusy => ConnectionFailureCause::UserBusy,
+        Cause::NoAnswer => ConnectionFailureCause::NoAnswer,
+        Cause::Unavailable => ConnectionFailureCause::Unavailable,
+        Cause::Other => ConnectionFailureCause::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_state_and_cause_maps_to_the_wire_value_of_the_same_name() {
+        for state in CallState::ALL {
+            assert_eq!(wire_state(state).as_str(), state.as_str());
+        }
+        for cause in Cause::ALL {
+            assert_eq!(wire_cause(cause).as_str(), cause.as_str());
+        }
+    }
 }

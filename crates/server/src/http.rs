@@ -87,13 +87,8 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         "/healthz" if get => (StatusCode::OK, "ok\n").into_response(),
         "/readyz" if get => ready(&shared).await,
         "/metrics" if get => {
-            let mut figures = shared.app.calls.figures();
+            let figures = shared.app.calls.figures();
             let by_state = shared.app.registry.live_by_state();
-            figures.live_calls = by_state.iter().map(|(_, n)| *n as u64).sum();
-            figures.live_by_state = by_state
-                .into_iter()
-                .map(|(state, n)| (state.as_str(), n as u64))
-                .collect();
             (
                 [(
                     header::CONTENT_TYPE,
@@ -101,7 +96,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     ),
                 )],
-                shared.app.registry.metrics().render(figures),
+                shared.app.registry.metrics().render(&figures, &by_state),
             )
                 .into_response()
         }

@@ -8,15 +8,16 @@
 //! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens.
 //! - [`ews`]: the three operations and the single seam where domain call records become EWS
 //!   wire types.
-//! - [`calls`]: call records, states and causes in domain terms, the [`calls::CallService`] trait
-//!   the SIP engine implements, and PhoneCallId minting.
-//! - [`registry`]: this node's calls in memory, written through to the store.
-//! - [`store`]: the [`store::Store`] trait and its embedded SQLite backend.
-//! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio, DialString
+//! - [`registry`]: this node's calls in memory, written through to the store; the
+//!   [`calls::CallRecorder`] the call runtime reports to.
+//! - [`serve`]: `openum serve` — the node's parts wired together, and the cross-node hang-up
+//!   listener.
+//! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
+//! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
+//!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
-pub mod calls;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -24,6 +25,7 @@ pub mod ews;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod voicemail;
 
@@ -34,16 +36,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::auth::Authenticator;
-use crate::calls::CallService;
 use crate::config::Config;
 use crate::ews::AppState;
 use crate::http::HttpOptions;
 use crate::registry::Registry;
 use crate::store::SqliteStore;
+use calls::CallService;
 
 /// Opens the configured store: PostgreSQL when `store.postgres_url` (or `OPENUM_POSTGRES_URL`)
 /// is set, else the embedded SQLite file.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+    // Unset, empty or not Unicode: the configuration file decides.
     let url = std::env::var("OPENUM_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -67,17 +70,17 @@ pub fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&path).with_context(|| format!("cannot open database {}", path.display()))
 }
 
-/// Builds the shared request state.
+/// Builds the shared request state; fails if the configuration's dial plan is invalid (a
+/// configuration read from a file was checked already; one built in code may not be).
 pub fn app_state(
     config: &Config,
     registry: Arc<Registry>,
     calls: Arc<dyn CallService>,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let store = Arc::clone(registry.store());
-    // Config::parse validated the dial plan already; a config built in code falls back to the
-    // defaults rather than to "anything goes".
-    let dial_plan = crate::dialplan::DialPlan::new(config.dialplan.clone()).unwrap_or_default();
-    AppState {
+    let dial_plan = crate::dialplan::DialPlan::new(config.dialplan.clone())
+        .map_err(|problem| anyhow::anyhow!("invalid dial plan: {problem}"))?;
+    Ok(AppState {
         dial_plan,
         admission: config.admission.clone(),
         auth: Authenticator::new(Arc::clone(&store)),
@@ -91,7 +94,7 @@ pub fn app_state(
             ..ews_proto::Limits::default()
         },
         retention: Duration::from_secs(config.ews.call_retention_hours.saturating_mul(3600)),
-    }
+    })
 }
 
 /// HTTP options from the configuration.

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use calls::{CallServiceFigures, CallState};
+
 /// Labels of an EWS request.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct RequestLabels {
@@ -34,19 +36,6 @@ pub struct CauseLabels {
 pub struct StateLabels {
     /// The PhoneCallState.
     pub state: String,
-}
-
-/// Live figures a call service reports at scrape time.
-#[derive(Clone, Debug, Default)]
-pub struct CallServiceFigures {
-    /// Calls in progress.
-    pub live_calls: u64,
-    /// RTP packets sent since start.
-    pub rtp_packets_sent: u64,
-    /// RTP packets the kernel refused.
-    pub rtp_send_errors: u64,
-    /// Live calls by state (filled in by the server from its registry).
-    pub live_by_state: Vec<(&'static str, u64)>,
 }
 
 /// The process's metrics.
@@ -83,9 +72,15 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition, with the call service's live figures.
-    pub fn render(&self, figures: CallServiceFigures) -> String {
-        let _guard = self.encode_lock.lock();
+    /// The Prometheus text exposition, with the call service's live figures and this node's
+    /// live calls by state (`figures.live_calls` is replaced by their sum).
+    pub fn render(
+        &self,
+        figures: &CallServiceFigures,
+        live_by_state: &[(CallState, usize)],
+    ) -> String {
+        let _guard = calls::sync::lock(&self.encode_lock);
+        let live_calls: usize = live_by_state.iter().map(|(_, n)| n).sum();
         let mut registry = Registry::with_prefix("openum");
         registry.register(
             "ews_requests",
@@ -106,15 +101,15 @@ impl Metrics {
         registry.register(
             "calls_live",
             "Calls in progress on this node",
-            ConstGauge::new(i64::try_from(figures.live_calls).unwrap_or(i64::MAX)),
+            ConstGauge::new(saturating_i64(live_calls)),
         );
         let by_state = Family::<StateLabels, Gauge>::default();
-        for (state, n) in &figures.live_by_state {
+        for (state, n) in live_by_state {
             by_state
                 .get_or_create(&StateLabels {
-                    state: (*state).to_owned(),
+                    state: state.as_str().to_owned(),
                 })
-                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                .set(saturating_i64(*n));
         }
         registry.register(
             "calls_by_state",
@@ -132,11 +127,18 @@ impl Metrics {
             ConstCounter::new(figures.rtp_send_errors),
         );
         let mut out = String::new();
-        if encode(&mut out, &registry).is_err() {
+        if let Err(error) = encode(&mut out, &registry) {
+            // Writing to a String cannot fail, so this is a metric the encoder refused: say so
+            // rather than serve a truncated page.
+            tracing::error!(%error, "cannot encode the metrics page");
             out.clear();
         }
         out
     }
+}
+
+fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Latency buckets: 0.25 ms to ~4 s.
@@ -182,12 +184,14 @@ mod tests {
         );
         m.call_started();
         m.call_ended("UserBusy");
-        let text = m.render(CallServiceFigures {
-            live_calls: 2,
-            rtp_packets_sent: 150,
-            rtp_send_errors: 0,
-            live_by_state: vec![("Alerted", 1), ("Connected", 1)],
-        });
+        let text = m.render(
+            &CallServiceFigures {
+                live_calls: 2,
+                rtp_packets_sent: 150,
+                rtp_send_errors: 0,
+            },
+            &[(CallState::Alerted, 1), (CallState::Connected, 1)],
+        );
         for needle in [
             "openum_ews_requests_total{operation=\"GetPhoneCallInformation\",outcome=\"NoError\"} 1",
             "openum_ews_request_duration_seconds_count 2",

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::calls::CallRecord;
+use async_trait::async_trait;
+use calls::sync::{read, write};
+use calls::{now_unix, CallRecord, CallRecorder, CallState, RecordError};
+
 use crate::store::{Store, StoreError};
 
 /// Finished calls leave the memory cache this long after they end (the store keeps them for the
@@ -56,22 +59,18 @@ impl Registry {
     }
 
     /// Live calls this node owns, by state.
-    pub fn live_by_state(&self) -> Vec<(crate::calls::CallState, usize)> {
-        use crate::calls::CallState;
-        let mut counts = [
-            (CallState::Idle, 0),
-            (CallState::Connecting, 0),
-            (CallState::Alerted, 0),
-            (CallState::Connected, 0),
-        ];
-        if let Ok(local) = self.local.read() {
-            for r in local.calls.values() {
-                if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == r.state) {
-                    slot.1 += 1;
-                }
+    pub fn live_by_state(&self) -> Vec<(CallState, usize)> {
+        let mut counts: Vec<(CallState, usize)> = CallState::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .map(|s| (s, 0))
+            .collect();
+        for r in read(&self.local).calls.values() {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == r.state) {
+                slot.1 += 1;
             }
         }
-        counts.to_vec()
+        counts
     }
 
     /// Live calls this node owns.
@@ -91,14 +90,12 @@ impl Registry {
 
     /// Reads a call by exact id.
     pub async fn get(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
-        if let Ok(local) = self.local.read() {
-            if let Some(record) = local.calls.get(id) {
-                let stale = record
-                    .ended_at
-                    .is_some_and(|ended| ended + FINISHED_CACHE_SECS < now_unix());
-                if !stale {
-                    return Ok(Some(record.clone()));
-                }
+        if let Some(record) = read(&self.local).calls.get(id) {
+            let stale = record
+                .ended_at
+                .is_some_and(|ended| ended + FINISHED_CACHE_SECS < now_unix());
+            if !stale {
+                return Ok(Some(record.clone()));
             }
         }
         let record = self.store.call(id).await?;
@@ -114,9 +111,7 @@ impl Registry {
             .filter(|r| r.node == self.node)
             .filter(fresh)
         {
-            if let Ok(mut local) = self.local.write() {
-                local.calls.insert(r.id.clone(), r.clone());
-            }
+            write(&self.local).calls.insert(r.id.clone(), r.clone());
         }
         Ok(record)
     }
@@ -131,9 +126,7 @@ impl Registry {
         per_node: usize,
     ) -> Result<Result<(), Refused>, StoreError> {
         {
-            let Ok(mut local) = self.local.write() else {
-                return Err(StoreError::Backend("registry lock poisoned".into()));
-            };
+            let mut local = write(&self.local);
             let live = local.calls.values().filter(|r| !r.is_finished());
             let (mut node, mut user) = (0, 0);
             for r in live {
@@ -151,9 +144,7 @@ impl Registry {
             local.calls.insert(record.id.clone(), record.clone());
         }
         if let Err(e) = self.insert(record).await {
-            if let Ok(mut local) = self.local.write() {
-                local.calls.remove(&record.id);
-            }
+            write(&self.local).calls.remove(&record.id);
             return Err(e);
         }
         Ok(Ok(()))
@@ -162,18 +153,17 @@ impl Registry {
     /// Records a new call placed by this node.
     pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.store.insert_call(record).await?;
-        if let Ok(mut local) = self.local.write() {
-            local.inserts_since_prune += 1;
-            if local.inserts_since_prune >= PRUNE_EVERY {
-                local.inserts_since_prune = 0;
-                let cutoff = now_unix() - FINISHED_CACHE_SECS;
-                local
-                    .calls
-                    .retain(|_, r| r.ended_at.is_none_or(|ended| ended >= cutoff));
-            }
-            if record.node == self.node {
-                local.calls.insert(record.id.clone(), record.clone());
-            }
+        let mut local = write(&self.local);
+        local.inserts_since_prune += 1;
+        if local.inserts_since_prune >= PRUNE_EVERY {
+            local.inserts_since_prune = 0;
+            let cutoff = now_unix() - FINISHED_CACHE_SECS;
+            local
+                .calls
+                .retain(|_, r| r.ended_at.is_none_or(|ended| ended >= cutoff));
+        }
+        if record.node == self.node {
+            local.calls.insert(record.id.clone(), record.clone());
         }
         Ok(())
     }
@@ -181,35 +171,48 @@ impl Registry {
     /// Records a state change.
     pub async fn update(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.store.update_call(record).await?;
-        if let Ok(mut local) = self.local.write() {
-            let was_live = local
-                .calls
-                .get(&record.id)
-                .is_some_and(|r| !r.is_finished());
-            if was_live && record.is_finished() {
-                self.metrics.call_ended(record.cause.as_str());
-            }
-            if record.node == self.node {
-                local.calls.insert(record.id.clone(), record.clone());
-            } else {
-                local.calls.remove(&record.id);
-            }
+        let mut local = write(&self.local);
+        let was_live = local
+            .calls
+            .get(&record.id)
+            .is_some_and(|r| !r.is_finished());
+        if was_live && record.is_finished() {
+            self.metrics.call_ended(record.cause.as_str());
+        }
+        if record.node == self.node {
+            local.calls.insert(record.id.clone(), record.clone());
+        } else {
+            local.calls.remove(&record.id);
         }
         Ok(())
     }
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// The call runtime writes through the registry, so this node's reads see its calls at once.
+#[async_trait]
+impl CallRecorder for Registry {
+    async fn get(&self, id: &str) -> Result<Option<CallRecord>, RecordError> {
+        Registry::get(self, id).await.map_err(|e| RecordError {
+            action: "read",
+            source: Box::new(e),
+        })
+    }
+
+    async fn update(&self, record: &CallRecord) -> Result<(), RecordError> {
+        Registry::update(self, record)
+            .await
+            .map_err(|e| RecordError {
+                action: "write",
+                source: Box::new(e),
+            })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::{CallState, FailureCause};
     use crate::store::SqliteStore;
+    use calls::Cause;
 
     fn record(id: &str, node: &str) -> CallRecord {
         CallRecord {
@@ -217,7 +220,7 @@ mod tests {
             owner: "alice".into(),
             node: node.into(),
             state: CallState::Connecting,
-            cause: FailureCause::None,
+            cause: Cause::None,
             sip_code: None,
             sip_text: None,
             dialled: "1".into(),

@@ -140,9 +140,7 @@ pub async fn import(
         from: from.to_owned(),
         subject: subject.to_owned(),
         duration_ms: i64::try_from(samples.len() / 8).unwrap_or(i64::MAX),
-        created_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+        created_at: calls::now_unix(),
     };
     if let Err(e) = store.insert_voicemail_item(&item).await {
         let _ = std::fs::remove_file(&path);
@@ -151,15 +149,54 @@ pub async fn import(
     Ok(id)
 }
 
-/// Reads an item's decoded audio (8 kHz mono PCM).
-pub fn load_pcm(data_dir: &Path, item_id: &str) -> Result<Arc<[i16]>, String> {
-    let uuid = parse_item_id(item_id).map_err(|_| "malformed ItemId".to_owned())?;
-    let path = audio_path(data_dir, uuid);
-    let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(raw
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect())
+/// The voice-mail items imported on this node: their decoded audio (8 kHz mono PCM) lives in
+/// files under the data directory.
+#[derive(Clone, Debug)]
+pub struct LocalAudio {
+    data_dir: PathBuf,
+}
+
+impl LocalAudio {
+    /// The items under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self { data_dir }
+    }
+
+    /// Reads an item's decoded audio.
+    pub fn load(&self, item_id: &str) -> Result<Arc<[i16]>, calls::AudioError> {
+        let uuid = parse_item_id(item_id)
+            .map_err(|_| calls::AudioError::MalformedId(item_id.to_owned()))?;
+        let path = audio_path(&self.data_dir, uuid);
+        let raw = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => calls::AudioError::NotFound,
+            _ => calls::AudioError::Read(Box::new(AudioFileError { path, source: e })),
+        })?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect())
+    }
+}
+
+/// An audio file that could not be read, with its path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", path.display())]
+struct AudioFileError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+#[async_trait::async_trait]
+impl calls::AudioSource for LocalAudio {
+    async fn pcm(&self, item_id: &str) -> Result<Arc<[i16]>, calls::AudioError> {
+        let this = self.clone();
+        let item_id = item_id.to_owned();
+        // A message is up to a few MB: read it off the request workers.
+        tokio::task::spawn_blocking(move || this.load(&item_id))
+            .await
+            .map_err(|e| calls::AudioError::Read(Box::new(e)))?
+    }
 }
 
 #[cfg(test)]

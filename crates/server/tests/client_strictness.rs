@@ -11,8 +11,8 @@ extern crate openum_server as server;
 
 mod support;
 
+use calls::{CallState, Cause};
 use ews_proto::{ns, ResponseCode};
-use server::calls::{CallState, FailureCause};
 use support::*;
 use testkit::{outline, Node};
 
@@ -20,7 +20,7 @@ use testkit::{outline, Node};
 async fn sample_replies(server: &TestServer) -> Vec<Reply> {
     let item = server.add_item("alice", true).await;
     server
-        .add_call("c1", "alice", CallState::Connected, FailureCause::None)
+        .add_call("c1", "alice", CallState::Connected, Cause::None)
         .await;
     let mut out = Vec::new();
     for body in [
@@ -207,12 +207,7 @@ async fn rule_7_errors_have_message_text_code_and_link_key_zero_in_order() {
 async fn rule_8_phone_call_information_children_are_types_elements_in_schema_order() {
     let server = TestServer::start().await;
     server
-        .add_call(
-            "busy",
-            "alice",
-            CallState::Disconnected,
-            FailureCause::UserBusy,
-        )
+        .add_call("busy", "alice", CallState::Disconnected, Cause::UserBusy)
         .await;
     let mut r = server::store::Store::call(&server.sqlite, "busy")
         .await

@@ -12,8 +12,8 @@ extern crate openum_server as server;
 
 mod support;
 
+use calls::{CallState, Cause};
 use ews_proto::{FaultMessageXml, ResponseCode, ResponseDocument};
-use server::calls::{CallState, FailureCause};
 use support::*;
 use testkit::Validator;
 
@@ -121,10 +121,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
 async fn hostile_requests_get_their_specific_fault_and_the_server_survives() {
     let server = TestServer::start().await;
     server
-        .add_call("bobs-call", "bob", CallState::Connected, FailureCause::None)
+        .add_call("bobs-call", "bob", CallState::Connected, Cause::None)
         .await;
     server
-        .add_call("mine", "alice", CallState::Connected, FailureCause::None)
+        .add_call("mine", "alice", CallState::Connected, Cause::None)
         .await;
     let cases = cases();
     assert!(cases.len() >= 30, "only {} cases", cases.len());
@@ -235,7 +235,7 @@ async fn authentication_failures_get_401_with_challenges_and_no_body() {
 async fn benign_variations_from_real_clients_are_accepted() {
     let server = TestServer::start().await;
     server
-        .add_call("c", "alice", CallState::Connected, FailureCause::None)
+        .add_call("c", "alice", CallState::Connected, Cause::None)
         .await;
     let variants = [
         // Default namespaces instead of prefixes, no declaration, no header (version defaults).

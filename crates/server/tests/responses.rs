@@ -11,8 +11,8 @@ extern crate openum_server as server;
 
 mod support;
 
+use calls::{CallState, Cause};
 use ews_proto::{PhoneCallState, ResponseCode, ResponseDocument};
-use server::calls::{CallState, FailureCause};
 use server::config::Config;
 use server::store::Store as _;
 use support::*;
@@ -164,47 +164,38 @@ async fn play_on_phone_without_a_gateway_says_so() {
 async fn get_phone_call_information_reports_every_state_and_validates() {
     let server = TestServer::start().await;
     let states = [
-        (CallState::Idle, FailureCause::None, PhoneCallState::Idle),
         (
             CallState::Connecting,
-            FailureCause::None,
+            Cause::None,
             PhoneCallState::Connecting,
         ),
-        (
-            CallState::Alerted,
-            FailureCause::None,
-            PhoneCallState::Alerted,
-        ),
-        (
-            CallState::Connected,
-            FailureCause::None,
-            PhoneCallState::Connected,
-        ),
+        (CallState::Alerted, Cause::None, PhoneCallState::Alerted),
+        (CallState::Connected, Cause::None, PhoneCallState::Connected),
         (
             CallState::Disconnected,
-            FailureCause::UserBusy,
+            Cause::UserBusy,
             PhoneCallState::Disconnected,
         ),
         (
             CallState::Disconnected,
-            FailureCause::NoAnswer,
+            Cause::NoAnswer,
             PhoneCallState::Disconnected,
         ),
         (
             CallState::Disconnected,
-            FailureCause::Unavailable,
+            Cause::Unavailable,
             PhoneCallState::Disconnected,
         ),
         (
             CallState::Disconnected,
-            FailureCause::Other,
+            Cause::Other,
             PhoneCallState::Disconnected,
         ),
     ];
     for (i, (state, cause, wire)) in states.into_iter().enumerate() {
         let id = format!("call-{i}");
         server.add_call(&id, "alice", state, cause).await;
-        if cause == FailureCause::UserBusy {
+        if cause == Cause::UserBusy {
             let mut r = server.sqlite.call(&id).await.unwrap().unwrap();
             r.sip_code = Some(486);
             r.sip_text = Some("Busy Here & <gone>".into());
@@ -221,7 +212,7 @@ async fn get_phone_call_information_reports_every_state_and_validates() {
         let info = g.phone_call_information.unwrap();
         assert_eq!(info.phone_call_state, wire);
         assert_eq!(info.connection_failure_cause.as_str(), cause.as_str());
-        if cause == FailureCause::UserBusy {
+        if cause == Cause::UserBusy {
             assert_eq!(info.sip_response_code, Some(486));
             assert_eq!(
                 info.sip_response_text.as_deref(),
@@ -241,7 +232,7 @@ async fn get_phone_call_information_reports_every_state_and_validates() {
     assert!(unknown.body.contains("The phone call ID isn't valid"));
     // Another user's call is invisible.
     server
-        .add_call("bobs-call", "bob", CallState::Connected, FailureCause::None)
+        .add_call("bobs-call", "bob", CallState::Connected, Cause::None)
         .await;
     expect(
         &server,
@@ -274,7 +265,7 @@ async fn get_phone_call_information_reports_every_state_and_validates() {
 async fn finished_calls_expire_after_the_retention_period() {
     let server = TestServer::start().await;
     server
-        .add_call("old", "alice", CallState::Disconnected, FailureCause::None)
+        .add_call("old", "alice", CallState::Disconnected, Cause::None)
         .await;
     let mut r = server.sqlite.call("old").await.unwrap().unwrap();
     r.ended_at = Some(now() - 25 * 3600);
@@ -300,7 +291,7 @@ async fn finished_calls_expire_after_the_retention_period() {
 async fn disconnect_phone_call_success_idempotence_and_errors_validate() {
     let server = TestServer::start().await;
     server
-        .add_call("live", "alice", CallState::Alerted, FailureCause::None)
+        .add_call("live", "alice", CallState::Alerted, Cause::None)
         .await;
     expect(&server, disconnect("live"), 200, ResponseCode::NoError).await;
     let info = expect(&server, get_info("live"), 200, ResponseCode::NoError).await;
@@ -310,7 +301,7 @@ async fn disconnect_phone_call_success_idempotence_and_errors_validate() {
 
     // A call in the registry that no engine runs is closed as the user asked.
     server
-        .add_call("orphan", "alice", CallState::Connected, FailureCause::None)
+        .add_call("orphan", "alice", CallState::Connected, Cause::None)
         .await;
     server.calls.live.lock().unwrap().remove("orphan");
     expect(&server, disconnect("orphan"), 200, ResponseCode::NoError).await;
@@ -318,7 +309,7 @@ async fn disconnect_phone_call_success_idempotence_and_errors_validate() {
     assert_eq!(record.state, CallState::Disconnected);
 
     server
-        .add_call("bobs", "bob", CallState::Connected, FailureCause::None)
+        .add_call("bobs", "bob", CallState::Connected, Cause::None)
         .await;
     expect(
         &server,

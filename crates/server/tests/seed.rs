@@ -10,7 +10,7 @@ extern crate openum_server as server;
 
 mod support;
 
-use server::calls::{CallState, FailureCause};
+use calls::{CallState, Cause};
 use server::config::Config;
 use server::store::Store as _;
 use support::*;
@@ -32,12 +32,7 @@ async fn seed_disconnect_exchange_matches_the_documented_response_exactly() {
     v.version = "Exchange2010".into();
     let server = TestServer::start_with(config, true).await;
     server
-        .add_call(
-            "OWVl4NWb3N29t",
-            "alice",
-            CallState::Connected,
-            FailureCause::None,
-        )
+        .add_call("OWVl4NWb3N29t", "alice", CallState::Connected, Cause::None)
         .await;
 
     let reply = server.ews(SEED_REQUEST).await;

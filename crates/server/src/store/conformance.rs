@@ -8,7 +8,7 @@
 )]
 
 use super::{Store, StoreError, User, VoicemailItem};
-use crate::calls::{CallRecord, CallState, FailureCause};
+use calls::{CallRecord, CallState, Cause};
 
 fn call(id: &str, owner: &str, node: &str) -> CallRecord {
     CallRecord {
@@ -16,7 +16,7 @@ fn call(id: &str, owner: &str, node: &str) -> CallRecord {
         owner: owner.into(),
         node: node.into(),
         state: CallState::Connecting,
-        cause: FailureCause::None,
+        cause: Cause::None,
         sip_code: None,
         sip_text: None,
         dialled: "+14255550100".into(),
@@ -125,21 +125,11 @@ pub async fn run(store: &dyn Store, tag: &str) {
     let mut record = store.call(&id).await.unwrap().unwrap();
     assert_eq!(record, call(&id, &alice, "n1"));
     for (state, cause, code, text) in [
-        (
-            CallState::Alerted,
-            FailureCause::None,
-            Some(180),
-            Some("Ringing"),
-        ),
-        (
-            CallState::Connected,
-            FailureCause::None,
-            Some(200),
-            Some("OK"),
-        ),
+        (CallState::Alerted, Cause::None, Some(180), Some("Ringing")),
+        (CallState::Connected, Cause::None, Some(200), Some("OK")),
         (
             CallState::Disconnected,
-            FailureCause::UserBusy,
+            Cause::UserBusy,
             Some(486),
             Some("Busy Here"),
         ),
@@ -172,7 +162,7 @@ pub async fn run(store: &dyn Store, tag: &str) {
     let closed = store.call(&live_n1).await.unwrap().unwrap();
     assert_eq!(
         (closed.state, closed.cause, closed.ended_at),
-        (CallState::Disconnected, FailureCause::Other, Some(42))
+        (CallState::Disconnected, Cause::Other, Some(42))
     );
     assert_eq!(
         store.call(&live_n2).await.unwrap().unwrap().state,

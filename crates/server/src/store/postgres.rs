@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
-use super::{HangupRequest, Store, StoreError, User, VoicemailItem};
-use crate::calls::{CallRecord, CallState, FailureCause};
+use calls::{CallRecord, UnixSeconds};
+
+use super::{CallRow, HangupRequest, Store, StoreError, User, VoicemailItem};
 
 const CHANNEL: &str = "openum_hangup";
 
@@ -74,11 +75,19 @@ impl PostgresStore {
                 let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
                 match message {
                     Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CHANNEL => {
-                        if let Some((node, id)) = n.payload().split_once(' ') {
-                            let _ = sender.send(HangupRequest {
-                                node: node.to_owned(),
-                                call_id: id.to_owned(),
-                            });
+                        match n.payload().split_once(' ') {
+                            Some((node, id)) => {
+                                // No receiver means nothing on this node listens for hang-ups
+                                // (a CLI command, not `serve`): there is no one to deliver to.
+                                let _ = sender.send(HangupRequest {
+                                    node: node.to_owned(),
+                                    call_id: id.to_owned(),
+                                });
+                            }
+                            None => tracing::warn!(
+                                payload = n.payload(),
+                                "malformed hang-up notification ignored"
+                            ),
                         }
                     }
                     Some(Ok(_)) => {}
@@ -102,7 +111,11 @@ impl PostgresStore {
             .query_opt("SELECT max(version) FROM openum_schema", &[])
             .await
             .map_err(pg)?
-            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .map(|r| r.try_get::<_, Option<i32>>(0))
+            .transpose()
+            .map_err(pg)?
+            .flatten()
+            // No row, or max() of an empty table: no migration has run yet.
             .unwrap_or(0);
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
@@ -137,35 +150,35 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-fn to_call(r: &Row) -> CallRecord {
-    let state: String = r.get("state");
-    let cause: String = r.get("cause");
-    let sip_code: Option<i32> = r.get("sip_code");
-    CallRecord {
-        id: r.get("id"),
-        owner: r.get("owner"),
-        node: r.get("node"),
-        state: CallState::parse(&state).unwrap_or(CallState::Disconnected),
-        cause: FailureCause::parse(&cause).unwrap_or(FailureCause::Other),
-        sip_code: sip_code.and_then(|c| u16::try_from(c).ok()),
-        sip_text: r.get("sip_text"),
-        dialled: r.get("dialled"),
-        item_id: r.get("item_id"),
-        created_at: r.get("created_at"),
-        ended_at: r.get("ended_at"),
+// `try_get`, never `get`: `Row::get` panics on a column of an unexpected type.
+fn to_call(r: &Row) -> Result<CallRecord, StoreError> {
+    let sip_code: Option<i32> = r.try_get("sip_code").map_err(pg)?;
+    CallRow {
+        id: r.try_get("id").map_err(pg)?,
+        owner: r.try_get("owner").map_err(pg)?,
+        node: r.try_get("node").map_err(pg)?,
+        state: r.try_get("state").map_err(pg)?,
+        cause: r.try_get("cause").map_err(pg)?,
+        sip_code: sip_code.map(i64::from),
+        sip_text: r.try_get("sip_text").map_err(pg)?,
+        dialled: r.try_get("dialled").map_err(pg)?,
+        item_id: r.try_get("item_id").map_err(pg)?,
+        created_at: r.try_get("created_at").map_err(pg)?,
+        ended_at: r.try_get("ended_at").map_err(pg)?,
     }
+    .decode()
 }
 
-fn to_item(r: &Row) -> VoicemailItem {
-    VoicemailItem {
-        id: r.get("id"),
-        owner: r.get("owner"),
-        has_audio: r.get("has_audio"),
-        from: r.get("from_text"),
-        subject: r.get("subject"),
-        duration_ms: r.get("duration_ms"),
-        created_at: r.get("created_at"),
-    }
+fn to_item(r: &Row) -> Result<VoicemailItem, StoreError> {
+    Ok(VoicemailItem {
+        id: r.try_get("id").map_err(pg)?,
+        owner: r.try_get("owner").map_err(pg)?,
+        has_audio: r.try_get("has_audio").map_err(pg)?,
+        from: r.try_get("from_text").map_err(pg)?,
+        subject: r.try_get("subject").map_err(pg)?,
+        duration_ms: r.try_get("duration_ms").map_err(pg)?,
+        created_at: r.try_get("created_at").map_err(pg)?,
+    })
 }
 
 #[async_trait]
@@ -192,11 +205,14 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| User {
-            name: r.get(0),
-            password_hash: r.get(1),
-            play_on_phone: r.get(2),
-        }))
+        row.map(|r| {
+            Ok(User {
+                name: r.try_get(0).map_err(pg)?,
+                password_hash: r.try_get(1).map_err(pg)?,
+                play_on_phone: r.try_get(2).map_err(pg)?,
+            })
+        })
+        .transpose()
     }
 
     async fn insert_token(&self, user: &str, hash: &str, label: &str) -> Result<(), StoreError> {
@@ -217,7 +233,7 @@ impl Store for PostgresStore {
             .query_opt("SELECT user_name FROM tokens WHERE hash = $1", &[&hash])
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| r.try_get(0).map_err(pg)).transpose()
     }
 
     async fn insert_call(&self, c: &CallRecord) -> Result<(), StoreError> {
@@ -278,10 +294,14 @@ impl Store for PostgresStore {
             .query_opt("SELECT * FROM calls WHERE id = $1", &[&id])
             .await
             .map_err(pg)?;
-        Ok(row.as_ref().map(to_call))
+        row.as_ref().map(to_call).transpose()
     }
 
-    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+    async fn close_orphaned_calls(
+        &self,
+        node: &str,
+        now: UnixSeconds,
+    ) -> Result<usize, StoreError> {
         let n = self
             .client
             .execute(
@@ -291,6 +311,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
+        // A row count fits in usize on every 64-bit target openum supports.
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -300,7 +321,7 @@ impl Store for PostgresStore {
             .query_opt("SELECT * FROM voicemail_items WHERE id = $1", &[&id])
             .await
             .map_err(pg)?;
-        Ok(row.as_ref().map(to_item))
+        row.as_ref().map(to_item).transpose()
     }
 
     async fn insert_voicemail_item(&self, i: &VoicemailItem) -> Result<(), StoreError> {
@@ -333,7 +354,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        Ok(rows.iter().map(to_item).collect())
+        rows.iter().map(to_item).collect()
     }
 
     async fn request_hangup(&self, node: &str, call_id: &str) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use server::calls::{CallRecord, CallService, CallState, FailureCause, Hangup, PlaceError};
+use calls::{CallRecord, CallService, CallState, Cause, Hangup, PlaceError};
 use server::config::Config;
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, StoreError, User, VoicemailItem};
@@ -47,10 +47,17 @@ impl CallService for FakeCalls {
             "999" => self.gate.notified().await,
             "5550000" => {
                 return Err(PlaceError::OverCapacity(
-                    "The per-user concurrent-call cap (2) is reached.".into(),
+                    calls::service::Capacity::GatewayCalls {
+                        gateway: "fake".into(),
+                        cap: 2,
+                    },
                 ))
             }
-            "5550001" => return Err(PlaceError::Failed("engine refused".into())),
+            "5550001" => {
+                return Err(PlaceError::Signalling(
+                    std::io::Error::other("engine refused").into(),
+                ))
+            }
             _ => {}
         }
         self.live.lock().unwrap().insert(call.id.clone());
@@ -64,7 +71,7 @@ impl CallService for FakeCalls {
         }
         let mut record = self.registry.get(id).await.unwrap().unwrap();
         record.state = CallState::Disconnected;
-        record.cause = FailureCause::None;
+        record.cause = Cause::None;
         record.sip_code = Some(200);
         record.sip_text = Some("OK".into());
         record.ended_at = Some(now());
@@ -165,7 +172,7 @@ impl TestServer {
             live: Mutex::default(),
             gate: Notify::new(),
         });
-        let state = server::app_state(&config, registry, calls.clone());
+        let state = server::app_state(&config, registry, calls.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -237,7 +244,7 @@ impl TestServer {
     }
 
     /// Stores a call record directly (as the engine would have).
-    pub async fn add_call(&self, id: &str, owner: &str, state: CallState, cause: FailureCause) {
+    pub async fn add_call(&self, id: &str, owner: &str, state: CallState, cause: Cause) {
         let record = CallRecord {
             id: id.into(),
             owner: owner.into(),

@@ -1,128 +1,17 @@
-//! Durable state behind one trait: users, API tokens, voice-mail items and call records.
-//!
-//! [`SqliteStore`] is the embedded default (one file under the data directory, zero
-//! configuration); [`PostgresStore`] lets several nodes share the work. Every method is async;
-//! the SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls
-//! the request workers. [`conformance::run`] is the one behaviour suite both backends pass.
-//!
-//! Voice-mail audio lives in files next to the database (`<data_dir>/voicemail/`), not in it:
-//! the store keeps the item records, the node that imported an item serves its audio.
-//!
-//! Cross-node hang-up: a node asked to end a call another node owns calls
-//! [`Store::request_hangup`]; the owner receives it from [`Store::hangup_requests`] (PostgreSQL
-//! `NOTIFY`/`LISTEN`). SQLite is single-node and has neither.
-
-pub mod conformance;
-mod postgres;
-
-pub use postgres::PostgresStore;
+//! The embedded SQLite store: one file under the data directory, zero configuration.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use calls::{now_unix, CallRecord, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::calls::{CallRecord, CallState, FailureCause};
-
-/// Errors from a store backend.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A row with the same key exists.
-    #[error("{0} already exists")]
-    Conflict(String),
-    /// The backend failed.
-    #[error("storage backend error: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
+use super::{CallRow, Store, StoreError, User, VoicemailItem};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Backend(Box::new(e))
-    }
-}
-
-/// A user who may call the EWS endpoint.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct User {
-    /// Login name (also the mailbox identity).
-    pub name: String,
-    /// Argon2id PHC string of the password.
-    pub password_hash: String,
-    /// Whether Play on Phone is enabled for this user.
-    pub play_on_phone: bool,
-}
-
-/// A voice-mail item a user can play.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
-pub struct VoicemailItem {
-    /// The EWS ItemId.
-    pub id: String,
-    /// Owning user.
-    pub owner: String,
-    /// Whether decoded audio is stored for the item.
-    pub has_audio: bool,
-    /// Caller shown for the message (free text).
-    pub from: String,
-    /// Subject line.
-    pub subject: String,
-    /// Playing time in milliseconds.
-    pub duration_ms: i64,
-    /// Unix seconds when it was imported.
-    pub created_at: i64,
-}
-
-/// A request, from another node, to end a call this node owns.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct HangupRequest {
-    /// The owning node the request is for.
-    pub node: String,
-    /// The PhoneCallId.
-    pub call_id: String,
-}
-
-/// The storage interface the server runs on.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Creates a user, or replaces the password of an existing one.
-    async fn upsert_user(&self, user: User) -> Result<(), StoreError>;
-    /// Looks a user up by name.
-    async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
-    /// Stores an API token (by its hash) for `user`.
-    async fn insert_token(
-        &self,
-        user: &str,
-        token_hash: &str,
-        label: &str,
-    ) -> Result<(), StoreError>;
-    /// The user owning the token with this hash.
-    async fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
-    /// Inserts a new call record.
-    async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError>;
-    /// Overwrites the state part of a call record.
-    async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError>;
-    /// Reads a call record by its exact PhoneCallId.
-    async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError>;
-    /// Closes every call `node` owns that is not ended (as Disconnected/Other at `now`); used at
-    /// start-up, when none of them can still be live. Returns how many were closed.
-    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError>;
-    /// Reads a voice-mail item by its exact ItemId.
-    async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError>;
-    /// Stores a voice-mail item record.
-    async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError>;
-    /// A user's voice-mail items, newest first.
-    async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError>;
-    /// Asks `node` to hang up `call_id` (multi-node backends only).
-    async fn request_hangup(&self, node: &str, call_id: &str) -> Result<(), StoreError> {
-        let _ = (node, call_id);
-        Err(StoreError::Backend(
-            "this store serves a single node; no other node owns calls".into(),
-        ))
-    }
-    /// Hang-up requests from other nodes (multi-node backends only).
-    fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
-        None
     }
 }
 
@@ -213,9 +102,9 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+            // A panic inside a statement leaves SQLite's connection consistent (its own
+            // transactions roll back), so poisoning is recovered from (see calls::sync).
+            let guard = calls::sync::lock(&conn);
             f(&guard)
         })
         .await
@@ -235,21 +124,13 @@ fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<VoicemailItem> {
     })
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
-    let state: String = r.get("state")?;
-    let cause: String = r.get("cause")?;
-    Ok(CallRecord {
+fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+    Ok(CallRow {
         id: r.get("id")?,
         owner: r.get("owner")?,
         node: r.get("node")?,
-        state: CallState::parse(&state).unwrap_or(CallState::Disconnected),
-        cause: FailureCause::parse(&cause).unwrap_or(FailureCause::Other),
+        state: r.get("state")?,
+        cause: r.get("cause")?,
         sip_code: r.get("sip_code")?,
         sip_text: r.get("sip_text")?,
         dialled: r.get("dialled")?,
@@ -377,17 +258,23 @@ impl Store for SqliteStore {
     async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT * FROM calls WHERE id = ?1",
                 params![id],
                 row_to_call,
             )
-            .optional()?)
+            .optional()?
+            .map(CallRow::decode)
+            .transpose()
         })
         .await
     }
 
-    async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+    async fn close_orphaned_calls(
+        &self,
+        node: &str,
+        now: UnixSeconds,
+    ) -> Result<usize, StoreError> {
         let node = node.to_owned();
         self.with(move |c| {
             Ok(c.execute(
@@ -450,6 +337,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use calls::{CallState, Cause};
 
     fn call(id: &str) -> CallRecord {
         CallRecord {
@@ -457,7 +345,7 @@ mod tests {
             owner: "alice".into(),
             node: "n1".into(),
             state: CallState::Connecting,
-            cause: FailureCause::None,
+            cause: Cause::None,
             sip_code: None,
             sip_text: None,
             dialled: "5551212".into(),
@@ -475,7 +363,7 @@ mod tests {
         let mut record = store.call("AbC").await.unwrap().unwrap();
         assert_eq!(record, call("AbC"));
         record.state = CallState::Disconnected;
-        record.cause = FailureCause::UserBusy;
+        record.cause = Cause::UserBusy;
         record.sip_code = Some(486);
         record.sip_text = Some("Busy Here".into());
         record.ended_at = Some(5);
@@ -490,7 +378,7 @@ mod tests {
         let closed = store.call("live").await.unwrap().unwrap();
         assert_eq!(
             (closed.state, closed.cause, closed.ended_at),
-            (CallState::Disconnected, FailureCause::Other, Some(9))
+            (CallState::Disconnected, Cause::Other, Some(9))
         );
         assert_eq!(store.call("AbC").await.unwrap().unwrap(), record);
     }

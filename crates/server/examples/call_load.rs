@@ -17,13 +17,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openum_call_runtime::SipCallService;
-use server::calls::{mint_phone_call_id, CallRecord, CallService, CallState, FailureCause};
+extern crate openum_server as server;
+
+use call_runtime::SipCallService;
+use calls::id::mint_phone_call_id;
+use calls::{CallRecord, CallService, CallState, Cause};
 use server::config::{GatewayConfig, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
+use server::voicemail::LocalAudio;
 
-#[path = "common/proc_stats.rs"]
+#[path = "../../call-runtime/examples/common/proc_stats.rs"]
 mod proc_stats;
 use proc_stats::{cpu_time, rss_kib};
 
@@ -86,10 +90,14 @@ async fn main() {
         ring_timeout_secs: 60,
         ..GatewayConfig::default()
     };
-    let service =
-        SipCallService::start(Arc::clone(&registry), &sip, gateway, dir.path().to_owned())
-            .await
-            .unwrap();
+    let service = SipCallService::start(
+        Arc::clone(&registry) as _,
+        Arc::new(LocalAudio::new(dir.path().to_owned())),
+        &(&sip).into(),
+        (&gateway).into(),
+    )
+    .await
+    .unwrap();
 
     println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -102,7 +110,7 @@ async fn main() {
                 owner: "bench".into(),
                 node: "bench".into(),
                 state: CallState::Connecting,
-                cause: FailureCause::None,
+                cause: Cause::None,
                 sip_code: None,
                 sip_text: None,
                 dialled: "2005551234".into(),

@@ -1,0 +1,107 @@
+//! What the runtime needs to know about the SIP side: its own listener and the gateway calls go
+//! through. These are the runtime's types; the server maps its configuration file onto them.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// The local SIP user agent.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SipSettings {
+    /// Address for SIP over UDP and TCP.
+    pub listen: SocketAddr,
+    /// The address gateways reach this node at (Via, Contact, default From); default `listen`.
+    pub public_address: Option<SocketAddr>,
+    /// Local address RTP is sent from and advertised in SDP.
+    pub rtp_address: IpAddr,
+    /// RFC 3261 T1 in milliseconds (Timer B = 64·T1).
+    pub t1_ms: u64,
+    /// The User-Agent header.
+    pub user_agent: String,
+}
+
+/// SIP transport to a gateway.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// The gateway calls are placed through.
+#[derive(Clone, Eq, PartialEq)]
+pub struct GatewaySettings {
+    /// For logs and metrics.
+    pub name: String,
+    /// Request-URI template; `{number}` is replaced by the dialled number.
+    pub uri: String,
+    /// Where to send requests (`host:port`); default: the URI's host and port.
+    pub address: Option<String>,
+    /// Transport.
+    pub transport: Transport,
+    /// The From URI; default `sip:openum@<local address>`.
+    pub from: Option<String>,
+    /// The From display name.
+    pub display_name: String,
+    /// Digest credentials for 401/407: (username, password).
+    pub credentials: Option<(String, String)>,
+    /// How long to let the callee ring, in seconds.
+    pub ring_timeout_secs: u64,
+    /// Calls in progress through this gateway.
+    pub max_concurrent_calls: usize,
+    /// New calls per second (a burst of this many is allowed).
+    pub calls_per_second: u32,
+    /// Extra INVITE headers as (name, value).
+    pub headers: Vec<(String, String)>,
+    /// Whether calls may use it.
+    pub enabled: bool,
+}
+
+/// Credentials never reach logs: the password is redacted.
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySettings")
+            .field("name", &self.name)
+            .field("uri", &self.uri)
+            .field("address", &self.address)
+            .field("transport", &self.transport)
+            .field("from", &self.from)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .field("ring_timeout_secs", &self.ring_timeout_secs)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("calls_per_second", &self.calls_per_second)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_the_gateway_password() {
+        let gateway = GatewaySettings {
+            name: "pbx".into(),
+            uri: "sip:{number}@pbx".into(),
+            address: None,
+            transport: Transport::Udp,
+            from: None,
+            display_name: "Voice Mail".into(),
+            credentials: Some(("openum".into(), "hunter2".into())),
+            ring_timeout_secs: 45,
+            max_concurrent_calls: 1,
+            calls_per_second: 1,
+            headers: Vec::new(),
+            enabled: true,
+        };
+        let shown = format!("{gateway:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("openum"), "{shown}");
+    }
+}

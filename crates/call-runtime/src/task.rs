@@ -1,0 +1,455 @@
+//! One call's task: feeds the sans-I/O engine with SIP events, hang-up requests and timer
+//! expiries, and carries out what it decides — SIP requests through a [`Dialogue`], RTP through
+//! the media scheduler, status records through the [`CallRecorder`].
+//!
+//! The SIP side is behind the [`Dialogue`] trait so the task runs in-process against a scripted
+//! dialogue on tokio's paused clock (see the tests); production uses rsipstack's
+//! (`sip::RsipDialogue`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use call_engine::auth::{Authorization, ChallengeRefusal};
+use call_engine::call::{Call, Command, Output, SipEvent, Status};
+use call_engine::rtp::{PreparedAudio, RtpSeed, RtpStream};
+use calls::{error_chain, now_unix, CallRecord, CallRecorder, CallState};
+use rand::Rng as _;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::MediaHandle;
+use crate::sip::SipError;
+
+/// A request to a running call's task.
+pub(crate) enum Control {
+    /// Hang up; reply once the engine has taken the decision.
+    Hangup(oneshot::Sender<()>),
+}
+
+/// One call's SIP dialogue, as the call task drives it.
+#[async_trait]
+pub(crate) trait Dialogue: Send + 'static {
+    /// The next event for the engine; `None` once the SIP side will report nothing more.
+    /// Must be cancel-safe: the task polls it in a `select!` with its timers.
+    async fn next_event(&mut self) -> Option<SipEvent>;
+    /// CANCELs the pending INVITE.
+    async fn cancel(&mut self) -> Result<(), SipError>;
+    /// BYEs the confirmed dialog.
+    async fn bye(&mut self) -> Result<(), SipError>;
+    /// Sends the INVITE again, answering a digest challenge.
+    fn resend(&mut self, authorization: Authorization) -> Result<(), SipError>;
+    /// The call has ended: let the transaction layer finish, then forget the dialogue.
+    async fn close(&mut self);
+}
+
+/// The engine's clock reading. tokio's clock, not `Instant::now()`: under a paused test clock
+/// the engine's timers must advance with tokio's.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A call's task state.
+pub(crate) struct CallTask<D> {
+    pub(crate) dialogue: D,
+    pub(crate) recorder: Arc<dyn CallRecorder>,
+    pub(crate) media: MediaHandle,
+    pub(crate) record: CallRecord,
+    pub(crate) audio: Arc<PreparedAudio>,
+    pub(crate) socket: Arc<UdpSocket>,
+}
+
+impl<D: Dialogue> CallTask<D> {
+    /// Runs `call` until it is done; returns the dialogue for closing.
+    pub(crate) async fn run(
+        mut self,
+        mut call: Call,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> D {
+        let mut media: Option<u64> = None;
+        let mut events_open = true;
+        let mut control_open = true;
+        self.drain(&mut call, &mut media).await;
+        while !call.is_done() {
+            let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                event = self.dialogue.next_event(), if events_open => match event {
+                    Some(event) => call.handle_sip(now(), event),
+                    None => events_open = false,
+                },
+                message = control.recv(), if control_open => match message {
+                    Some(Control::Hangup(ack)) => {
+                        call.hang_up(now());
+                        self.drain(&mut call, &mut media).await;
+                        // The requester may have stopped waiting; the hang-up happened anyway.
+                        let _ = ack.send(());
+                    }
+                    // The service dropped the call's handle: nobody can hang it up any more,
+                    // so end it now rather than let it play unsupervised.
+                    None => {
+                        control_open = false;
+                        call.hang_up(now());
+                    }
+                },
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    call.handle_timeout(now());
+                }
+            }
+            self.drain(&mut call, &mut media).await;
+        }
+        if let Some(id) = media.take() {
+            self.media.stop(id);
+        }
+        self.dialogue
+    }
+
+    async fn drain(&mut self, call: &mut Call, media: &mut Option<u64>) {
+        while let Some(output) = call.poll_output() {
+            match output {
+                Output::Status(status) => self.record_status(&status).await,
+                Output::ChallengeRefused(reason) => match reason {
+                    ChallengeRefusal::CredentialsRefused | ChallengeRefusal::Unanswerable(_) => {
+                        tracing::warn!(reason = %error_chain(&reason), "digest challenge not answered");
+                    }
+                    _ => tracing::info!(reason = %reason, "digest challenge not answered"),
+                },
+                Output::Command(Command::Resend {
+                    authorization,
+                    algorithm,
+                }) => {
+                    tracing::info!(
+                        algorithm = algorithm.token(),
+                        proxy = authorization.is_proxy(),
+                        "answering digest challenge"
+                    );
+                    if let Err(error) = self.dialogue.resend(authorization) {
+                        tracing::warn!(error = %error_chain(&error), "cannot resend the INVITE with credentials");
+                        call.resend_failed(now());
+                    }
+                }
+                Output::Command(Command::Cancel) => {
+                    if let Err(error) = self.dialogue.cancel().await {
+                        tracing::warn!(error = %error_chain(&error), "CANCEL failed");
+                    }
+                }
+                Output::Command(Command::Bye) => {
+                    if let Err(error) = self.dialogue.bye().await {
+                        tracing::warn!(error = %error_chain(&error), "BYE failed");
+                    }
+                }
+                Output::Command(Command::StartMedia(plan)) => {
+                    let mut rng = rand::thread_rng();
+                    let seed = RtpSeed {
+                        ssrc: rng.gen(),
+                        sequence: rng.gen(),
+                        timestamp: rng.gen(),
+                    };
+                    // Spread stream phases over the packet time (see media.rs).
+                    let phase =
+                        Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
+                    let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
+                    tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
+                    *media = Some(
+                        self.media
+                            .start(Arc::clone(&self.socket), plan.remote, stream),
+                    );
+                }
+                Output::Command(Command::StopMedia) => {
+                    if let Some(id) = media.take() {
+                        self.media.stop(id);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record_status(&mut self, status: &Status) {
+        self.record.state = status.state;
+        self.record.cause = status.cause;
+        self.record.sip_code = status.sip.as_ref().map(|s| s.code);
+        self.record.sip_text = status.sip.as_ref().map(|s| s.reason.clone());
+        if status.state == CallState::Disconnected {
+            self.record.ended_at = Some(now_unix());
+        }
+        tracing::info!(state = ?status.state, cause = ?status.cause, sip = ?status.sip.as_ref().map(|s| s.code), "call status");
+        if let Err(error) = self.recorder.update(&self.record).await {
+            tracing::error!(error = %error_chain(&error), "cannot record call status");
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The call task on tokio's paused clock against a scripted dialogue: timers run in virtual
+    //! time, so a 45 s ring timeout takes no real time and its instant is exact.
+
+    use std::sync::Mutex;
+
+    use call_engine::auth::{Credentials, DigestAuth};
+    use call_engine::call::{CallConfig, SipStatus};
+    use calls::{Cause, RecordError};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const SDP_ANSWER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    /// What the task asked of the SIP side, and when (virtual time since the start).
+    type Sent = Arc<Mutex<Vec<(&'static str, Duration)>>>;
+
+    struct Scripted {
+        events: mpsc::UnboundedReceiver<SipEvent>,
+        sent: Sent,
+        start: Instant,
+    }
+
+    impl Scripted {
+        fn log(&self, what: &'static str) {
+            self.sent.lock().unwrap().push((what, self.start.elapsed()));
+        }
+    }
+
+    #[async_trait]
+    impl Dialogue for Scripted {
+        async fn next_event(&mut self) -> Option<SipEvent> {
+            self.events.recv().await
+        }
+        async fn cancel(&mut self) -> Result<(), SipError> {
+            self.log("CANCEL");
+            Ok(())
+        }
+        async fn bye(&mut self) -> Result<(), SipError> {
+            self.log("BYE");
+            Ok(())
+        }
+        fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
+            assert!(authorization.value().starts_with("Digest "));
+            self.log("INVITE with credentials");
+            Ok(())
+        }
+        async fn close(&mut self) {}
+    }
+
+    #[derive(Default)]
+    struct Records(Mutex<Vec<CallRecord>>);
+
+    #[async_trait]
+    impl CallRecorder for Records {
+        async fn get(&self, id: &str) -> Result<Option<CallRecord>, RecordError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| r.id == id)
+                .cloned())
+        }
+        async fn update(&self, record: &CallRecord) -> Result<(), RecordError> {
+            self.0.lock().unwrap().push(record.clone());
+            Ok(())
+        }
+    }
+
+    impl Records {
+        fn last(&self) -> (CallState, Cause, Option<u16>) {
+            let records = self.0.lock().unwrap();
+            let r = records.last().expect("a status was recorded");
+            (r.state, r.cause, r.sip_code)
+        }
+    }
+
+    struct Running {
+        events: mpsc::UnboundedSender<SipEvent>,
+        control: mpsc::UnboundedSender<Control>,
+        sent: Sent,
+        records: Arc<Records>,
+        done: tokio::task::JoinHandle<()>,
+        start: Instant,
+    }
+
+    impl Running {
+        fn sent(&self) -> Vec<(&'static str, Duration)> {
+            self.sent.lock().unwrap().clone()
+        }
+        fn event(&self, event: SipEvent) {
+            self.events.send(event).unwrap();
+        }
+        async fn at(&self, since_start: Duration) {
+            tokio::time::sleep_until(self.start + since_start).await;
+        }
+    }
+
+    /// Starts a call task for a one-second message with a 45 s ring timeout.
+    async fn start(auth: Option<DigestAuth>) -> Running {
+        let start = Instant::now();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let sent = Sent::default();
+        let records = Arc::new(Records::default());
+        let audio = Arc::new(PreparedAudio::from_pcm(&[0_i16; 8000]));
+        let config = CallConfig {
+            ring_timeout: Duration::from_secs(45),
+            ..CallConfig::new(audio.duration())
+        };
+        let task = CallTask {
+            dialogue: Scripted {
+                events,
+                sent: Arc::clone(&sent),
+                start,
+            },
+            recorder: Arc::clone(&records) as Arc<dyn CallRecorder>,
+            media: MediaHandle::spawn_shards(1),
+            record: CallRecord {
+                id: "call-1".into(),
+                owner: "alice".into(),
+                node: "n1".into(),
+                state: CallState::Connecting,
+                cause: Cause::None,
+                sip_code: None,
+                sip_text: None,
+                dialled: "5551234".into(),
+                item_id: "item".into(),
+                created_at: 0,
+                ended_at: None,
+            },
+            audio,
+            socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+        };
+        let call = Call::with_auth(now(), config, auth);
+        let done = tokio::spawn(async move {
+            task.run(call, control_rx).await;
+        });
+        Running {
+            events: events_tx,
+            control,
+            sent,
+            records,
+            done,
+            start,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ringing_call_is_cancelled_exactly_at_the_ring_timeout_and_ends_no_answer() {
+        let call = start(None).await;
+        call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
+        call.at(Duration::from_millis(44_900)).await;
+        assert!(call.sent().is_empty(), "{:?}", call.sent());
+        assert_eq!(
+            call.records.last(),
+            (CallState::Alerted, Cause::None, Some(180))
+        );
+        call.at(Duration::from_millis(45_100)).await;
+        let sent = call.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "CANCEL");
+        assert_eq!(sent[0].1, Duration::from_secs(45));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            487,
+            "Request Terminated",
+        )));
+        call.done.await.unwrap();
+        assert_eq!(
+            call.records.last(),
+            (CallState::Disconnected, Cause::NoAnswer, Some(487))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answered_call_says_bye_after_the_message_and_its_trailing_silence() {
+        let call = start(None).await;
+        call.at(Duration::from_secs(2)).await;
+        call.event(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(SDP_ANSWER.to_vec()),
+        });
+        // One second of message, then 500 ms of silence.
+        call.at(Duration::from_millis(3_400)).await;
+        assert!(call.sent().is_empty(), "{:?}", call.sent());
+        assert_eq!(
+            call.records.last(),
+            (CallState::Connected, Cause::None, Some(200))
+        );
+        let sent = Arc::clone(&call.sent);
+        call.done.await.unwrap();
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "BYE");
+        assert_eq!(sent[0].1, Duration::from_millis(3_500));
+        assert_eq!(
+            call.records.last(),
+            (CallState::Disconnected, Cause::None, Some(200))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hang_up_before_any_response_waits_for_a_provisional_then_cancels() {
+        let call = start(None).await;
+        let (ack, acked) = oneshot::channel();
+        call.control.send(Control::Hangup(ack)).unwrap();
+        // The decision is acknowledged at once, though no CANCEL may be sent yet (RFC 3261 §9.1).
+        tokio::time::timeout(Duration::from_millis(10), acked)
+            .await
+            .expect("hang-up acknowledged without delay")
+            .unwrap();
+        call.at(Duration::from_secs(3)).await;
+        assert!(call.sent().is_empty(), "{:?}", call.sent());
+        call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
+        call.at(Duration::from_millis(3_001)).await;
+        assert_eq!(call.sent(), [("CANCEL", Duration::from_secs(3))]);
+        call.event(SipEvent::Rejected(SipStatus::new(
+            487,
+            "Request Terminated",
+        )));
+        call.done.await.unwrap();
+        assert_eq!(
+            call.records.last(),
+            (CallState::Disconnected, Cause::None, Some(487))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_challenge_is_answered_by_resending_and_the_ring_timer_keeps_running() {
+        let auth = DigestAuth::new(
+            Credentials::new("openum", "secret"),
+            "sip:5551234@127.0.0.1",
+            [1, 2],
+        );
+        let call = start(Some(auth)).await;
+        call.event(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        call.at(Duration::from_secs(1)).await;
+        call.event(SipEvent::Challenged {
+            status: SipStatus::new(401, "Unauthorized"),
+            proxy: false,
+            challenges: vec![
+                r#"Digest realm="pbx", nonce="abc", algorithm=MD5, qop="auth""#.into(),
+            ],
+        });
+        call.at(Duration::from_millis(1_001)).await;
+        assert_eq!(
+            call.sent(),
+            [("INVITE with credentials", Duration::from_secs(1))]
+        );
+        // The answered challenge is not a state change the client sees.
+        assert_ne!(call.records.last().2, Some(401));
+        call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
+        call.at(Duration::from_millis(45_001)).await;
+        assert_eq!(
+            call.sent().last(),
+            Some(&("CANCEL", Duration::from_secs(45)))
+        );
+        call.event(SipEvent::Rejected(SipStatus::new(
+            487,
+            "Request Terminated",
+        )));
+        call.done.await.unwrap();
+    }
+}

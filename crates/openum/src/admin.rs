@@ -1,0 +1,122 @@
+//! The administration commands: users, API tokens, voice-mail items, configuration check. They
+//! work on the store the service uses, found the same way (`--config`, `--data-dir`).
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use server::config::Config;
+use server::store::User;
+
+/// `openum user add`.
+pub(crate) async fn user_add(
+    config: &Config,
+    name: &str,
+    password_stdin: bool,
+    disable_play_on_phone: bool,
+) -> anyhow::Result<ExitCode> {
+    let password = read_password(password_stdin)?;
+    if password.is_empty() {
+        eprintln!("openum: the password is empty");
+        return Ok(ExitCode::from(2));
+    }
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+        eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
+        return Ok(ExitCode::from(2));
+    }
+    let store = server::open_store(config).await?;
+    let hash = server::auth::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    store
+        .upsert_user(User {
+            name: name.to_owned(),
+            password_hash: hash,
+            play_on_phone: !disable_play_on_phone,
+        })
+        .await?;
+    eprintln!("user {name} saved");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `openum token create`.
+pub(crate) async fn token_create(
+    config: &Config,
+    name: &str,
+    label: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = server::open_store(config).await?;
+    if store.user(name).await?.is_none() {
+        eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
+        return Ok(ExitCode::from(2));
+    }
+    let (token, hash) = server::auth::new_token();
+    store.insert_token(name, &hash, label).await?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `openum voicemail import`.
+pub(crate) async fn voicemail_import(
+    config: &Config,
+    user: &str,
+    file: &Path,
+    from: &str,
+    subject: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = server::open_store(config).await?;
+    match server::voicemail::import(
+        store.as_ref(),
+        &config.server.data_dir,
+        user,
+        file,
+        from,
+        subject,
+    )
+    .await
+    {
+        Ok(id) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("openum: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// `openum voicemail list`.
+pub(crate) async fn voicemail_list(config: &Config, user: &str) -> anyhow::Result<ExitCode> {
+    let store = server::open_store(config).await?;
+    for item in store.voicemail_items(user).await? {
+        println!(
+            "{}\t{:.1}s\t{}\t{}",
+            item.id,
+            item.duration_ms as f64 / 1000.0,
+            item.from,
+            item.subject
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `openum config check` (the file was loaded and validated before the command ran).
+pub(crate) fn config_check(path: Option<&Path>) -> ExitCode {
+    match path {
+        Some(path) => println!("{}: ok", path.display()),
+        None => println!("no --config given: the embedded defaults apply"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if !from_stdin {
+        anyhow::bail!("pass --password-stdin and write the password to standard input");
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    Ok(input.lines().next().unwrap_or_default().to_owned())
+}

@@ -1,0 +1,243 @@
+//! Durable state behind one trait: users, API tokens, voice-mail items and call records.
+//!
+//! [`SqliteStore`] is the embedded default (one file under the data directory, zero
+//! configuration); [`PostgresStore`] lets several nodes share the work. Every method is async;
+//! the SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls
+//! the request workers. [`conformance::run`] is the one behaviour suite both backends pass.
+//!
+//! Voice-mail audio lives in files next to the database (`<data_dir>/voicemail/`), not in it:
+//! the store keeps the item records, the node that imported an item serves its audio.
+//!
+//! Cross-node hang-up: a node asked to end a call another node owns calls
+//! [`Store::request_hangup`]; the owner receives it from [`Store::hangup_requests`] (PostgreSQL
+//! `NOTIFY`/`LISTEN`). SQLite is single-node and has neither.
+
+//!
+//! # Layout
+//!
+//! - this file: the [`Store`] trait, its record types, [`StoreError`], and the one decoder of
+//!   call rows both backends use ([`CallRow`]).
+//! - [`sqlite`]: [`SqliteStore`], the embedded default.
+//! - [`postgres`]: [`PostgresStore`], for several nodes.
+//! - [`conformance`]: the behaviour suite both pass.
+
+pub mod conformance;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use calls::{CallRecord, UnixSeconds};
+
+/// Errors from a store backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A row with the same key exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The backend failed.
+    #[error("storage backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored row holds a value openum never writes (another program, or a newer version,
+    /// wrote it). The row is refused rather than guessed at.
+    #[error("the stored {table} row {id:?} has an invalid {column}")]
+    BadRow {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        id: String,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A call row as both backends read it, before its values are checked.
+pub(crate) struct CallRow {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) node: String,
+    pub(crate) state: String,
+    pub(crate) cause: String,
+    pub(crate) sip_code: Option<i64>,
+    pub(crate) sip_text: Option<String>,
+    pub(crate) dialled: String,
+    pub(crate) item_id: String,
+    pub(crate) created_at: UnixSeconds,
+    pub(crate) ended_at: Option<UnixSeconds>,
+}
+
+impl CallRow {
+    /// Checks the row's values; a state, cause or SIP code openum never writes is an error
+    /// naming the row and the column.
+    pub(crate) fn decode(self) -> Result<CallRecord, StoreError> {
+        let bad = |column: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::BadRow {
+                table: "calls",
+                id: self.id.clone(),
+                column,
+                source,
+            }
+        };
+        let state = self.state.parse().map_err(|e| bad("state", Box::new(e)))?;
+        let cause = self.cause.parse().map_err(|e| bad("cause", Box::new(e)))?;
+        let sip_code = self
+            .sip_code
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|e| bad("sip_code", Box::new(e)))?;
+        Ok(CallRecord {
+            state,
+            cause,
+            sip_code,
+            id: self.id,
+            owner: self.owner,
+            node: self.node,
+            sip_text: self.sip_text,
+            dialled: self.dialled,
+            item_id: self.item_id,
+            created_at: self.created_at,
+            ended_at: self.ended_at,
+        })
+    }
+}
+
+/// A user who may call the EWS endpoint.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct User {
+    /// Login name (also the mailbox identity).
+    pub name: String,
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Whether Play on Phone is enabled for this user.
+    pub play_on_phone: bool,
+}
+
+/// A voice-mail item a user can play.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct VoicemailItem {
+    /// The EWS ItemId.
+    pub id: String,
+    /// Owning user.
+    pub owner: String,
+    /// Whether decoded audio is stored for the item.
+    pub has_audio: bool,
+    /// Caller shown for the message (free text).
+    pub from: String,
+    /// Subject line.
+    pub subject: String,
+    /// Playing time in milliseconds.
+    pub duration_ms: i64,
+    /// When it was imported.
+    pub created_at: UnixSeconds,
+}
+
+/// A request, from another node, to end a call this node owns.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct HangupRequest {
+    /// The owning node the request is for.
+    pub node: String,
+    /// The PhoneCallId.
+    pub call_id: String,
+}
+
+/// The storage interface the server runs on.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user, or replaces the password of an existing one.
+    async fn upsert_user(&self, user: User) -> Result<(), StoreError>;
+    /// Looks a user up by name.
+    async fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Stores an API token (by its hash) for `user`.
+    async fn insert_token(
+        &self,
+        user: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<(), StoreError>;
+    /// The user owning the token with this hash.
+    async fn token_user(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
+    /// Inserts a new call record.
+    async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Overwrites the state part of a call record.
+    async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Reads a call record by its exact PhoneCallId.
+    async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// Closes every call `node` owns that is not ended (as Disconnected/Other at `now`); used at
+    /// start-up, when none of them can still be live. Returns how many were closed.
+    async fn close_orphaned_calls(&self, node: &str, now: UnixSeconds)
+        -> Result<usize, StoreError>;
+    /// Reads a voice-mail item by its exact ItemId.
+    async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError>;
+    /// Stores a voice-mail item record.
+    async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError>;
+    /// A user's voice-mail items, newest first.
+    async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError>;
+    /// Asks `node` to hang up `call_id` (multi-node backends only).
+    async fn request_hangup(&self, node: &str, call_id: &str) -> Result<(), StoreError> {
+        tracing::error!(
+            node,
+            call = call_id,
+            "hang-up routed to another node on a single-node store"
+        );
+        Err(StoreError::Backend(
+            "this store serves a single node; no other node owns calls".into(),
+        ))
+    }
+    /// Hang-up requests from other nodes (multi-node backends only).
+    fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calls::{CallState, Cause};
+
+    fn row(state: &str, cause: &str, sip_code: Option<i64>) -> CallRow {
+        CallRow {
+            id: "c1".into(),
+            owner: "alice".into(),
+            node: "n1".into(),
+            state: state.into(),
+            cause: cause.into(),
+            sip_code,
+            sip_text: None,
+            dialled: "1".into(),
+            item_id: "i".into(),
+            created_at: 1,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn call_rows_decode_their_states_causes_and_codes() {
+        let record = row("Alerted", "None", Some(180)).decode().unwrap();
+        assert_eq!(
+            (record.state, record.cause, record.sip_code),
+            (CallState::Alerted, Cause::None, Some(180))
+        );
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_state_cause_or_code_is_refused_naming_the_column() {
+        for (bad, column) in [
+            (row("Idle", "None", None), "state"),
+            (row("Connected", "Busy", None), "cause"),
+            (row("Connected", "None", Some(70_000)), "sip_code"),
+        ] {
+            let error = bad.decode().unwrap_err();
+            assert!(
+                matches!(&error, StoreError::BadRow { column: c, id, .. } if *c == column && id == "c1"),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains(column), "{error}");
+        }
+    }
+}
