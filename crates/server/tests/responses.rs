@@ -118,7 +118,7 @@ async fn play_on_phone_success_and_every_error_validate() {
     )
     .await;
     assert!(
-        capped.body.contains("per-user concurrent-call cap"),
+        capped.body.contains("concurrent-call cap"),
         "{}",
         capped.body
     );
