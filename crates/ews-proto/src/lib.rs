@@ -10,9 +10,16 @@
 //! - [`types`]: `t:` wire types (`PhoneCallId`, `ItemId`, `PhoneCallInformation`, enums, headers).
 //! - [`messages`]: `m:` wire types (the operations, their responses, envelopes, [`Fault`]).
 //! - [`ResponseCode`]: the schema's full `ResponseCodeType` enumeration, in schema order.
-//! - [`decode_request`] / [`decode_response`]: namespace-aware decoding (any prefixes, default
-//!   namespaces, BOM, whitespace). Requests are checked against the schema rules of the three
-//!   operations; violations become [`RequestError`]s that map to the exact EWS fault.
+//! - `decode/`: namespace-aware decoding (any prefixes, default namespaces, BOM, whitespace) on the
+//!   element tree of `xml.rs` (quick-xml, [`Limits`], no DTD), in three modules:
+//!   - `decode/request.rs`: [`decode_request`] (server side): envelope and headers, body
+//!     dispatch, the three operations; every problem is a [`RequestError`] that maps to the
+//!     exact EWS fault ([`RequestError::to_fault`]).
+//!   - `decode/rules.rs`: the schema rules requests are checked against (sequence order,
+//!     declared/required attributes, content models, `xs:language`), with .NET-style violation
+//!     text and the line/position of [`SchemaViolation`].
+//!   - `decode/response.rs`: [`decode_response`] (client side): responses and faults, read as
+//!     tolerantly as the Microsoft clients read them ([`ResponseError`]).
 //! - [`encode_response`] / [`encode_fault`] / [`encode_request`]: output in the byte shape the
 //!   Microsoft clients require (see `ews-contract.md` §5.2).
 //! - `schema/`: the vendored official `services.wsdl`, `messages.xsd`, `types.xsd`
