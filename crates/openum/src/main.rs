@@ -391,7 +391,7 @@ async fn run(
                 Err(error) => return Ok(client_failure(&error)),
             };
             if json {
-                println!("{{\"phone_call_id\":{id:?}}}");
+                println!("{}", watch::json_call_id(&id));
             } else {
                 println!("{id}");
             }
@@ -435,7 +435,7 @@ async fn run(
             match client.disconnect_phone_call(&id).await {
                 Ok(()) => {
                     if json {
-                        println!("{{\"response_code\":\"NoError\"}}");
+                        println!("{}", watch::json_hung_up());
                     }
                     Ok(ExitCode::SUCCESS)
                 }
