@@ -2,18 +2,25 @@
 //! IMA/MS ADPCM WAV) decoded once into 8 kHz mono 16-bit PCM, ready for G.711.
 //!
 //! Decoding is symphonia's, resampling rubato's. Pure: bytes in, samples out.
-//! GSM 06.10 WAV and WMA are refused with [`AudioError::Unsupported`], which names the format.
+//! Every refusal is an [`AudioError`] that names what was found: a container recognised by its
+//! first bytes but not read ([`AudioError::UnsupportedFormat`]: WMA/ASF, Ogg, FLAC, M4A…), a WAV
+//! codec that is not decoded ([`AudioError::UnsupportedWavCodec`]: GSM 06.10, WMA in WAV…), and so
+//! on.
 
 use std::io::Cursor;
 
 use rubato::{FftFixedIn, Resampler};
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{CodecType, DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
+
+mod sniff;
+
+pub use sniff::{FirstBytes, Format, OggCodec, WavFormatTag};
 
 /// The output sample rate (G.711).
 pub const RATE: u32 = 8000;
@@ -25,27 +32,120 @@ pub const MAX_SECONDS: u32 = 20 * 60;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AudioError {
-    /// Not an audio format openum can read.
-    #[error("not a supported audio file ({0})")]
-    Unrecognised(String),
-    /// A recognised container with a codec openum cannot decode.
-    #[error("unsupported audio codec: {0}")]
-    Unsupported(String),
+    /// The decoder failed on the file in a way its authors did not foresee (it panicked): the
+    /// file is malformed in a way no reader here can handle.
+    #[error(
+        "the {} decoder cannot read this file (first bytes {first_bytes}): it is malformed",
+        format.map_or_else(|| "audio".to_owned(), |f| f.to_string())
+    )]
+    DecoderPanicked {
+        /// What the file looked like, if anything known.
+        format: Option<Format>,
+        /// Its first bytes.
+        first_bytes: FirstBytes,
+    },
+    /// The first bytes match no known audio format and no reader accepted the file.
+    #[error(
+        "not a supported audio file: no known audio format starts with the bytes {first_bytes} \
+         ({source})"
+    )]
+    Unrecognised {
+        /// The first bytes of the file.
+        first_bytes: FirstBytes,
+        /// Why symphonia's probe gave up.
+        #[source]
+        source: SymphoniaError,
+    },
+    /// A format recognised by its signature that openum does not read (WMA/ASF, Ogg, FLAC…).
+    #[error("{0} is not a supported audio format — convert it to PCM WAV or MP3")]
+    UnsupportedFormat(Format),
+    /// A WAV file whose codec openum cannot decode (GSM 06.10, MP3 or WMA in WAV…).
+    #[error("unsupported audio codec: {0} — convert it to PCM WAV or MP3")]
+    UnsupportedWavCodec(WavFormatTag),
+    /// A file recognised as a readable format whose headers cannot be read.
+    #[error("the file looks like {format} but cannot be read: {source}")]
+    Unreadable {
+        /// What the first bytes say the file is.
+        format: Format,
+        /// Why the reader refused it.
+        #[source]
+        source: SymphoniaError,
+    },
+    /// A stream whose codec openum has no decoder for (e.g. MPEG layer II).
+    #[error("unsupported audio codec: {} ({source})", CodecName(*.codec))]
+    UnsupportedCodec {
+        /// The stream's codec.
+        codec: CodecType,
+        /// Why no decoder was made.
+        #[source]
+        source: SymphoniaError,
+    },
     /// The file is damaged.
     #[error("the audio data is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] SymphoniaError),
     /// No samples at all.
     #[error("the file contains no audio")]
     Empty,
     /// Longer than [`MAX_SECONDS`].
     #[error("the message is longer than {MAX_SECONDS} seconds")]
     TooLong,
+    /// The sample rate cannot be resampled to 8 kHz.
+    #[error("cannot resample audio at {rate} Hz to {RATE} Hz: {source}")]
+    UnsupportedSampleRate {
+        /// The file's sample rate.
+        rate: u32,
+        /// Why the resampler refused it.
+        #[source]
+        source: rubato::ResamplerConstructionError,
+    },
+    /// Resampling failed midway.
+    #[error("resampling audio at {rate} Hz to {RATE} Hz failed: {source}")]
+    Resample {
+        /// The file's sample rate.
+        rate: u32,
+        /// What the resampler reported.
+        #[source]
+        source: rubato::ResampleError,
+    },
+}
+
+/// A codec's name for messages: the MPEG layers by name, others by symphonia's id.
+struct CodecName(CodecType);
+
+impl std::fmt::Display for CodecName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use symphonia::core::codecs::{CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3};
+        match self.0 {
+            CODEC_TYPE_MP1 => f.write_str("MPEG audio layer I (MP1)"),
+            CODEC_TYPE_MP2 => f.write_str("MPEG audio layer II (MP2)"),
+            CODEC_TYPE_MP3 => f.write_str("MPEG audio layer III (MP3)"),
+            other => write!(f, "codec {other}"),
+        }
+    }
 }
 
 /// Decodes `bytes` into 8 kHz mono PCM. `extension` (e.g. `"wav"`, `"mp3"`) helps the probe.
 pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i16>, AudioError> {
-    if let Some(name) = wav_codec_name(bytes).filter(|n| !n.is_empty()) {
-        return Err(AudioError::Unsupported(name.to_owned()));
+    // symphonia 0.5 has `unreachable!`s that some malformed headers reach (an extensible WAV
+    // with 0 bits per sample, for one). Files come from users and, soon, from mailboxes: a
+    // decoder panic is a refusal of that file, never a crash of the caller. The closure only
+    // reads `bytes` and owns everything it builds, so nothing is left half-changed by a panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes, extension)))
+        .unwrap_or_else(|_| {
+            Err(AudioError::DecoderPanicked {
+                format: sniff::sniff(bytes),
+                first_bytes: FirstBytes::of(bytes),
+            })
+        })
+}
+
+fn decode(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i16>, AudioError> {
+    let sniffed = sniff::sniff(bytes);
+    if let Some(format) = sniffed.filter(|f| !f.is_readable()) {
+        return Err(AudioError::UnsupportedFormat(format));
+    }
+    if let Some(tag) = sniff::wav_format_tag(bytes).filter(|t| !t.is_readable()) {
+        return Err(AudioError::UnsupportedWavCodec(tag));
     }
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -59,7 +159,13 @@ pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i1
             &FormatOptions::default(),
             &MetadataOptions::default(),
         )
-        .map_err(|e| AudioError::Unrecognised(e.to_string()))?;
+        .map_err(|source| match sniffed {
+            Some(format) => AudioError::Unreadable { format, source },
+            None => AudioError::Unrecognised {
+                first_bytes: FirstBytes::of(bytes),
+                source,
+            },
+        })?;
     let mut format = probed.format;
     let track = format
         .tracks()
@@ -69,7 +175,10 @@ pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i1
         .clone();
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| AudioError::Unsupported(e.to_string()))?;
+        .map_err(|source| AudioError::UnsupportedCodec {
+            codec: track.codec_params.codec,
+            source,
+        })?;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
     let mut mono: Vec<f32> = Vec::new();
     loop {
@@ -79,7 +188,7 @@ pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i1
                 break
             }
             Err(SymphoniaError::ResetRequired) => break,
-            Err(e) => return Err(AudioError::Corrupt(e.to_string())),
+            Err(e) => return Err(AudioError::Corrupt(e)),
         };
         if packet.track_id() != track.id {
             continue;
@@ -88,7 +197,7 @@ pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i1
             Ok(d) => d,
             // A damaged frame in an MP3 is skipped, as players do.
             Err(SymphoniaError::DecodeError(_)) => continue,
-            Err(e) => return Err(AudioError::Corrupt(e.to_string())),
+            Err(e) => return Err(AudioError::Corrupt(e)),
         };
         let spec = *decoded.spec();
         rate = spec.rate;
@@ -119,7 +228,7 @@ fn resample(input: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     }
     const CHUNK: usize = 1024;
     let mut resampler = FftFixedIn::<f32>::new(rate as usize, RATE as usize, CHUNK, 2, 1)
-        .map_err(|e| AudioError::Unsupported(format!("sample rate {rate}: {e}")))?;
+        .map_err(|source| AudioError::UnsupportedSampleRate { rate, source })?;
     let delay = resampler.output_delay();
     let expected = (input.len() as u64 * u64::from(RATE) / u64::from(rate)) as usize;
     let mut out = Vec::with_capacity(expected + delay + CHUNK);
@@ -127,19 +236,19 @@ fn resample(input: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     for chunk in &mut chunks {
         let frames = resampler
             .process(&[chunk], None)
-            .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+            .map_err(|source| AudioError::Resample { rate, source })?;
         out.extend_from_slice(&frames[0]);
     }
     let rest = chunks.remainder();
     let frames = resampler
         .process_partial(Some(&[rest]), None)
-        .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+        .map_err(|source| AudioError::Resample { rate, source })?;
     out.extend_from_slice(&frames[0]);
     // Flush what the resampler still holds.
     while out.len() < expected + delay {
         let frames = resampler
             .process_partial::<&[f32]>(None, None)
-            .map_err(|e| AudioError::Corrupt(e.to_string()))?;
+            .map_err(|source| AudioError::Resample { rate, source })?;
         if frames[0].is_empty() {
             break;
         }
@@ -148,33 +257,6 @@ fn resample(input: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     let start = delay.min(out.len());
     let end = (start + expected).min(out.len());
     Ok(out[start..end].to_vec())
-}
-
-/// For a RIFF/WAVE file whose codec symphonia cannot decode, the codec's name (so the error
-/// names it); `None` for everything else.
-fn wav_codec_name(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return None;
-    }
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
-            as usize;
-        if id == b"fmt " && at + 10 <= bytes.len() {
-            let tag = u16::from_le_bytes([bytes[at + 8], bytes[at + 9]]);
-            return Some(match tag {
-                0x0031 => "GSM 06.10 WAV (WAVE_FORMAT_GSM610) — convert it to PCM WAV or MP3",
-                0x0022 | 0x0160..=0x0163 => {
-                    "Windows Media Audio in WAV — convert it to PCM WAV or MP3"
-                }
-                0x0055 => "", // MP3 in WAV: symphonia reads it
-                _ => "",
-            });
-        }
-        at += 8 + len + (len & 1);
-    }
-    None
 }
 
 #[cfg(test)]
@@ -264,7 +346,7 @@ mod tests {
     fn refuses_garbage_empty_and_gsm_with_a_clear_reason() {
         assert!(matches!(
             decode_to_8k_mono(b"definitely not audio", None),
-            Err(AudioError::Unrecognised(_))
+            Err(AudioError::Unrecognised { .. })
         ));
         assert!(decode_to_8k_mono(&wav(8000, 1, &[]), Some("wav")).is_err());
         let mut gsm = wav(8000, 1, &[0; 100]);
@@ -274,5 +356,297 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("GSM 06.10"), "{err}");
+    }
+
+    /// A RIFF/WAVE header with format tag `tag` and a few bytes of data.
+    fn wav_with_tag(tag: u16) -> Vec<u8> {
+        let mut v = wav(8000, 1, &[0; 100]);
+        v[20..22].copy_from_slice(&tag.to_le_bytes());
+        v
+    }
+
+    fn refusal(bytes: &[u8], extension: &str) -> AudioError {
+        decode_to_8k_mono(bytes, Some(extension)).unwrap_err()
+    }
+
+    /// The start of a real ASF (WMA) file: the header object GUID, size and object count.
+    fn asf() -> Vec<u8> {
+        let mut v = vec![
+            0x30, 0x26, 0xB2, 0x75, 0x8E, 0x66, 0xCF, 0x11, 0xA6, 0xD9, 0x00, 0xAA, 0x00, 0x62,
+            0xCE, 0x6C,
+        ];
+        v.extend_from_slice(&5000u64.to_le_bytes());
+        v.extend_from_slice(&[6, 0, 0, 0, 1, 2]);
+        v.resize(4000, 0x5A);
+        v
+    }
+
+    #[test]
+    fn wma_file_is_refused_naming_asf() {
+        let err = refusal(&asf(), "wma");
+        assert!(
+            matches!(err, AudioError::UnsupportedFormat(Format::Asf)),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("ASF") && text.contains("Windows Media") && text.contains("not"),
+            "{text}"
+        );
+        assert!(!text.contains("end of stream"), "{text}");
+    }
+
+    #[test]
+    fn a_misnamed_wma_is_still_refused_as_asf() {
+        assert!(matches!(
+            refusal(&asf(), "mp3"),
+            AudioError::UnsupportedFormat(Format::Asf)
+        ));
+    }
+
+    #[test]
+    fn ogg_opus_file_is_refused_naming_ogg_and_opus() {
+        let mut page = b"OggS\0\x02".to_vec();
+        page.resize(26, 0);
+        page.push(1); // one segment
+        page.push(19); // of 19 bytes
+        page.extend_from_slice(b"OpusHead\x01\x01\x38\x01\x80\xbb\0\0\0\0\0");
+        let err = refusal(&page, "opus");
+        assert!(
+            matches!(
+                err,
+                AudioError::UnsupportedFormat(Format::Ogg(Some(OggCodec::Opus)))
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("Ogg Opus"), "{err}");
+    }
+
+    #[test]
+    fn flac_aiff_m4a_amr_and_midi_are_refused_naming_the_format() {
+        let mut m4a = b"\0\0\0\x20ftypM4A \0\0\0\0".to_vec();
+        m4a.resize(64, 0);
+        let cases: [(&[u8], Format, &str); 5] = [
+            (b"fLaC\0\0\0\x22", Format::Flac, "FLAC"),
+            (b"FORM\0\0\x10\0AIFFCOMM", Format::Aiff, "AIFF"),
+            (
+                &m4a,
+                Format::Mp4(*b"M4A "),
+                "MPEG-4/ISO media (brand \"M4A \")",
+            ),
+            (b"#!AMR\n\x3c\x00", Format::Amr, "AMR"),
+            (b"MThd\0\0\0\x06\0\x01", Format::Midi, "MIDI"),
+        ];
+        for (bytes, format, name) in cases {
+            let err = refusal(bytes, "wav");
+            assert!(
+                matches!(&err, AudioError::UnsupportedFormat(f) if *f == format),
+                "{name}: {err:?}"
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn aac_adts_stream_is_refused_naming_aac() {
+        let err = refusal(&[0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC, 0, 0, 0], "aac");
+        assert!(
+            matches!(err, AudioError::UnsupportedFormat(Format::AacAdts)),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("AAC (ADTS)"), "{err}");
+    }
+
+    #[test]
+    fn avi_is_refused_naming_its_riff_form() {
+        let mut avi = b"RIFF\0\x10\0\0AVI LIST".to_vec();
+        avi.resize(64, 0);
+        let err = refusal(&avi, "avi");
+        assert!(
+            matches!(err, AudioError::UnsupportedFormat(Format::Riff(form)) if &form == b"AVI "),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("\"AVI \""), "{err}");
+    }
+
+    #[test]
+    fn wav_codecs_without_a_decoder_are_refused_naming_codec_and_tag() {
+        for (tag, name) in [
+            (0x0031, "GSM 06.10 (WAV format tag 0x0031)"),
+            (0x0055, "MPEG audio layer III (MP3) (WAV format tag 0x0055)"),
+            (0x0161, "Windows Media Audio (WAV format tag 0x0161)"),
+            (0x0022, "DSP Group TrueSpeech (WAV format tag 0x0022)"),
+            (0x4321, "an unknown codec (WAV format tag 0x4321)"),
+        ] {
+            let err = refusal(&wav_with_tag(tag), "wav");
+            assert!(
+                matches!(err, AudioError::UnsupportedWavCodec(WavFormatTag(t)) if t == tag),
+                "{tag:#x}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(name), "{text}");
+            assert!(text.contains("convert it to PCM WAV or MP3"), "{text}");
+        }
+    }
+
+    #[test]
+    fn extensible_wav_is_refused_naming_its_sub_format() {
+        // WAVE_FORMAT_EXTENSIBLE (40-byte fmt chunk) whose SubFormat is GSM 06.10.
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(4 + 48 + 8 + 100u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&40u32.to_le_bytes());
+        v.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&16000u32.to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(&22u16.to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes());
+        v.extend_from_slice(&[
+            0x31, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
+            0x9B, 0x71,
+        ]);
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&100u32.to_le_bytes());
+        v.extend_from_slice(&[0; 100]);
+        let err = refusal(&v, "wav");
+        assert!(
+            matches!(err, AudioError::UnsupportedWavCodec(WavFormatTag(0x0031))),
+            "{err:?}"
+        );
+        // The same file with a PCM SubFormat decodes.
+        v[44] = 0x01;
+        assert_eq!(decode_to_8k_mono(&v, Some("wav")).unwrap().len(), 50);
+    }
+
+    #[test]
+    fn a_wav_header_that_makes_the_decoder_panic_is_refused_not_a_crash() {
+        // Extensible PCM with 0 bits per sample: symphonia 0.5 reaches an `unreachable!`.
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(4 + 48 + 8 + 100u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&40u32.to_le_bytes());
+        v.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&16000u32.to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&22u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes());
+        v.extend_from_slice(&[
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
+            0x9B, 0x71,
+        ]);
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&100u32.to_le_bytes());
+        v.extend_from_slice(&[0; 100]);
+        let err = refusal(&v, "wav");
+        assert!(matches!(err, AudioError::DecoderPanicked { .. }), "{err:?}");
+        assert!(err.to_string().contains("malformed"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_refused_quoting_its_first_bytes() {
+        let err = refusal(b"definitely not audio", "wav");
+        assert!(
+            matches!(&err, AudioError::Unrecognised { first_bytes, .. } if first_bytes.as_bytes() == b"definite"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("64 65 66 69 6e 69 74 65 \"definite\""),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        let empty = refusal(b"", "wav");
+        assert!(
+            empty.to_string().contains("none (the file is empty)"),
+            "{empty}"
+        );
+    }
+
+    #[test]
+    fn damaged_wav_is_refused_as_unreadable_wav_with_the_reader_error_as_source() {
+        let err = refusal(b"RIFF....WAVEnot really", "wav");
+        assert!(
+            matches!(
+                err,
+                AudioError::Unreadable {
+                    format: Format::Wav,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("the file looks like WAV (RIFF/WAVE) but cannot be read: "),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<SymphoniaError>().is_some());
+    }
+
+    /// MPEG-1 layer II frames, 192 kbit/s at 48 kHz (576 bytes each).
+    fn mp2_frames() -> Vec<u8> {
+        let mut frames = Vec::new();
+        for _ in 0..8 {
+            let mut frame = vec![0xFF, 0xFD, 0xA4, 0x00];
+            frame.resize(576, 0);
+            frames.extend_from_slice(&frame);
+        }
+        frames
+    }
+
+    #[test]
+    fn mp2_file_is_refused_naming_the_layer() {
+        let err = refusal(&mp2_frames(), "mp2");
+        assert!(
+            matches!(err, AudioError::UnsupportedFormat(Format::Mp2)),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("MPEG audio layer II (MP2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn id3_tagged_mp2_is_refused_naming_the_codec() {
+        // An ID3v2.3 tag (one TSSE frame) hides the frames from the signature check; the decoder
+        // names them.
+        let mut tagged = b"ID3\x03\0\0\0\0\0\x0cTSSE\0\0\0\x02\0\0\0x".to_vec();
+        tagged.extend_from_slice(&mp2_frames());
+        let err = refusal(&tagged, "mp3");
+        assert!(
+            matches!(err, AudioError::UnsupportedCodec { codec, .. } if codec == symphonia::core::codecs::CODEC_TYPE_MP2),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("MPEG audio layer II (MP2)"),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn a_zero_sample_rate_is_refused_naming_the_rate() {
+        let err = resample(&[0.0; 10], 0).unwrap_err();
+        assert!(
+            matches!(err, AudioError::UnsupportedSampleRate { rate: 0, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot resample audio at 0 Hz to 8000 Hz: "),
+            "{err}"
+        );
     }
 }

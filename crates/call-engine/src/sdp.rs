@@ -103,6 +103,7 @@ pub fn offer(local: SocketAddr, session_id: u64) -> String {
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
     let mut s = String::with_capacity(300);
+    // Writing into a String never fails: the fmt::Results are dropped.
     let _ = write!(
         s,
         "v=0\r\no=openum {session_id} 1 IN {family} {ip}\r\ns=openum\r\n"
@@ -153,6 +154,8 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                     .and_then(|p| p.parse().ok())
                     .ok_or_else(|| AnswerError::MalformedMedia(value.to_owned()))?;
                 let _proto = parts.next();
+                // A format that is not a payload-type number is not one openum can send; the
+                // codec choice below only looks at the numbers.
                 let formats = parts.filter_map(|f| f.parse::<u8>().ok()).collect();
                 audio = Some(AudioSection {
                     port,
@@ -171,6 +174,8 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                 }
             }
             "a" => {
+                // An unreadable ptime or rtpmap attribute is ignored like an unknown attribute
+                // (RFC 4566 §5.13): the defaults (20 ms, static payload types) then apply.
                 let ptime = value
                     .strip_prefix("ptime:")
                     .and_then(|p| p.trim().parse::<u32>().ok());

@@ -146,17 +146,25 @@ impl MediaHandle {
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.shard(id).send(MediaCommand::Start {
+        let sent = self.shard(id).send(MediaCommand::Start {
             id,
             socket,
             remote,
             stream,
         });
+        if sent.is_err() {
+            // The shard's task only ends when the runtime shuts down (or it panicked).
+            tracing::error!(
+                stream = id,
+                "the RTP scheduler is gone: the stream is not sent"
+            );
+        }
         id
     }
 
     /// Stops a stream (no-op if it already stopped).
     pub fn stop(&self, id: u64) {
+        // A scheduler that is gone sends nothing any more: the stream is stopped either way.
         let _ = self.shard(id).send(MediaCommand::Stop { id });
     }
 

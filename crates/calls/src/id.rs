@@ -21,6 +21,7 @@ pub struct PhoneCallIdParts {
 /// Splits a PhoneCallId minted by [`mint_phone_call_id`]; `None` for anything else (ids are
 /// opaque to clients, so a foreign id is simply one openum never issued).
 pub fn parse_phone_call_id(id: &str) -> Option<PhoneCallIdParts> {
+    // Every failure below means "not an id openum minted", which is what `None` says.
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(id)
         .ok()?;

@@ -52,8 +52,12 @@ impl std::fmt::Debug for Auth {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server could not be reached or the connection failed.
-    #[error("cannot reach the EWS endpoint: {0}")]
+    /// The HTTP client could not be set up (e.g. no TLS back end).
+    #[error("cannot set up the HTTP client: {}", Causes(.0))]
+    Setup(#[source] reqwest::Error),
+    /// The server could not be reached, the request could not be built (e.g. a malformed URL),
+    /// or the connection failed. The message includes the whole cause chain.
+    #[error("cannot reach the EWS endpoint: {}", Causes(.0))]
     Transport(#[source] reqwest::Error),
     /// HTTP 401: the credentials were refused.
     #[error("the server refused the credentials (HTTP 401)")]
@@ -72,9 +76,47 @@ pub enum Error {
         /// The server's `MessageText`.
         message: String,
     },
-    /// The response could not be understood.
+    /// The response is not a well-formed EWS response document.
     #[error("cannot decode the response: {0}")]
-    Decode(String),
+    Decode(#[source] ews_proto::ResponseError),
+    /// The response is for another operation than the one requested.
+    #[error("cannot decode the response: expected {expected}, got {got}")]
+    UnexpectedResponse {
+        /// The response element the request calls for (e.g. `PlayOnPhoneResponse`).
+        expected: &'static str,
+        /// The response element that came back.
+        got: &'static str,
+    },
+    /// A successful response lacks an element it must carry.
+    #[error("cannot decode the response: {response} without {element}")]
+    MissingElement {
+        /// The response element (e.g. `PlayOnPhoneResponse`).
+        response: &'static str,
+        /// The missing element (e.g. `PhoneCallId`).
+        element: &'static str,
+    },
+}
+
+/// An error and its causes, `: `-separated, for messages that must show why (reqwest's own
+/// message is only "error sending request" or "builder error"). A cause whose text the previous
+/// message already contains is not repeated.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut previous = self.0.to_string();
+        f.write_str(&previous)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !previous.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            previous = text;
+            cause = error.source();
+        }
+        Ok(())
+    }
 }
 
 impl Error {
@@ -103,7 +145,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("openum-client/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(Error::Transport)?;
+            .map_err(Error::Setup)?;
         Ok(Self {
             http,
             url: url.into(),
@@ -132,11 +174,12 @@ impl Client {
         match response {
             Response::PlayOnPhone(r) => {
                 check(&r.message)?;
-                r.phone_call_id
-                    .map(|p| p.id)
-                    .ok_or_else(|| Error::Decode("PlayOnPhoneResponse without PhoneCallId".into()))
+                r.phone_call_id.map(|p| p.id).ok_or(Error::MissingElement {
+                    response: "PlayOnPhoneResponse",
+                    element: "PhoneCallId",
+                })
             }
-            other => Err(wrong(&other)),
+            other => Err(wrong("PlayOnPhoneResponse", &other)),
         }
     }
 
@@ -155,11 +198,12 @@ impl Client {
         match response {
             Response::GetPhoneCallInformation(r) => {
                 check(&r.message)?;
-                r.phone_call_information.ok_or_else(|| {
-                    Error::Decode("GetPhoneCallInformationResponse without information".into())
+                r.phone_call_information.ok_or(Error::MissingElement {
+                    response: "GetPhoneCallInformationResponse",
+                    element: "PhoneCallInformation",
                 })
             }
-            other => Err(wrong(&other)),
+            other => Err(wrong("GetPhoneCallInformationResponse", &other)),
         }
     }
 
@@ -174,7 +218,7 @@ impl Client {
             .await?;
         match response {
             Response::DisconnectPhoneCall(r) => check(&r.message),
-            other => Err(wrong(&other)),
+            other => Err(wrong("DisconnectPhoneCallResponse", &other)),
         }
     }
 
@@ -207,7 +251,7 @@ impl Client {
             return Err(Error::Status(status));
         }
         let bytes = reply.bytes().await.map_err(Error::Transport)?;
-        match decode_response(&bytes).map_err(|e| Error::Decode(e.to_string()))? {
+        match decode_response(&bytes).map_err(Error::Decode)? {
             ResponseDocument::Response(r) if status == 200 => Ok(r.body),
             ResponseDocument::Fault(f) => Err(Error::Fault(Box::new(f))),
             ResponseDocument::Response(_) => Err(Error::Status(status)),
@@ -227,6 +271,212 @@ fn check(message: &ResponseMessage) -> Result<(), Error> {
     })
 }
 
-fn wrong(response: &Response) -> Error {
-    Error::Decode(format!("unexpected {}", response.element_name()))
+fn wrong(expected: &'static str, got: &Response) -> Error {
+    Error::UnexpectedResponse {
+        expected,
+        got: got.element_name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use ews_proto::{
+        encode_response, DisconnectPhoneCallResponse, PlayOnPhoneResponse, ResponseEnvelope,
+    };
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn bearer(url: &str) -> Client {
+        Client::new(url, Auth::Bearer("t".into())).unwrap()
+    }
+
+    /// Answers every request with HTTP `status` and `body`; returns the endpoint's URL.
+    async fn canned(status: u16, body: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/EWS/Exchange.asmx",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                // Read the whole request (head, then Content-Length bytes) before answering.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 {status} Canned\r\nContent-Type: text/xml; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        url
+    }
+
+    fn document(body: Response) -> String {
+        encode_response(&ResponseEnvelope {
+            server_version_info: None,
+            body,
+        })
+    }
+
+    #[tokio::test]
+    async fn refused_connection_names_the_os_error_in_the_message() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/EWS/Exchange.asmx",
+            listener.local_addr().unwrap()
+        );
+        drop(listener);
+        let err = bearer(&url).disconnect_phone_call("x").await.unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot reach the EWS endpoint: error sending request"),
+            "{text}"
+        );
+        assert!(text.contains("Connection refused"), "{text}");
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<reqwest::Error>().is_some());
+    }
+
+    #[tokio::test]
+    async fn malformed_url_names_the_parse_error() {
+        let err = bearer("mail.example.com/EWS/Exchange.asmx")
+            .get_phone_call_information("x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("builder error"), "{text}");
+        assert!(text.contains("relative URL without a base"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn non_xml_answer_is_a_decode_error_with_the_proto_error_as_source() {
+        let url = canned(200, "<html>Service unavailable".into()).await;
+        let err = bearer(&url).disconnect_phone_call("x").await.unwrap_err();
+        assert!(matches!(err, Error::Decode(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with("cannot decode the response: "),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(
+            source.downcast_ref::<ews_proto::ResponseError>().is_some(),
+            "{source:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn success_without_a_phone_call_id_names_the_missing_element() {
+        let url = canned(
+            200,
+            document(Response::PlayOnPhone(PlayOnPhoneResponse {
+                message: ResponseMessage::success(),
+                phone_call_id: None,
+            })),
+        )
+        .await;
+        let err = bearer(&url)
+            .play_on_phone("item", "5551212")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::MissingElement {
+                    response: "PlayOnPhoneResponse",
+                    element: "PhoneCallId"
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot decode the response: PlayOnPhoneResponse without PhoneCallId"
+        );
+    }
+
+    #[tokio::test]
+    async fn answer_for_another_operation_names_both_operations() {
+        let url = canned(
+            200,
+            document(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
+                message: ResponseMessage::success(),
+            })),
+        )
+        .await;
+        let err = bearer(&url)
+            .play_on_phone("item", "5551212")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnexpectedResponse {
+                    expected: "PlayOnPhoneResponse",
+                    got: "DisconnectPhoneCallResponse"
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot decode the response: expected PlayOnPhoneResponse, got DisconnectPhoneCallResponse"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn causes_are_listed_once_each_in_order() {
+        let chain = Layer(
+            "error sending request",
+            Some(Box::new(Layer(
+                "tcp connect error: Connection refused",
+                Some(Box::new(Layer("Connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            Causes(&chain).to_string(),
+            "error sending request: tcp connect error: Connection refused"
+        );
+    }
 }

@@ -5,6 +5,9 @@
 //! fixed byte for byte by what the Microsoft clients accept (declaration first, non-self-closing
 //! `s:Header` and `detail`, prefixes and default namespaces as Exchange places them), and a
 //! serializer would only get in the way of that control.
+//!
+//! Every `write!` here writes into a `String`, whose `fmt::Write` never fails, so their
+//! `fmt::Result`s are dropped (`let _ =`) rather than threaded through.
 
 use std::fmt::Write as _;
 
@@ -305,6 +308,15 @@ impl Fault {
             &format!(
                 "The operation '{name}' is not supported by this server. Supported operations: PlayOnPhone, GetPhoneCallInformation, DisconnectPhoneCall."
             ),
+        )
+    }
+
+    /// `ErrorInternalServerError`: the server failed, not the request (details only in the
+    /// server's log).
+    pub fn internal_server_error() -> Self {
+        Self::new(
+            ResponseCode::ErrorInternalServerError,
+            "An internal server error occurred. The operation failed.",
         )
     }
 

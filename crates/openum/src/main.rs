@@ -3,6 +3,14 @@
 //!
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
 //! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
+//!
+//! # Layout
+//!
+//! - this file: the command line (clap) and one call per command; `serve` is
+//!   `server::serve::serve`.
+//! - `admin`: users, tokens, voice-mail items, configuration check.
+//! - `remote`: the call commands, through the EWS client.
+//! - `watch`: following a call, and the `--json` output (serde_json).
 
 mod admin;
 mod remote;

@@ -24,7 +24,7 @@ pub(crate) async fn call(
         Err(error) => return client_failure(&error),
     };
     if json {
-        println!("{{\"phone_call_id\":{id:?}}}");
+        println!("{}", watch::json_call_id(&id));
     } else {
         println!("{id}");
     }
@@ -73,7 +73,7 @@ pub(crate) async fn hangup(endpoint: &Endpoint, config: &Config, id: &str, json:
     match client.disconnect_phone_call(id).await {
         Ok(()) => {
             if json {
-                println!("{{\"response_code\":\"NoError\"}}");
+                println!("{}", watch::json_hung_up());
             }
             ExitCode::SUCCESS
         }
@@ -84,6 +84,7 @@ pub(crate) async fn hangup(endpoint: &Endpoint, config: &Config, id: &str, json:
 /// The EWS client for the call commands, or the exit code of a usage error.
 fn ews_client(endpoint: &Endpoint, config: &Config) -> Result<client::Client, ExitCode> {
     let file = &config.client;
+    // Unset, empty or not Unicode: the next source (flag, config file, default) decides.
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let url = endpoint
         .url

@@ -17,14 +17,48 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid for openum (toml names the key, line and column).
-    #[error("invalid config file {path}: {message}")]
+    /// The file is not valid for openum; the problem names the key.
+    #[error("invalid config file {path}: {problem}")]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// toml's description, naming key, line and column.
-        message: String,
+        /// What is wrong, naming the key.
+        #[source]
+        problem: ConfigProblem,
     },
+}
+
+/// What is wrong with a configuration's content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// Not TOML, an unknown key, or a value of the wrong type; toml names the key, line and
+    /// column.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// A value out of range or inconsistent with another.
+    #[error("{0}")]
+    Value(#[from] InvalidValue),
+}
+
+/// A key whose value openum cannot use, and what it must be.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[error("{key} {requirement}")]
+pub struct InvalidValue {
+    /// The key, as written in the file (`gateway[0].uri`).
+    pub key: String,
+    /// What its value must be, as the rest of a sentence after the key.
+    pub requirement: String,
+}
+
+impl InvalidValue {
+    /// `key` `requirement`.
+    pub fn new(key: impl Into<String>, requirement: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            requirement: requirement.into(),
+        }
+    }
 }
 
 /// The whole configuration.
@@ -389,70 +423,96 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        Self::parse(&text).map_err(|problem| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            problem,
         })
     }
 
     /// Parses TOML text (errors name key, line and column).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.server.max_body_bytes < 1024 {
-            return Err("server.max_body_bytes must be at least 1024".into());
+    pub fn parse(text: &str) -> Result<Self, ConfigProblem> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: ranges and keys that depend on each other.
+    fn validate(&self) -> Result<(), InvalidValue> {
+        let bad = |key: &str, requirement: &str| Err(InvalidValue::new(key, requirement));
+        if self.server.max_body_bytes < 1024 {
+            return bad("server.max_body_bytes", "must be at least 1024");
         }
-        if config.server.max_xml_depth < 8 {
-            return Err("server.max_xml_depth must be at least 8".into());
+        if self.server.max_xml_depth < 8 {
+            return bad("server.max_xml_depth", "must be at least 8");
         }
-        if config.server.max_concurrent_requests == 0 {
-            return Err("server.max_concurrent_requests must be at least 1".into());
+        if self.server.max_concurrent_requests == 0 {
+            return bad("server.max_concurrent_requests", "must be at least 1");
         }
-        crate::dialplan::DialPlan::new(config.dialplan.clone())?;
-        if config.admission.max_calls_per_user == 0 || config.admission.max_calls_per_node == 0 {
-            return Err("admission caps must be at least 1".into());
+        crate::dialplan::DialPlan::new(self.dialplan.clone())?;
+        if self.admission.max_calls_per_user == 0 {
+            return bad("admission.max_calls_per_user", "must be at least 1");
         }
-        if config.sip.listen.ip().is_unspecified() && config.sip.public_address.is_none() {
-            return Err(format!(
-                "sip.listen is {} (every interface): set sip.public_address to the address gateways reach this node at",
-                config.sip.listen
+        if self.admission.max_calls_per_node == 0 {
+            return bad("admission.max_calls_per_node", "must be at least 1");
+        }
+        if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
+            return Err(InvalidValue::new(
+                "sip.listen",
+                format!(
+                    "is {} (every interface): set sip.public_address to the address gateways reach this node at",
+                    self.sip.listen
+                ),
             ));
         }
-        if config
+        if self
             .sip
             .public_address
             .is_some_and(|a| a.ip().is_unspecified())
         {
-            return Err("sip.public_address must be a concrete address, not a wildcard".into());
-        }
-        if config.sip.rtp_address.is_unspecified() {
-            return Err(
-                "sip.rtp_address must be a concrete address: it is advertised in SDP".into(),
+            return bad(
+                "sip.public_address",
+                "must be a concrete address, not a wildcard",
             );
         }
-        for (i, g) in config.gateways.iter().enumerate() {
+        if self.sip.rtp_address.is_unspecified() {
+            return bad(
+                "sip.rtp_address",
+                "must be a concrete address: it is advertised in SDP",
+            );
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
-                return Err(format!(
-                    "gateway[{i}].uri must be a sip: URI containing {{number}}, got {:?}",
-                    g.uri
+                return Err(InvalidValue::new(
+                    format!("gateway[{i}].uri"),
+                    format!("must be a sip: URI containing {{number}}, got {:?}", g.uri),
                 ));
             }
             if g.username.is_some() != g.password.is_some() {
-                return Err(format!(
-                    "gateway[{i}]: username and password must be given together"
+                return Err(InvalidValue::new(
+                    format!("gateway[{i}].username"),
+                    format!("and gateway[{i}].password must be given together"),
                 ));
             }
             if let Some(h) = g.headers.iter().find(|h| !h.contains(':')) {
-                return Err(format!(
-                    "gateway[{i}].headers: {h:?} is not \"Name: value\""
+                return Err(InvalidValue::new(
+                    format!("gateway[{i}].headers"),
+                    format!("entry {h:?} is not \"Name: value\""),
                 ));
             }
-            if g.ring_timeout_secs == 0 || g.max_concurrent_calls == 0 || g.calls_per_second == 0 {
-                return Err(format!(
-                    "gateway[{i}]: ring_timeout_secs, max_concurrent_calls and calls_per_second must be at least 1"
-                ));
+            for (key, value) in [
+                ("ring_timeout_secs", g.ring_timeout_secs),
+                ("max_concurrent_calls", g.max_concurrent_calls as u64),
+                ("calls_per_second", u64::from(g.calls_per_second)),
+            ] {
+                if value == 0 {
+                    return Err(InvalidValue::new(
+                        format!("gateway[{i}].{key}"),
+                        "must be at least 1",
+                    ));
+                }
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     /// This node's name: configured, else the host name, else `openum`.
@@ -460,6 +520,7 @@ impl Config {
         self.server
             .node_name
             .clone()
+            // No readable /etc/hostname: the documented fallback name applies.
             .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
@@ -484,14 +545,18 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = Config::parse("[server]\nlisten = \"127.0.0.1:9\"\nmax_body = 3\n").unwrap_err();
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:9\"\nmax_body = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_body"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn wrong_type_is_named() {
-        let err = Config::parse("[ews]\ncall_retention_hours = \"soon\"\n").unwrap_err();
+        let err = Config::parse("[ews]\ncall_retention_hours = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("call_retention_hours"), "{err}");
     }
 
@@ -503,10 +568,13 @@ mod tests {
         .unwrap();
         let g = c.active_gateway().unwrap();
         assert_eq!((g.transport, g.ring_timeout_secs), (SipTransport::Tcp, 45));
-        let err = Config::parse("[[gateway]]\nuri = \"tel:123\"\n").unwrap_err();
+        let err = Config::parse("[[gateway]]\nuri = \"tel:123\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gateway[0].uri"), "{err}");
         let err = Config::parse("[[gateway]]\nuri = \"sip:{number}@x\"\ntransport = \"sctp\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("transport"), "{err}");
     }
 
@@ -523,13 +591,17 @@ mod tests {
 
     #[test]
     fn wildcard_sip_addresses_need_a_public_address() {
-        let err = Config::parse("[sip]\nlisten = \"0.0.0.0:5060\"\n").unwrap_err();
+        let err = Config::parse("[sip]\nlisten = \"0.0.0.0:5060\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sip.public_address"), "{err}");
         assert!(Config::parse(
             "[sip]\nlisten = \"0.0.0.0:5060\"\npublic_address = \"192.0.2.10:5060\"\n"
         )
         .is_ok());
-        let err = Config::parse("[sip]\nrtp_address = \"0.0.0.0\"\n").unwrap_err();
+        let err = Config::parse("[sip]\nrtp_address = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sip.rtp_address"), "{err}");
     }
 

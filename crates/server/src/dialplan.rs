@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::config::InvalidValue;
+
 /// What kind of number was dialled.
 #[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -136,19 +138,23 @@ pub struct DialPlan {
 
 impl DialPlan {
     /// Validates `config` (mask and dial wildcards must agree, digits only).
-    pub fn new(config: DialPlanConfig) -> Result<Self, String> {
+    pub fn new(config: DialPlanConfig) -> Result<Self, InvalidValue> {
         for (i, rule) in config.rules.iter().enumerate() {
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == 'x');
             if !ok(&rule.mask) || !ok(&rule.dial) {
-                return Err(format!(
-                    "dialplan.rule[{i}]: mask and dial may contain only digits and x"
+                return Err(InvalidValue::new(
+                    format!("dialplan.rule[{i}]"),
+                    "mask and dial may contain only digits and x",
                 ));
             }
             let count = |s: &str| s.chars().filter(|&c| c == 'x').count();
             if count(&rule.mask) != count(&rule.dial) {
-                return Err(format!(
-                    "dialplan.rule[{i}]: mask {:?} and dial {:?} must have the same number of x",
-                    rule.mask, rule.dial
+                return Err(InvalidValue::new(
+                    format!("dialplan.rule[{i}]"),
+                    format!(
+                        "mask {:?} and dial {:?} must have the same number of x",
+                        rule.mask, rule.dial
+                    ),
                 ));
             }
         }
@@ -159,7 +165,10 @@ impl DialPlan {
             || !config.country_code.chars().all(|c| c.is_ascii_digit())
             || !config.national_prefix.chars().all(|c| c.is_ascii_digit())
         {
-            return Err("dialplan: prefixes and country_code may contain only digits".into());
+            return Err(InvalidValue::new(
+                "dialplan",
+                "prefixes and country_code may contain only digits",
+            ));
         }
         Ok(Self { config })
     }
@@ -477,7 +486,7 @@ mod tests {
                 }],
                 ..DialPlanConfig::default()
             };
-            let err = DialPlan::new(config).unwrap_err();
+            let err = DialPlan::new(config).unwrap_err().to_string();
             assert!(err.contains("dialplan.rule[0]"), "{err}");
         }
     }

@@ -62,7 +62,11 @@ pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
     let envelope = match decode_request(body, state.limits) {
         Ok(envelope) => envelope,
         Err(error) => {
-            tracing::info!(%error, "request refused with a SOAP fault");
+            if matches!(error, ews_proto::RequestError::Invariant(_)) {
+                tracing::error!(%error, "request failed inside the decoder");
+            } else {
+                tracing::info!(%error, "request refused with a SOAP fault");
+            }
             let f = error.to_fault();
             metrics.request("unknown", f.code.as_str(), started.elapsed());
             return fault(&f);

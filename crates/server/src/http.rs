@@ -202,7 +202,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(error) = stream.set_nodelay(true) {
+            // Only latency suffers (Nagle); the connection is served all the same.
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);

@@ -78,8 +78,8 @@ pub fn app_state(
     calls: Arc<dyn CallService>,
 ) -> anyhow::Result<AppState> {
     let store = Arc::clone(registry.store());
-    let dial_plan = crate::dialplan::DialPlan::new(config.dialplan.clone())
-        .map_err(|problem| anyhow::anyhow!("invalid dial plan: {problem}"))?;
+    let dial_plan =
+        crate::dialplan::DialPlan::new(config.dialplan.clone()).context("invalid dial plan")?;
     Ok(AppState {
         dial_plan,
         admission: config.admission.clone(),

@@ -32,10 +32,16 @@ pub enum ItemIdError {
 
 /// Mints a new ItemId.
 pub fn mint_item_id() -> String {
+    mint().0
+}
+
+/// A new ItemId and the UUID it carries.
+fn mint() -> (String, uuid::Uuid) {
+    let uuid = uuid::Uuid::new_v4();
     let mut raw = Vec::with_capacity(17);
     raw.push(VERSION);
-    raw.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(raw)
+    raw.extend_from_slice(uuid.as_bytes());
+    (base64::engine::general_purpose::STANDARD.encode(raw), uuid)
 }
 
 /// Checks that `id` is an openum ItemId; returns the item's UUID.
@@ -80,12 +86,47 @@ pub enum ImportError {
         /// Why.
         source: audio::AudioError,
     },
+    /// The decoder did not finish (it panicked or was cancelled).
+    #[error("{path}: the audio decoder failed: {source}")]
+    DecoderFailed {
+        /// The file.
+        path: PathBuf,
+        /// What became of the decoding task.
+        source: tokio::task::JoinError,
+    },
     /// No such user.
-    #[error("no user named {0:?} (add it with `openum user add`)")]
-    NoUser(String),
-    /// Writing the audio or the record failed.
+    #[error("no user named {user:?} (add it with `openum user add`)")]
+    NoUser {
+        /// The user name asked for.
+        user: String,
+    },
+    /// The store could not be asked whether the user exists.
+    #[error("cannot look up user {user:?}: {source}")]
+    UserLookup {
+        /// The user name asked for.
+        user: String,
+        /// The store's error.
+        source: crate::store::StoreError,
+    },
+    /// The directory for the decoded audio cannot be created.
+    #[error("cannot store the item: cannot create {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The decoded audio cannot be written.
+    #[error("cannot store the item: cannot write {path}: {source}")]
+    WriteAudio {
+        /// The audio file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The item's record cannot be stored (the audio file was removed again).
     #[error("cannot store the item: {0}")]
-    Store(String),
+    Store(#[source] crate::store::StoreError),
 }
 
 /// Decodes `file`, stores its audio and a record owned by `user`; returns the new ItemId.
@@ -98,13 +139,17 @@ pub async fn import(
     from: &str,
     subject: &str,
 ) -> Result<String, ImportError> {
-    if store
+    let known = store
         .user(user)
         .await
-        .map_err(|e| ImportError::Store(e.to_string()))?
-        .is_none()
-    {
-        return Err(ImportError::NoUser(user.to_owned()));
+        .map_err(|source| ImportError::UserLookup {
+            user: user.to_owned(),
+            source,
+        })?;
+    if known.is_none() {
+        return Err(ImportError::NoUser {
+            user: user.to_owned(),
+        });
     }
     let bytes = std::fs::read(file).map_err(|source| ImportError::Read {
         path: file.to_owned(),
@@ -114,25 +159,23 @@ pub async fn import(
     let samples =
         tokio::task::spawn_blocking(move || audio::decode_to_8k_mono(&bytes, extension.as_deref()))
             .await
-            .map_err(|e| ImportError::Store(e.to_string()))?
+            .map_err(|source| ImportError::DecoderFailed {
+                path: file.to_owned(),
+                source,
+            })?
             .map_err(|source| ImportError::Audio {
                 path: file.to_owned(),
                 source,
             })?;
-    let id = mint_item_id();
-    let uuid = parse_item_id(&id).map_err(|_| ImportError::Store("minted id".into()))?;
+    let (id, uuid) = mint();
     let path = audio_path(data_dir, uuid);
     let dir = path.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ImportError::Store(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| ImportError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
     let raw: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let partial = path.with_extension("pcm.partial");
-    std::fs::write(&partial, &raw)
-        .and_then(|()| std::fs::rename(&partial, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            ImportError::Store(format!("{}: {e}", path.display()))
-        })?;
+    write_audio(&path, &raw)?;
     let item = crate::store::VoicemailItem {
         id: id.clone(),
         owner: user.to_owned(),
@@ -142,11 +185,27 @@ pub async fn import(
         duration_ms: i64::try_from(samples.len() / 8).unwrap_or(i64::MAX),
         created_at: calls::now_unix(),
     };
-    if let Err(e) = store.insert_voicemail_item(&item).await {
+    if let Err(source) = store.insert_voicemail_item(&item).await {
+        // Best-effort clean-up; the insert's error is what the caller needs to see.
         let _ = std::fs::remove_file(&path);
-        return Err(ImportError::Store(e.to_string()));
+        return Err(ImportError::Store(source));
     }
     Ok(id)
+}
+
+/// Writes `raw` to `path` through a `.partial` file, so that `path` is complete or absent.
+fn write_audio(path: &Path, raw: &[u8]) -> Result<(), ImportError> {
+    let partial = path.with_extension("pcm.partial");
+    std::fs::write(&partial, raw)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|source| {
+            // Best-effort clean-up; the write's error is what the caller needs to see.
+            let _ = std::fs::remove_file(&partial);
+            ImportError::WriteAudio {
+                path: path.to_owned(),
+                source,
+            }
+        })
 }
 
 /// The voice-mail items imported on this node: their decoded audio (8 kHz mono PCM) lives in
@@ -203,6 +262,11 @@ impl calls::AudioSource for LocalAudio {
 mod tests {
     use super::*;
 
+    use async_trait::async_trait;
+
+    use crate::store::{SqliteStore, Store, StoreError, User, VoicemailItem};
+    use calls::CallRecord;
+
     #[test]
     fn minted_ids_parse_and_foreign_ids_are_malformed() {
         let id = mint_item_id();
@@ -231,5 +295,263 @@ mod tests {
         chars[last] = alphabet.as_bytes()[(pos & !0b11) | 0b01] as char;
         let tweaked: String = chars.into_iter().collect();
         assert_eq!(parse_item_id(&tweaked), parse_item_id(&id));
+    }
+
+    /// A SQLite store holding user `alice`, whose user lookups or item inserts can fail.
+    struct Faulty {
+        inner: SqliteStore,
+        fail_lookup: bool,
+        fail_insert: bool,
+    }
+
+    fn broken() -> StoreError {
+        StoreError::Backend("the disk is on fire".into())
+    }
+
+    #[async_trait]
+    impl Store for Faulty {
+        async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
+            self.inner.upsert_user(user).await
+        }
+        async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+            if self.fail_lookup {
+                return Err(broken());
+            }
+            self.inner.user(name).await
+        }
+        async fn insert_token(
+            &self,
+            user: &str,
+            hash: &str,
+            label: &str,
+        ) -> Result<(), StoreError> {
+            self.inner.insert_token(user, hash, label).await
+        }
+        async fn token_user(&self, hash: &str) -> Result<Option<String>, StoreError> {
+            self.inner.token_user(hash).await
+        }
+        async fn insert_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+            self.inner.insert_call(call).await
+        }
+        async fn update_call(&self, call: &CallRecord) -> Result<(), StoreError> {
+            self.inner.update_call(call).await
+        }
+        async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+            self.inner.call(id).await
+        }
+        async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+            self.inner.close_orphaned_calls(node, now).await
+        }
+        async fn voicemail_item(&self, id: &str) -> Result<Option<VoicemailItem>, StoreError> {
+            self.inner.voicemail_item(id).await
+        }
+        async fn insert_voicemail_item(&self, item: &VoicemailItem) -> Result<(), StoreError> {
+            if self.fail_insert {
+                return Err(broken());
+            }
+            self.inner.insert_voicemail_item(item).await
+        }
+        async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError> {
+            self.inner.voicemail_items(owner).await
+        }
+    }
+
+    async fn store(fail_lookup: bool, fail_insert: bool) -> Faulty {
+        let inner = SqliteStore::in_memory().unwrap();
+        inner
+            .upsert_user(User {
+                name: "alice".into(),
+                password_hash: String::new(),
+                play_on_phone: true,
+            })
+            .await
+            .unwrap();
+        Faulty {
+            inner,
+            fail_lookup,
+            fail_insert,
+        }
+    }
+
+    /// A temporary directory holding a short WAV message `m.wav`.
+    fn message() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.wav");
+        let samples = testkit::tone(8000, 440.0, 0.2, 8000.0);
+        std::fs::write(&file, testkit::pcm_wav(8000, 1, &samples)).unwrap();
+        (dir, file)
+    }
+
+    async fn import_as(
+        store: &Faulty,
+        data_dir: &Path,
+        user: &str,
+        file: &Path,
+    ) -> Result<String, ImportError> {
+        import(store, data_dir, user, file, "", "").await
+    }
+
+    fn stored_files(data_dir: &Path) -> usize {
+        std::fs::read_dir(data_dir.join("voicemail")).map_or(0, |d| d.count())
+    }
+
+    #[tokio::test]
+    async fn local_audio_tells_a_foreign_id_from_a_missing_item() {
+        use calls::{AudioError, AudioSource as _};
+        let dir = tempfile::tempdir().unwrap();
+        let audio = LocalAudio::new(dir.path().to_owned());
+        let foreign = audio.pcm("AAMkADk0ZTFmNzUz").await.unwrap_err();
+        assert!(matches!(foreign, AudioError::MalformedId(_)), "{foreign:?}");
+        let missing = audio.pcm(&mint_item_id()).await.unwrap_err();
+        assert!(matches!(missing, AudioError::NotFound), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn a_message_for_a_known_user_is_stored() {
+        let (dir, file) = message();
+        let data = dir.path().join("data");
+        let id = import_as(&store(false, false).await, &data, "alice", &file)
+            .await
+            .unwrap();
+        assert_eq!(LocalAudio::new(data).load(&id).unwrap().len(), 1600);
+    }
+
+    #[tokio::test]
+    async fn unknown_user_is_refused_naming_the_user() {
+        let (dir, file) = message();
+        let err = import_as(&store(false, false).await, dir.path(), "mallory", &file)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::NoUser { user } if user == "mallory"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no user named \"mallory\" (add it with `openum user add`)"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_user_lookup_keeps_the_store_error_as_source() {
+        let (dir, file) = message();
+        let err = import_as(&store(true, false).await, dir.path(), "alice", &file)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::UserLookup { user, .. } if user == "alice"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("the disk is on fire"), "{err}");
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<StoreError>().is_some());
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_refused_naming_the_path_with_the_io_error_as_source() {
+        let (dir, _) = message();
+        let missing = dir.path().join("missing.wav");
+        let err = import_as(&store(false, false).await, dir.path(), "alice", &missing)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::Read { path, source } if *path == missing && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("missing.wav"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wma_file_is_refused_naming_the_file_and_asf() {
+        let (dir, _) = message();
+        let wma = dir.path().join("song.wma");
+        let mut asf = vec![
+            0x30, 0x26, 0xB2, 0x75, 0x8E, 0x66, 0xCF, 0x11, 0xA6, 0xD9, 0x00, 0xAA, 0x00, 0x62,
+            0xCE, 0x6C,
+        ];
+        asf.resize(2000, 0);
+        std::fs::write(&wma, asf).unwrap();
+        let data = dir.path().join("data");
+        let err = import_as(&store(false, false).await, &data, "alice", &wma)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ImportError::Audio {
+                    source: audio::AudioError::UnsupportedFormat(audio::Format::Asf),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("song.wma") && text.contains("ASF"), "{text}");
+        assert_eq!(stored_files(&data), 0);
+    }
+
+    #[tokio::test]
+    async fn data_dir_that_is_a_file_is_refused_naming_the_directory() {
+        let (dir, file) = message();
+        let data = dir.path().join("not-a-dir");
+        std::fs::write(&data, b"").unwrap();
+        let err = import_as(&store(false, false).await, &data, "alice", &file)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::CreateDir { path, .. } if *path == data.join("voicemail")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot store the item: cannot create "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failed_audio_write_names_the_file_and_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("x.pcm");
+        let err = write_audio(&path, &[0; 4]).unwrap_err();
+        assert!(
+            matches!(&err, ImportError::WriteAudio { path: p, source } if *p == path && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("x.pcm"), "{err}");
+        assert!(!path.with_extension("pcm.partial").exists());
+    }
+
+    #[tokio::test]
+    async fn failed_record_insert_removes_the_audio_and_keeps_the_store_error() {
+        let (dir, file) = message();
+        let data = dir.path().join("data");
+        let err = import_as(&store(false, true).await, &data, "alice", &file)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ImportError::Store(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cannot store the item: storage backend error: the disk is on fire"
+        );
+        assert_eq!(stored_files(&data), 0);
+    }
+
+    #[tokio::test]
+    async fn decoder_failure_names_the_file_and_keeps_the_join_error() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let source = task.await.unwrap_err();
+        let err = ImportError::DecoderFailed {
+            path: PathBuf::from("/tmp/m.wav"),
+            source,
+        };
+        assert!(
+            err.to_string()
+                .starts_with("/tmp/m.wav: the audio decoder failed: "),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<tokio::task::JoinError>().is_some());
     }
 }

@@ -49,6 +49,10 @@ pub enum RequestError {
     /// A version older than Exchange2010: `ErrorIncorrectSchemaVersion`.
     #[error("the operation needs Exchange2010 or later; the request asked for {0:?}")]
     IncorrectSchemaVersion(ExchangeVersion),
+    /// The decoder broke its own invariant (a required element its sequence check accepted is
+    /// missing): a bug in openum, answered `ErrorInternalServerError`, never blamed on the client.
+    #[error("decoder invariant broken: required element {0} missing after the sequence check")]
+    Invariant(&'static str),
 }
 
 impl RequestError {
@@ -60,6 +64,7 @@ impl RequestError {
             Self::UnsupportedOperation(name) => Fault::invalid_operation(name),
             Self::InvalidServerVersion(_) => Fault::invalid_server_version(),
             Self::IncorrectSchemaVersion(v) => Fault::incorrect_schema_version(*v),
+            Self::Invariant(_) => Fault::internal_server_error(),
         }
     }
 }
@@ -110,7 +115,7 @@ fn decode_envelope(root: &Element) -> Result<RequestEnvelope, Problem> {
             return Err(RequestError::IncorrectSchemaVersion(version).into());
         }
     }
-    let body = required(parts[1])?;
+    let body = required(parts[1], "Body")?;
     no_text(body)?;
     let operation = match body.children.as_slice() {
         [] => return Err(RequestError::NoOperation.into()),
@@ -155,7 +160,7 @@ fn decode_header(header: &Element) -> Result<RequestHeader, Problem> {
             }
             "ExchangeImpersonation" => {
                 let parts = sequence(child, &[Particle::required(ns::TYPES, "ConnectingSID")])?;
-                let sid = required(parts[0])?;
+                let sid = required(parts[0], "ConnectingSID")?;
                 no_text(sid)?;
                 let choice = match sid.children.as_slice() {
                     [one] => one,
@@ -237,7 +242,10 @@ fn decode_operation(op: &Element) -> Result<Request, Problem> {
                         Particle::required(ns::MESSAGES, "DialString"),
                     ],
                 )?;
-                let (item, dial) = (required(parts[0])?, required(parts[1])?);
+                let (item, dial) = (
+                    required(parts[0], "ItemId")?,
+                    required(parts[1], "DialString")?,
+                );
                 attributes(item, &["Id", "ChangeKey"], &["Id"])?;
                 empty_content(item)?;
                 let dial_string = text_only(dial)?.to_owned();
@@ -282,10 +290,26 @@ fn decode_operation(op: &Element) -> Result<Request, Problem> {
 fn phone_call_id_child(op: &Element) -> Result<PhoneCallId, Problem> {
     attributes(op, &[], &[])?;
     let parts = sequence(op, &[Particle::required(ns::MESSAGES, "PhoneCallId")])?;
-    let id = required(parts[0])?;
+    let id = required(parts[0], "PhoneCallId")?;
     attributes(id, &["Id"], &["Id"])?;
     empty_content(id)?;
     Ok(PhoneCallId {
         id: id.attribute("Id").unwrap_or_default().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod invariant_tests {
+    use super::*;
+    use crate::ResponseCode;
+
+    #[test]
+    fn a_broken_decoder_invariant_is_the_servers_fault_not_the_clients() {
+        let error = RequestError::Invariant("Body");
+        assert_eq!(
+            error.to_fault().code,
+            ResponseCode::ErrorInternalServerError
+        );
+        assert!(error.to_string().contains("Body"), "{error}");
+    }
 }

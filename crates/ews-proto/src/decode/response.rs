@@ -226,6 +226,8 @@ fn decode_fault(el: &Element) -> Result<Fault, ResponseError> {
                     .map(|c| c.text.trim().to_owned())
             };
             match (field("LineNumber"), field("LinePosition")) {
+                // A server that sends non-numeric positions still sent a schema violation;
+                // its text is kept and the position reads 0 (unknown), as .NET does.
                 (Some(line), Some(position)) => FaultMessageXml::SchemaViolation {
                     line_number: line.parse().unwrap_or_default(),
                     line_position: position.parse().unwrap_or_default(),

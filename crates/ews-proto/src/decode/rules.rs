@@ -26,9 +26,12 @@ impl From<RequestError> for Problem {
 }
 
 /// `sequence` never returns `None` for a required particle; this keeps that invariant explicit
-/// without a panic.
-pub(super) fn required(found: Option<&Element>) -> Result<&Element, Problem> {
-    found.ok_or(Problem::Request(RequestError::NoOperation))
+/// without a panic, and a break of it is reported as the server's fault, naming `element`.
+pub(super) fn required<'a>(
+    found: Option<&'a Element>,
+    element: &'static str,
+) -> Result<&'a Element, Problem> {
+    found.ok_or(Problem::Request(RequestError::Invariant(element)))
 }
 
 /// One element of an `xs:sequence` (every particle here has maxOccurs = 1).

@@ -325,9 +325,4 @@ pub fn code(reply: &Reply) -> ews_proto::ResponseCode {
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use calls::now_unix as now;
