@@ -489,9 +489,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn extensible_wav_is_refused_naming_its_sub_format() {
-        // WAVE_FORMAT_EXTENSIBLE (40-byte fmt chunk) whose SubFormat is GSM 06.10.
+    /// A WAVE_FORMAT_EXTENSIBLE file (40-byte fmt chunk) with a standard SubFormat GUID built
+    /// from `sub_format`, `bits` per sample, and 100 bytes of silence.
+    fn extensible_wav(sub_format: u8, bits: u16) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(b"RIFF");
         v.extend_from_slice(&(4 + 48 + 8 + 100u32).to_le_bytes());
@@ -502,52 +502,37 @@ mod tests {
         v.extend_from_slice(&8000u32.to_le_bytes());
         v.extend_from_slice(&16000u32.to_le_bytes());
         v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(&bits.to_le_bytes());
         v.extend_from_slice(&22u16.to_le_bytes());
-        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(&bits.to_le_bytes());
         v.extend_from_slice(&4u32.to_le_bytes());
         v.extend_from_slice(&[
-            0x31, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
-            0x9B, 0x71,
+            sub_format, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00,
+            0x38, 0x9B, 0x71,
         ]);
         v.extend_from_slice(b"data");
         v.extend_from_slice(&100u32.to_le_bytes());
         v.extend_from_slice(&[0; 100]);
-        let err = refusal(&v, "wav");
+        v
+    }
+
+    #[test]
+    fn extensible_wav_is_refused_naming_its_sub_format() {
+        // SubFormat GSM 06.10.
+        let err = refusal(&extensible_wav(0x31, 16), "wav");
         assert!(
             matches!(err, AudioError::UnsupportedWavCodec(WavFormatTag(0x0031))),
             "{err:?}"
         );
         // The same file with a PCM SubFormat decodes.
-        v[44] = 0x01;
-        assert_eq!(decode_to_8k_mono(&v, Some("wav")).unwrap().len(), 50);
+        let pcm = extensible_wav(0x01, 16);
+        assert_eq!(decode_to_8k_mono(&pcm, Some("wav")).unwrap().len(), 50);
     }
 
     #[test]
     fn a_wav_header_that_makes_the_decoder_panic_is_refused_not_a_crash() {
         // Extensible PCM with 0 bits per sample: symphonia 0.5 reaches an `unreachable!`.
-        let mut v = Vec::new();
-        v.extend_from_slice(b"RIFF");
-        v.extend_from_slice(&(4 + 48 + 8 + 100u32).to_le_bytes());
-        v.extend_from_slice(b"WAVEfmt ");
-        v.extend_from_slice(&40u32.to_le_bytes());
-        v.extend_from_slice(&0xFFFEu16.to_le_bytes());
-        v.extend_from_slice(&1u16.to_le_bytes());
-        v.extend_from_slice(&8000u32.to_le_bytes());
-        v.extend_from_slice(&16000u32.to_le_bytes());
-        v.extend_from_slice(&2u16.to_le_bytes());
-        v.extend_from_slice(&0u16.to_le_bytes());
-        v.extend_from_slice(&22u16.to_le_bytes());
-        v.extend_from_slice(&0u16.to_le_bytes());
-        v.extend_from_slice(&4u32.to_le_bytes());
-        v.extend_from_slice(&[
-            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38,
-            0x9B, 0x71,
-        ]);
-        v.extend_from_slice(b"data");
-        v.extend_from_slice(&100u32.to_le_bytes());
-        v.extend_from_slice(&[0; 100]);
-        let err = refusal(&v, "wav");
+        let err = refusal(&extensible_wav(0x01, 0), "wav");
         assert!(matches!(err, AudioError::DecoderPanicked { .. }), "{err:?}");
         assert!(err.to_string().contains("malformed"), "{err}");
     }

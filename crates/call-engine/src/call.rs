@@ -553,14 +553,7 @@ mod tests {
     use crate::auth::{Credentials, MAX_ANSWERED_CHALLENGES};
     use crate::digest::DigestError;
 
-    /// Any instant will do: the engine only adds durations to the one it is given.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "tests need an arbitrary base instant"
-    )]
-    fn base_instant() -> Instant {
-        Instant::now()
-    }
+    use crate::test_clock::base_instant;
 
     const SDP_ANSWER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
@@ -642,6 +635,31 @@ mod tests {
             assert!(self.call.is_done());
             assert_eq!(self.log.last(), Some(&Output::Status(s.clone())));
         }
+
+        /// At most one Disconnected status, and exactly one once the call is done.
+        fn assert_ended_at_most_once(&self) {
+            let ended = self
+                .log
+                .iter()
+                .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
+                .count();
+            assert!(ended <= 1, "ended {ended} times");
+            assert_eq!(ended == 1, self.call.is_done());
+        }
+
+        /// The second command is the CANCEL; its 487 ends the call with `cause`.
+        fn assert_cancelled_then_terminated(&mut self, cause: Cause) {
+            assert_eq!(self.commands()[1..], [&Command::Cancel]);
+            self.sip(request_terminated());
+            self.assert_ended(cause, 487);
+        }
+
+        /// Ended with `cause` and exactly `status` (code and reason) shown.
+        fn assert_ended_with(&self, cause: Cause, status: SipStatus) {
+            self.assert_ended(cause, status.code);
+            assert_eq!(self.call.status().sip, Some(status));
+        }
+
         fn states(&self) -> Vec<CallState> {
             self.log
                 .iter()
@@ -655,6 +673,14 @@ mod tests {
 
     fn ringing() -> SipEvent {
         SipEvent::Provisional(SipStatus::new(180, "Ringing"))
+    }
+
+    fn trying() -> SipEvent {
+        SipEvent::Provisional(SipStatus::new(100, "Trying"))
+    }
+
+    fn request_terminated() -> SipEvent {
+        SipEvent::Rejected(SipStatus::new(487, "Request Terminated"))
     }
 
     const USERNAME: &str = "Mufasa";
@@ -746,7 +772,7 @@ mod tests {
     #[test]
     fn answered_call_plays_then_byes_after_the_trailing_silence() {
         let mut h = Harness::new();
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         assert_eq!(h.call.status().state, CallState::Connecting);
         assert_eq!(h.call.status().sip.as_ref().unwrap().code, 100);
         h.sip(ringing());
@@ -779,10 +805,7 @@ mod tests {
         h.advance(Duration::from_secs(45));
         assert_eq!(h.commands(), [&Command::Cancel]);
         assert_eq!(h.call.status().state, CallState::Alerted);
-        h.sip(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
+        h.sip(request_terminated());
         let s = h.call.status();
         assert_eq!(
             (s.state, s.cause),
@@ -797,12 +820,9 @@ mod tests {
         h.call.hang_up(h.now);
         h.drain();
         assert!(h.commands().is_empty(), "no CANCEL before any provisional");
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         assert_eq!(h.commands(), [&Command::Cancel]);
-        h.sip(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
+        h.sip(request_terminated());
         let s = h.call.status();
         assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
     }
@@ -935,11 +955,11 @@ mod tests {
     #[test]
     fn random_event_orders_keep_the_invariants() {
         let events = [
-            SipEvent::Provisional(SipStatus::new(100, "Trying")),
+            trying(),
             ringing(),
             answered(),
             SipEvent::Rejected(SipStatus::new(486, "Busy Here")),
-            SipEvent::Rejected(SipStatus::new(487, "Request Terminated")),
+            request_terminated(),
             SipEvent::NoResponse,
             SipEvent::RemoteBye,
             SipEvent::TransportFailed,
@@ -978,13 +998,7 @@ mod tests {
                     }
                 }
             }
-            let ended = h
-                .log
-                .iter()
-                .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
-                .count();
-            assert!(ended <= 1, "ended {ended} times");
-            assert_eq!(ended == 1, h.call.is_done());
+            h.assert_ended_at_most_once();
             assert!(h.commands().iter().filter(|c| **c == &Command::Bye).count() <= 1);
         }
     }
@@ -1000,7 +1014,7 @@ mod tests {
     #[test]
     fn a_401_with_credentials_resends_the_invite_with_a_digest() {
         let mut h = Harness::authenticated();
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         let before = h.call.status().clone();
         let statuses = h.statuses();
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
@@ -1110,11 +1124,7 @@ mod tests {
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
         assert_eq!(h.commands().len(), 2, "no third INVITE");
         assert_eq!(h.refusals(), [&ChallengeRefusal::CredentialsRefused]);
-        h.assert_ended(Cause::Other, 401);
-        assert_eq!(
-            h.call.status().sip,
-            Some(SipStatus::new(401, "Unauthorized"))
-        );
+        h.assert_ended_with(Cause::Other, SipStatus::new(401, "Unauthorized"));
     }
 
     #[test]
@@ -1139,7 +1149,7 @@ mod tests {
     fn a_challenge_while_hanging_up_is_not_answered() {
         // CANCEL sent (a provisional came first): the challenge ends the call as a 487 would.
         let mut h = Harness::authenticated();
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         h.hang_up();
         assert_eq!(h.commands(), [&Command::Cancel]);
         h.sip(challenge_407(&[SHA256_CHALLENGE]));
@@ -1178,11 +1188,7 @@ mod tests {
                 DigestError::UnsupportedAlgorithm("SHA-1".into())
             )]
         );
-        h.assert_ended(Cause::Other, 401);
-        assert_eq!(
-            h.call.status().sip,
-            Some(SipStatus::new(401, "Unauthorized"))
-        );
+        h.assert_ended_with(Cause::Other, SipStatus::new(401, "Unauthorized"));
     }
 
     #[test]
@@ -1211,7 +1217,7 @@ mod tests {
     #[test]
     fn after_a_resend_a_hang_up_waits_for_a_provisional_to_the_new_invite() {
         let mut h = Harness::authenticated();
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         h.sip(challenge_407(&[SHA256_CHALLENGE]));
         h.hang_up();
         assert_eq!(
@@ -1220,13 +1226,8 @@ mod tests {
             "no CANCEL before the new INVITE's provisional"
         );
         assert!(h.call.is_hanging_up());
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
-        assert_eq!(h.commands()[1..], [&Command::Cancel]);
-        h.sip(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
-        h.assert_ended(Cause::None, 487);
+        h.sip(trying());
+        h.assert_cancelled_then_terminated(Cause::None);
     }
 
     #[test]
@@ -1238,25 +1239,19 @@ mod tests {
         assert_eq!(h.call.status().state, CallState::Alerted, "unchanged");
         h.sip(ringing());
         h.advance(Duration::from_secs(15));
-        assert_eq!(h.commands()[1..], [&Command::Cancel]);
-        h.sip(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
-        h.assert_ended(Cause::NoAnswer, 487);
+        h.assert_cancelled_then_terminated(Cause::NoAnswer);
     }
 
     #[test]
     fn a_resend_that_cannot_be_sent_ends_the_call_as_other_with_the_challenge_code() {
         let mut h = Harness::authenticated();
-        h.sip(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        h.sip(trying());
         h.sip(challenge_407(&[SHA256_CHALLENGE]));
         h.call.resend_failed(h.now);
         h.drain();
-        h.assert_ended(Cause::Other, 407);
-        assert_eq!(
-            h.call.status().sip,
-            Some(SipStatus::new(407, "Proxy Authentication Required"))
+        h.assert_ended_with(
+            Cause::Other,
+            SipStatus::new(407, "Proxy Authentication Required"),
         );
         assert!(
             h.refusals().is_empty(),
@@ -1298,10 +1293,10 @@ mod tests {
     #[test]
     fn random_event_orders_with_challenges_keep_the_invariants() {
         let events = [
-            SipEvent::Provisional(SipStatus::new(100, "Trying")),
+            trying(),
             ringing(),
             answered(),
-            SipEvent::Rejected(SipStatus::new(487, "Request Terminated")),
+            request_terminated(),
             challenge_401(&[RFC7616_CHALLENGE]),
             challenge_407(&[SHA256_CHALLENGE]),
             challenge_407(&[r#"Digest realm="r", nonce="n", algorithm=SHA-1"#]),
@@ -1352,13 +1347,7 @@ mod tests {
             }
             assert!(resends <= MAX_ANSWERED_CHALLENGES, "{resends} resends");
             assert!(refusals <= 1, "{refusals} refusals");
-            let ended = h
-                .log
-                .iter()
-                .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
-                .count();
-            assert!(ended <= 1, "ended {ended} times");
-            assert_eq!(ended == 1, h.call.is_done());
+            h.assert_ended_at_most_once();
         }
     }
 }

@@ -133,14 +133,7 @@ impl RtpStream {
 mod tests {
     use super::*;
 
-    /// Any instant will do: the engine only adds durations to the one it is given.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "tests need an arbitrary base instant"
-    )]
-    fn base_instant() -> Instant {
-        Instant::now()
-    }
+    use crate::test_clock::base_instant;
 
     fn plan(codec: Codec, ptime_ms: u32) -> MediaPlan {
         MediaPlan {

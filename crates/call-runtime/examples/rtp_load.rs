@@ -37,7 +37,7 @@ struct Result {
 
 #[path = "common/proc_stats.rs"]
 mod proc_stats;
-use proc_stats::{cpu_time, rss_kib};
+use proc_stats::{cpu_time, rss_kib, seconds_and_levels};
 
 fn plan(remote: SocketAddr) -> MediaPlan {
     MediaPlan {
@@ -177,12 +177,7 @@ fn print(label: &str, n: usize, r: &Result) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let mut ns: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
-    if ns.is_empty() {
-        ns = vec![500, 2000, 5000];
-    }
+    let (secs, ns) = seconds_and_levels(&[500, 2000, 5000]);
     // 60 s of a tone: longer than any phase, so every packet carries message audio.
     let pcm: Vec<i16> = (0..8000 * 60)
         .map(|i| ((i as f32 * 0.345).sin() * 8000.0) as i16)

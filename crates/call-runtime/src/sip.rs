@@ -60,6 +60,13 @@ pub enum SipError {
 }
 
 impl SipError {
+    fn request(method: &'static str) -> impl FnOnce(rsipstack::Error) -> Self {
+        move |source| Self::Request {
+            method,
+            source: Box::new(source),
+        }
+    }
+
     fn setting(
         setting: &'static str,
         value: &str,
@@ -326,25 +333,13 @@ impl crate::task::Dialogue for RsipDialogue {
     }
 
     async fn cancel(&mut self) -> Result<(), SipError> {
-        self.outgoing
-            .dialog
-            .cancel()
-            .await
-            .map_err(|source| SipError::Request {
-                method: "CANCEL",
-                source: Box::new(source),
-            })
+        let sent = self.outgoing.dialog.cancel().await;
+        sent.map_err(SipError::request("CANCEL"))
     }
 
     async fn bye(&mut self) -> Result<(), SipError> {
-        self.outgoing
-            .dialog
-            .bye()
-            .await
-            .map_err(|source| SipError::Request {
-                method: "BYE",
-                source: Box::new(source),
-            })
+        let sent = self.outgoing.dialog.bye().await;
+        sent.map_err(SipError::request("BYE"))
     }
 
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {

@@ -201,6 +201,10 @@ mod tests {
 
     const SDP_ANSWER: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
+    fn request_terminated() -> SipEvent {
+        SipEvent::Rejected(SipStatus::new(487, "Request Terminated"))
+    }
+
     /// What the task asked of the SIP side, and when (virtual time since the start).
     type Sent = Arc<Mutex<Vec<(&'static str, Duration)>>>;
 
@@ -282,6 +286,16 @@ mod tests {
         fn event(&self, event: SipEvent) {
             self.events.send(event).unwrap();
         }
+        /// Lets the call end and checks what it ended as; returns what was sent.
+        async fn ends_as(
+            self,
+            expected: (CallState, Cause, Option<u16>),
+        ) -> Vec<(&'static str, Duration)> {
+            self.done.await.unwrap();
+            assert_eq!(self.records.last(), expected);
+            let sent = self.sent.lock().unwrap().clone();
+            sent
+        }
         async fn at(&self, since_start: Duration) {
             tokio::time::sleep_until(self.start + since_start).await;
         }
@@ -307,19 +321,7 @@ mod tests {
             },
             recorder: Arc::clone(&records) as Arc<dyn CallRecorder>,
             media: MediaHandle::spawn_shards(1),
-            record: CallRecord {
-                id: "call-1".into(),
-                owner: "alice".into(),
-                node: "n1".into(),
-                state: CallState::Connecting,
-                cause: Cause::None,
-                sip_code: None,
-                sip_text: None,
-                dialled: "5551234".into(),
-                item_id: "item".into(),
-                created_at: 0,
-                ended_at: None,
-            },
+            record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
         };
@@ -352,15 +354,9 @@ mod tests {
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert_eq!(sent[0].0, "CANCEL");
         assert_eq!(sent[0].1, Duration::from_secs(45));
-        call.event(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
-        call.done.await.unwrap();
-        assert_eq!(
-            call.records.last(),
-            (CallState::Disconnected, Cause::NoAnswer, Some(487))
-        );
+        call.event(request_terminated());
+        call.ends_as((CallState::Disconnected, Cause::NoAnswer, Some(487)))
+            .await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -378,16 +374,10 @@ mod tests {
             call.records.last(),
             (CallState::Connected, Cause::None, Some(200))
         );
-        let sent = Arc::clone(&call.sent);
-        call.done.await.unwrap();
-        let sent = sent.lock().unwrap().clone();
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        assert_eq!(sent[0].0, "BYE");
-        assert_eq!(sent[0].1, Duration::from_millis(3_500));
-        assert_eq!(
-            call.records.last(),
-            (CallState::Disconnected, Cause::None, Some(200))
-        );
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::None, Some(200)))
+            .await;
+        assert_eq!(sent, [("BYE", Duration::from_millis(3_500))]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -405,15 +395,9 @@ mod tests {
         call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
         call.at(Duration::from_millis(3_001)).await;
         assert_eq!(call.sent(), [("CANCEL", Duration::from_secs(3))]);
-        call.event(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
-        call.done.await.unwrap();
-        assert_eq!(
-            call.records.last(),
-            (CallState::Disconnected, Cause::None, Some(487))
-        );
+        call.event(request_terminated());
+        call.ends_as((CallState::Disconnected, Cause::None, Some(487)))
+            .await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -446,10 +430,8 @@ mod tests {
             call.sent().last(),
             Some(&("CANCEL", Duration::from_secs(45)))
         );
-        call.event(SipEvent::Rejected(SipStatus::new(
-            487,
-            "Request Terminated",
-        )));
-        call.done.await.unwrap();
+        call.event(request_terminated());
+        call.ends_as((CallState::Disconnected, Cause::NoAnswer, Some(487)))
+            .await;
     }
 }

@@ -52,6 +52,30 @@ impl std::fmt::Debug for CallRecord {
 }
 
 impl CallRecord {
+    /// A call just accepted: `Connecting`, no cause, no SIP status yet, not ended.
+    pub fn dialling(
+        id: impl Into<String>,
+        owner: impl Into<String>,
+        node: impl Into<String>,
+        dialled: impl Into<String>,
+        item_id: impl Into<String>,
+        created_at: UnixSeconds,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            owner: owner.into(),
+            node: node.into(),
+            state: CallState::Connecting,
+            cause: Cause::None,
+            sip_code: None,
+            sip_text: None,
+            dialled: dialled.into(),
+            item_id: item_id.into(),
+            created_at,
+            ended_at: None,
+        }
+    }
+
     /// Whether the call has ended.
     pub fn is_finished(&self) -> bool {
         self.state.is_final()
@@ -64,19 +88,7 @@ mod tests {
 
     #[test]
     fn debug_output_shows_only_the_last_two_digits_of_the_number() {
-        let record = CallRecord {
-            id: "id".into(),
-            owner: "alice".into(),
-            node: "n1".into(),
-            state: CallState::Connecting,
-            cause: Cause::None,
-            sip_code: None,
-            sip_text: None,
-            dialled: "4255551234".into(),
-            item_id: "item".into(),
-            created_at: 0,
-            ended_at: None,
-        };
+        let record = CallRecord::dialling("id", "alice", "n1", "4255551234", "item", 0);
         let shown = format!("{record:?}");
         assert!(shown.contains("\"…34\""), "{shown}");
         assert!(!shown.contains("4255551234"), "{shown}");

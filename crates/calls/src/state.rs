@@ -70,13 +70,7 @@ impl std::str::FromStr for CallState {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                kind: "call state",
-                name: s.to_owned(),
-            })
+        by_name(Self::ALL, Self::as_str, "call state", s)
     }
 }
 
@@ -106,14 +100,23 @@ impl std::str::FromStr for Cause {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownName {
-                kind: "failure cause",
-                name: s.to_owned(),
-            })
+        by_name(Self::ALL, Self::as_str, "failure cause", s)
     }
+}
+
+/// The value of `all` whose storage name is exactly `name`.
+fn by_name<T: Copy, const N: usize>(
+    all: [T; N],
+    storage_name: fn(T) -> &'static str,
+    kind: &'static str,
+    name: &str,
+) -> Result<T, UnknownName> {
+    all.into_iter()
+        .find(|v| storage_name(*v) == name)
+        .ok_or_else(|| UnknownName {
+            kind,
+            name: name.to_owned(),
+        })
 }
 
 #[cfg(test)]

@@ -49,15 +49,7 @@ async fn answered_call_plays_the_message_then_hangs_up_normally() {
     assert_eq!(done.sip_response_code, Some(200));
     h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
     // 2 s of message and 0.5 s of silence: 125 packets (± the stream's phase), in /metrics.
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get("/metrics").await;
     let sent: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("openum_rtp_packets_sent_total "))

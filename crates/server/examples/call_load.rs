@@ -21,7 +21,7 @@ extern crate openum_server as server;
 
 use call_runtime::SipCallService;
 use calls::id::mint_phone_call_id;
-use calls::{CallRecord, CallService, CallState, Cause};
+use calls::{CallRecord, CallService, CallState};
 use server::config::{GatewayConfig, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
@@ -29,16 +29,11 @@ use server::voicemail::LocalAudio;
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 mod proc_stats;
-use proc_stats::{cpu_time, rss_kib};
+use proc_stats::{cpu_time, rss_kib, seconds_and_levels};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let mut ns: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
-    if ns.is_empty() {
-        ns = vec![200, 1000];
-    }
+    let (secs, ns) = seconds_and_levels(&[200, 1000]);
     let dir = tempfile::tempdir().unwrap();
     let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     let mut sipp = Command::new("timeout")
@@ -105,19 +100,14 @@ async fn main() {
         let rss0 = rss_kib();
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
-            let record = CallRecord {
-                id: mint_phone_call_id("bench"),
-                owner: "bench".into(),
-                node: "bench".into(),
-                state: CallState::Connecting,
-                cause: Cause::None,
-                sip_code: None,
-                sip_text: None,
-                dialled: "2005551234".into(),
-                item_id: item.clone(),
-                created_at: 0,
-                ended_at: None,
-            };
+            let record = CallRecord::dialling(
+                mint_phone_call_id("bench"),
+                "bench",
+                "bench",
+                "2005551234",
+                item.clone(),
+                0,
+            );
             registry.insert(&record).await.unwrap();
             service.place(&record).await.unwrap();
             ids.push(record.id);

@@ -206,19 +206,14 @@ async fn play_on_phone(
             "The item has no playable audio.",
         ));
     }
-    let record = CallRecord {
-        id: mint_phone_call_id(&state.node),
-        owner: user.to_owned(),
-        node: state.node.clone(),
-        state: CallState::Connecting,
-        cause: Cause::None,
-        sip_code: None,
-        sip_text: None,
-        dialled: number,
-        item_id: item.id,
-        created_at: now_unix(),
-        ended_at: None,
-    };
+    let record = CallRecord::dialling(
+        mint_phone_call_id(&state.node),
+        user,
+        state.node.as_str(),
+        number,
+        item.id,
+        now_unix(),
+    );
     let caps = &state.admission;
     match state
         .registry

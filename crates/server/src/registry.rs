@@ -212,22 +212,9 @@ impl CallRecorder for Registry {
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
-    use calls::Cause;
 
     fn record(id: &str, node: &str) -> CallRecord {
-        CallRecord {
-            id: id.into(),
-            owner: "alice".into(),
-            node: node.into(),
-            state: CallState::Connecting,
-            cause: Cause::None,
-            sip_code: None,
-            sip_text: None,
-            dialled: "1".into(),
-            item_id: "i".into(),
-            created_at: now_unix(),
-            ended_at: None,
-        }
+        CallRecord::dialling(id, "alice", node, "1", "i", now_unix())
     }
 
     #[tokio::test]

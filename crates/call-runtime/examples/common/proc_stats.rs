@@ -1,4 +1,5 @@
-//! Process CPU time and resident memory from /proc (Linux), for the load benchmarks.
+//! Process CPU time and resident memory from /proc (Linux), and the command line, for the load
+//! benchmarks.
 
 use std::time::Duration;
 
@@ -21,4 +22,16 @@ pub(crate) fn rss_kib() -> u64 {
         .parse::<u64>()
         .unwrap()
         * 4
+}
+
+/// `[seconds] [N …]` from the command line: seconds per measurement (default 10) and the
+/// concurrency levels (default `default_ns`).
+pub(crate) fn seconds_and_levels(default_ns: &[usize]) -> (u64, Vec<usize>) {
+    let mut args = std::env::args().skip(1);
+    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let ns: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
+    if ns.is_empty() {
+        return (secs, default_ns.to_vec());
+    }
+    (secs, ns)
 }

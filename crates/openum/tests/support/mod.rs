@@ -210,14 +210,14 @@ impl Harness {
             .header("Content-Type", "text/xml; charset=utf-8")
             .body(format!(
                 "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            ));
+        let reply = text_of(reply).await;
         ews_proto::decode_response(reply.as_bytes()).unwrap()
+    }
+
+    /// `GET path` on the server; the body.
+    pub async fn get(&self, path: &str) -> String {
+        text_of(self.http.get(format!("{}{path}", self.base))).await
     }
 
     /// PlayOnPhone; returns the PhoneCallId.
@@ -371,4 +371,9 @@ impl Drop for Harness {
         let _ = self.openum.wait();
         let _ = self.sipp.wait();
     }
+}
+
+/// Sends `request` and returns the answer's body.
+pub async fn text_of(request: reqwest::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
 }

@@ -11,19 +11,7 @@ use super::{Store, StoreError, User, VoicemailItem};
 use calls::{CallRecord, CallState, Cause};
 
 fn call(id: &str, owner: &str, node: &str) -> CallRecord {
-    CallRecord {
-        id: id.into(),
-        owner: owner.into(),
-        node: node.into(),
-        state: CallState::Connecting,
-        cause: Cause::None,
-        sip_code: None,
-        sip_text: None,
-        dialled: "+14255550100".into(),
-        item_id: "AQ".into(),
-        created_at: 1_700_000_000,
-        ended_at: None,
-    }
+    CallRecord::dialling(id, owner, node, "+14255550100", "AQ", 1_700_000_000)
 }
 
 /// Runs the whole story on an empty store. Names are prefixed with `tag` so a shared database

@@ -340,19 +340,7 @@ mod tests {
     use calls::{CallState, Cause};
 
     fn call(id: &str) -> CallRecord {
-        CallRecord {
-            id: id.into(),
-            owner: "alice".into(),
-            node: "n1".into(),
-            state: CallState::Connecting,
-            cause: Cause::None,
-            sip_code: None,
-            sip_text: None,
-            dialled: "5551212".into(),
-            item_id: "item".into(),
-            created_at: 1,
-            ended_at: None,
-        }
+        CallRecord::dialling(id, "alice", "n1", "5551212", "item", 1)
     }
 
     #[tokio::test]

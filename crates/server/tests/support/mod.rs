@@ -246,17 +246,9 @@ impl TestServer {
     /// Stores a call record directly (as the engine would have).
     pub async fn add_call(&self, id: &str, owner: &str, state: CallState, cause: Cause) {
         let record = CallRecord {
-            id: id.into(),
-            owner: owner.into(),
-            node: "test-node".into(),
             state,
             cause,
-            sip_code: None,
-            sip_text: None,
-            dialled: "5551212".into(),
-            item_id: "x".into(),
-            created_at: now(),
-            ended_at: None,
+            ..CallRecord::dialling(id, owner, "test-node", "5551212", "x", now())
         };
         self.sqlite.insert_call(&record).await.unwrap();
         if state != CallState::Disconnected {
