@@ -83,6 +83,99 @@ pub struct Config {
     pub admission: AdmissionConfig,
     /// `[client]`: defaults for `openum call/status/watch/hangup`.
     pub client: ClientConfig,
+    /// `[mailbox]`: the Exchange/grommunio EWS server whose voice mail openum plays. Absent: only
+    /// imported items play.
+    pub mailbox: Option<MailboxConfig>,
+}
+
+/// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
+/// openum passes through to it, so a user plays only what their mailbox lets them read.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// `ews_url`: the mailbox server's EWS endpoint, e.g.
+    /// `https://mail.example.com/EWS/Exchange.asmx`. Required.
+    pub ews_url: String,
+    /// `ca_file`: a PEM file of extra trusted roots (a private CA); system roots otherwise.
+    pub ca_file: Option<PathBuf>,
+    /// `allow_plain_http`: allow an `http://` URL to a host other than loopback (credentials
+    /// would cross the network in clear). Default false.
+    pub allow_plain_http: bool,
+    /// `timeout_secs`: bound on each request to the mailbox server. Default 10.
+    pub timeout_secs: u64,
+    /// `max_attachment_mb`: the largest voice-message attachment fetched. Default 64 (10 minutes
+    /// of 44.1 kHz stereo PCM WAV is ~100 MB; voice mail is 8–16 kHz mono, ~10–20 MB).
+    pub max_attachment_mb: u64,
+    /// `audio_cache_mb`: decoded audio kept in memory (8 kHz 16-bit: ~1 MB per minute).
+    /// Default 256.
+    pub audio_cache_mb: u64,
+    /// `credential_cache_secs`: how long a mailbox login the server accepted is trusted without
+    /// asking again (keyed by a digest of the header, never the secret). Default 60.
+    pub credential_cache_secs: u64,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            ews_url: String::new(),
+            ca_file: None,
+            allow_plain_http: false,
+            timeout_secs: 10,
+            max_attachment_mb: 64,
+            audio_cache_mb: 256,
+            credential_cache_secs: 60,
+        }
+    }
+}
+
+impl MailboxConfig {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        let url = self.ews_url.trim();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let host = rest
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .rsplit_once('@')
+            .map_or(rest.split(['/', '?', '#']).next().unwrap_or_default(), |(_, h)| h);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.split_once(']'))
+            .map_or_else(|| host.split(':').next().unwrap_or_default(), |(h, _)| h);
+        match scheme.to_ascii_lowercase().as_str() {
+            _ if host.is_empty() => Err(InvalidValue::new(
+                "mailbox.ews_url",
+                format!("must be an http(s) URL of the EWS endpoint, got {url:?}"),
+            )),
+            "https" => Ok(()),
+            "http" if self.allow_plain_http || is_loopback_host(host) => Ok(()),
+            "http" => Err(InvalidValue::new(
+                "mailbox.ews_url",
+                "is plain http to another host: users' credentials would cross the network in clear; use https, or set mailbox.allow_plain_http = true",
+            )),
+            _ => Err(InvalidValue::new(
+                "mailbox.ews_url",
+                format!("must be an http(s) URL of the EWS endpoint, got {url:?}"),
+            )),
+        }?;
+        for (key, value) in [
+            ("mailbox.timeout_secs", self.timeout_secs),
+            ("mailbox.max_attachment_mb", self.max_attachment_mb),
+            ("mailbox.audio_cache_mb", self.audio_cache_mb),
+        ] {
+            if value == 0 {
+                return Err(InvalidValue::new(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `[client]`: where and as whom the `openum` call commands talk EWS (flags and `OPENUM_URL`,
@@ -480,6 +573,9 @@ impl Config {
                 "must be a concrete address: it is advertised in SDP",
             );
         }
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.validate()?;
+        }
         for (i, g) in self.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
                 return Err(InvalidValue::new(
@@ -603,6 +699,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sip.rtp_address"), "{err}");
+    }
+
+    #[test]
+    fn a_mailbox_url_must_be_https_unless_loopback_or_allowed() {
+        let parse = |toml: &str| Config::parse(toml).map_err(|e| e.to_string());
+        let c = parse("[mailbox]\news_url = \"https://mail.example.com/EWS/Exchange.asmx\"\n").unwrap();
+        assert_eq!(c.mailbox.unwrap().timeout_secs, 10);
+        assert!(parse("[mailbox]\news_url = \"http://127.0.0.1:9/EWS/Exchange.asmx\"\n").is_ok());
+        assert!(parse("[mailbox]\news_url = \"http://[::1]:9/EWS/Exchange.asmx\"\n").is_ok());
+        let err = parse("[mailbox]\news_url = \"http://mail.example.com/EWS/Exchange.asmx\"\n")
+            .unwrap_err();
+        assert!(err.contains("mailbox.allow_plain_http"), "{err}");
+        assert!(parse(
+            "[mailbox]\news_url = \"http://mail.example.com/EWS/Exchange.asmx\"\nallow_plain_http = true\n"
+        )
+        .is_ok());
+        for bad in ["", "mail.example.com", "ftp://x/EWS", "https:///EWS"] {
+            let err = parse(&format!("[mailbox]\news_url = {bad:?}\n")).unwrap_err();
+            assert!(err.contains("mailbox.ews_url"), "{bad}: {err}");
+        }
+        let err = parse("[mailbox]\news_url = \"https://m/EWS\"\ntimeout_secs = 0\n").unwrap_err();
+        assert!(err.contains("mailbox.timeout_secs"), "{err}");
     }
 
     #[test]
