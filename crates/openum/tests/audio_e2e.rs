@@ -13,51 +13,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::phone::{chirp_wav, correlation, Phone};
 use support::{add_user_with_message, openum_bin, PASSWORD};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
-
-/// A 2.5 s linear chirp (300 → 3000 Hz) at 16 kHz with a slow tremolo: not periodic, so the
-/// correlation peak is unambiguous, and it exercises the resampler.
-fn chirp_wav(path: &Path) {
-    let rate = 16000u32;
-    let n = (rate as f32 * 2.5) as usize;
-    let samples: Vec<i16> = (0..n)
-        .map(|i| {
-            let t = i as f32 / rate as f32;
-            let f0 = 300.0;
-            let k = (3000.0 - f0) / 2.5;
-            let phase = std::f32::consts::TAU * (f0 * t + 0.5 * k * t * t);
-            let envelope = 0.6 + 0.4 * (std::f32::consts::TAU * 1.3 * t).sin();
-            (phase.sin() * envelope * 12000.0) as i16
-        })
-        .collect();
-    std::fs::write(path, testkit::pcm_wav(rate, 1, &samples)).unwrap();
-}
-
-/// Best normalised cross-correlation of `got` against `reference` over lags 0..max_lag.
-fn correlation(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
-    let r: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
-    let g: Vec<f64> = got.iter().map(|&s| f64::from(s)).collect();
-    let mut best = (0.0, 0);
-    for lag in 0..max_lag.min(g.len()) {
-        let n = r.len().min(g.len() - lag);
-        if n < r.len() / 2 {
-            break;
-        }
-        let (mut dot, mut rr, mut gg) = (0.0, 0.0, 0.0);
-        for i in 0..n {
-            dot += r[i] * g[i + lag];
-            rr += r[i] * r[i];
-            gg += g[i + lag] * g[i + lag];
-        }
-        let c = dot / (rr.sqrt() * gg.sqrt() + 1e-9);
-        if c > best.0 {
-            best = (c, lag);
-        }
-    }
-    best
-}
 
 struct Packet {
     at_us: u64,
@@ -105,43 +64,8 @@ async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
     let base = 30000 + (std::process::id() % 200) as u16 * 100;
     let (http, sip, phone_sip, rtp_lo, rtp_hi) = (base, base + 1, base + 2, base + 50, base + 99);
     // baresip: auto-answer, no sound card, record what it decodes (telephony.md §5.3).
-    let phone = dir.path().join("phone");
-    let rec = dir.path().join("rec");
-    std::fs::create_dir_all(&phone).unwrap();
-    std::fs::create_dir_all(&rec).unwrap();
-    std::fs::write(
-        phone.join("config"),
-        format!(
-            "poll_method epoll\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             sip_listen 127.0.0.1:{phone_sip}\ncall_local_timeout 120\n\
-             audio_player aubridge,nil\naudio_source ausine,440\naudio_alert aubridge,nil\n\
-             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
-             rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule sndfile.so\nmodule aubridge.so\nmodule ausine.so\n\
-             module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n",
-            rec.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        phone.join("accounts"),
-        format!(
-            "<sip:4711@127.0.0.1:{phone_sip}>;regint=0;answermode=auto;audio_codecs=pcmu,pcma\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(phone.join("contacts"), "").unwrap();
+    let phone = Phone::start(dir.path(), phone_sip, rtp_lo, rtp_hi);
     let mut children = support::Processes(Vec::new());
-    children.0.push(
-        Command::new("timeout")
-            .args(["120", "baresip", "-f"])
-            .arg(&phone)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baresip is required (apt-get install baresip-core)"),
-    );
     let pcap = dir.path().join("rtp.pcap");
     let mut tcpdump = Command::new("timeout")
         .args(["120", "tcpdump", "-i", "lo", "-n", "-U", "-w"])
@@ -238,15 +162,7 @@ async fn the_message_reaches_a_real_phone_intact_and_evenly_paced() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Let baresip close its recording and tcpdump flush.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-
-    // --- audio: what the phone decoded matches the message ---
-    let recorded = std::fs::read_dir(&rec)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .expect("baresip recorded nothing");
-    let got = audio::decode_to_8k_mono(&std::fs::read(&recorded).unwrap(), Some("wav")).unwrap();
+    let got = phone.new_recording(&[]);
     let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
     let (score, lag) = correlation(&reference, &got, 8000);
     assert!(score > 0.9, "correlation {score:.4} at lag {lag} samples");

@@ -137,7 +137,10 @@ impl MailboxConfig {
             .next()
             .unwrap_or_default()
             .rsplit_once('@')
-            .map_or(rest.split(['/', '?', '#']).next().unwrap_or_default(), |(_, h)| h);
+            .map_or(
+                rest.split(['/', '?', '#']).next().unwrap_or_default(),
+                |(_, h)| h,
+            );
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.split_once(']'))
@@ -704,7 +707,8 @@ mod tests {
     #[test]
     fn a_mailbox_url_must_be_https_unless_loopback_or_allowed() {
         let parse = |toml: &str| Config::parse(toml).map_err(|e| e.to_string());
-        let c = parse("[mailbox]\news_url = \"https://mail.example.com/EWS/Exchange.asmx\"\n").unwrap();
+        let c =
+            parse("[mailbox]\news_url = \"https://mail.example.com/EWS/Exchange.asmx\"\n").unwrap();
         assert_eq!(c.mailbox.unwrap().timeout_secs, 10);
         assert!(parse("[mailbox]\news_url = \"http://127.0.0.1:9/EWS/Exchange.asmx\"\n").is_ok());
         assert!(parse("[mailbox]\news_url = \"http://[::1]:9/EWS/Exchange.asmx\"\n").is_ok());

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use ews_proto::{PhoneCallInformation, Response, ResponseCode, ResponseDocument};
 
+pub mod phone;
+
 pub const PASSWORD: &str = "e2e password";
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 

@@ -1,0 +1,132 @@
+//! A real phone for the audio tests: baresip auto-answers on loopback and records what it
+//! decodes (sndfile), one `*-dec.wav` per call; and the measure the tests judge it by.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Processes;
+
+/// A running baresip that answers `sip:4711@127.0.0.1:<sip_port>` and records every call.
+pub struct Phone {
+    pub sip_port: u16,
+    rec: PathBuf,
+    _process: Processes,
+}
+
+impl Phone {
+    /// Starts baresip under `dir` with its SIP on `sip_port` and RTP in `rtp_lo..=rtp_hi`.
+    pub fn start(dir: &Path, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Self {
+        let phone = dir.join("phone");
+        let rec = dir.join("rec");
+        std::fs::create_dir_all(&phone).unwrap();
+        std::fs::create_dir_all(&rec).unwrap();
+        std::fs::write(
+            phone.join("config"),
+            format!(
+                "poll_method epoll\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+                 sip_listen 127.0.0.1:{sip_port}\ncall_local_timeout 120\n\
+                 audio_player aubridge,nil\naudio_source ausine,440\naudio_alert aubridge,nil\n\
+                 ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
+                 rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
+                 module g711.so\nmodule sndfile.so\nmodule aubridge.so\nmodule ausine.so\n\
+                 module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n",
+                rec.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            phone.join("accounts"),
+            format!(
+                "<sip:4711@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu,pcma\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(phone.join("contacts"), "").unwrap();
+        let child = Command::new("timeout")
+            .args(["300", "baresip", "-f"])
+            .arg(&phone)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baresip is required (apt-get install baresip-core)");
+        Self {
+            sip_port,
+            rec,
+            _process: Processes(vec![child]),
+        }
+    }
+
+    /// The recordings made so far.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.rec)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// The decoded audio of the recording that appears after the `before` ones, at 8 kHz
+    /// (waits up to 5 s for baresip to close it).
+    pub fn new_recording(&self, before: &[PathBuf]) -> Vec<i16> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(path) = self.recordings().into_iter().find(|p| !before.contains(p)) {
+                // baresip writes the header when it closes the file.
+                std::thread::sleep(Duration::from_millis(800));
+                return audio::decode_to_8k_mono(&std::fs::read(&path).unwrap(), Some("wav"))
+                    .unwrap();
+            }
+            assert!(Instant::now() < deadline, "baresip recorded nothing");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A 2.5 s linear chirp (300 → 3000 Hz) at 16 kHz with a slow tremolo: not periodic, so the
+/// correlation peak is unambiguous, and it exercises the resampler.
+pub fn chirp(rate: u32) -> Vec<i16> {
+    let n = (rate as f32 * 2.5) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let f0 = 300.0;
+            let k = (3000.0 - f0) / 2.5;
+            let phase = std::f32::consts::TAU * (f0 * t + 0.5 * k * t * t);
+            let envelope = 0.6 + 0.4 * (std::f32::consts::TAU * 1.3 * t).sin();
+            (phase.sin() * envelope * 12000.0) as i16
+        })
+        .collect()
+}
+
+/// [`chirp`] at 16 kHz as a PCM WAV file.
+pub fn chirp_wav(path: &Path) {
+    std::fs::write(path, testkit::pcm_wav(16000, 1, &chirp(16000))).unwrap();
+}
+
+/// Best normalised cross-correlation of `got` against `reference` over lags 0..max_lag.
+pub fn correlation(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
+    let r: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
+    let g: Vec<f64> = got.iter().map(|&s| f64::from(s)).collect();
+    let mut best = (0.0, 0);
+    for lag in 0..max_lag.min(g.len()) {
+        let n = r.len().min(g.len() - lag);
+        if n < r.len() / 2 {
+            break;
+        }
+        let (mut dot, mut rr, mut gg) = (0.0, 0.0, 0.0);
+        for i in 0..n {
+            dot += r[i] * g[i + lag];
+            rr += r[i] * r[i];
+            gg += g[i + lag] * g[i + lag];
+        }
+        let c = dot / (rr.sqrt() * gg.sqrt() + 1e-9);
+        if c > best.0 {
+            best = (c, lag);
+        }
+    }
+    best
+}
