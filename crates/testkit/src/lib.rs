@@ -4,11 +4,15 @@
 //!   attributes sorted, namespace declarations and whitespace-only text dropped).
 //! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
 //!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
+//! - [`mailbox`]: [`mailbox::MailboxDouble`], an EWS mailbox server double (`GetFolder`,
+//!   `GetItem`, `GetAttachment`, `FindItem`) with run-time fault modes and a request log.
 
 #![expect(
     clippy::expect_used,
     reason = "test support: a failure here is meant to fail the calling test"
 )]
+
+pub mod mailbox;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
