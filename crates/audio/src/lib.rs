@@ -1,13 +1,29 @@
-//! Audio preparation: a voice-mail file (PCM or G.711 WAV at any rate, mono or stereo; MP3;
-//! IMA/MS ADPCM WAV) decoded once into 8 kHz mono 16-bit PCM, ready for G.711.
+//! Audio preparation: a voice-mail file decoded once into 8 kHz mono 16-bit PCM, ready for
+//! G.711. Pure: bytes in, samples out (but for ASF, which an `ffmpeg` process decodes).
 //!
-//! Decoding is symphonia's, resampling rubato's. Pure: bytes in, samples out.
-//! Every refusal is an [`AudioError`] that names what was found: a container recognised by its
-//! first bytes but not read ([`AudioError::UnsupportedFormat`]: WMA/ASF, Ogg, FLAC, M4A…), a WAV
-//! codec that is not decoded ([`AudioError::UnsupportedWavCodec`]: GSM 06.10, WMA in WAV…), and so
-//! on.
+//! The formats Exchange Unified Messaging and PBX voice-mail systems leave in mailboxes
+//! (MS-OXOUM, "Voice Mail and Fax Objects"), and how each is read:
+//!
+//! - WAV with PCM, G.711 A-law or µ-law, IEEE float, IMA or MS ADPCM, at any rate, mono or
+//!   stereo; and MP3: symphonia.
+//! - WAV with GSM 06.10 (format tag 0x0031, Microsoft's 65-byte blocks of two frames): the
+//!   hand-written decoder in `gsm610`, bit-exact with the ETSI reference, after the RIFF chunks
+//!   are read here (symphonia does not know the tag).
+//! - ASF (`.wma`) with Windows Media Audio 1 or 2, WMA 9 Voice, Pro or Lossless: no Rust
+//!   decoder exists, so an `ffmpeg` process decodes it, found at `OPENUM_FFMPEG` or on `PATH`
+//!   ([`DecodeOptions`]); the codec is named from the ASF header in every message about it.
+//!
+//! Resampling to 8 kHz is rubato's. Every refusal is an [`AudioError`] that names what was
+//! found: a container recognised by its first bytes but not read
+//! ([`AudioError::UnsupportedFormat`]: Ogg, FLAC, M4A…), a WAV codec that is not decoded
+//! ([`AudioError::UnsupportedWavCodec`]: TrueSpeech, MP3 or WMA in WAV…), a malformed GSM WAV
+//! ([`AudioError::MalformedGsmWav`]), an ASF file without ffmpeg to decode it
+//! ([`AudioError::FfmpegUnavailable`]) or that ffmpeg refused ([`AudioError::FfmpegFailed`],
+//! with its message), and so on.
 
 use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use rubato::{FftFixedIn, Resampler};
 use symphonia::core::audio::SampleBuffer;
@@ -18,8 +34,15 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+mod asf;
+mod ffmpeg;
+mod gsm610;
+mod gsm_wav;
 mod sniff;
 
+pub use asf::AsfAudio;
+pub use ffmpeg::{FfmpegExit, FfmpegProgram, FFMPEG_ENV};
+pub use gsm_wav::GsmWavProblem;
 pub use sniff::{FirstBytes, Format, OggCodec, WavFormatTag};
 
 /// The output sample rate (G.711).
@@ -27,6 +50,43 @@ pub const RATE: u32 = 8000;
 
 /// Longest message accepted (Exchange UM capped voice mail at minutes, not hours).
 pub const MAX_SECONDS: u32 = 20 * 60;
+
+/// How long ffmpeg may take over one file by default before it is killed.
+pub const FFMPEG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How [`decode_to_8k_mono_with`] decodes; [`Default`] is what [`decode_to_8k_mono`] uses.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DecodeOptions {
+    /// The ffmpeg program that decodes ASF (Windows Media Audio). `None`: the one named by
+    /// [`OPENUM_FFMPEG`](FFMPEG_ENV) when it is set, else `ffmpeg` on `PATH`.
+    pub ffmpeg: Option<PathBuf>,
+    /// How long ffmpeg may take over one file before it is killed and the file refused.
+    pub ffmpeg_timeout: Duration,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            ffmpeg: None,
+            ffmpeg_timeout: FFMPEG_TIMEOUT,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// These options, with `program` as the ffmpeg to run.
+    pub fn with_ffmpeg(mut self, program: impl Into<PathBuf>) -> Self {
+        self.ffmpeg = Some(program.into());
+        self
+    }
+
+    /// These options, with ffmpeg killed after `timeout`.
+    pub fn with_ffmpeg_timeout(mut self, timeout: Duration) -> Self {
+        self.ffmpeg_timeout = timeout;
+        self
+    }
+}
 
 /// Why a file cannot be played.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +116,58 @@ pub enum AudioError {
         #[source]
         source: SymphoniaError,
     },
-    /// A format recognised by its signature that openum does not read (WMA/ASF, Ogg, FLAC…).
-    #[error("{0} is not a supported audio format — convert it to PCM WAV or MP3")]
+    /// A format recognised by its signature that openum does not read (Ogg, FLAC, M4A…); or
+    /// an ASF file whose header cannot be read (it ends early, or its sizes do not add up).
+    #[error("{} — convert it to PCM WAV or MP3", Unsupported(*.0))]
     UnsupportedFormat(Format),
-    /// A WAV file whose codec openum cannot decode (GSM 06.10, MP3 or WMA in WAV…).
+    /// A WAV file whose codec openum cannot decode (TrueSpeech, MP3 or WMA in WAV…).
     #[error("unsupported audio codec: {0} — convert it to PCM WAV or MP3")]
     UnsupportedWavCodec(WavFormatTag),
+    /// A GSM 06.10 WAV file that does not fit Microsoft's framing, or is cut short.
+    #[error("malformed GSM 06.10 WAV file: {0}")]
+    MalformedGsmWav(GsmWavProblem),
+    /// An ASF file (Windows Media Audio), which only ffmpeg decodes, and ffmpeg could not be
+    /// started.
+    #[error(
+        "{asf} needs ffmpeg to decode: install ffmpeg (Debian package `ffmpeg`) or set \
+         {FFMPEG_ENV} to its path ({program}: {source})"
+    )]
+    FfmpegUnavailable {
+        /// The file's audio, as its header names it.
+        asf: AsfAudio,
+        /// The program that could not be run.
+        program: FfmpegProgram,
+        /// Why it could not.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ffmpeg could not decode an ASF file: it failed, or wrote no audio but complaints.
+    #[error("ffmpeg could not decode {asf}: {exit}: {}", or_none(stderr))]
+    FfmpegFailed {
+        /// The file's audio, as its header names it.
+        asf: AsfAudio,
+        /// How ffmpeg ended.
+        exit: FfmpegExit,
+        /// What ffmpeg wrote to its standard error (the start of it), trimmed.
+        stderr: String,
+    },
+    /// ffmpeg took longer than the timeout over an ASF file and was killed.
+    #[error("ffmpeg took longer than {} s to decode {asf} and was stopped", timeout.as_secs_f32())]
+    FfmpegTimedOut {
+        /// The file's audio, as its header names it.
+        asf: AsfAudio,
+        /// The time it was given.
+        timeout: Duration,
+    },
+    /// Talking to the ffmpeg process failed.
+    #[error("passing {asf} through ffmpeg failed: {source}")]
+    FfmpegIo {
+        /// The file's audio, as its header names it.
+        asf: AsfAudio,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file recognised as a readable format whose headers cannot be read.
     #[error("the file looks like {format} but cannot be read: {source}")]
     Unreadable {
@@ -109,6 +215,32 @@ pub enum AudioError {
     },
 }
 
+/// The refusal of a format openum does not read, for messages.
+struct Unsupported(Format);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            // ASF files are decoded; this one's header could not even be read.
+            Format::Asf => write!(
+                f,
+                "{} whose header cannot be read is not a supported audio file",
+                self.0
+            ),
+            format => write!(f, "{format} is not a supported audio format"),
+        }
+    }
+}
+
+/// ffmpeg's message, or a note that it gave none.
+fn or_none(stderr: &str) -> &str {
+    if stderr.is_empty() {
+        "(no message)"
+    } else {
+        stderr
+    }
+}
+
 /// A codec's name for messages: the MPEG layers by name, others by symphonia's id.
 struct CodecName(CodecType);
 
@@ -125,27 +257,48 @@ impl std::fmt::Display for CodecName {
 }
 
 /// Decodes `bytes` into 8 kHz mono PCM. `extension` (e.g. `"wav"`, `"mp3"`) helps the probe.
+/// ASF files go through ffmpeg as [`DecodeOptions::default`] says.
 pub fn decode_to_8k_mono(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i16>, AudioError> {
+    decode_to_8k_mono_with(bytes, extension, &DecodeOptions::default())
+}
+
+/// [`decode_to_8k_mono`], with ffmpeg (for ASF) chosen and bounded by `options`.
+pub fn decode_to_8k_mono_with(
+    bytes: &[u8],
+    extension: Option<&str>,
+    options: &DecodeOptions,
+) -> Result<Vec<i16>, AudioError> {
     // symphonia 0.5 has `unreachable!`s that some malformed headers reach (an extensible WAV
     // with 0 bits per sample, for one). Files come from users and, soon, from mailboxes: a
     // decoder panic is a refusal of that file, never a crash of the caller. The closure only
     // reads `bytes` and owns everything it builds, so nothing is left half-changed by a panic.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(bytes, extension)))
-        .unwrap_or_else(|_| {
-            Err(AudioError::DecoderPanicked {
-                format: sniff::sniff(bytes),
-                first_bytes: FirstBytes::of(bytes),
-            })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode(bytes, extension, options)
+    }))
+    .unwrap_or_else(|_| {
+        Err(AudioError::DecoderPanicked {
+            format: sniff::sniff(bytes),
+            first_bytes: FirstBytes::of(bytes),
         })
+    })
 }
 
-fn decode(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i16>, AudioError> {
+fn decode(
+    bytes: &[u8],
+    extension: Option<&str>,
+    options: &DecodeOptions,
+) -> Result<Vec<i16>, AudioError> {
     let sniffed = sniff::sniff(bytes);
+    if sniffed == Some(Format::Asf) {
+        return decode_asf(bytes, options);
+    }
     if let Some(format) = sniffed.filter(|f| !f.is_readable()) {
         return Err(AudioError::UnsupportedFormat(format));
     }
-    if let Some(tag) = sniff::wav_format_tag(bytes).filter(|t| !t.is_readable()) {
-        return Err(AudioError::UnsupportedWavCodec(tag));
+    match sniff::wav_format_tag(bytes) {
+        Some(WavFormatTag(GSM610)) => return decode_gsm_wav(bytes),
+        Some(tag) if !tag.is_readable() => return Err(AudioError::UnsupportedWavCodec(tag)),
+        _ => {}
     }
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -214,11 +367,51 @@ fn decode(bytes: &[u8], extension: Option<&str>) -> Result<Vec<i16>, AudioError>
     if mono.is_empty() || rate == 0 {
         return Err(AudioError::Empty);
     }
-    let resampled = resample(&mono, rate)?;
-    Ok(resampled
+    Ok(to_i16(&resample(&mono, rate)?))
+}
+
+/// `WAVE_FORMAT_GSM610`.
+const GSM610: u16 = 0x0031;
+
+/// A GSM 06.10 WAV: its chunks read here, its blocks decoded by [`gsm610`]; at 8 kHz (as they
+/// all are in practice) the decoder's samples are returned as they are.
+fn decode_gsm_wav(bytes: &[u8]) -> Result<Vec<i16>, AudioError> {
+    let decoded = gsm_wav::decode(bytes, MAX_SECONDS).map_err(|e| match e {
+        gsm_wav::DecodeError::Malformed(problem) => AudioError::MalformedGsmWav(problem),
+        gsm_wav::DecodeError::TooLong => AudioError::TooLong,
+    })?;
+    if decoded.samples.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    if decoded.rate == RATE {
+        return Ok(decoded.samples);
+    }
+    let mono: Vec<f32> = decoded
+        .samples
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+    Ok(to_i16(&resample(&mono, decoded.rate)?))
+}
+
+/// An ASF file (Windows Media Audio), through ffmpeg. One whose header cannot be read is
+/// refused without starting ffmpeg.
+fn decode_asf(bytes: &[u8], options: &DecodeOptions) -> Result<Vec<i16>, AudioError> {
+    let asf = asf::audio(bytes).ok_or(AudioError::UnsupportedFormat(Format::Asf))?;
+    let program = FfmpegProgram::choose(options.ffmpeg.as_deref());
+    let samples = ffmpeg::decode(bytes, asf, program, options.ffmpeg_timeout)?;
+    if samples.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    Ok(samples)
+}
+
+/// Samples in [-1, 1] to 16-bit.
+fn to_i16(samples: &[f32]) -> Vec<i16> {
+    samples
         .iter()
         .map(|&s| (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16)
-        .collect())
+        .collect()
 }
 
 /// Resamples mono `input` at `rate` to [`RATE`], compensating the resampler's delay.
@@ -352,9 +545,9 @@ mod tests {
         let mut gsm = wav(8000, 1, &[0; 100]);
         gsm[20] = 0x31; // WAVE_FORMAT_GSM610
         gsm[21] = 0x00;
-        let err = decode_to_8k_mono(&gsm, Some("wav"))
-            .unwrap_err()
-            .to_string();
+        let err = decode_to_8k_mono(&gsm, Some("wav")).unwrap_err();
+        assert!(matches!(err, AudioError::MalformedGsmWav(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("GSM 06.10"), "{err}");
     }
 
@@ -382,7 +575,8 @@ mod tests {
     }
 
     #[test]
-    fn wma_file_is_refused_naming_asf() {
+    fn an_asf_whose_header_cannot_be_read_is_refused_naming_asf() {
+        // Its header object claims 5000 bytes of a 4000-byte file.
         let err = refusal(&asf(), "wma");
         assert!(
             matches!(err, AudioError::UnsupportedFormat(Format::Asf)),
@@ -393,6 +587,7 @@ mod tests {
             text.contains("ASF") && text.contains("Windows Media") && text.contains("not"),
             "{text}"
         );
+        assert!(text.contains("header cannot be read"), "{text}");
         assert!(!text.contains("end of stream"), "{text}");
     }
 
@@ -472,9 +667,9 @@ mod tests {
     #[test]
     fn wav_codecs_without_a_decoder_are_refused_naming_codec_and_tag() {
         for (tag, name) in [
-            (0x0031, "GSM 06.10 (WAV format tag 0x0031)"),
+            (0x0040, "G.721 ADPCM (WAV format tag 0x0040)"),
             (0x0055, "MPEG audio layer III (MP3) (WAV format tag 0x0055)"),
-            (0x0161, "Windows Media Audio (WAV format tag 0x0161)"),
+            (0x0161, "Windows Media Audio 2 (WAV format tag 0x0161)"),
             (0x0022, "DSP Group TrueSpeech (WAV format tag 0x0022)"),
             (0x4321, "an unknown codec (WAV format tag 0x4321)"),
         ] {
@@ -518,15 +713,27 @@ mod tests {
 
     #[test]
     fn extensible_wav_is_refused_naming_its_sub_format() {
-        // SubFormat GSM 06.10.
-        let err = refusal(&extensible_wav(0x31, 16), "wav");
+        // SubFormat DSP Group TrueSpeech.
+        let err = refusal(&extensible_wav(0x22, 16), "wav");
         assert!(
-            matches!(err, AudioError::UnsupportedWavCodec(WavFormatTag(0x0031))),
+            matches!(err, AudioError::UnsupportedWavCodec(WavFormatTag(0x0022))),
             "{err:?}"
         );
         // The same file with a PCM SubFormat decodes.
         let pcm = extensible_wav(0x01, 16);
         assert_eq!(decode_to_8k_mono(&pcm, Some("wav")).unwrap().len(), 50);
+    }
+
+    #[test]
+    fn extensible_wav_with_the_gsm_sub_format_goes_to_the_gsm_reader() {
+        let err = refusal(&extensible_wav(0x31, 16), "wav");
+        assert!(
+            matches!(
+                err,
+                AudioError::MalformedGsmWav(GsmWavProblem::BlockAlign(2))
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -633,5 +840,175 @@ mod tests {
                 .starts_with("cannot resample audio at 0 Hz to 8000 Hz: "),
             "{err}"
         );
+    }
+
+    /// An ASF file with a readable header naming audio of format `tag`, and some data.
+    fn asf_with_codec(tag: u16) -> Vec<u8> {
+        let mut v = asf::header_with_audio(tag);
+        v.resize(v.len() + 4000, 0x5A);
+        v
+    }
+
+    /// Decodes `bytes` with `program` as ffmpeg.
+    fn with_ffmpeg(
+        bytes: &[u8],
+        program: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Result<Vec<i16>, AudioError> {
+        let options = DecodeOptions::default()
+            .with_ffmpeg(program)
+            .with_ffmpeg_timeout(timeout);
+        decode_to_8k_mono_with(bytes, Some("wma"), &options)
+    }
+
+    /// A shell script standing in for ffmpeg, in a directory removed when dropped.
+    struct FakeFfmpeg(PathBuf);
+
+    impl FakeFfmpeg {
+        fn new(name: &str, body: &str) -> Self {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!(
+                "openum-audio-fake-ffmpeg-{}-{name}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("ffmpeg");
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Self(path)
+        }
+
+        /// Decodes `bytes` with this script as ffmpeg. A script just written can be "busy"
+        /// for a moment while another test's child still holds it open: that is retried.
+        fn decode(&self, bytes: &[u8], timeout: Duration) -> Result<Vec<i16>, AudioError> {
+            for _ in 0..50 {
+                match with_ffmpeg(bytes, &self.0, timeout) {
+                    Err(AudioError::FfmpegUnavailable { source, .. })
+                        if source.raw_os_error() == Some(26) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => return other,
+                }
+            }
+            panic!("{} stayed busy", self.0.display());
+        }
+    }
+
+    impl Drop for FakeFfmpeg {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    #[test]
+    fn an_asf_file_without_ffmpeg_is_refused_naming_the_codec_and_the_fix() {
+        for (tag, codec) in [
+            (0x0161, "ASF (Windows Media Audio 2)"),
+            (0x000A, "ASF (Windows Media Audio 9 Voice)"),
+            (0x0160, "ASF (Windows Media Audio 1)"),
+        ] {
+            let err = with_ffmpeg(
+                &asf_with_codec(tag),
+                "/nonexistent/openum/ffmpeg",
+                FFMPEG_TIMEOUT,
+            )
+            .unwrap_err();
+            let AudioError::FfmpegUnavailable {
+                asf,
+                program,
+                source,
+            } = &err
+            else {
+                panic!("{err:?}");
+            };
+            assert_eq!(asf.format_tag, Some(tag));
+            assert_eq!(
+                *program,
+                FfmpegProgram::Configured("/nonexistent/openum/ffmpeg".into())
+            );
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "{codec} needs ffmpeg to decode: install ffmpeg (Debian package `ffmpeg`) \
+                     or set OPENUM_FFMPEG to its path (/nonexistent/openum/ffmpeg (configured): "
+                )),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ffmpeg_gets_the_file_on_stdin_and_its_stdout_is_the_audio() {
+        // `cat` echoes the file while it is still being written: nothing deadlocks, and a
+        // megabyte goes through both pipes intact.
+        let fake = FakeFfmpeg::new("cat", "exec cat");
+        let mut bytes = asf_with_codec(0x0161);
+        bytes.extend((0..1_000_000u32).map(|i| (i % 251) as u8));
+        bytes.truncate(bytes.len() & !1);
+        let out = fake.decode(&bytes, FFMPEG_TIMEOUT).unwrap();
+        let expected: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert!(out == expected, "{} samples", out.len());
+    }
+
+    #[test]
+    fn an_ffmpeg_failure_carries_its_exit_and_trimmed_message() {
+        let fake = FakeFfmpeg::new(
+            "fails",
+            "cat >/dev/null; printf '\\n  [asf] this is not right  \\n\\n' >&2; exit 3",
+        );
+        let err = fake
+            .decode(&asf_with_codec(0x0161), FFMPEG_TIMEOUT)
+            .unwrap_err();
+        let AudioError::FfmpegFailed { exit, stderr, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(exit.0.code(), Some(3));
+        assert_eq!(stderr, "[asf] this is not right");
+        assert_eq!(
+            err.to_string(),
+            "ffmpeg could not decode ASF (Windows Media Audio 2): it failed with exit status: 3: \
+             [asf] this is not right"
+        );
+        // Silent failures say so.
+        let err = with_ffmpeg(&asf_with_codec(0x0161), "false", FFMPEG_TIMEOUT).unwrap_err();
+        assert!(err.to_string().ends_with(": (no message)"), "{err}");
+        // Success with no audio and no complaint is an empty file.
+        let err = with_ffmpeg(&asf_with_codec(0x0161), "true", FFMPEG_TIMEOUT).unwrap_err();
+        assert!(matches!(err, AudioError::Empty), "{err:?}");
+    }
+
+    #[test]
+    fn ffmpeg_running_past_the_timeout_is_killed() {
+        let fake = FakeFfmpeg::new("hangs", "exec sleep 30");
+        let started = std::time::Instant::now();
+        let err = fake
+            .decode(&asf_with_codec(0x0161), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            matches!(err, AudioError::FfmpegTimedOut { timeout, .. } if timeout == Duration::from_millis(300)),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "ffmpeg took longer than 0.3 s to decode ASF (Windows Media Audio 2) and was stopped"
+        );
+    }
+
+    #[test]
+    fn ffmpeg_writing_more_than_a_message_may_hold_is_stopped() {
+        // `yes` writes for ever.
+        let fake = FakeFfmpeg::new("endless", "exec yes");
+        let err = fake
+            .decode(&asf_with_codec(0x0161), FFMPEG_TIMEOUT)
+            .unwrap_err();
+        assert!(matches!(err, AudioError::TooLong), "{err:?}");
     }
 }

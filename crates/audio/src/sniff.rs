@@ -9,7 +9,7 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum Format {
-    /// RIFF/WAVE (`.wav`): read for PCM, IEEE float, A-law, µ-law and IMA/MS ADPCM.
+    /// RIFF/WAVE (`.wav`): read for PCM, IEEE float, A-law, µ-law, IMA/MS ADPCM and GSM 06.10.
     Wav,
     /// MPEG audio layer III frames from the first byte (`.mp3`).
     Mp3,
@@ -23,7 +23,8 @@ pub enum Format {
     Rf64,
     /// A RIFF file of another form than WAVE (e.g. `AVI `), with its four-character form type.
     Riff([u8; 4]),
-    /// ASF, the container of Windows Media Audio and Video (`.wma`, `.wmv`, `.asf`).
+    /// ASF, the container of Windows Media Audio and Video (`.wma`, `.wmv`, `.asf`): its audio
+    /// is decoded by ffmpeg.
     Asf,
     /// Ogg, with the codec of its first stream when it is recognised.
     Ogg(Option<OggCodec>),
@@ -54,9 +55,10 @@ pub enum Format {
 }
 
 impl Format {
-    /// Whether openum's decoder reads this format at all (its codec may still be refused).
+    /// Whether openum's decoder reads this format at all (its codec may still be refused; ASF
+    /// needs ffmpeg).
     pub fn is_readable(self) -> bool {
-        matches!(self, Self::Wav | Self::Mp3 | Self::Id3Tagged)
+        matches!(self, Self::Wav | Self::Mp3 | Self::Id3Tagged | Self::Asf)
     }
 }
 
@@ -120,12 +122,12 @@ impl fmt::Display for OggCodec {
 pub struct WavFormatTag(pub u16);
 
 impl WavFormatTag {
-    /// The tags symphonia's WAV reader accepts: PCM, MS ADPCM, IEEE float, A-law, µ-law,
-    /// IMA ADPCM and `WAVE_FORMAT_EXTENSIBLE`.
+    /// The tags openum decodes: those symphonia's WAV reader accepts (PCM, MS ADPCM, IEEE
+    /// float, A-law, µ-law, IMA ADPCM and `WAVE_FORMAT_EXTENSIBLE`) and GSM 06.10.
     pub(crate) fn is_readable(self) -> bool {
         matches!(
             self.0,
-            0x0001 | 0x0002 | 0x0003 | 0x0006 | 0x0007 | 0x0011 | 0xFFFE
+            0x0001 | 0x0002 | 0x0003 | 0x0006 | 0x0007 | 0x0011 | 0x0031 | 0xFFFE
         )
     }
 
@@ -137,6 +139,7 @@ impl WavFormatTag {
             0x0003 => "IEEE float",
             0x0006 => "G.711 A-law",
             0x0007 => "G.711 µ-law",
+            0x000A => "Windows Media Audio 9 Voice",
             0x0010 => "OKI ADPCM",
             0x0011 => "IMA ADPCM",
             0x0014 => "G.723 ADPCM",
@@ -151,10 +154,10 @@ impl WavFormatTag {
             0x0065 => "G.722 ADPCM",
             0x0092 => "Dolby AC-3 (S/PDIF)",
             0x00FF | 0x1600 | 0x1610 => "AAC",
-            0x0160 => "Windows Media Audio v1",
-            0x0161 => "Windows Media Audio",
-            0x0162 => "Windows Media Audio Pro",
-            0x0163 => "Windows Media Audio Lossless",
+            0x0160 => "Windows Media Audio 1",
+            0x0161 => "Windows Media Audio 2",
+            0x0162 => "Windows Media Audio 9 Professional",
+            0x0163 => "Windows Media Audio 9 Lossless",
             0x2000 => "Dolby AC-3",
             0xFFFE => "WAVE_FORMAT_EXTENSIBLE",
             _ => return None,
@@ -226,7 +229,7 @@ impl fmt::Display for FourCc<'_> {
 }
 
 /// The ASF header object's GUID, which every ASF file starts with.
-const ASF_HEADER: [u8; 16] = [
+pub(crate) const ASF_HEADER: [u8; 16] = [
     0x30, 0x26, 0xB2, 0x75, 0x8E, 0x66, 0xCF, 0x11, 0xA6, 0xD9, 0x00, 0xAA, 0x00, 0x62, 0xCE, 0x6C,
 ];
 
