@@ -908,3 +908,16 @@ fn unusable_settings_are_setup_errors() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_client_and_its_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let mailbox = client("http://127.0.0.1:9/EWS/Exchange.asmx");
+    send_sync(&mailbox);
+    send(mailbox.identity(BASIC));
+    send(mailbox.voice_message(BASIC, ITEM_ID));
+    send(mailbox.attachment(BASIC, &attachment_ref(None)));
+    fn error<E: std::error::Error + Send + Sync + 'static>() {}
+    error::<MailboxError>();
+}
