@@ -11,4 +11,5 @@ mod response;
 mod rules;
 
 pub use request::{decode_request, RequestError, SchemaViolation};
+pub(crate) use response::{decode_fault, decode_server_version_info, message_xml_values};
 pub use response::{decode_response, ResponseError};

@@ -21,7 +21,7 @@ use crate::ns;
 use crate::response_code::ResponseCode;
 use crate::types::{ExchangeVersion, PhoneCallInformation, ServerVersionInfo};
 
-const DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
+pub(crate) const DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
 
 /// Encodes a response document (a response or a fault).
 pub fn encode_document(doc: &ResponseDocument) -> String {
@@ -74,7 +74,7 @@ pub fn encode_response(envelope: &ResponseEnvelope) -> String {
     out
 }
 
-fn write_server_version_info(out: &mut String, info: &ServerVersionInfo) {
+pub(crate) fn write_server_version_info(out: &mut String, info: &ServerVersionInfo) {
     let _ = write!(
         out,
         r#"<h:ServerVersionInfo MajorVersion="{}" MinorVersion="{}" MajorBuildNumber="{}" MinorBuildNumber="{}" Version="{}" xmlns:h="{t}" xmlns="{t}" xmlns:xsi="{}" xmlns:xsd="{}"/>"#,
@@ -106,7 +106,7 @@ fn write_response_message(out: &mut String, message: &ResponseMessage) {
     }
 }
 
-fn write_values(out: &mut String, values: &[MessageXmlValue], ns_decl: &str) {
+pub(crate) fn write_values(out: &mut String, values: &[MessageXmlValue], ns_decl: &str) {
     for v in values {
         let _ = write!(
             out,

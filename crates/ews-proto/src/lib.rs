@@ -9,6 +9,8 @@
 //! - [`ns`]: the namespace URIs, in one place.
 //! - [`types`]: `t:` wire types (`PhoneCallId`, `ItemId`, `PhoneCallInformation`, enums, headers).
 //! - [`messages`]: `m:` wire types (the operations, their responses, envelopes, [`Fault`]).
+//! - [`mailbox`]: the mailbox operations openum's mailbox backend sends as a client
+//!   (`GetFolder`, `GetItem`, `GetAttachment`), their responses and codecs in both directions.
 //! - [`ResponseCode`]: the schema's full `ResponseCodeType` enumeration, in schema order.
 //! - `decode/`: namespace-aware decoding (any prefixes, default namespaces, BOM, whitespace) on the
 //!   element tree of `xml.rs` (quick-xml, [`Limits`], no DTD), in three modules:
@@ -40,6 +42,7 @@
 
 mod decode;
 mod encode;
+pub mod mailbox;
 pub mod messages;
 pub mod ns;
 mod response_code;

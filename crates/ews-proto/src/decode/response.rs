@@ -93,7 +93,7 @@ pub fn decode_response(input: &[u8]) -> Result<ResponseDocument, ResponseError> 
     }))
 }
 
-fn decode_server_version_info(el: &Element) -> Result<ServerVersionInfo, ResponseError> {
+pub(crate) fn decode_server_version_info(el: &Element) -> Result<ServerVersionInfo, ResponseError> {
     let int = |name: &str| -> Result<i32, ResponseError> {
         el.attribute(name)
             .ok_or_else(|| unexpected(format!("ServerVersionInfo without {name}")))?
@@ -140,7 +140,7 @@ fn decode_response_message(el: &Element) -> Result<ResponseMessage, ResponseErro
     })
 }
 
-fn message_xml_values(el: &Element) -> Vec<MessageXmlValue> {
+pub(crate) fn message_xml_values(el: &Element) -> Vec<MessageXmlValue> {
     el.children
         .iter()
         .filter(|c| c.is(ns::TYPES, "Value"))
@@ -194,7 +194,7 @@ fn decode_phone_call_information(el: &Element) -> Result<PhoneCallInformation, R
     })
 }
 
-fn decode_fault(el: &Element) -> Result<Fault, ResponseError> {
+pub(crate) fn decode_fault(el: &Element) -> Result<Fault, ResponseError> {
     let child = |name: &str| {
         el.children
             .iter()
