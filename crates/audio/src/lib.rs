@@ -309,7 +309,13 @@ fn decode(
         .format(
             &hint,
             source,
-            &FormatOptions::default(),
+            // Gapless: the encoder delay and padding an MP3's LAME/Xing header declares are
+            // trimmed, so the message starts on its first sample (as players and ffmpeg do),
+            // not 50-70 ms of codec delay later.
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|source| match sniffed {

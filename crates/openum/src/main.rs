@@ -129,8 +129,9 @@ pub(crate) struct Endpoint {
 
 #[derive(Debug, Subcommand)]
 enum VoicemailCommand {
-    /// Import an audio file (WAV: PCM or G.711, any rate, mono/stereo; MP3) as a voice-mail item
-    /// of a user. Prints the item's EWS ItemId (one line) on success; nothing is stored on error.
+    /// Import an audio file (WAV: PCM, G.711 or GSM 06.10, any rate, mono/stereo; MP3; WMA,
+    /// through ffmpeg) as a voice-mail item of a user. Prints the item's EWS ItemId (one line) on
+    /// success; nothing is stored on error.
     Import {
         /// The owning user.
         #[arg(long)]

@@ -21,6 +21,7 @@ use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::mailbox::{MailboxCaller, MailboxService};
 use crate::store::{Store, StoreError};
 
 /// How long a verified Basic credential is remembered.
@@ -56,6 +57,78 @@ pub fn token_hash(token: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Who a request comes from.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Caller {
+    /// A local openum user (by password or API token).
+    Local(String),
+    /// A mailbox user the mailbox server accepted; `authorization` is their own header, used
+    /// again for the mailbox fetches of this request.
+    Mailbox {
+        /// Who they are.
+        caller: MailboxCaller,
+        /// Their `Authorization` header value.
+        authorization: String,
+    },
+}
+
+impl Caller {
+    /// Who owns this caller's calls: the user name, or the mailbox.
+    pub fn owner(&self) -> &str {
+        match self {
+            Self::Local(name) => name,
+            Self::Mailbox { caller, .. } => &caller.owner,
+        }
+    }
+
+    /// The login name (logs, dial-plan groups, `ExchangeImpersonation`).
+    pub fn login(&self) -> &str {
+        match self {
+            Self::Local(name) => name,
+            Self::Mailbox { caller, .. } => &caller.login,
+        }
+    }
+}
+
+/// The outcome of identifying a request.
+#[derive(Debug)]
+pub enum Identified {
+    /// Authenticated.
+    Caller(Caller),
+    /// No valid credentials: HTTP 401.
+    Refused,
+    /// Not a local user, and the mailbox server could not be asked.
+    MailboxUnavailable(mailbox_client::MailboxError),
+}
+
+/// Identifies the caller of a request: local users and tokens first, then (with `[mailbox]`)
+/// the mailbox server with the caller's own header.
+pub async fn identify(
+    local: &Authenticator,
+    mailbox: Option<&MailboxService>,
+    headers: &HeaderMap,
+) -> Result<Identified, StoreError> {
+    if let Some(name) = local.authenticate(headers).await? {
+        return Ok(Identified::Caller(Caller::Local(name)));
+    }
+    let (Some(mailbox), Some(value)) = (
+        mailbox,
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return Ok(Identified::Refused);
+    };
+    Ok(match mailbox.verify(value).await {
+        Ok(Some(caller)) => Identified::Caller(Caller::Mailbox {
+            caller,
+            authorization: value.trim().to_owned(),
+        }),
+        Ok(None) => Identified::Refused,
+        Err(error) => Identified::MailboxUnavailable(error),
+    })
 }
 
 /// Verifies request credentials against the store.

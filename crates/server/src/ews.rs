@@ -11,13 +11,15 @@ use ews_proto::{
     ServerVersionInfo,
 };
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::dialstring;
+use crate::mailbox::{FetchError, MailboxService};
 use crate::registry::{Refused, Registry};
 use crate::store::{Store, StoreError};
 use crate::voicemail::{parse_item_id, ItemIdError};
 use calls::id::mint_phone_call_id;
 use calls::{now_unix, CallRecord, CallService, CallState, Cause, Hangup, PlaceError};
+use mailbox_client::MailboxError;
 
 /// The `MessageText` MS-OXWUMS prescribes for an unknown PhoneCallId.
 pub const INVALID_PHONE_CALL_ID_TEXT: &str = "The phone call ID isn't valid";
@@ -44,6 +46,8 @@ pub struct AppState {
     pub dial_plan: crate::dialplan::DialPlan,
     /// Concurrency caps.
     pub admission: crate::config::AdmissionConfig,
+    /// The mailbox backend, with `[mailbox]`.
+    pub mailbox: Option<Arc<MailboxService>>,
 }
 
 /// An EWS answer: HTTP status and XML body.
@@ -55,8 +59,8 @@ pub struct Answer {
     pub body: String,
 }
 
-/// Handles one SOAP request from authenticated `user`.
-pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
+/// Handles one SOAP request from an authenticated caller.
+pub async fn handle(state: &AppState, caller: &Caller, body: &[u8]) -> Answer {
     let started = std::time::Instant::now();
     let metrics = state.registry.metrics();
     let envelope = match decode_request(body, state.limits) {
@@ -73,11 +77,11 @@ pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
         }
     };
     let operation = envelope.body.operation_name();
-    if let Some(f) = check_impersonation(&envelope, user) {
+    if let Some(f) = check_impersonation(&envelope, caller.login()) {
         metrics.request(operation, f.code.as_str(), started.elapsed());
         return fault(&f);
     }
-    let response = match respond(state, user, &envelope.body).await {
+    let response = match respond(state, caller, &envelope.body).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(%error, operation = envelope.body.operation_name(), "internal error");
@@ -88,11 +92,50 @@ pub async fn handle(state: &AppState, user: &str, body: &[u8]) -> Answer {
             )
         }
     };
+    answer(state, operation, response, started)
+}
+
+/// The answer to a request whose caller could not be identified because the mailbox server
+/// could not be asked: the operation's own error, `ErrorMailboxStoreUnavailable`.
+pub fn mailbox_unavailable(state: &AppState, body: &[u8]) -> Answer {
+    let started = std::time::Instant::now();
+    let envelope = match decode_request(body, state.limits) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            let f = error.to_fault();
+            state
+                .registry
+                .metrics()
+                .request("unknown", f.code.as_str(), started.elapsed());
+            return fault(&f);
+        }
+    };
+    let response = Response::error_for(
+        &envelope.body,
+        ResponseCode::ErrorMailboxStoreUnavailable,
+        MAILBOX_UNAVAILABLE_TEXT,
+    );
+    answer(state, envelope.body.operation_name(), response, started)
+}
+
+/// The `MessageText` of `ErrorMailboxStoreUnavailable`.
+const MAILBOX_UNAVAILABLE_TEXT: &str =
+    "The mailbox server is unavailable or did not answer in time. Try again later.";
+
+fn answer(
+    state: &AppState,
+    operation: &'static str,
+    response: Response,
+    started: std::time::Instant,
+) -> Answer {
     let outcome = response
         .message()
         .response_code
         .map_or("NoError", ResponseCode::as_str);
-    metrics.request(operation, outcome, started.elapsed());
+    state
+        .registry
+        .metrics()
+        .request(operation, outcome, started.elapsed());
     Answer {
         status: 200,
         body: encode_response(&ResponseEnvelope {
@@ -122,11 +165,16 @@ fn check_impersonation(envelope: &RequestEnvelope, user: &str) -> Option<Fault> 
     ))
 }
 
-async fn respond(state: &AppState, user: &str, request: &Request) -> Result<Response, StoreError> {
+async fn respond(
+    state: &AppState,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response, StoreError> {
+    let owner = caller.owner();
     match request {
-        Request::PlayOnPhone(r) => play_on_phone(state, user, r).await,
-        Request::GetPhoneCallInformation(r) => get_phone_call_information(state, user, r).await,
-        Request::DisconnectPhoneCall(r) => disconnect_phone_call(state, user, r).await,
+        Request::PlayOnPhone(r) => play_on_phone(state, caller, r).await,
+        Request::GetPhoneCallInformation(r) => get_phone_call_information(state, owner, r).await,
+        Request::DisconnectPhoneCall(r) => disconnect_phone_call(state, owner, r).await,
     }
 }
 
@@ -137,44 +185,59 @@ fn play_error(code: ResponseCode, text: impl Into<String>) -> Response {
     })
 }
 
+/// Where a PlayOnPhone's item lives.
+enum ItemSource<'a> {
+    /// Imported into this server's store.
+    Local,
+    /// In the caller's mailbox, read with their own header.
+    Mailbox(&'a MailboxService, &'a str),
+}
+
 async fn play_on_phone(
     state: &AppState,
-    user: &str,
+    caller: &Caller,
     request: &PlayOnPhone,
 ) -> Result<Response, StoreError> {
-    let enabled = state
-        .store
-        .user(user)
-        .await?
-        .is_some_and(|u| u.play_on_phone);
+    let user = caller.owner();
+    let enabled = match caller {
+        Caller::Local(name) => state
+            .store
+            .user(name)
+            .await?
+            .is_some_and(|u| u.play_on_phone),
+        // The mailbox server vouched for them; what they may play is what it lets them read.
+        Caller::Mailbox { .. } => true,
+    };
     if !enabled {
         return Ok(play_error(
             ResponseCode::ErrorUserNotUnifiedMessagingEnabled,
             "Play on Phone is not enabled for this user.",
         ));
     }
-    match parse_item_id(&request.item_id.id) {
-        Ok(_) => {}
-        Err(ItemIdError::Empty) => {
-            return Ok(play_error(
-                ResponseCode::ErrorInvalidIdEmpty,
-                "The ItemId is empty.",
-            ))
-        }
-        Err(ItemIdError::Malformed) => {
-            return Ok(play_error(
+    let source =
+        match (parse_item_id(&request.item_id.id), caller, &state.mailbox) {
+            (Ok(_), _, _) => ItemSource::Local,
+            (Err(ItemIdError::Malformed), Caller::Mailbox { authorization, .. }, Some(mailbox)) => {
+                ItemSource::Mailbox(mailbox, authorization)
+            }
+            (Err(ItemIdError::Empty), _, _) => {
+                return Ok(play_error(
+                    ResponseCode::ErrorInvalidIdEmpty,
+                    "The ItemId is empty.",
+                ))
+            }
+            (Err(ItemIdError::Malformed), _, _) => return Ok(play_error(
                 ResponseCode::ErrorInvalidIdMalformed,
                 "The ItemId is malformed: it is not a voice-mail item id issued by this server.",
-            ))
-        }
-    }
+            )),
+        };
     let Some(number) = dialstring::normalize(&request.dial_string) else {
         return Ok(play_error(
             ResponseCode::ErrorInvalidPhoneNumber,
             "The DialString is not a valid phone number.",
         ));
     };
-    let number = match state.dial_plan.resolve(user, &number) {
+    let number = match state.dial_plan.resolve(caller.login(), &number) {
         Ok(resolved) => resolved.dial,
         Err(refusal) => {
             return Ok(play_error(
@@ -189,29 +252,42 @@ async fn play_on_phone(
             "No SIP gateway is configured on this server, so no call can be placed.",
         ));
     }
-    let item = state
-        .store
-        .voicemail_item(&request.item_id.id)
-        .await?
-        .filter(|item| item.owner == user);
-    let Some(item) = item else {
-        return Ok(play_error(
-            ResponseCode::ErrorItemNotFound,
-            "The specified object was not found in the store.",
-        ));
+    // Held until the call is placed, so the audio cannot leave the cache before the runtime
+    // has read it.
+    let _audio = match source {
+        ItemSource::Local => {
+            let item = state
+                .store
+                .voicemail_item(&request.item_id.id)
+                .await?
+                .filter(|item| item.owner == user);
+            let Some(item) = item else {
+                return Ok(play_error(
+                    ResponseCode::ErrorItemNotFound,
+                    "The specified object was not found in the store.",
+                ));
+            };
+            if !item.has_audio {
+                return Ok(play_error(
+                    ResponseCode::ErrorContentConversionFailed,
+                    "The item has no playable audio.",
+                ));
+            }
+            None
+        }
+        ItemSource::Mailbox(mailbox, authorization) => {
+            match mailbox.fetch(authorization, &request.item_id.id).await {
+                Ok(pcm) => Some(pcm),
+                Err(error) => return Ok(mailbox_fetch_error(&error)),
+            }
+        }
     };
-    if !item.has_audio {
-        return Ok(play_error(
-            ResponseCode::ErrorContentConversionFailed,
-            "The item has no playable audio.",
-        ));
-    }
     let record = CallRecord::dialling(
         mint_phone_call_id(&state.node),
         user,
         state.node.as_str(),
         number,
-        item.id,
+        request.item_id.id.as_str(),
         now_unix(),
     );
     let caps = &state.admission;
@@ -274,6 +350,44 @@ async fn play_on_phone(
         message: ResponseMessage::success(),
         phone_call_id: Some(PhoneCallId { id: record.id }),
     }))
+}
+
+/// The PlayOnPhone answer for a mailbox item that cannot be played. The mailbox server's
+/// answer about the item is passed through as it gave it; its unavailability is
+/// `ErrorMailboxStoreUnavailable`; audio openum cannot use is `ErrorContentConversionFailed`.
+fn mailbox_fetch_error(error: &FetchError) -> Response {
+    let (code, text) = match error {
+        FetchError::Mailbox(MailboxError::Item { code, message }) => (*code, message.clone()),
+        FetchError::Mailbox(MailboxError::NoAudio { .. }) => (
+            ResponseCode::ErrorContentConversionFailed,
+            "The item has no playable audio.".to_owned(),
+        ),
+        FetchError::Mailbox(MailboxError::TooLarge { limit, .. }) => (
+            ResponseCode::ErrorContentConversionFailed,
+            format!("The voice message is larger than this server plays ({limit} bytes)."),
+        ),
+        FetchError::Decode { .. } | FetchError::DecoderTask(_) => (
+            ResponseCode::ErrorContentConversionFailed,
+            "The message audio cannot be played.".to_owned(),
+        ),
+        // The credentials were accepted moments ago (or are cached): refused now, the item is
+        // simply not readable for this caller.
+        FetchError::Mailbox(MailboxError::Unauthorized) => (
+            ResponseCode::ErrorAccessDenied,
+            "The mailbox server refused access to the item.".to_owned(),
+        ),
+        FetchError::Mailbox(_) => (
+            ResponseCode::ErrorMailboxStoreUnavailable,
+            MAILBOX_UNAVAILABLE_TEXT.to_owned(),
+        ),
+    };
+    match code {
+        ResponseCode::ErrorMailboxStoreUnavailable | ResponseCode::ErrorAccessDenied => {
+            tracing::warn!(error = %calls::error_chain(error), "voice message not fetched");
+        }
+        _ => tracing::info!(error = %calls::error_chain(error), "voice message not playable"),
+    }
+    play_error(code, text)
 }
 
 /// The caller's own, unexpired call with this id.

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Identified;
 use crate::ews::{self, AppState};
 
 /// HTTP-level settings.
@@ -134,17 +135,22 @@ async fn ews_post(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response
     let Ok(_permit) = shared.in_flight.try_acquire() else {
         return xml_answer(ews::fault(&Fault::server_busy(1000)));
     };
-    let user = match shared.app.auth.authenticate(headers).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return unauthorized(),
+    let app = &shared.app;
+    let caller = match crate::auth::identify(&app.auth, app.mailbox.as_deref(), headers).await {
+        Ok(Identified::Caller(caller)) => caller,
+        Ok(Identified::Refused) => return unauthorized(),
+        Ok(Identified::MailboxUnavailable(error)) => {
+            tracing::warn!(error = %calls::error_chain(&error), "cannot check credentials with the mailbox server");
+            return xml_answer(ews::mailbox_unavailable(app, body));
+        }
         Err(error) => {
             tracing::error!(%error, "credential check failed");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let span = tracing::debug_span!("ews", %user);
+    let span = tracing::debug_span!("ews", user = %caller.login());
     let _enter = span.enter();
-    xml_answer(ews::handle(&shared.app, &user, body).await)
+    xml_answer(ews::handle(app, &caller, body).await)
 }
 
 fn xml_answer(answer: ews::Answer) -> Response {

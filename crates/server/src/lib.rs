@@ -5,7 +5,9 @@
 //! - [`config`]: the TOML configuration (every key optional; unknown keys refused by name).
 //! - [`http`]: routing (case-insensitive EWS paths, schema files, health), the 401 challenge,
 //!   body/time limits, the accept loop and graceful shutdown.
-//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens.
+//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from.
+//! - [`mailbox`]: the mailbox backend — callers checked and voice mail fetched with their own
+//!   credentials from Exchange/grommunio, decoded audio cached.
 //! - [`ews`]: the three operations and the single seam where domain call records become EWS
 //!   wire types.
 //! - [`registry`]: this node's calls in memory, written through to the store; the
@@ -23,6 +25,7 @@ pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
 pub mod http;
+pub mod mailbox;
 pub mod metrics;
 pub mod registry;
 pub mod serve;
@@ -77,6 +80,23 @@ pub fn app_state(
     registry: Arc<Registry>,
     calls: Arc<dyn CallService>,
 ) -> anyhow::Result<AppState> {
+    let mailbox = config
+        .mailbox
+        .as_ref()
+        .map(|m| mailbox::MailboxService::new(m).map(Arc::new))
+        .transpose()
+        .context("cannot set up the mailbox backend ([mailbox])")?;
+    app_state_with_mailbox(config, registry, calls, mailbox)
+}
+
+/// [`app_state`] with a mailbox backend built by the caller (shared with the call runtime's
+/// audio source).
+pub fn app_state_with_mailbox(
+    config: &Config,
+    registry: Arc<Registry>,
+    calls: Arc<dyn CallService>,
+    mailbox: Option<Arc<mailbox::MailboxService>>,
+) -> anyhow::Result<AppState> {
     let store = Arc::clone(registry.store());
     let dial_plan =
         crate::dialplan::DialPlan::new(config.dialplan.clone()).context("invalid dial plan")?;
@@ -94,6 +114,7 @@ pub fn app_state(
             ..ews_proto::Limits::default()
         },
         retention: Duration::from_secs(config.ews.call_retention_hours.saturating_mul(3600)),
+        mailbox,
     })
 }
 

@@ -12,6 +12,7 @@ use call_runtime::SipCallService;
 use calls::{error_chain, now_unix, CallService, NoGateway};
 
 use crate::config::Config;
+use crate::mailbox::{ItemAudio, MailboxService};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::voicemail::LocalAudio;
@@ -37,11 +38,21 @@ pub async fn serve(
         );
     }
     let registry = Arc::new(Registry::new(store, node));
+    let mailbox = config
+        .mailbox
+        .as_ref()
+        .map(|m| MailboxService::new(m).map(Arc::new))
+        .transpose()
+        .context("cannot set up the mailbox backend ([mailbox])")?;
+    let audio = ItemAudio {
+        local: LocalAudio::new(config.server.data_dir.clone()),
+        mailbox: mailbox.clone(),
+    };
     let sip = match config.active_gateway() {
         Some(gateway) => Some(
             SipCallService::start(
                 Arc::clone(&registry) as _,
-                Arc::new(LocalAudio::new(config.server.data_dir.clone())),
+                Arc::new(audio),
                 &(&config.sip).into(),
                 gateway.into(),
             )
@@ -56,7 +67,7 @@ pub async fn serve(
         None => Arc::new(NoGateway),
     };
     listen_for_hangups(registry.store().as_ref(), registry.node(), &calls);
-    let state = crate::app_state(config, registry, calls)?;
+    let state = crate::app_state_with_mailbox(config, registry, calls, mailbox)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
@@ -65,6 +76,7 @@ pub async fn serve(
         data_dir = %config.server.data_dir.display(),
         node = %state.node,
         gateway = config.active_gateway().map_or("none", |g| g.name.as_str()),
+        mailbox = config.mailbox.as_ref().map_or("none", |m| m.ews_url.as_str()),
         "openum serving EWS at /EWS/Exchange.asmx"
     );
     crate::run(config, listener, state, shutdown).await;

@@ -107,23 +107,30 @@ pub fn chirp_wav(path: &Path) {
     std::fs::write(path, testkit::pcm_wav(16000, 1, &chirp(16000))).unwrap();
 }
 
-/// Best normalised cross-correlation of `got` against `reference` over lags 0..max_lag.
-pub fn correlation(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
+/// Best normalised cross-correlation of `got` against `reference` over lags
+/// `-max_lag..max_lag` (a negative lag: `got` starts that many samples into `reference`, as a
+/// decoder that drops its codec delay does).
+pub fn correlation(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, isize) {
     let r: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
     let g: Vec<f64> = got.iter().map(|&s| f64::from(s)).collect();
     let mut best = (0.0, 0);
-    for lag in 0..max_lag.min(g.len()) {
-        let n = r.len().min(g.len() - lag);
+    for lag in -(max_lag as isize)..max_lag as isize {
+        let (a, b) = if lag >= 0 {
+            (&r[..], g.get(lag as usize..).unwrap_or_default())
+        } else {
+            (r.get((-lag) as usize..).unwrap_or_default(), &g[..])
+        };
+        let n = a.len().min(b.len());
         if n < r.len() / 2 {
-            break;
+            continue;
         }
-        let (mut dot, mut rr, mut gg) = (0.0, 0.0, 0.0);
+        let (mut dot, mut aa, mut bb) = (0.0, 0.0, 0.0);
         for i in 0..n {
-            dot += r[i] * g[i + lag];
-            rr += r[i] * r[i];
-            gg += g[i + lag] * g[i + lag];
+            dot += a[i] * b[i];
+            aa += a[i] * a[i];
+            bb += b[i] * b[i];
         }
-        let c = dot / (rr.sqrt() * gg.sqrt() + 1e-9);
+        let c = dot / (aa.sqrt() * bb.sqrt() + 1e-9);
         if c > best.0 {
             best = (c, lag);
         }
