@@ -101,6 +101,65 @@ pub(crate) async fn voicemail_list(config: &Config, user: &str) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// `openum voicemail play-test`: exit 0 when the item would play; 2 without `[mailbox]`; 4 when
+/// the mailbox server refuses the credentials; 3 when it answers with an error about the item or
+/// the audio cannot be decoded; 1 when it cannot be reached.
+pub(crate) async fn voicemail_play_test(
+    config: &Config,
+    authorization: &str,
+    item: &str,
+) -> ExitCode {
+    use server::mailbox::{FetchError, MailboxService, PlayTestError};
+    let Some(mailbox) = &config.mailbox else {
+        eprintln!("openum: the configuration has no [mailbox] section (mailbox.ews_url)");
+        return ExitCode::from(2);
+    };
+    let service = match MailboxService::new(mailbox) {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("openum: [mailbox]: {}", calls::error_chain(&error));
+            return ExitCode::from(2);
+        }
+    };
+    match service.play_test(authorization, item).await {
+        Ok(report) => {
+            let [login, get_item, download, decode] = report.timings.map(|t| t.as_millis());
+            let m = &report.message;
+            println!("mailbox    {} ({})", mailbox.ews_url, report.owner);
+            println!(
+                "item       {} {:?}",
+                m.item_class,
+                m.subject.as_deref().unwrap_or_default()
+            );
+            println!(
+                "attachment {:?} {} {} bytes",
+                m.audio.name,
+                m.audio
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("(no content type)"),
+                report.attachment_bytes
+            );
+            println!("audio      {:.1} s at 8 kHz", report.seconds);
+            println!(
+                "timings    login {login} ms, GetItem {get_item} ms, GetAttachment {download} ms, decode {decode} ms"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("openum: {}", calls::error_chain(&error));
+            match error {
+                PlayTestError::Refused => ExitCode::from(4),
+                PlayTestError::Fetch(FetchError::Mailbox(
+                    mailbox_client::MailboxError::Unavailable(_)
+                    | mailbox_client::MailboxError::BadResponse(_),
+                )) => ExitCode::FAILURE,
+                PlayTestError::Fetch(_) => ExitCode::from(3),
+            }
+        }
+    }
+}
+
 /// `openum config check` (the file was loaded and validated before the command ran).
 pub(crate) fn config_check(path: Option<&Path>) -> ExitCode {
     match path {

@@ -151,6 +151,17 @@ enum VoicemailCommand {
         #[arg(long)]
         user: String,
     },
+    /// Check the mailbox backend ([mailbox]) with one item: log in to the mailbox server as the
+    /// user, fetch the item's voice message and decode it, as a call would. Credentials: --user
+    /// with OPENUM_PASSWORD, or OPENUM_TOKEN (a Bearer token), or [client] in the config file.
+    PlayTest {
+        /// The mailbox login (e.g. alice@example.com or EXAMPLE\alice).
+        #[arg(long, env = "OPENUM_USER")]
+        user: Option<String>,
+        /// The Exchange ItemId of the voice mail (from FindItem).
+        #[arg(long)]
+        item: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +255,13 @@ async fn run(
         }) => admin::voicemail_import(&config, &user, &file, &from, &subject).await,
         Command::Voicemail(VoicemailCommand::List { user }) => {
             admin::voicemail_list(&config, &user).await
+        }
+        Command::Voicemail(VoicemailCommand::PlayTest { user, item }) => {
+            let endpoint = Endpoint { url: None, user };
+            let Some(authorization) = remote::authorization(&endpoint, &config) else {
+                return Ok(ExitCode::from(2));
+            };
+            Ok(admin::voicemail_play_test(&config, &authorization, &item).await)
         }
         Command::Config(ConfigCommand::Check) => Ok(admin::config_check(config_path.as_deref())),
         Command::Call {

@@ -83,34 +83,54 @@ pub(crate) async fn hangup(endpoint: &Endpoint, config: &Config, id: &str, json:
 
 /// The EWS client for the call commands, or the exit code of a usage error.
 fn ews_client(endpoint: &Endpoint, config: &Config) -> Result<client::Client, ExitCode> {
-    let file = &config.client;
-    // Unset, empty or not Unicode: the next source (flag, config file, default) decides.
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let url = endpoint
         .url
         .clone()
-        .or_else(|| file.url.clone())
+        .or_else(|| config.client.url.clone())
         .unwrap_or_else(|| "http://127.0.0.1:8080/EWS/Exchange.asmx".into());
-    let token = env("OPENUM_TOKEN").or_else(|| file.token.clone());
-    let user = endpoint.user.clone().or_else(|| file.user.clone());
-    let auth = match (token, user) {
-        (Some(token), _) => client::Auth::Bearer(token),
-        (None, Some(user)) => client::Auth::Basic {
-            user,
-            password: env("OPENUM_PASSWORD")
-                .or_else(|| file.password.clone())
-                .unwrap_or_default(),
-        },
-        (None, None) => {
-            eprintln!(
-                "openum: give --user (with OPENUM_PASSWORD), set OPENUM_TOKEN, or fill [client] in the config file"
-            );
-            return Err(ExitCode::from(2));
-        }
+    let Some(auth) = credentials(endpoint, config) else {
+        return Err(ExitCode::from(2));
     };
     client::Client::new(url, auth).map_err(|error| {
         eprintln!("openum: {error}");
         ExitCode::FAILURE
+    })
+}
+
+/// The credentials of the call commands: OPENUM_TOKEN (Bearer), else --user/OPENUM_USER with
+/// OPENUM_PASSWORD, else `[client]`; `None` (after saying so) when there are none.
+fn credentials(endpoint: &Endpoint, config: &Config) -> Option<client::Auth> {
+    let file = &config.client;
+    // Unset, empty or not Unicode: the next source (flag, config file, default) decides.
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let token = env("OPENUM_TOKEN").or_else(|| file.token.clone());
+    let user = endpoint.user.clone().or_else(|| file.user.clone());
+    match (token, user) {
+        (Some(token), _) => Some(client::Auth::Bearer(token)),
+        (None, Some(user)) => Some(client::Auth::Basic {
+            user,
+            password: env("OPENUM_PASSWORD")
+                .or_else(|| file.password.clone())
+                .unwrap_or_default(),
+        }),
+        (None, None) => {
+            eprintln!(
+                "openum: give --user (with OPENUM_PASSWORD), set OPENUM_TOKEN, or fill [client] in the config file"
+            );
+            None
+        }
+    }
+}
+
+/// [`credentials`] as an `Authorization` header value.
+pub(crate) fn authorization(endpoint: &Endpoint, config: &Config) -> Option<String> {
+    use base64::Engine as _;
+    Some(match credentials(endpoint, config)? {
+        client::Auth::Bearer(token) => format!("Bearer {token}"),
+        client::Auth::Basic { user, password } => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ),
     })
 }
 

@@ -391,6 +391,23 @@ async fn voice_mail_found_with_finditem_plays_intact_in_every_format() {
     }
 }
 
+/// `openum voicemail play-test` as `user` with `password`: (exit code, stdout, stderr).
+fn play_test(dir: &Path, user: &str, password: &str, item: &str) -> (i32, String, String) {
+    let out = Command::new(openum_bin())
+        .arg("--config")
+        .arg(dir.join("openum.toml"))
+        .args(["voicemail", "play-test", "--user", user, "--item", item])
+        .env("OPENUM_PASSWORD", password)
+        .env_remove("OPENUM_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn calls_started(metrics: &str) -> u64 {
     metrics
         .lines()
@@ -399,7 +416,9 @@ fn calls_started(metrics: &str) -> u64 {
         .unwrap_or_else(|| panic!("{metrics}"))
 }
 
-#[tokio::test]
+// Multi-threaded: the mailbox double serves from this runtime while the test waits for the
+// `openum voicemail play-test` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_belong_to_the_mailbox_and_mailbox_errors_reach_the_client_as_exchange_gives_them() {
     let dir = tempfile::tempdir().unwrap();
     let base = 40000 + (std::process::id() % 40) as u16 * 100;
@@ -419,6 +438,17 @@ async fn calls_belong_to_the_mailbox_and_mailbox_errors_reach_the_client_as_exch
     let item = find_items(&boxes.double, &alice_smtp, "voicemail").await[0]
         .1
         .clone();
+
+    // An admin checks the mailbox connection and one item from the terminal.
+    let (code, out, err) = play_test(dir.path(), "EXAMPLE\\alice", ALICE_PW, &item);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2.5 s at 8 kHz"), "{out}");
+    assert!(out.contains("GetAttachment"), "{out}");
+    let (code, _, err) = play_test(dir.path(), "EXAMPLE\\alice", "wrong", &item);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = play_test(dir.path(), "alice@example.com", ALICE_PW, &boxes.bobs.id);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Access is denied"), "{err}");
 
     // Wrong credentials: 401 exactly as for local users.
     let (status, body) = node
@@ -495,6 +525,8 @@ async fn calls_belong_to_the_mailbox_and_mailbox_errors_reach_the_client_as_exch
             "{mode:?}: {reply}"
         );
     }
+    let (code, _, err) = play_test(dir.path(), "alice@example.com", ALICE_PW, &item);
+    assert_eq!(code, 1, "{err}");
     boxes.double.set_mode(Mode::Normal).await;
     // None of the failures left a call behind.
     assert_eq!(calls_started(&node.metrics().await), placed);

@@ -157,34 +157,62 @@ impl MailboxService {
             .client
             .attachment(authorization, &message.audio)
             .await?;
-        let name = message.audio.name.clone();
-        let extension = std::path::Path::new(&name)
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_owned);
         let started = Instant::now();
-        let decoded = tokio::task::spawn_blocking(move || {
-            audio::decode_to_8k_mono(&bytes, extension.as_deref())
-        })
-        .await
-        .map_err(FetchError::DecoderTask)?
-        .map_err(|source| FetchError::Decode {
-            name: name.clone(),
-            source,
-        })?;
+        let pcm = decode(&message.audio.name, bytes).await?;
         tracing::info!(
-            attachment = %name,
-            seconds = decoded.len() as f64 / 8000.0,
+            attachment = %message.audio.name,
+            seconds = pcm.len() as f64 / 8000.0,
             decode_ms = started.elapsed().as_millis() as u64,
             "voice message fetched from the mailbox"
         );
-        let pcm: Arc<[i16]> = decoded.into();
         self.audio.put(
             &message.item_id,
             message.change_key.clone(),
             Arc::clone(&pcm),
         );
         Ok(pcm)
+    }
+
+    /// `openum voicemail play-test`: checks `authorization` with the mailbox server and fetches
+    /// and decodes item `item_id` as a call would, bypassing the cache; reports each step.
+    pub async fn play_test(
+        &self,
+        authorization: &str,
+        item_id: &str,
+    ) -> Result<PlayTest, PlayTestError> {
+        let started = Instant::now();
+        let caller = self
+            .verify(authorization)
+            .await
+            .map_err(|e| PlayTestError::Fetch(e.into()))?
+            .ok_or(PlayTestError::Refused)?;
+        let identity = started.elapsed();
+        let started = Instant::now();
+        let message = self
+            .client
+            .voice_message(authorization, item_id)
+            .await
+            .map_err(|e| PlayTestError::Fetch(e.into()))?;
+        let item = started.elapsed();
+        let started = Instant::now();
+        let bytes = self
+            .client
+            .attachment(authorization, &message.audio)
+            .await
+            .map_err(|e| PlayTestError::Fetch(e.into()))?;
+        let attachment_bytes = bytes.len();
+        let download = started.elapsed();
+        let started = Instant::now();
+        let pcm = decode(&message.audio.name, bytes)
+            .await
+            .map_err(PlayTestError::Fetch)?;
+        Ok(PlayTest {
+            owner: caller.owner,
+            message,
+            attachment_bytes,
+            seconds: pcm.len() as f64 / 8000.0,
+            timings: [identity, item, download, started.elapsed()],
+        })
     }
 
     /// Audio fetched earlier for `item_id` (any version), for the call runtime.
@@ -212,6 +240,49 @@ impl AudioSource for ItemAudio {
             _ => self.local.pcm(item_id).await,
         }
     }
+}
+
+/// Decodes an attachment named `name` off the async workers.
+async fn decode(name: &str, bytes: Vec<u8>) -> Result<Arc<[i16]>, FetchError> {
+    let extension = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_owned);
+    let decoded =
+        tokio::task::spawn_blocking(move || audio::decode_to_8k_mono(&bytes, extension.as_deref()))
+            .await
+            .map_err(FetchError::DecoderTask)?
+            .map_err(|source| FetchError::Decode {
+                name: name.to_owned(),
+                source,
+            })?;
+    Ok(decoded.into())
+}
+
+/// What [`MailboxService::play_test`] found.
+#[derive(Debug)]
+pub struct PlayTest {
+    /// The mailbox owner key calls of this login are recorded under.
+    pub owner: String,
+    /// The item and the attachment chosen.
+    pub message: mailbox_client::VoiceMessage,
+    /// Attachment size.
+    pub attachment_bytes: usize,
+    /// Decoded playing time.
+    pub seconds: f64,
+    /// Time for: credential check, GetItem, GetAttachment, decode.
+    pub timings: [Duration; 4],
+}
+
+/// Why a play test failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayTestError {
+    /// The mailbox server refused the credentials.
+    #[error("the mailbox server refused the credentials")]
+    Refused,
+    /// A step failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 /// The user name of a Basic credential.
@@ -302,5 +373,140 @@ impl AudioCache {
                 inner.bytes -= gone.pcm.len() * 2;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::mailbox::{Attachment, Item, Mailbox, MailboxDouble};
+
+    fn basic(user: &str, password: &str) -> String {
+        let raw = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    fn config(url: String) -> MailboxConfig {
+        MailboxConfig {
+            ews_url: url,
+            timeout_secs: 5,
+            ..MailboxConfig::default()
+        }
+    }
+
+    fn count(double: &MailboxDouble, operation: &str) -> usize {
+        double
+            .requests()
+            .iter()
+            .filter(|r| r.operation.as_deref() == Some(operation))
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_of_one_mailbox_share_an_owner_and_are_asked_once() {
+        let mut builder = MailboxDouble::builder();
+        builder.mailbox(
+            Mailbox::new("alice@example.com")
+                .login("EXAMPLE\\alice")
+                .password("pw"),
+        );
+        builder.mailbox(Mailbox::new("bob@example.com").password("pw"));
+        let double = builder.start().await.unwrap();
+        let service = MailboxService::new(&config(double.url())).unwrap();
+        let smtp = service
+            .verify(&basic("alice@example.com", "pw"))
+            .await
+            .unwrap()
+            .unwrap();
+        let domain = service
+            .verify(&basic("EXAMPLE\\alice", "pw"))
+            .await
+            .unwrap()
+            .unwrap();
+        let bob = service
+            .verify(&basic("bob@example.com", "pw"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(smtp.owner, domain.owner);
+        assert_ne!(smtp.owner, bob.owner);
+        assert!(smtp.owner.starts_with("mailbox:"), "{}", smtp.owner);
+        assert_eq!(
+            (smtp.login.as_str(), domain.login.as_str()),
+            ("alice@example.com", "EXAMPLE\\alice")
+        );
+        assert_eq!(count(&double, "GetFolder"), 3);
+        // Cached: no new request. Refused: not cached, asked every time.
+        service
+            .verify(&basic("alice@example.com", "pw"))
+            .await
+            .unwrap();
+        assert_eq!(count(&double, "GetFolder"), 3);
+        assert!(service
+            .verify(&basic("alice@example.com", "no"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(service
+            .verify(&basic("alice@example.com", "no"))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(count(&double, "GetFolder"), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_plays_of_one_item_download_it_once_and_each_checks_rights() {
+        let mut builder = MailboxDouble::builder();
+        let alice = builder.mailbox(Mailbox::new("alice@example.com").password("pw"));
+        let samples: Vec<i16> = (0..8000).map(|i| ((i % 40) * 400 - 8000) as i16).collect();
+        let item = builder.item(
+            &alice,
+            Item::voicemail("Voice Mail").attachment(Attachment::file(
+                "audio.wav",
+                "audio/wav",
+                testkit::pcm_wav(8000, 1, &samples),
+            )),
+        );
+        let double = builder.start().await.unwrap();
+        let service = Arc::new(MailboxService::new(&config(double.url())).unwrap());
+        let auth = basic("alice@example.com", "pw");
+        let plays: Vec<_> = (0..5)
+            .map(|_| {
+                let (service, auth, id) = (Arc::clone(&service), auth.clone(), item.id.clone());
+                tokio::spawn(async move { service.fetch(&auth, &id).await })
+            })
+            .collect();
+        for play in plays {
+            assert_eq!(play.await.unwrap().unwrap().len(), 8000);
+        }
+        assert_eq!(count(&double, "GetItem"), 5);
+        assert_eq!(count(&double, "GetAttachment"), 1);
+        assert_eq!(service.cached(&item.id).map(|p| p.len()), Some(8000));
+        assert!(lock(&service.fetching).is_empty());
+    }
+
+    #[test]
+    fn the_audio_cache_drops_the_least_recently_used_but_never_audio_in_use() {
+        let cache = AudioCache::new(3 * 2000);
+        let pcm = |n: usize| -> Arc<[i16]> { vec![0_i16; n].into() };
+        let held = pcm(1000);
+        cache.put("held", None, Arc::clone(&held));
+        cache.put("a", Some("v1".into()), pcm(1000));
+        cache.put("b", None, pcm(1000));
+        assert!(cache.get("a", Some("v1")).is_some());
+        assert!(cache.get("a", Some("v2")).is_none(), "another version");
+        // Over budget: "b" is the least recently used one not in use.
+        cache.put("c", None, pcm(1000));
+        assert!(cache.get_any("b").is_none());
+        assert!(cache.get_any("held").is_some());
+        assert!(cache.get_any("a").is_some());
+        assert!(cache.get_any("c").is_some());
+        drop(held);
+        cache.put("d", None, pcm(1000));
+        assert!(cache.get_any("held").is_none(), "released, now the oldest");
     }
 }
