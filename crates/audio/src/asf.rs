@@ -59,6 +59,8 @@ impl fmt::Display for AsfAudio {
 /// when the header is malformed: its size or an object's runs past the file or below the
 /// minimum.
 pub(crate) fn audio(bytes: &[u8]) -> Option<AsfAudio> {
+    // Every `.ok()?` below is a bounds or width check on a header field: a file whose header
+    // does not fit is not an ASF file this reader describes (`None`), not an error to report.
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(
             bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,

@@ -402,6 +402,7 @@ impl MailboxClient {
             let location = reply
                 .headers()
                 .get(LOCATION)
+                // A Location that is not visible ASCII is only left out of the message.
                 .and_then(|l| l.to_str().ok())
                 .map(str::to_owned);
             return Err(MailboxError::Unavailable(Unavailable::Redirect {

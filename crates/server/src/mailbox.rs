@@ -285,7 +285,8 @@ pub enum PlayTestError {
     Fetch(#[from] FetchError),
 }
 
-/// The user name of a Basic credential.
+/// The user name of a Basic credential; `None` for any other header (a Bearer token, or one that
+/// does not decode — the mailbox server judged it already), so the owner key stands in.
 fn basic_user(authorization: &str) -> Option<String> {
     let (scheme, rest) = authorization.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -141,6 +141,8 @@ pub fn decode_mailbox_response(
     }
     let server_version_info = header
         .and_then(|h| t(h, "ServerVersionInfo"))
+        // The header is informational for a client: an unreadable one is dropped, the body
+        // still answers the request.
         .and_then(|info| decode_server_version_info(info).ok());
     if first.ns != ns::MESSAGES {
         return Err(unexpected(format!("body element {}", first.qualified())));
@@ -210,6 +212,7 @@ fn decode_message(el: &Element) -> Result<MailboxResponseMessage> {
         response_class,
         message_text: m("MessageText").map(|c| c.text.clone()),
         response_code: m("ResponseCode").map(|c| ResponseCodeValue::from_wire(&c.text)),
+        // Always 0 in practice and unused by openum: a non-number reads as absent.
         descriptive_link_key: m("DescriptiveLinkKey").and_then(|c| c.text.trim().parse().ok()),
         message_xml: m("MessageXml").map(message_xml_values),
     })
@@ -337,6 +340,7 @@ fn decode_content(text: &str, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// `PropertyTag`: hexadecimal with `0x`, else decimal (servers write both).
+/// A property tag, hex (`0x6805`) or decimal; `None` (the field is unreadable) otherwise.
 fn property_tag(value: &str) -> Option<u16> {
     let value = value.trim();
     match value
