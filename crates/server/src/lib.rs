@@ -83,7 +83,10 @@ pub fn app_state(
     let mailbox = config
         .mailbox
         .as_ref()
-        .map(|m| mailbox::MailboxService::new(m).map(Arc::new))
+        .map(|m| {
+            mailbox::MailboxService::new(m)
+                .map(|service| Arc::new(service.with_metrics(Arc::clone(registry.metrics()))))
+        })
         .transpose()
         .context("cannot set up the mailbox backend ([mailbox])")?;
     app_state_with_mailbox(config, registry, calls, mailbox)

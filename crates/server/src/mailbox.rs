@@ -22,6 +22,7 @@ use mailbox_client::{MailboxClient, MailboxError, MailboxSettings};
 use sha2::{Digest, Sha256};
 
 use crate::config::MailboxConfig;
+use crate::metrics::Metrics;
 use crate::voicemail::LocalAudio;
 use calls::{AudioError, AudioSource};
 
@@ -65,6 +66,7 @@ pub struct MailboxService {
     verified: Mutex<HashMap<[u8; 32], (MailboxCaller, Instant)>>,
     audio: AudioCache,
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl MailboxService {
@@ -85,7 +87,15 @@ impl MailboxService {
                     .unwrap_or(usize::MAX),
             ),
             fetching: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Counts its steps in `metrics` (the node's, for `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The mailbox caller this `Authorization` header value belongs to; `Ok(None)` when the
@@ -94,14 +104,22 @@ impl MailboxService {
         let key: [u8; 32] = Sha256::digest(authorization.trim().as_bytes()).into();
         if let Some((caller, at)) = lock(&self.verified).get(&key) {
             if at.elapsed() < self.credential_ttl {
+                self.metrics.mailbox("login", "cached");
                 return Ok(Some(caller.clone()));
             }
         }
         let identity = match self.client.identity(authorization).await {
             Ok(identity) => identity,
-            Err(MailboxError::Unauthorized) => return Ok(None),
-            Err(error) => return Err(error),
+            Err(MailboxError::Unauthorized) => {
+                self.metrics.mailbox("login", "refused");
+                return Ok(None);
+            }
+            Err(error) => {
+                self.metrics.mailbox("login", "unavailable");
+                return Err(error);
+            }
         };
+        self.metrics.mailbox("login", "accepted");
         let digest = Sha256::digest(identity.inbox_folder_id.as_bytes());
         let owner = format!("mailbox:{}", hex(&digest[..16]));
         let login = basic_user(authorization).unwrap_or_else(|| owner.clone());
@@ -126,17 +144,43 @@ impl MailboxService {
         authorization: &str,
         item_id: &str,
     ) -> Result<Arc<[i16]>, FetchError> {
+        let fetched = self.fetch_uncounted(authorization, item_id).await;
+        let outcome = match &fetched {
+            Ok((_, true)) => "downloaded",
+            Ok((_, false)) => "cached",
+            Err(FetchError::Mailbox(MailboxError::Item { .. } | MailboxError::Unauthorized)) => {
+                "item_error"
+            }
+            Err(FetchError::Mailbox(MailboxError::NoAudio { .. })) => "no_audio",
+            Err(FetchError::Decode { .. } | FetchError::Mailbox(MailboxError::TooLarge { .. })) => {
+                "undecodable"
+            }
+            Err(_) => "unavailable",
+        };
+        self.metrics.mailbox("voice_message", outcome);
+        fetched.map(|(pcm, _)| pcm)
+    }
+
+    /// [`Self::fetch`]; the flag says whether the attachment was downloaded.
+    async fn fetch_uncounted(
+        &self,
+        authorization: &str,
+        item_id: &str,
+    ) -> Result<(Arc<[i16]>, bool), FetchError> {
         let message = self.client.voice_message(authorization, item_id).await?;
         let version = message.change_key.clone();
         if let Some(pcm) = self.audio.get(item_id, version.as_deref()) {
-            return Ok(pcm);
+            return Ok((pcm, false));
         }
         // One download per item at a time: a second request for it waits, then finds it cached.
         let gate = Arc::clone(lock(&self.fetching).entry(item_id.to_owned()).or_default());
         let _turn = gate.lock().await;
         let result = match self.audio.get(item_id, version.as_deref()) {
-            Some(pcm) => Ok(pcm),
-            None => self.download(authorization, &message).await,
+            Some(pcm) => Ok((pcm, false)),
+            None => self
+                .download(authorization, &message)
+                .await
+                .map(|pcm| (pcm, true)),
         };
         drop(_turn);
         let mut fetching = lock(&self.fetching);
@@ -144,8 +188,7 @@ impl MailboxService {
         if Arc::strong_count(&gate) == 2 {
             fetching.remove(item_id);
         }
-        let pcm = result?;
-        Ok(pcm)
+        result
     }
 
     async fn download(

@@ -31,6 +31,16 @@ pub struct CauseLabels {
     pub cause: String,
 }
 
+/// Labels of a mailbox-server step.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct MailboxLabels {
+    /// `login` (credential check) or `voice_message` (a PlayOnPhone's item).
+    pub step: &'static str,
+    /// `login`: `accepted`, `cached`, `refused`, `unavailable`; `voice_message`: `downloaded`,
+    /// `cached`, `item_error`, `no_audio`, `undecodable`, `unavailable`.
+    pub outcome: &'static str,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -45,6 +55,7 @@ pub struct Metrics {
     latency: Histogram,
     calls_started: Counter,
     calls_ended: Family<CauseLabels, Counter>,
+    mailbox: Family<MailboxLabels, Counter>,
     // Registration needs `&mut Registry`; scrapes build the text under this lock.
     encode_lock: Mutex<()>,
 }
@@ -61,6 +72,13 @@ impl Metrics {
     /// Counts a placed call.
     pub fn call_started(&self) {
         self.calls_started.inc();
+    }
+
+    /// Counts a mailbox-server step.
+    pub fn mailbox(&self, step: &'static str, outcome: &'static str) {
+        self.mailbox
+            .get_or_create(&MailboxLabels { step, outcome })
+            .inc();
     }
 
     /// Counts an ended call.
@@ -93,6 +111,11 @@ impl Metrics {
             self.latency.clone(),
         );
         registry.register("calls_started", "Calls placed", self.calls_started.clone());
+        registry.register(
+            "mailbox_steps",
+            "Requests to the mailbox server by step and outcome",
+            self.mailbox.clone(),
+        );
         registry.register(
             "calls_ended",
             "Calls ended, by ConnectionFailureCause",
@@ -160,6 +183,7 @@ impl Metrics {
             latency: latency_histogram(),
             calls_started: Counter::default(),
             calls_ended: Family::default(),
+            mailbox: Family::default(),
             encode_lock: Mutex::new(()),
         }
     }

@@ -41,7 +41,10 @@ pub async fn serve(
     let mailbox = config
         .mailbox
         .as_ref()
-        .map(|m| MailboxService::new(m).map(Arc::new))
+        .map(|m| {
+            MailboxService::new(m)
+                .map(|service| Arc::new(service.with_metrics(Arc::clone(registry.metrics()))))
+        })
         .transpose()
         .context("cannot set up the mailbox backend ([mailbox])")?;
     let audio = ItemAudio {
