@@ -112,6 +112,23 @@ pub struct MailboxConfig {
     /// `credential_cache_secs`: how long a mailbox login the server accepted is trusted without
     /// asking again (keyed by a digest of the header, never the secret). Default 60.
     pub credential_cache_secs: u64,
+    /// `forward`: answer only the three UM operations and forward every other EWS and
+    /// Autodiscover request to the mailbox server, so clients need only openum's URL. Default
+    /// true.
+    pub forward: bool,
+    /// `public_url`: openum's own EWS URL as clients see it, e.g.
+    /// `https://openum.example.com/EWS/Exchange.asmx`; forwarded Autodiscover answers name it
+    /// instead of the mailbox server's EWS URL. Unset: Autodiscover answers pass unchanged.
+    pub public_url: Option<String>,
+    /// `max_forward_mb`: the largest forwarded request body. Default 100.
+    pub max_forward_mb: u64,
+    /// `forward_timeout_secs`: bound on a whole forwarded exchange (request, answer and its
+    /// body). Default 120.
+    pub forward_timeout_secs: u64,
+    /// `max_forwarded_requests`: forwarded requests in flight before HTTP 503. Default 256.
+    pub max_forwarded_requests: usize,
+    /// `forward_pool_size`: idle connections to the mailbox server kept open. Default 32.
+    pub forward_pool_size: usize,
 }
 
 impl Default for MailboxConfig {
@@ -124,6 +141,12 @@ impl Default for MailboxConfig {
             max_attachment_mb: 64,
             audio_cache_mb: 256,
             credential_cache_secs: 60,
+            forward: true,
+            public_url: None,
+            max_forward_mb: 100,
+            forward_timeout_secs: 120,
+            max_forwarded_requests: 256,
+            forward_pool_size: 32,
         }
     }
 }
@@ -165,9 +188,26 @@ impl MailboxConfig {
             ("mailbox.timeout_secs", self.timeout_secs),
             ("mailbox.max_attachment_mb", self.max_attachment_mb),
             ("mailbox.audio_cache_mb", self.audio_cache_mb),
+            ("mailbox.max_forward_mb", self.max_forward_mb),
+            ("mailbox.forward_timeout_secs", self.forward_timeout_secs),
+            (
+                "mailbox.max_forwarded_requests",
+                self.max_forwarded_requests as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(InvalidValue::new(key, "must be at least 1"));
+            }
+        }
+        if let Some(public) = &self.public_url {
+            let lower = public.trim().to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://"))
+                || lower.len() <= "https://".len()
+            {
+                return Err(InvalidValue::new(
+                    "mailbox.public_url",
+                    format!("must be an http(s) URL of openum's EWS endpoint, got {public:?}"),
+                ));
             }
         }
         Ok(())

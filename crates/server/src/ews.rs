@@ -48,6 +48,8 @@ pub struct AppState {
     pub admission: crate::config::AdmissionConfig,
     /// The mailbox backend, with `[mailbox]`.
     pub mailbox: Option<Arc<MailboxService>>,
+    /// Forwarding of every other EWS request to the mailbox server (`[mailbox] forward`).
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// An EWS answer: HTTP status and XML body.

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,10 +16,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower_http::timeout::TimeoutLayer;
+use tower::ServiceExt as _;
+
+use bytes::Bytes;
 
 use crate::auth::Identified;
 use crate::ews::{self, AppState};
+use crate::forward::{self, Sniffed};
 
 /// HTTP-level settings.
 #[derive(Clone, Copy, Debug)]
@@ -37,7 +41,12 @@ struct Shared {
     app: Arc<AppState>,
     in_flight: Semaphore,
     max_body_bytes: usize,
+    request_timeout: Duration,
 }
+
+/// The client's address, put into each request's extensions by the accept loop.
+#[derive(Clone, Copy, Debug)]
+struct Peer(std::net::SocketAddr);
 
 const XML: &str = "text/xml; charset=utf-8";
 
@@ -47,21 +56,171 @@ pub fn router(app: Arc<AppState>, options: HttpOptions) -> Router {
         app,
         in_flight: Semaphore::new(options.max_concurrent_requests),
         max_body_bytes: options.max_body_bytes,
+        request_timeout: options.request_timeout,
     });
-    #[allow(
-        deprecated,
-        reason = "TimeoutLayer::new is the 0.6 API; 408 is its status"
-    )]
-    let timeout = TimeoutLayer::new(options.request_timeout);
+    // The request timeout is applied in `dispatch`: forwarded requests have their own.
     Router::new()
         .fallback(dispatch)
         .with_state(shared)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(timeout)
+}
+
+/// What a request is, with forwarding to the mailbox server on.
+enum Route {
+    /// Answered by openum.
+    Local,
+    /// `POST` to the EWS endpoint: the operation decides.
+    Sniff,
+    /// Forwarded; `ews`: to the mailbox server's EWS endpoint (else to the request's path).
+    Forward { ews: bool },
+    /// Refused.
+    Refuse(Response),
+}
+
+fn route(method: &Method, uri: &axum::http::Uri, own: Option<&str>) -> Route {
+    if method == Method::CONNECT {
+        return Route::Refuse(StatusCode::METHOD_NOT_ALLOWED.into_response());
+    }
+    // An absolute-form target names a host: only this server's own (`public_url`'s) is
+    // served; the forwarder never goes anywhere but the mailbox server.
+    if let Some(authority) = uri.authority() {
+        if !own.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str())) {
+            return Route::Refuse(
+                (
+                    StatusCode::BAD_REQUEST,
+                    "absolute request targets for other hosts are refused\n",
+                )
+                    .into_response(),
+            );
+        }
+    }
+    let path = uri.path().to_ascii_lowercase();
+    let forwardable = path.starts_with("/ews/")
+        || path == "/autodiscover/autodiscover.xml"
+        || path == "/autodiscover/autodiscover.svc"
+        || path.starts_with("/autodiscover/autodiscover.svc/");
+    match path.as_str() {
+        "/ews/exchange.asmx" if method == Method::POST => Route::Sniff,
+        "/ews/services.wsdl" | "/ews/messages.xsd" | "/ews/types.xsd" => Route::Local,
+        // Dot segments or encoded separators could leave the forwarded paths on the mailbox
+        // server.
+        _ if forwardable
+            && (path.contains("/.")
+                || path.contains('\\')
+                || path.contains("%2e")
+                || path.contains("%2f")
+                || path.contains("%5c")) =>
+        {
+            Route::Refuse(StatusCode::BAD_REQUEST.into_response())
+        }
+        "/ews/exchange.asmx" => Route::Forward { ews: true },
+        _ if forwardable => Route::Forward { ews: false },
+        _ => Route::Local,
+    }
+}
+
+fn request_timeout() -> Response {
+    StatusCode::REQUEST_TIMEOUT.into_response()
+}
+
+/// Routes a request: with forwarding on, everything but the UM operations, openum's schema
+/// files and its own endpoints goes to the mailbox server; the rest is answered here within
+/// `request_timeout`.
+async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let deadline = tokio::time::Instant::now() + shared.request_timeout;
+    if let Some(forwarder) = shared.app.forwarder.clone() {
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        match route(
+            request.method(),
+            request.uri(),
+            forwarder.public_authority(),
+        ) {
+            Route::Local => {}
+            Route::Refuse(response) => return response,
+            Route::Forward { ews } => {
+                let (parts, body) = request.into_parts();
+                let logged_as = parts.uri.path().to_owned();
+                let outgoing = forward::Outgoing {
+                    method: parts.method,
+                    operation: forward::label_of(&logged_as),
+                    logged_as,
+                    uri: parts.uri,
+                    headers: parts.headers,
+                    peer,
+                    prefix: Bytes::new(),
+                    rest: body,
+                };
+                return forwarder.forward(outgoing, ews).await;
+            }
+            Route::Sniff => {
+                let (parts, mut body) = request.into_parts();
+                let read = tokio::time::timeout_at(deadline, forward::read_prefix(&mut body)).await;
+                let (prefix, sniffed, ended) = match read {
+                    Err(_) => return request_timeout(),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "the request body broke off");
+                        return StatusCode::BAD_REQUEST.into_response();
+                    }
+                    Ok(Ok(read)) => read,
+                };
+                if let Sniffed::Other(name) = sniffed {
+                    let outgoing = forward::Outgoing {
+                        method: parts.method,
+                        operation: forward::operation_label(&name),
+                        logged_as: name,
+                        uri: parts.uri,
+                        headers: parts.headers,
+                        peer,
+                        prefix,
+                        rest: body,
+                    };
+                    return forwarder.forward(outgoing, true).await;
+                }
+                let local = async {
+                    let bytes = match rest_of_body(prefix, body, ended, shared.max_body_bytes).await
+                    {
+                        Ok(bytes) => bytes,
+                        Err(response) => return response,
+                    };
+                    ews_post(&shared, &parts.headers, &bytes).await
+                };
+                return tokio::time::timeout_at(deadline, local)
+                    .await
+                    .unwrap_or_else(|_| request_timeout());
+            }
+        }
+    }
+    tokio::time::timeout_at(deadline, answer_locally(&shared, request))
+        .await
+        .unwrap_or_else(|_| request_timeout())
+}
+
+/// The whole body of a request whose first bytes were read, within `max` bytes (413 above).
+async fn rest_of_body(
+    prefix: Bytes,
+    rest: Body,
+    ended: bool,
+    max: usize,
+) -> Result<Bytes, Response> {
+    if prefix.len() > max {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+    }
+    if ended {
+        return Ok(prefix);
+    }
+    match axum::body::to_bytes(rest, max - prefix.len()).await {
+        Ok(rest) => {
+            let mut all = Vec::with_capacity(prefix.len() + rest.len());
+            all.extend_from_slice(&prefix);
+            all.extend_from_slice(&rest);
+            Ok(Bytes::from(all))
+        }
+        Err(_) => Err(StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+    }
 }
 
 /// Paths match case-insensitively, as IIS matches them and as EWS clients spell them.
-async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn answer_locally(shared: &Shared, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, headers) = (parts.method, parts.headers);
     let path = parts.uri.path().to_ascii_lowercase();
@@ -71,7 +230,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
             if method == Method::POST {
                 // DefaultBodyLimit applies here too: past the cap this is a length error → 413.
                 match axum::body::to_bytes(body, shared.max_body_bytes).await {
-                    Ok(bytes) => ews_post(&shared, &headers, &bytes).await,
+                    Ok(bytes) => ews_post(shared, &headers, &bytes).await,
                     Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
                 }
             } else {
@@ -86,7 +245,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         "/ews/messages.xsd" if get => xml_file(ews_proto::schema::MESSAGES_XSD),
         "/ews/types.xsd" if get => xml_file(ews_proto::schema::TYPES_XSD),
         "/healthz" if get => (StatusCode::OK, "ok\n").into_response(),
-        "/readyz" if get => ready(&shared).await,
+        "/readyz" if get => ready(shared).await,
         "/metrics" if get => {
             let figures = shared.app.calls.figures();
             let by_state = shared.app.registry.live_by_state();
@@ -212,7 +371,12 @@ pub async fn serve(
             // Only latency suffers (Nagle); the connection is served all the same.
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                request
+            },
+        ));
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         tokio::spawn(async move {

@@ -8,6 +8,8 @@
 //! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from.
 //! - [`mailbox`]: the mailbox backend — callers checked and voice mail fetched with their own
 //!   credentials from Exchange/grommunio, decoded audio cached.
+//! - [`forward`]: one EWS URL — every other EWS and Autodiscover request forwarded to the
+//!   mailbox server, answers streamed back.
 //! - [`ews`]: the three operations and the single seam where domain call records become EWS
 //!   wire types.
 //! - [`registry`]: this node's calls in memory, written through to the store; the
@@ -24,6 +26,7 @@ pub mod config;
 pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
+pub mod forward;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
@@ -103,7 +106,15 @@ pub fn app_state_with_mailbox(
     let store = Arc::clone(registry.store());
     let dial_plan =
         crate::dialplan::DialPlan::new(config.dialplan.clone()).context("invalid dial plan")?;
+    let forwarder = match &config.mailbox {
+        Some(m) if m.forward => Some(Arc::new(
+            forward::Forwarder::new(m, Arc::clone(registry.metrics()))
+                .context("cannot set up forwarding to the mailbox server ([mailbox])")?,
+        )),
+        _ => None,
+    };
     Ok(AppState {
+        forwarder,
         dial_plan,
         admission: config.admission.clone(),
         auth: Authenticator::new(Arc::clone(&store)),

@@ -24,6 +24,15 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `openum_forwarded_requests_total`.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct ForwardLabels {
+    /// The SOAP body's first element (an EWS operation, else `other`), or the path.
+    pub operation: &'static str,
+    /// The HTTP status answered to the client.
+    pub status: u16,
+}
+
 /// Labels of an ended call.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct CauseLabels {
@@ -56,6 +65,9 @@ pub struct Metrics {
     calls_started: Counter,
     calls_ended: Family<CauseLabels, Counter>,
     mailbox: Family<MailboxLabels, Counter>,
+    forwarded: Family<ForwardLabels, Counter>,
+    forward_duration: Histogram,
+    forwarding: Gauge,
     // Registration needs `&mut Registry`; scrapes build the text under this lock.
     encode_lock: Mutex<()>,
 }
@@ -67,6 +79,23 @@ impl Metrics {
             .get_or_create(&RequestLabels { operation, outcome })
             .inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// A forwarded request was answered with `status` (counted when the answer starts).
+    pub fn forwarded(&self, operation: &'static str, status: u16) {
+        self.forwarded
+            .get_or_create(&ForwardLabels { operation, status })
+            .inc();
+    }
+
+    /// A forwarded exchange ended (answer body sent or abandoned) after `took`.
+    pub fn forward_ended(&self, took: Duration) {
+        self.forward_duration.observe(took.as_secs_f64());
+    }
+
+    /// The gauge of forwarded requests in flight.
+    pub fn forwarding(&self) -> &Gauge {
+        &self.forwarding
     }
 
     /// Counts a placed call.
@@ -109,6 +138,21 @@ impl Metrics {
             "ews_request_duration_seconds",
             "Time to answer an EWS request",
             self.latency.clone(),
+        );
+        registry.register(
+            "forwarded_requests",
+            "Requests forwarded to the mailbox server, by operation and HTTP status",
+            self.forwarded.clone(),
+        );
+        registry.register(
+            "forward_duration_seconds",
+            "Time from a forwarded request's arrival to the end of its answer",
+            self.forward_duration.clone(),
+        );
+        registry.register(
+            "forwarded_in_flight",
+            "Forwarded requests in flight",
+            self.forwarding.clone(),
         );
         registry.register("calls_started", "Calls placed", self.calls_started.clone());
         registry.register(
@@ -184,6 +228,9 @@ impl Metrics {
             calls_started: Counter::default(),
             calls_ended: Family::default(),
             mailbox: Family::default(),
+            forwarded: Family::default(),
+            forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            forwarding: Gauge::default(),
             encode_lock: Mutex::new(()),
         }
     }

@@ -20,6 +20,8 @@
 //!   well-formed, or no operation), `ErrorSchemaValidation` (not a SOAP 1.1 envelope, not an EWS
 //!   operation, a required element missing), `ErrorInvalidOperation` (a real EWS operation the
 //!   double does not implement).
+//! - `POST /autodiscover/autodiscover.xml` answers the POX Autodiscover response of the caller's
+//!   mailbox (same authentication), naming the double's EWS URL.
 //! - [`Mode`] switches faults on at run time (connections refused, slow answers, garbage, HTTP
 //!   500 HTML pages), and every request is kept in a log ([`LoggedRequest`]) for assertions.
 //!
@@ -90,6 +92,9 @@ const VOICEMAIL_CLASS: &str = "IPM.Note.Microsoft.Voicemail.UM.CA";
 /// The path EWS is served on (matched case-insensitively, as IIS does).
 const EWS_PATH: &str = "/EWS/Exchange.asmx";
 
+/// The POX Autodiscover path (matched case-insensitively).
+const AUTODISCOVER_PATH: &str = "/autodiscover/autodiscover.xml";
+
 /// The folder an item is stored in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Folder {
@@ -134,6 +139,9 @@ pub enum Mode {
     /// Answers every request HTTP 500 with an HTML error page (`text/html`), as IIS does when
     /// the application behind it fails — not a SOAP fault.
     ServerError,
+    /// Answers every request HTTP 200, `Content-Type: text/xml; charset=utf-8`, with a body of
+    /// this many bytes (a SOAP envelope padded with white space), to test streaming.
+    Huge(usize),
 }
 
 /// A mailbox to create: its primary SMTP address, the logins that reach it, its password and
@@ -419,6 +427,7 @@ impl MailboxDoubleBuilder {
             mode: Mutex::new(Mode::Normal),
             log: Mutex::new(Vec::new()),
             realm: self.realm,
+            addr,
         });
         let (control, commands) = mpsc::channel(4);
         let task = tokio::spawn(run(Arc::clone(&shared), listener, addr, commands));
@@ -547,6 +556,7 @@ struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
     realm: String,
     has_tokens: bool,
+    addr: SocketAddr,
 }
 
 /// Commands from [`MailboxDouble::set_mode`] to the server task.
@@ -647,6 +657,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let response = match mode {
         Mode::Garbage => garbage(),
         Mode::ServerError => server_error_page(),
+        Mode::Huge(bytes) => huge(bytes),
         Mode::Normal | Mode::Slow(_) | Mode::Down => {
             shared.answer(&parts.method, parts.uri.path(), &body, &credentials, caller)
         }
@@ -685,7 +696,8 @@ impl Shared {
         credentials: &Credentials,
         caller: Option<usize>,
     ) -> Response<Full<Bytes>> {
-        if !path.eq_ignore_ascii_case(EWS_PATH) {
+        let autodiscover = path.eq_ignore_ascii_case(AUTODISCOVER_PATH);
+        if !path.eq_ignore_ascii_case(EWS_PATH) && !autodiscover {
             return plain(StatusCode::NOT_FOUND, None, Bytes::new());
         }
         let Some(caller) = caller else {
@@ -697,6 +709,14 @@ impl Shared {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
+        }
+        if autodiscover {
+            let smtp = lock(&self.store).mailboxes[caller].primary_smtp.clone();
+            return plain(
+                StatusCode::OK,
+                Some("text/xml; charset=utf-8"),
+                Bytes::from(pox_autodiscover(&smtp, self.addr)),
+            );
         }
         let reply = ews::respond(&lock(&self.store), caller, body);
         let (status, document) = match reply {
@@ -744,6 +764,38 @@ fn plain(
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     response
+}
+
+/// The POX Autodiscover answer for `smtp` ("Autodiscover XML response", `Protocol` of type
+/// `EXCH` and `EXPR`): `ASUrl`, `EwsUrl` and `OOFUrl` are the double's EWS URL; `UMUrl` and
+/// `OABUrl` are other URLs of the same server, as Exchange gives them.
+fn pox_autodiscover(smtp: &str, addr: SocketAddr) -> String {
+    let base = format!("http://{addr}");
+    let ews = format!("{base}{EWS_PATH}");
+    let protocol = |kind: &str| {
+        format!(
+            "<Protocol><Type>{kind}</Type><Server>{addr}</Server><ASUrl>{ews}</ASUrl><EwsUrl>{ews}</EwsUrl><OOFUrl>{ews}</OOFUrl><UMUrl>{base}/EWS/UM2007Legacy.asmx</UMUrl><OABUrl>{base}/OAB/00000000-0000-0000-0000-000000000000/</OABUrl></Protocol>"
+        )
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\"><Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\"><User><DisplayName>{smtp}</DisplayName><AutoDiscoverSMTPAddress>{smtp}</AutoDiscoverSMTPAddress></User><Account><AccountType>email</AccountType><Action>settings</Action>{}{}</Account></Response></Autodiscover>",
+        protocol("EXCH"),
+        protocol("EXPR"),
+    )
+}
+
+fn huge(bytes: usize) -> Response<Full<Bytes>> {
+    let head: &[u8] = b"<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>";
+    let tail: &[u8] = b"</s:Body></s:Envelope>";
+    let mut body = Vec::with_capacity(bytes.max(head.len() + tail.len()));
+    body.extend_from_slice(head);
+    body.resize(bytes.saturating_sub(tail.len()).max(head.len()), b' ');
+    body.extend_from_slice(tail);
+    plain(
+        StatusCode::OK,
+        Some("text/xml; charset=utf-8"),
+        Bytes::from(body),
+    )
 }
 
 fn garbage() -> Response<Full<Bytes>> {
