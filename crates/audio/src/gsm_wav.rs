@@ -15,6 +15,9 @@ pub enum GsmWavProblem {
     Channels(u16),
     /// The sample rate is 0.
     ZeroSampleRate,
+    /// The sample rate is above any real recording's (GSM 06.10 is 8 kHz): taken at its word it
+    /// would lift the length limit, which is counted in seconds.
+    ImplausibleSampleRate(u32),
     /// The block alignment (bytes per block) is not 65, the Microsoft framing of two frames.
     BlockAlign(u16),
     /// The samples per block in the format's extension is not 320.
@@ -36,6 +39,11 @@ impl fmt::Display for GsmWavProblem {
             }
             Self::Channels(n) => write!(f, "it has {n} channels; GSM 06.10 is mono"),
             Self::ZeroSampleRate => f.write_str("its sample rate is 0 Hz"),
+            Self::ImplausibleSampleRate(rate) => write!(
+                f,
+                "its sample rate of {rate} Hz is not a real recording's (at most {} Hz)",
+                crate::MAX_RATE
+            ),
             Self::BlockAlign(n) => write!(
                 f,
                 "its block alignment is {n} bytes, not the {BLOCK_ALIGN} of two GSM frames"
@@ -115,6 +123,9 @@ pub(crate) fn decode(bytes: &[u8], max_seconds: u32) -> Result<Decoded, DecodeEr
     }
     if rate == 0 {
         return Err(GsmWavProblem::ZeroSampleRate.into());
+    }
+    if rate > crate::MAX_RATE {
+        return Err(GsmWavProblem::ImplausibleSampleRate(rate).into());
     }
     if usize::from(block_align) != BLOCK_ALIGN {
         return Err(GsmWavProblem::BlockAlign(block_align).into());

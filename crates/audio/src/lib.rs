@@ -51,6 +51,10 @@ pub const RATE: u32 = 8000;
 /// Longest message accepted (Exchange UM capped voice mail at minutes, not hours).
 pub const MAX_SECONDS: u32 = 20 * 60;
 
+/// The highest sample rate accepted (the length limit is counted in seconds of the file's own
+/// rate, so a file claiming megahertz must not lift it).
+pub const MAX_RATE: u32 = 192_000;
+
 /// How long ffmpeg may take over one file by default before it is killed.
 pub const FFMPEG_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -195,6 +199,14 @@ pub enum AudioError {
     /// Longer than [`MAX_SECONDS`].
     #[error("the message is longer than {MAX_SECONDS} seconds")]
     TooLong,
+    /// The file claims a sample rate above [`MAX_RATE`].
+    #[error(
+        "the file's sample rate of {rate} Hz is not a real recording's (at most {MAX_RATE} Hz)"
+    )]
+    ImplausibleSampleRate {
+        /// The rate it claims.
+        rate: u32,
+    },
     /// The sample rate cannot be resampled to 8 kHz.
     #[error("cannot resample audio at {rate} Hz to {RATE} Hz: {source}")]
     UnsupportedSampleRate {
@@ -365,6 +377,9 @@ fn decode(
         buffer.copy_interleaved_ref(decoded);
         for frame in buffer.samples().chunks(channels) {
             mono.push(frame.iter().sum::<f32>() / channels as f32);
+        }
+        if rate > MAX_RATE {
+            return Err(AudioError::ImplausibleSampleRate { rate });
         }
         if rate > 0 && mono.len() as u64 > u64::from(MAX_SECONDS) * u64::from(rate) {
             return Err(AudioError::TooLong);

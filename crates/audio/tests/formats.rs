@@ -195,6 +195,22 @@ fn a_gsm_wav_with_the_wrong_block_alignment_is_refused_naming_it() {
 }
 
 #[test]
+fn a_gsm_wav_claiming_megahertz_is_refused_before_it_lifts_the_length_limit() {
+    let dir = TempDir::new("gsm-rate");
+    let mut wav = gsm_fixture(&dir);
+    let fmt = chunk_at(&wav, b"fmt ");
+    wav[fmt + 8 + 4..fmt + 8 + 8].copy_from_slice(&8_000_000u32.to_le_bytes());
+    let err = decode_to_8k_mono(&wav, Some("wav")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AudioError::MalformedGsmWav(GsmWavProblem::ImplausibleSampleRate(8_000_000))
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn a_gsm_wav_declaring_other_than_320_samples_per_block_is_refused() {
     let dir = TempDir::new("gsm-spb");
     let mut wav = gsm_fixture(&dir);

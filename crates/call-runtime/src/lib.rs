@@ -60,6 +60,8 @@ struct Inner {
     rtp_address: IpAddr,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
+    /// Set once shutdown begins: no new call is placed.
+    closing: std::sync::atomic::AtomicBool,
     /// Token bucket of the gateway's calls-per-second cap: (tokens, last refill).
     rate: Mutex<(f64, std::time::Instant)>,
 }
@@ -85,6 +87,7 @@ impl SipCallService {
                 rtp_address: sip.rtp_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
                 rate: Mutex::new((f64::from(gateway_cps), std::time::Instant::now())),
             }),
         })
@@ -107,6 +110,9 @@ impl SipCallService {
 
     /// Hangs up every live call and waits (up to `within`) until each is recorded as ended.
     pub async fn shutdown(&self, within: Duration) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let ids: Vec<String> = lock(&self.inner.live).keys().cloned().collect();
         for id in &ids {
             // NotLive means the call ended on its own meanwhile: nothing left to do.
@@ -185,6 +191,9 @@ impl CallService for SipCallService {
     }
 
     async fn place(&self, record: &CallRecord) -> Result<(), PlaceError> {
+        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PlaceError::ShuttingDown);
+        }
         let cap = self.inner.gateway.max_concurrent_calls;
         if self.live_calls() >= cap {
             return Err(PlaceError::OverCapacity(Capacity::GatewayCalls {

@@ -62,6 +62,9 @@ pub enum PlaceError {
     /// No local media socket could be opened.
     #[error("cannot open an RTP socket")]
     MediaSocket(#[source] std::io::Error),
+    /// The node is shutting down and places no new call.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// The SIP layer could not send the INVITE.
     #[error("the INVITE could not be sent")]
     Signalling(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -59,8 +59,8 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
-/// Who a request comes from.
-#[derive(Clone, Debug, Eq, PartialEq)]
+/// Who a request comes from. Its `Debug` output leaves the Authorization header out.
+#[derive(Clone, Eq, PartialEq)]
 pub enum Caller {
     /// A local openum user (by password or API token).
     Local(String),
@@ -72,6 +72,19 @@ pub enum Caller {
         /// Their `Authorization` header value.
         authorization: String,
     },
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(name) => f.debug_tuple("Local").field(name).finish(),
+            Self::Mailbox { caller, .. } => f
+                .debug_struct("Mailbox")
+                .field("caller", caller)
+                .field("authorization", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 impl Caller {
@@ -264,6 +277,20 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         ))
+    }
+
+    #[test]
+    fn a_mailbox_callers_debug_output_leaves_their_header_out() {
+        let caller = Caller::Mailbox {
+            caller: MailboxCaller {
+                owner: "mailbox:00".into(),
+                login: "alice@example.com".into(),
+            },
+            authorization: "Basic c2VjcmV0".into(),
+        };
+        let shown = format!("{caller:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("alice@example.com"), "{shown}");
     }
 
     #[tokio::test]

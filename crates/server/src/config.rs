@@ -101,7 +101,10 @@ pub struct MailboxConfig {
     /// `allow_plain_http`: allow an `http://` URL to a host other than loopback (credentials
     /// would cross the network in clear). Default false.
     pub allow_plain_http: bool,
-    /// `timeout_secs`: bound on each request to the mailbox server. Default 10.
+    /// `timeout_secs`: bound on each request to the mailbox server. Default 8: a PlayOnPhone
+    /// may make three (credential check, GetItem, GetAttachment), and all three must fit in
+    /// `server.request_timeout_secs` so the client gets `ErrorMailboxStoreUnavailable`, not a
+    /// bare HTTP 408.
     pub timeout_secs: u64,
     /// `max_attachment_mb`: the largest voice-message attachment fetched. Default 64 (10 minutes
     /// of 44.1 kHz stereo PCM WAV is ~100 MB; voice mail is 8–16 kHz mono, ~10–20 MB).
@@ -137,7 +140,7 @@ impl Default for MailboxConfig {
             ews_url: String::new(),
             ca_file: None,
             allow_plain_http: false,
-            timeout_secs: 10,
+            timeout_secs: 8,
             max_attachment_mb: 64,
             audio_cache_mb: 256,
             credential_cache_secs: 60,
@@ -618,6 +621,15 @@ impl Config {
         }
         if let Some(mailbox) = &self.mailbox {
             mailbox.validate()?;
+            if mailbox.timeout_secs.saturating_mul(3) >= self.server.request_timeout_secs {
+                return Err(InvalidValue::new(
+                    "mailbox.timeout_secs",
+                    format!(
+                        "({}) times three must be below server.request_timeout_secs ({}): a PlayOnPhone may wait for three requests to the mailbox server",
+                        mailbox.timeout_secs, self.server.request_timeout_secs
+                    ),
+                ));
+            }
         }
         for (i, g) in self.gateways.iter().enumerate() {
             if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
@@ -749,7 +761,9 @@ mod tests {
         let parse = |toml: &str| Config::parse(toml).map_err(|e| e.to_string());
         let c =
             parse("[mailbox]\news_url = \"https://mail.example.com/EWS/Exchange.asmx\"\n").unwrap();
-        assert_eq!(c.mailbox.unwrap().timeout_secs, 10);
+        assert_eq!(c.mailbox.unwrap().timeout_secs, 8);
+        let err = parse("[mailbox]\news_url = \"https://m/EWS\"\ntimeout_secs = 10\n").unwrap_err();
+        assert!(err.contains("server.request_timeout_secs"), "{err}");
         assert!(parse("[mailbox]\news_url = \"http://127.0.0.1:9/EWS/Exchange.asmx\"\n").is_ok());
         assert!(parse("[mailbox]\news_url = \"http://[::1]:9/EWS/Exchange.asmx\"\n").is_ok());
         let err = parse("[mailbox]\news_url = \"http://mail.example.com/EWS/Exchange.asmx\"\n")

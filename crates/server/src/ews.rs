@@ -239,7 +239,10 @@ async fn play_on_phone(
             "The DialString is not a valid phone number.",
         ));
     };
-    let number = match state.dial_plan.resolve(caller.login(), &number) {
+    // Mailbox callers resolve as their mailbox, never by the spelling of their login (which
+    // would let another spelling escape, or match, a local name in `dialplan.user_groups`):
+    // they get `dialplan.allowed_groups`.
+    let number = match state.dial_plan.resolve(caller.owner(), &number) {
         Ok(resolved) => resolved.dial,
         Err(refusal) => {
             return Ok(play_error(

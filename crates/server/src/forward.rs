@@ -100,7 +100,12 @@ pub fn sniff(prefix: &[u8], complete: bool) -> Option<Sniffed> {
                 }
                 depth += 1;
             }
-            Event::Empty(_) if depth <= 1 => return Some(Sniffed::Local),
+            // `<s:Envelope/>` or `<s:Body/>`: nothing to forward. An empty `<s:Header/>` (or
+            // any other empty child of the envelope) says nothing yet.
+            Event::Empty(_) if depth == 0 => return Some(Sniffed::Local),
+            Event::Empty(e) if depth == 1 && is_soap && e.local_name().as_ref() == b"Body" => {
+                return Some(Sniffed::Local)
+            }
             Event::End(_) => {
                 if in_body && depth == 2 {
                     // `</Body>` before any child: an empty Body.
@@ -442,7 +447,10 @@ impl Forwarder {
         let result = if declared.is_some_and(|n| n > self.max_request_bytes) {
             Err(ForwardError::TooLarge(self.max_request_bytes))
         } else {
-            self.exchange(outgoing.clone_head(), outgoing, ews, &log.sent)
+            // An Autodiscover answer is rewritten, so it must come back uncompressed (the EWS
+            // Managed API asks for gzip, and IIS compresses these answers).
+            let plain = autodiscover && self.public_url.is_some();
+            self.exchange(outgoing.clone_head(), outgoing, ews, plain, &log.sent)
                 .await
         };
         let response = match result {
@@ -467,6 +475,12 @@ impl Forwarder {
         parts.headers = end_to_end(&parts.headers);
         if autodiscover && status == StatusCode::OK {
             if let Some(public) = &self.public_url {
+                if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING) {
+                    tracing::warn!(
+                        encoding = ?encoding,
+                        "the Autodiscover answer is encoded although openum asked for none; its URLs cannot be rewritten"
+                    );
+                }
                 let collected = http_body_util::Limited::new(body, AUTODISCOVER_MAX)
                     .collect()
                     .await;
@@ -503,10 +517,17 @@ impl Forwarder {
         head: (Method, Uri, HeaderMap),
         outgoing: Outgoing,
         ews: bool,
+        plain: bool,
         sent: &Arc<AtomicU64>,
     ) -> Result<axum::http::Response<reqwest::Body>, ForwardError> {
         let (method, uri, headers) = head;
         let mut forwarded = end_to_end(&headers);
+        if plain {
+            forwarded.remove(header::ACCEPT_ENCODING);
+        }
+        // What the client claims about the original request is not trusted: openum says it.
+        forwarded.remove(header::FORWARDED);
+        forwarded.remove("x-forwarded-host");
         let peer = outgoing.peer.map(|ip| ip.to_string());
         if let Some(peer) = peer {
             let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -517,9 +538,8 @@ impl Forwarder {
                 forwarded.insert("x-forwarded-for", value);
             }
         }
-        if !forwarded.contains_key("x-forwarded-proto") {
-            forwarded.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        }
+        // openum's EWS listener is plain HTTP (a TLS front end in front of it sets its own).
+        forwarded.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         let upload = Upload {
             prefix: Some(outgoing.prefix).filter(|p| !p.is_empty()),
             rest: Mutex::new(outgoing.rest),
@@ -742,6 +762,9 @@ pub fn rewrite_ews_url(document: &[u8], from: &str, to: &str) -> Vec<u8> {
 /// Returns the bytes read, what they say, and whether the body ended.
 pub async fn read_prefix(body: &mut Body) -> Result<(Bytes, Sniffed, bool), axum::Error> {
     let mut prefix = BytesMut::new();
+    // The prefix is classified again only once it has doubled (or grown by 4 KiB): a body
+    // trickled in 1-byte pieces must not cost a parse per byte (O(n²) before authentication).
+    let mut next_attempt = 0;
     loop {
         let frame = body.frame().await.transpose()?;
         let ended = match frame {
@@ -753,8 +776,12 @@ pub async fn read_prefix(body: &mut Body) -> Result<(Bytes, Sniffed, bool), axum
                 http_body::Body::is_end_stream(body)
             }
         };
-        if let Some(sniffed) = sniff(&prefix, ended) {
-            return Ok((prefix.freeze(), sniffed, ended));
+        let attempt = ended || prefix.len() >= next_attempt || prefix.len() >= SNIFF_LIMIT;
+        if attempt {
+            if let Some(sniffed) = sniff(&prefix, ended) {
+                return Ok((prefix.freeze(), sniffed, ended));
+            }
+            next_attempt = (prefix.len() * 2).max(prefix.len() + 4096);
         }
         if prefix.len() >= SNIFF_LIMIT {
             // No Body child in 64 KiB of well-formed XML (a huge header): not one of the
@@ -770,6 +797,17 @@ mod tests {
     use super::*;
 
     const ENV: &str = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><s:Header><t:RequestServerVersion xmlns:t="x" Version="Exchange2013"/></s:Header><s:Body>"#;
+
+    #[test]
+    fn an_empty_soap_header_does_not_stop_the_operation_being_found() {
+        let doc = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><s:Header/><s:Body><m:FindItem/></s:Body></s:Envelope>"#;
+        assert_eq!(
+            sniff(doc.as_bytes(), true),
+            Some(Sniffed::Other("FindItem".into()))
+        );
+        let empty_body = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#;
+        assert_eq!(sniff(empty_body.as_bytes(), true), Some(Sniffed::Local));
+    }
 
     #[test]
     fn sniff_finds_the_operation_and_waits_for_more() {

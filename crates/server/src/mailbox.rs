@@ -64,7 +64,7 @@ pub struct MailboxService {
     client: MailboxClient,
     credential_ttl: Duration,
     verified: Mutex<HashMap<[u8; 32], (MailboxCaller, Instant)>>,
-    audio: AudioCache,
+    audio: Arc<AudioCache>,
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<Metrics>,
 }
@@ -82,10 +82,10 @@ impl MailboxService {
             client,
             credential_ttl: Duration::from_secs(config.credential_cache_secs),
             verified: Mutex::new(HashMap::new()),
-            audio: AudioCache::new(
+            audio: Arc::new(AudioCache::new(
                 usize::try_from(config.audio_cache_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
-            ),
+            )),
             fetching: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::new()),
         })
@@ -174,46 +174,28 @@ impl MailboxService {
         }
         // One download per item at a time: a second request for it waits, then finds it cached.
         let gate = Arc::clone(lock(&self.fetching).entry(item_id.to_owned()).or_default());
-        let _turn = gate.lock().await;
-        let result = match self.audio.get(item_id, version.as_deref()) {
-            Some(pcm) => Ok((pcm, false)),
-            None => self
-                .download(authorization, &message)
-                .await
-                .map(|pcm| (pcm, true)),
+        let _cleanup = GateCleanup {
+            fetching: &self.fetching,
+            item_id,
+            gate: Arc::clone(&gate),
         };
-        drop(_turn);
-        let mut fetching = lock(&self.fetching);
-        // Two references: the map's and `gate`; nobody else waits for this item.
-        if Arc::strong_count(&gate) == 2 {
-            fetching.remove(item_id);
+        let _turn = gate.lock().await;
+        if let Some(pcm) = self.audio.get(item_id, version.as_deref()) {
+            return Ok((pcm, false));
         }
-        result
-    }
-
-    async fn download(
-        &self,
-        authorization: &str,
-        message: &mailbox_client::VoiceMessage,
-    ) -> Result<Arc<[i16]>, FetchError> {
-        let bytes = self
-            .client
-            .attachment(authorization, &message.audio)
-            .await?;
-        let started = Instant::now();
-        let pcm = decode(&message.audio.name, bytes).await?;
-        tracing::info!(
-            attachment = %message.audio.name,
-            seconds = pcm.len() as f64 / 8000.0,
-            decode_ms = started.elapsed().as_millis() as u64,
-            "voice message fetched from the mailbox"
-        );
-        self.audio.put(
-            &message.item_id,
-            message.change_key.clone(),
-            Arc::clone(&pcm),
-        );
-        Ok(pcm)
+        // The download and decode run in a task of their own: if this request gives up (its
+        // client left, a timeout), the audio still lands in the cache for the next play.
+        let download = tokio::spawn(download(
+            self.client.clone(),
+            authorization.to_owned(),
+            item_id.to_owned(),
+            message,
+            Arc::clone(&self.audio),
+        ));
+        match download.await {
+            Ok(result) => result.map(|pcm| (pcm, true)),
+            Err(error) => Err(FetchError::DecoderTask(error)),
+        }
     }
 
     /// `openum voicemail play-test`: checks `authorization` with the mailbox server and fetches
@@ -281,6 +263,48 @@ impl AudioSource for ItemAudio {
                 mailbox.cached(item_id).ok_or(AudioError::NotFound)
             }
             _ => self.local.pcm(item_id).await,
+        }
+    }
+}
+
+/// Downloads and decodes the voice attachment of `message` (item `item_id` as the caller
+/// named it), and caches it under that id.
+async fn download(
+    client: MailboxClient,
+    authorization: String,
+    item_id: String,
+    message: mailbox_client::VoiceMessage,
+    audio: Arc<AudioCache>,
+) -> Result<Arc<[i16]>, FetchError> {
+    let bytes = client.attachment(&authorization, &message.audio).await?;
+    let started = Instant::now();
+    let pcm = decode(&message.audio.name, bytes).await?;
+    tracing::info!(
+        attachment = %message.audio.name,
+        seconds = pcm.len() as f64 / 8000.0,
+        decode_ms = started.elapsed().as_millis() as u64,
+        "voice message fetched from the mailbox"
+    );
+    // Keyed by the id the caller used (the runtime looks it up by that id), whatever spelling
+    // the server answered with.
+    audio.put(&item_id, message.change_key.clone(), Arc::clone(&pcm));
+    Ok(pcm)
+}
+
+/// Removes an item's download gate when the last request waiting for it is done, however it
+/// ends (answered, failed or cancelled).
+struct GateCleanup<'a> {
+    fetching: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    item_id: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for GateCleanup<'_> {
+    fn drop(&mut self) {
+        let mut fetching = lock(self.fetching);
+        // The map's reference, this guard's and the caller's `gate`: nobody else waits.
+        if Arc::strong_count(&self.gate) <= 3 {
+            fetching.remove(self.item_id);
         }
     }
 }

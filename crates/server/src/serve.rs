@@ -82,11 +82,15 @@ pub async fn serve(
         mailbox = config.mailbox.as_ref().map_or("none", |m| m.ews_url.as_str()),
         "openum serving EWS at /EWS/Exchange.asmx"
     );
+    // Decisions §19: on SIGTERM, stop taking calls, hang up the live ones and record them, and
+    // only then drain HTTP — a slow client (or a long forwarded request) never delays a hang-up.
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(sip) = &sip {
+            sip.shutdown(Duration::from_secs(2)).await;
+        }
+    };
     crate::run(config, listener, state, shutdown).await;
-    if let Some(sip) = sip {
-        // Stop accepting calls first (done above), then end the live ones and record them.
-        sip.shutdown(Duration::from_secs(2)).await;
-    }
     tracing::info!("openum stopped");
     Ok(())
 }
