@@ -53,11 +53,11 @@ impl std::fmt::Debug for Auth {
 #[non_exhaustive]
 pub enum Error {
     /// The HTTP client could not be set up (e.g. no TLS back end).
-    #[error("cannot set up the HTTP client: {}", Causes(.0))]
+    #[error("cannot set up the HTTP client: {}", calls::error_chain(.0))]
     Setup(#[source] reqwest::Error),
     /// The server could not be reached, the request could not be built (e.g. a malformed URL),
     /// or the connection failed. The message includes the whole cause chain.
-    #[error("cannot reach the EWS endpoint: {}", Causes(.0))]
+    #[error("cannot reach the EWS endpoint: {}", calls::error_chain(.0))]
     Transport(#[source] reqwest::Error),
     /// HTTP 401: the credentials were refused.
     #[error("the server refused the credentials (HTTP 401)")]
@@ -95,28 +95,6 @@ pub enum Error {
         /// The missing element (e.g. `PhoneCallId`).
         element: &'static str,
     },
-}
-
-/// An error and its causes, `: `-separated, for messages that must show why (reqwest's own
-/// message is only "error sending request" or "builder error"). A cause whose text the previous
-/// message already contains is not repeated.
-struct Causes<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut previous = self.0.to_string();
-        f.write_str(&previous)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            let text = error.to_string();
-            if !previous.contains(&text) {
-                write!(f, ": {text}")?;
-            }
-            previous = text;
-            cause = error.source();
-        }
-        Ok(())
-    }
 }
 
 impl Error {
@@ -475,7 +453,7 @@ mod tests {
             ))),
         );
         assert_eq!(
-            Causes(&chain).to_string(),
+            calls::error_chain(&chain),
             "error sending request: tcp connect error: Connection refused"
         );
     }

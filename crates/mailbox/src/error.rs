@@ -69,10 +69,10 @@ pub enum Unavailable {
     },
     /// The connection could not be made: name resolution, refused, TLS handshake or
     /// certificate. The text includes the whole cause chain.
-    #[error("cannot connect: {}", Causes(.0))]
+    #[error("cannot connect: {}", calls::error_chain(.0))]
     Connect(#[source] reqwest::Error),
     /// The connection failed while sending or receiving.
-    #[error("the connection failed: {}", Causes(.0))]
+    #[error("the connection failed: {}", calls::error_chain(.0))]
     Transport(#[source] reqwest::Error),
     /// A redirect: an EWS POST is never redirected by a correct configuration, so it is not
     /// followed.
@@ -144,7 +144,7 @@ pub enum SetupError {
         source: std::io::Error,
     },
     /// `ca_file` is not a usable PEM certificate bundle.
-    #[error("ca_file {} is not a usable PEM certificate bundle: {}", path.display(), Causes(.source))]
+    #[error("ca_file {} is not a usable PEM certificate bundle: {}", path.display(), calls::error_chain(.source))]
     CaFile {
         /// The file.
         path: PathBuf,
@@ -159,27 +159,6 @@ pub enum SetupError {
         path: PathBuf,
     },
     /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {}", Causes(.0))]
+    #[error("cannot build the HTTP client: {}", calls::error_chain(.0))]
     Client(#[source] reqwest::Error),
-}
-
-/// An error and its causes, `: `-separated (reqwest's own text is only "error sending request
-/// for url (…)"); a cause whose text the previous one already contains is not repeated.
-struct Causes<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut previous = self.0.to_string();
-        f.write_str(&previous)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            let text = error.to_string();
-            if !previous.contains(&text) {
-                write!(f, ": {text}")?;
-            }
-            previous = text;
-            cause = error.source();
-        }
-        Ok(())
-    }
 }

@@ -237,64 +237,53 @@ struct Mailboxes {
 async fn mailboxes(dir: &Path) -> Mailboxes {
     let source = dir.join("chirp.wav");
     chirp_wav(&source);
-    let formats: Vec<(&str, &str, &str, Vec<u8>)> = vec![
-        (
-            "PCM WAV",
-            "audio.wav",
-            "audio/wav",
-            std::fs::read(&source).unwrap(),
-        ),
+    // (format, attachment name, content type, ffmpeg arguments; none: the source itself)
+    let encodings: [(&str, &str, &str, &[&str]); 6] = [
+        ("PCM WAV", "audio.wav", "audio/wav", &[]),
         (
             "G.711 A-law WAV",
             "audio.wav",
             "audio/wav",
-            encode(
-                &source,
-                &["-ar", "8000", "-c:a", "pcm_alaw"],
-                &dir.join("alaw.wav"),
-            ),
+            &["-ar", "8000", "-c:a", "pcm_alaw"],
         ),
         (
             "G.711 mu-law WAV",
             "voicemail.wav",
             "audio/x-wav",
-            encode(
-                &source,
-                &["-ar", "8000", "-c:a", "pcm_mulaw"],
-                &dir.join("ulaw.wav"),
-            ),
+            &["-ar", "8000", "-c:a", "pcm_mulaw"],
         ),
         (
             "GSM 06.10 WAV",
             "audio.wav",
             "audio/gsm",
-            encode(
-                &source,
-                &["-ar", "8000", "-c:a", "libgsm_ms"],
-                &dir.join("gsm.wav"),
-            ),
+            &["-ar", "8000", "-c:a", "libgsm_ms"],
         ),
         (
             "MP3",
             "audio.mp3",
             "audio/mp3",
-            encode(
-                &source,
-                &["-c:a", "libmp3lame", "-b:a", "64k"],
-                &dir.join("a.mp3"),
-            ),
+            &["-c:a", "libmp3lame", "-b:a", "64k"],
         ),
         (
             "WMA 2",
             "audio.wma",
             "audio/wma",
-            encode(
-                &source,
-                &["-c:a", "wmav2", "-b:a", "64k"],
-                &dir.join("a.wma"),
-            ),
+            &["-c:a", "wmav2", "-b:a", "64k"],
         ),
     ];
+    let formats: Vec<(&str, &str, &str, Vec<u8>)> = encodings
+        .iter()
+        .enumerate()
+        .map(|(i, &(format, name, content_type, args))| {
+            let bytes = if args.is_empty() {
+                std::fs::read(&source).unwrap()
+            } else {
+                let out = dir.join(format!("fixture{i}-{name}"));
+                encode(&source, args, &out)
+            };
+            (format, name, content_type, bytes)
+        })
+        .collect();
     let mut builder = MailboxDouble::builder();
     let alice = builder.mailbox(
         Mailbox::new("alice@example.com")
