@@ -18,8 +18,10 @@
 //! `audio::decode_to_8k_mono` on the attachment, and `MailboxService::fetch` of fresh items (the
 //! whole mailbox part of a cold play, without the HTTP front and the store).
 //!
-//! The mailbox double and the client share the machine with the server: on two cores the tails
-//! (p90, p99) of the cold case are mostly time spent runnable but off-CPU, so compare p50s.
+//! The mailbox double and the client share the machine with the server. The cold case's tail
+//! (p90, p99) comes from fresh memory: mimalloc asks for transparent huge pages, and a first touch
+//! that faults in a 2 MiB page costs ~4-5 ms on the VM this was written on; run with
+//! `MIMALLOC_ALLOW_THP=0` to see the case without them. Compare p50s across machines.
 //! Memory: the double keeps every item's attachment (about 2 × N_cold copies of the message).
 //!
 //! usage: play_latency [--mp3] [N_local [N_cold [N_cached]]]   (default 200 100 200)
@@ -287,22 +289,6 @@ where
     times
 }
 
-/// Involuntary context switches of all threads of this process so far (0 where /proc is not).
-fn involuntary_switches() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
-        .filter_map(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        })
-        .sum()
-}
-
 fn count(double: &MailboxDouble, operation: &str) -> usize {
     double
         .requests()
@@ -430,7 +416,6 @@ async fn main() {
     double.clear_requests();
 
     // Measured, interleaved request by request.
-    let preempted_before = involuntary_switches();
     let (mut local, mut cold, mut cached) = (Vec::new(), Vec::new(), Vec::new());
     let rounds = args.local.max(args.cold).max(args.cached);
     for i in 0..rounds {
@@ -444,8 +429,6 @@ async fn main() {
             cached.push(player.play(&mailbox_auth, cached_item).await);
         }
     }
-    // Threads that ended meanwhile drop out of the sum: a lower bound, never negative.
-    let preempted = involuntary_switches().saturating_sub(preempted_before);
     assert_eq!(
         count(&double, "GetFolder"),
         0,
@@ -548,6 +531,11 @@ async fn main() {
         bytes.len(),
         envelope_bytes.get()
     );
+    println!(
+        "allocator: mimalloc, MIMALLOC_ALLOW_THP={}\n",
+        std::env::var("MIMALLOC_ALLOW_THP")
+            .unwrap_or_else(|_| "(unset: huge pages allowed)".into())
+    );
     println!("| case | n | p50 | p90 | p99 | mean | p50 / local | mean / local |");
     println!("|---|---|---|---|---|---|---|---|");
     let base = stats(&local);
@@ -568,10 +556,6 @@ async fn main() {
             s.mean / base.mean
         );
     }
-    println!(
-        "\nInvoluntary context switches of this process while measuring: {preempted} \
-         (a thread still runnable lost its core: a rough gauge of CPU contention)."
-    );
     println!("\nParts of a cold fetch, timed alone (same double, after the run):\n");
     println!("| part | n | p50 | p90 | mean |");
     println!("|---|---|---|---|---|");
