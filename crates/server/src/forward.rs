@@ -434,6 +434,10 @@ impl Forwarder {
             Some(connection)
                 if connection.is_pinned() || crate::pinned::connection_auth(&outgoing.headers) =>
             {
+                if crate::pinned::connection_auth(&outgoing.headers) {
+                    // A new handshake may name another mailbox: learn it again.
+                    connection.forget_caller().await;
+                }
                 let backend = PinnedBackend {
                     connection: Arc::clone(connection),
                     pinning: Arc::clone(&self.pinning),

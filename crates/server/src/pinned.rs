@@ -139,6 +139,13 @@ impl ClientConnection {
         self.slot.lock().await.as_ref()?.caller.clone()
     }
 
+    /// Forgets the mailbox of the pinned connection (a new handshake began on it).
+    pub(crate) async fn forget_caller(&self) {
+        if let Some(pinned) = self.slot.lock().await.as_mut() {
+            pinned.caller = None;
+        }
+    }
+
     /// Remembers the mailbox of the pinned connection.
     pub(crate) async fn set_caller(&self, caller: MailboxCaller) {
         if let Some(pinned) = self.slot.lock().await.as_mut() {
