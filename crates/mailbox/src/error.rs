@@ -83,6 +83,9 @@ pub enum Unavailable {
         /// The `Location` header, if any.
         location: Option<String>,
     },
+    /// A transport other than the shared pool (a connection the caller authenticated) failed.
+    #[error("the connection failed: {0}")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Any other HTTP status (5xx, 403, 404, …), or a 500 that is not a SOAP fault.
     #[error("HTTP status {status}")]
     Status {

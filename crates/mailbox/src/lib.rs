@@ -68,6 +68,10 @@
 //! `GetAttachment` the base64 size of `max_attachment_bytes` plus 64 KiB of envelope. TLS is
 //! rustls, trusting the system's roots, the webpki roots and `ca_file` when set.
 //!
+//! Requests can also go over another [`Transport`] ([`MailboxClient::via`]): openum uses one
+//! client connection's dedicated mailbox-server connection, which NTLM or Negotiate
+//! authenticated, and sends no `Authorization` header on it (an empty `authorization`).
+//!
 //! HTTP 401 is [`MailboxError::Unauthorized`]; a SOAP fault (HTTP 500) or an `Error` response
 //! message is [`MailboxError::Item`] with the server's code and text; a redirect, any other
 //! status, or a failure to connect or to finish in time is [`MailboxError::Unavailable`]; an
@@ -76,7 +80,10 @@
 mod choice;
 mod error;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ews_proto::mailbox::{
@@ -110,10 +117,87 @@ pub struct MailboxSettings {
     pub max_attachment_bytes: u64,
 }
 
+/// What a [`Transport`] got back: the status, the `Location` header, and the body read up to
+/// the limit (`None` past it).
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Location` header, when visible ASCII.
+    pub location: Option<String>,
+    /// The body, or `None` when it is larger than the limit.
+    pub body: Option<Vec<u8>>,
+}
+
+/// A boxed future of a [`Transport`].
+pub type PostFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, MailboxError>> + Send + 'a>>;
+
+/// How EWS requests reach the mailbox server.
+pub trait Transport: Send + Sync {
+    /// POSTs `body` (`text/xml`) to the EWS endpoint with `authorization` (sensitive; none when
+    /// `None`) and reads the answer's body up to `limit` bytes. Transport failures are
+    /// [`MailboxError::Unavailable`].
+    fn post<'a>(
+        &'a self,
+        body: Vec<u8>,
+        authorization: Option<&'a HeaderValue>,
+        limit: u64,
+    ) -> PostFuture<'a>;
+}
+
+/// The shared connection pool ([`reqwest`]).
+struct Pooled {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+}
+
+impl Transport for Pooled {
+    fn post<'a>(
+        &'a self,
+        body: Vec<u8>,
+        authorization: Option<&'a HeaderValue>,
+        limit: u64,
+    ) -> PostFuture<'a> {
+        Box::pin(async move {
+            let mut request = self
+                .http
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+                .header(ACCEPT, "text/xml");
+            if let Some(credentials) = authorization {
+                request = request.header(AUTHORIZATION, credentials.clone());
+            }
+            let reply = request
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| transport(self.timeout, e))?;
+            let status = reply.status().as_u16();
+            let location = reply
+                .headers()
+                .get(LOCATION)
+                // A Location that is not visible ASCII is only left out of the message.
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+            let body = match read_body(reply, limit).await {
+                Ok(body) => Some(body),
+                Err(BodyError::TooLarge) => None,
+                Err(BodyError::Transport(e)) => return Err(transport(self.timeout, e)),
+            };
+            Ok(Reply {
+                status,
+                location,
+                body,
+            })
+        })
+    }
+}
+
 /// A client of one mailbox server. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct MailboxClient {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     url: reqwest::Url,
     timeout: Duration,
     max_attachment_bytes: u64,
@@ -233,11 +317,25 @@ impl MailboxClient {
         }
         let http = client.build().map_err(|e| setup(SetupError::Client(e)))?;
         Ok(Self {
-            http,
+            transport: Arc::new(Pooled {
+                http,
+                url: url.clone(),
+                timeout: settings.timeout,
+            }),
             url,
             timeout: settings.timeout,
             max_attachment_bytes: settings.max_attachment_bytes,
         })
+    }
+
+    /// This client with its requests sent over `transport` instead of the shared pool; an
+    /// empty `authorization` then sends no `Authorization` header.
+    #[must_use]
+    pub fn via(&self, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            transport,
+            ..self.clone()
+        }
     }
 
     /// Checks the caller's `Authorization` value (`Basic …` or `Bearer …`) against the mailbox
@@ -381,44 +479,41 @@ impl MailboxClient {
         limits: DecodeLimits,
     ) -> Result<MailboxResponse, MailboxError> {
         // A value that cannot be a header (a line break, …) cannot be checked either.
-        let mut credentials =
-            HeaderValue::from_str(authorization).map_err(|_| MailboxError::Unauthorized)?;
-        credentials.set_sensitive(true);
+        let credentials = if authorization.is_empty() {
+            None
+        } else {
+            let mut value =
+                HeaderValue::from_str(authorization).map_err(|_| MailboxError::Unauthorized)?;
+            value.set_sensitive(true);
+            Some(value)
+        };
         let reply = self
-            .http
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header(ACCEPT, "text/xml")
-            .header(AUTHORIZATION, credentials)
-            .body(encode_mailbox_request(VERSION, request))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        let status = reply.status();
+            .transport
+            .post(
+                encode_mailbox_request(VERSION, request).into_bytes(),
+                credentials.as_ref(),
+                body_limit,
+            )
+            .await?;
+        let status =
+            reqwest::StatusCode::from_u16(reply.status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(MailboxError::Unauthorized);
         }
         if status.is_redirection() {
-            let location = reply
-                .headers()
-                .get(LOCATION)
-                // A Location that is not visible ASCII is only left out of the message.
-                .and_then(|l| l.to_str().ok())
-                .map(str::to_owned);
             return Err(MailboxError::Unavailable(Unavailable::Redirect {
                 status: status.as_u16(),
-                location,
+                location: reply.location,
             }));
         }
         let fault = status == reqwest::StatusCode::INTERNAL_SERVER_ERROR;
         if status != reqwest::StatusCode::OK && !fault {
             return Err(unavailable_status(status));
         }
-        let body = match read_body(reply, body_limit).await {
-            Ok(body) => body,
-            Err(BodyError::Transport(e)) => return Err(self.transport(e)),
-            Err(BodyError::TooLarge) if fault => return Err(unavailable_status(status)),
-            Err(BodyError::TooLarge) => {
+        let body = match reply.body {
+            Some(body) => body,
+            None if fault => return Err(unavailable_status(status)),
+            None => {
                 return Err(MailboxError::BadResponse(BadResponse::TooLarge {
                     operation: request.operation_name(),
                     limit: body_limit,
@@ -433,13 +528,12 @@ impl MailboxClient {
             (Err(e), false) => Err(MailboxError::BadResponse(BadResponse::Decode(e))),
         }
     }
+}
 
-    fn transport(&self, e: reqwest::Error) -> MailboxError {
+fn transport(timeout: Duration, e: reqwest::Error) -> MailboxError {
+    {
         MailboxError::Unavailable(if e.is_timeout() {
-            Unavailable::Timeout {
-                timeout: self.timeout,
-                source: e,
-            }
+            Unavailable::Timeout { timeout, source: e }
         } else if e.is_connect() {
             Unavailable::Connect(e)
         } else {

@@ -69,9 +69,29 @@ pub enum Caller {
     Mailbox {
         /// Who they are.
         caller: MailboxCaller,
-        /// Their `Authorization` header value.
+        /// Their `Authorization` header value (empty on a pinned NTLM/Negotiate connection).
         authorization: String,
+        /// The pinned mailbox-server connection their mailbox requests go over, if any.
+        via: Option<Via>,
     },
+}
+
+/// A mailbox-server connection a caller authenticated (NTLM, Negotiate); equal only to itself.
+#[derive(Clone)]
+pub struct Via(pub Arc<dyn mailbox_client::Transport>);
+
+impl PartialEq for Via {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Via {}
+
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Via(pinned connection)")
+    }
 }
 
 impl std::fmt::Debug for Caller {
@@ -138,6 +158,7 @@ pub async fn identify(
         Ok(Some(caller)) => Identified::Caller(Caller::Mailbox {
             caller,
             authorization: value.trim().to_owned(),
+            via: None,
         }),
         Ok(None) => Identified::Refused,
         Err(error) => Identified::MailboxUnavailable(error),
@@ -287,6 +308,7 @@ mod tests {
                 login: "alice@example.com".into(),
             },
             authorization: "Basic c2VjcmV0".into(),
+            via: None,
         };
         let shown = format!("{caller:?}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");

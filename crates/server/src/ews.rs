@@ -192,7 +192,7 @@ enum ItemSource<'a> {
     /// Imported into this server's store.
     Local,
     /// In the caller's mailbox, read with their own header.
-    Mailbox(&'a MailboxService, &'a str),
+    Mailbox(&'a MailboxService, &'a str, Option<&'a crate::auth::Via>),
 }
 
 async fn play_on_phone(
@@ -219,9 +219,13 @@ async fn play_on_phone(
     let source =
         match (parse_item_id(&request.item_id.id), caller, &state.mailbox) {
             (Ok(_), _, _) => ItemSource::Local,
-            (Err(ItemIdError::Malformed), Caller::Mailbox { authorization, .. }, Some(mailbox)) => {
-                ItemSource::Mailbox(mailbox, authorization)
-            }
+            (
+                Err(ItemIdError::Malformed),
+                Caller::Mailbox {
+                    authorization, via, ..
+                },
+                Some(mailbox),
+            ) => ItemSource::Mailbox(mailbox, authorization, via.as_ref()),
             (Err(ItemIdError::Empty), _, _) => {
                 return Ok(play_error(
                     ResponseCode::ErrorInvalidIdEmpty,
@@ -280,8 +284,12 @@ async fn play_on_phone(
             }
             None
         }
-        ItemSource::Mailbox(mailbox, authorization) => {
-            match mailbox.fetch(authorization, &request.item_id.id).await {
+        ItemSource::Mailbox(mailbox, authorization, via) => {
+            let via = via.map(|v| Arc::clone(&v.0));
+            match mailbox
+                .fetch_via(via, authorization, &request.item_id.id)
+                .await
+            {
                 Ok(pcm) => Some(pcm),
                 Err(error) => return Ok(mailbox_fetch_error(&error)),
             }

@@ -14,9 +14,8 @@
 //!   bound, so they cannot starve the UM operations.
 //!
 //! Connection-oriented authentication (NTLM, Negotiate) needs every request of one client
-//! connection to reach the mailbox server on one backend connection. [`Backend`] is the seam
-//! for that: a per-client-connection backend holding one dedicated connection would be put into
-//! the request's extensions by the accept loop and used instead of the pooled one.
+//! connection to reach the mailbox server on one backend connection: such requests go through
+//! a [`crate::pinned::PinnedBackend`] instead of the pooled one ([`Forwarder::forward_on`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::MailboxConfig;
 use crate::metrics::Metrics;
+use crate::pinned::{ClientConnection, PinnedBackend, PinnedError, Pinning};
 
 /// How much of a request body is read to find its operation.
 pub const SNIFF_LIMIT: usize = 64 * 1024;
@@ -149,6 +149,9 @@ pub enum ForwardError {
     /// The Autodiscover answer could not be read for rewriting.
     #[error("cannot read the Autodiscover answer for rewriting")]
     Autodiscover(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The exchange on a pinned (NTLM/Negotiate) connection failed.
+    #[error(transparent)]
+    Pinned(crate::pinned::PinnedError),
 }
 
 impl ForwardError {
@@ -168,7 +171,8 @@ impl ForwardError {
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout(_) | Self::Pinned(PinnedError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Pinned(PinnedError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -253,6 +257,7 @@ pub struct Forwarder {
     ews_url: reqwest::Url,
     public_url: Option<String>,
     slots: Arc<Semaphore>,
+    pinning: Arc<Pinning>,
     max_request_bytes: u64,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -368,8 +373,17 @@ impl Forwarder {
         backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_forwarded_requests));
+        let pinning = Arc::new(Pinning {
+            ews_url: ews_url.clone(),
+            connect_timeout: Duration::from_secs(config.timeout_secs),
+            timeout: Duration::from_secs(config.forward_timeout_secs),
+            slots: Arc::clone(&slots),
+            gauge: metrics.pinned().clone(),
+        });
         Self {
             backend,
+            pinning,
             ews_url,
             public_url: config
                 .public_url
@@ -377,7 +391,7 @@ impl Forwarder {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .map(str::to_owned),
-            slots: Arc::new(Semaphore::new(config.max_forwarded_requests)),
+            slots,
             max_request_bytes: config.max_forward_mb.saturating_mul(1 << 20),
             timeout: Duration::from_secs(config.forward_timeout_secs),
             metrics,
@@ -402,8 +416,44 @@ impl Forwarder {
         url
     }
 
+    /// How pinned connections are made.
+    pub fn pinning(&self) -> &Arc<Pinning> {
+        &self.pinning
+    }
+
+    /// Forwards one request of client connection `connection`: over its dedicated
+    /// mailbox-server connection when the request carries `NTLM`/`Negotiate` credentials or the
+    /// connection is pinned already, else over the pool.
+    pub async fn forward_on(
+        &self,
+        outgoing: Outgoing,
+        ews: bool,
+        connection: Option<&Arc<ClientConnection>>,
+    ) -> Response {
+        match connection {
+            Some(connection)
+                if connection.is_pinned() || crate::pinned::connection_auth(&outgoing.headers) =>
+            {
+                if crate::pinned::connection_auth(&outgoing.headers) {
+                    // A new handshake may name another mailbox: learn it again.
+                    connection.forget_caller().await;
+                }
+                let backend = PinnedBackend {
+                    connection: Arc::clone(connection),
+                    pinning: Arc::clone(&self.pinning),
+                };
+                self.forward_via(outgoing, ews, &backend).await
+            }
+            _ => self.forward(outgoing, ews).await,
+        }
+    }
+
     /// Forwards one request; `ews` for the EWS endpoint (else the request's path is kept).
     pub async fn forward(&self, outgoing: Outgoing, ews: bool) -> Response {
+        self.forward_via(outgoing, ews, self.backend.as_ref()).await
+    }
+
+    async fn forward_via(&self, outgoing: Outgoing, ews: bool, backend: &dyn Backend) -> Response {
         let started = Instant::now();
         let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
             self.metrics.forwarded(outgoing.operation, 503);
@@ -450,7 +500,8 @@ impl Forwarder {
             // An Autodiscover answer is rewritten, so it must come back uncompressed (the EWS
             // Managed API asks for gzip, and IIS compresses these answers).
             let plain = autodiscover && self.public_url.is_some();
-            self.exchange(outgoing.clone_head(), outgoing, ews, plain, &log.sent)
+            let head = outgoing.clone_head();
+            self.exchange(head, outgoing, (ews, plain), &log.sent, backend)
                 .await
         };
         let response = match result {
@@ -516,9 +567,9 @@ impl Forwarder {
         &self,
         head: (Method, Uri, HeaderMap),
         outgoing: Outgoing,
-        ews: bool,
-        plain: bool,
+        (ews, plain): (bool, bool),
         sent: &Arc<AtomicU64>,
+        backend: &dyn Backend,
     ) -> Result<axum::http::Response<reqwest::Body>, ForwardError> {
         let (method, uri, headers) = head;
         let mut forwarded = end_to_end(&headers);
@@ -551,7 +602,7 @@ impl Forwarder {
         *request.headers_mut() = forwarded;
         *request.body_mut() = Some(reqwest::Body::wrap(upload));
         *request.timeout_mut() = Some(self.timeout);
-        self.backend.send(request).await
+        backend.send(request).await
     }
 }
 

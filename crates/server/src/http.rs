@@ -20,9 +20,10 @@ use tower::ServiceExt as _;
 
 use bytes::Bytes;
 
-use crate::auth::Identified;
+use crate::auth::{Caller, Identified};
 use crate::ews::{self, AppState};
 use crate::forward::{self, Sniffed};
+use crate::pinned::{self, ClientConnection, ConnectionId, PinnedTransport};
 
 /// HTTP-level settings.
 #[derive(Clone, Copy, Debug)]
@@ -130,6 +131,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     let deadline = tokio::time::Instant::now() + shared.request_timeout;
     if let Some(forwarder) = shared.app.forwarder.clone() {
         let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        let client = request.extensions().get::<Arc<ClientConnection>>().cloned();
         match route(
             request.method(),
             request.uri(),
@@ -150,7 +152,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
                     prefix: Bytes::new(),
                     rest: body,
                 };
-                return forwarder.forward(outgoing, ews).await;
+                return forwarder.forward_on(outgoing, ews, client.as_ref()).await;
             }
             Route::Sniff => {
                 let (parts, mut body) = request.into_parts();
@@ -174,7 +176,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
                         prefix,
                         rest: body,
                     };
-                    return forwarder.forward(outgoing, true).await;
+                    return forwarder.forward_on(outgoing, true, client.as_ref()).await;
                 }
                 let local = async {
                     let bytes = match rest_of_body(prefix, body, ended, shared.max_body_bytes).await
@@ -182,7 +184,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
                         Ok(bytes) => bytes,
                         Err(response) => return response,
                     };
-                    ews_post(&shared, &parts.headers, &bytes).await
+                    ews_post(&shared, &parts.headers, &bytes, client.as_ref()).await
                 };
                 return tokio::time::timeout_at(deadline, local)
                     .await
@@ -230,7 +232,7 @@ async fn answer_locally(shared: &Shared, request: Request) -> Response {
             if method == Method::POST {
                 // DefaultBodyLimit applies here too: past the cap this is a length error → 413.
                 match axum::body::to_bytes(body, shared.max_body_bytes).await {
-                    Ok(bytes) => ews_post(shared, &headers, &bytes).await,
+                    Ok(bytes) => ews_post(shared, &headers, &bytes, None).await,
                     Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
                 }
             } else {
@@ -290,14 +292,110 @@ fn xml_file(text: &'static str) -> Response {
         .into_response()
 }
 
-async fn ews_post(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+/// What a UM request on a pinned connection (or carrying NTLM/Negotiate) comes to.
+enum PinnedStep {
+    /// The mailbox the connection authenticated as.
+    Caller(Caller),
+    /// The mailbox server's answer to a handshake message, relayed (HTTP 401).
+    Challenge(Response),
+}
+
+/// A UM request that carries an `NTLM`/`Negotiate` message, or comes without `Authorization`
+/// on a pinned connection. The handshake message is relayed to the mailbox server on the
+/// client connection's dedicated connection with a `GetFolder` (inbox) body: a 401 (the
+/// challenge, or a refusal) goes back to the client as it is; once the mailbox server accepts,
+/// a `GetFolder` over the connection without `Authorization` names the mailbox (remembered for
+/// the connection) and the UM request is answered here, its mailbox requests going over that
+/// connection too.
+async fn pinned_caller(
+    forwarder: &forward::Forwarder,
+    mailbox: &crate::mailbox::MailboxService,
+    connection: &Arc<ClientConnection>,
+    headers: &HeaderMap,
+) -> Result<PinnedStep, Box<dyn std::error::Error + Send + Sync>> {
+    let transport = Arc::new(PinnedTransport {
+        connection: Arc::clone(connection),
+        pinning: Arc::clone(forwarder.pinning()),
+    });
+    let message = headers
+        .get(header::AUTHORIZATION)
+        .filter(|_| pinned::connection_auth(headers));
+    let known = match message {
+        Some(message) => {
+            let reply = transport.handshake(message).await?;
+            if reply.status == StatusCode::UNAUTHORIZED {
+                let mut response = StatusCode::UNAUTHORIZED.into_response();
+                for challenge in reply.challenges {
+                    response
+                        .headers_mut()
+                        .append(header::WWW_AUTHENTICATE, challenge);
+                }
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+                return Ok(PinnedStep::Challenge(response));
+            }
+            if !reply.status.is_success() {
+                return Err(format!(
+                    "the mailbox server answered the handshake with HTTP {}",
+                    reply.status
+                )
+                .into());
+            }
+            None
+        }
+        None => connection.caller().await,
+    };
+    let caller = match known {
+        Some(caller) => caller,
+        None => {
+            let Some(caller) = mailbox.verify_via(transport.clone()).await? else {
+                return Ok(PinnedStep::Challenge(unauthorized(true)));
+            };
+            connection.set_caller(caller.clone()).await;
+            caller
+        }
+    };
+    Ok(PinnedStep::Caller(Caller::Mailbox {
+        caller,
+        authorization: String::new(),
+        via: Some(crate::auth::Via(transport)),
+    }))
+}
+
+async fn ews_post(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    client: Option<&Arc<ClientConnection>>,
+) -> Response {
     let Ok(_permit) = shared.in_flight.try_acquire() else {
         return xml_answer(ews::fault(&Fault::server_busy(1000)));
     };
     let app = &shared.app;
+    let offer_ntlm = app.forwarder.is_some() && app.mailbox.is_some();
+    if let (Some(forwarder), Some(mailbox), Some(connection)) =
+        (&app.forwarder, &app.mailbox, client)
+    {
+        let without = headers.get(header::AUTHORIZATION).is_none();
+        if pinned::connection_auth(headers) || (connection.is_pinned() && without) {
+            let step = pinned_caller(forwarder, mailbox, connection, headers).await;
+            let caller = match step {
+                Ok(PinnedStep::Caller(caller)) => caller,
+                Ok(PinnedStep::Challenge(response)) => return response,
+                Err(error) => {
+                    tracing::warn!(error = %calls::error_chain(error.as_ref()), "cannot check the pinned connection with the mailbox server");
+                    return xml_answer(ews::mailbox_unavailable(app, body));
+                }
+            };
+            let span = tracing::debug_span!("ews", user = %caller.login());
+            let _enter = span.enter();
+            return xml_answer(ews::handle(app, &caller, body).await);
+        }
+    }
     let caller = match crate::auth::identify(&app.auth, app.mailbox.as_deref(), headers).await {
         Ok(Identified::Caller(caller)) => caller,
-        Ok(Identified::Refused) => return unauthorized(),
+        Ok(Identified::Refused) => return unauthorized(offer_ntlm),
         Ok(Identified::MailboxUnavailable(error)) => {
             tracing::warn!(error = %calls::error_chain(&error), "cannot check credentials with the mailbox server");
             return xml_answer(ews::mailbox_unavailable(app, body));
@@ -322,8 +420,9 @@ fn xml_answer(answer: ews::Answer) -> Response {
         .into_response()
 }
 
-/// 401 with an empty body and one challenge per supported scheme.
-fn unauthorized() -> Response {
+/// 401 with an empty body and one challenge per supported scheme (`NTLM` and `Negotiate` with
+/// `ntlm`: relayed to the mailbox server on a pinned connection).
+fn unauthorized(ntlm: bool) -> Response {
     let mut response = StatusCode::UNAUTHORIZED.into_response();
     let h = response.headers_mut();
     h.append(
@@ -334,6 +433,13 @@ fn unauthorized() -> Response {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(r#"Bearer realm="openum""#),
     );
+    if ntlm {
+        h.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("NTLM"));
+        h.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Negotiate"),
+        );
+    }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }
@@ -354,6 +460,7 @@ pub async fn serve(
         .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
+    let mut next_id = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -371,9 +478,15 @@ pub async fn serve(
             // Only latency suffers (Nagle); the connection is served all the same.
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        next_id += 1;
+        let client = ClientConnection::new(ConnectionId(next_id));
+        let of_requests = Arc::clone(&client);
         let service = TowerToHyperService::new(router.clone().map_request(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
+                let extensions = request.extensions_mut();
+                extensions.insert(Peer(peer));
+                extensions.insert(of_requests.id());
+                extensions.insert(Arc::clone(&of_requests));
                 request
             },
         ));
@@ -383,6 +496,8 @@ pub async fn serve(
             if let Err(error) = watched.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            // Its pinned mailbox-server connection, if any, ends with it.
+            client.close().await;
         });
     }
     drop(listener);

@@ -30,6 +30,7 @@ pub mod forward;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
+pub mod pinned;
 pub mod registry;
 pub mod serve;
 pub mod store;

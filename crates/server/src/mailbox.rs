@@ -120,8 +120,7 @@ impl MailboxService {
             }
         };
         self.metrics.mailbox("login", "accepted");
-        let digest = Sha256::digest(identity.inbox_folder_id.as_bytes());
-        let owner = format!("mailbox:{}", hex(&digest[..16]));
+        let owner = owner_of(&identity);
         let login = basic_user(authorization).unwrap_or_else(|| owner.clone());
         let caller = MailboxCaller { owner, login };
         let mut verified = lock(&self.verified);
@@ -136,6 +135,33 @@ impl MailboxService {
         Ok(Some(caller))
     }
 
+    /// The mailbox caller a pinned, NTLM/Negotiate-authenticated connection belongs to (a
+    /// `GetFolder` of the inbox over it, without `Authorization`); the owner is derived as in
+    /// [`Self::verify`], so one mailbox owns the same calls however it logs in. `Ok(None)`: the
+    /// connection is not authenticated (→ HTTP 401).
+    pub async fn verify_via(
+        &self,
+        transport: Arc<dyn mailbox_client::Transport>,
+    ) -> Result<Option<MailboxCaller>, MailboxError> {
+        let identity = match self.client.via(transport).identity("").await {
+            Ok(identity) => identity,
+            Err(MailboxError::Unauthorized) => {
+                self.metrics.mailbox("login", "refused");
+                return Ok(None);
+            }
+            Err(error) => {
+                self.metrics.mailbox("login", "unavailable");
+                return Err(error);
+            }
+        };
+        self.metrics.mailbox("login", "accepted");
+        let owner = owner_of(&identity);
+        Ok(Some(MailboxCaller {
+            login: owner.clone(),
+            owner,
+        }))
+    }
+
     /// The decoded audio of item `item_id`, read with the caller's `authorization`. Every call
     /// asks the mailbox server for the item (the caller's rights are checked each time); the
     /// attachment is downloaded and decoded only when the cache has no copy of this version.
@@ -144,7 +170,21 @@ impl MailboxService {
         authorization: &str,
         item_id: &str,
     ) -> Result<Arc<[i16]>, FetchError> {
-        let fetched = self.fetch_uncounted(authorization, item_id).await;
+        self.fetch_via(None, authorization, item_id).await
+    }
+
+    /// [`Self::fetch`], over `via` (a pinned connection) when given.
+    pub async fn fetch_via(
+        &self,
+        via: Option<Arc<dyn mailbox_client::Transport>>,
+        authorization: &str,
+        item_id: &str,
+    ) -> Result<Arc<[i16]>, FetchError> {
+        let client = match via {
+            Some(transport) => self.client.via(transport),
+            None => self.client.clone(),
+        };
+        let fetched = self.fetch_uncounted(&client, authorization, item_id).await;
         let outcome = match &fetched {
             Ok((_, true)) => "downloaded",
             Ok((_, false)) => "cached",
@@ -164,10 +204,11 @@ impl MailboxService {
     /// [`Self::fetch`]; the flag says whether the attachment was downloaded.
     async fn fetch_uncounted(
         &self,
+        client: &MailboxClient,
         authorization: &str,
         item_id: &str,
     ) -> Result<(Arc<[i16]>, bool), FetchError> {
-        let message = self.client.voice_message(authorization, item_id).await?;
+        let message = client.voice_message(authorization, item_id).await?;
         let version = message.change_key.clone();
         if let Some(pcm) = self.audio.get(item_id, version.as_deref()) {
             return Ok((pcm, false));
@@ -186,7 +227,7 @@ impl MailboxService {
         // The download and decode run in a task of their own: if this request gives up (its
         // client left, a timeout), the audio still lands in the cache for the next play.
         let download = tokio::spawn(download(
-            self.client.clone(),
+            client.clone(),
             authorization.to_owned(),
             item_id.to_owned(),
             message,
@@ -364,6 +405,12 @@ fn basic_user(authorization: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(raw).ok()?;
     text.split_once(':').map(|(user, _)| user.to_owned())
+}
+
+/// The owner key of a mailbox: `mailbox:` and a digest of its inbox FolderId.
+fn owner_of(identity: &mailbox_client::MailboxIdentity) -> String {
+    let digest = Sha256::digest(identity.inbox_folder_id.as_bytes());
+    format!("mailbox:{}", hex(&digest[..16]))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -68,6 +68,7 @@ pub struct Metrics {
     forwarded: Family<ForwardLabels, Counter>,
     forward_duration: Histogram,
     forwarding: Gauge,
+    pinned: Gauge,
     // Registration needs `&mut Registry`; scrapes build the text under this lock.
     encode_lock: Mutex<()>,
 }
@@ -91,6 +92,11 @@ impl Metrics {
     /// A forwarded exchange ended (answer body sent or abandoned) after `took`.
     pub fn forward_ended(&self, took: Duration) {
         self.forward_duration.observe(took.as_secs_f64());
+    }
+
+    /// The gauge of client connections pinned to a mailbox-server connection (NTLM/Negotiate).
+    pub fn pinned(&self) -> &Gauge {
+        &self.pinned
     }
 
     /// The gauge of forwarded requests in flight.
@@ -153,6 +159,11 @@ impl Metrics {
             "forwarded_in_flight",
             "Forwarded requests in flight",
             self.forwarding.clone(),
+        );
+        registry.register(
+            "pinned_connections",
+            "Client connections with a dedicated mailbox-server connection (NTLM, Negotiate)",
+            self.pinned.clone(),
         );
         registry.register("calls_started", "Calls placed", self.calls_started.clone());
         registry.register(
@@ -231,6 +242,7 @@ impl Metrics {
             forwarded: Family::default(),
             forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             forwarding: Gauge::default(),
+            pinned: Gauge::default(),
             encode_lock: Mutex::new(()),
         }
     }

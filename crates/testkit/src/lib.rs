@@ -13,6 +13,7 @@
 )]
 
 pub mod mailbox;
+pub mod ntlm;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -10,6 +10,14 @@
 //!   insensitive, with its password) or `Bearer <token>`. Anything else is HTTP 401 with an empty
 //!   body and `WWW-Authenticate: Basic realm="…"` (plus `Bearer realm="…"` when any mailbox has a
 //!   token), as IIS answers in front of Exchange.
+//! - With [`MailboxDoubleBuilder::ntlm`], NTLM too (MS-NLMP, NTLMv2 only), as `NTLM` or as
+//!   `Negotiate` wrapping a raw NTLMSSP token, and 401s also offer `NTLM` and `Negotiate`. NTLM
+//!   authenticates the TCP connection: `NTLM <type 1>` is answered 401 with `NTLM <type 2>` (a
+//!   fresh server challenge, the domain in the target info) on the same connection; `NTLM <type
+//!   3>` is checked against the password of the mailbox whose login is `DOMAIN\user`,
+//!   `user@domain` or `user` (as Basic logins match), and on success that request and every
+//!   later one on the connection without `Authorization` are served as that mailbox. Such
+//!   requests are logged with `auth_scheme` `NTLM`; a new connection must authenticate again.
 //! - Per-item problems are HTTP 200 with `ResponseClass="Error"`: `ErrorInvalidIdEmpty`,
 //!   `ErrorInvalidIdMalformed` (not base64, or not an id of Exchange's layout),
 //!   `ErrorItemNotFound` (unknown or deleted), and for an item of **another** mailbox
@@ -80,6 +88,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::ntlm;
 use ids::MailboxIds;
 
 /// PidTagVoiceMessageAttachmentOrder: property id `0x6805`, `PtypString` ([MS-OXPROPS] 2.1060,
@@ -392,6 +401,7 @@ impl LoggedRequest {
 pub struct MailboxDoubleBuilder {
     store: Store,
     realm: String,
+    ntlm: Option<String>,
 }
 
 impl MailboxDoubleBuilder {
@@ -411,6 +421,13 @@ impl MailboxDoubleBuilder {
         self
     }
 
+    /// Also accepts NTLM (and Negotiate carrying NTLM) for `domain`, the NetBIOS domain named
+    /// in the challenge's target info.
+    pub fn ntlm(&mut self, domain: impl Into<String>) -> &mut Self {
+        self.ntlm = Some(domain.into());
+        self
+    }
+
     /// What another mailbox's items answer (default [`ForeignItemError::AccessDenied`]).
     pub fn foreign_item_error(&mut self, error: ForeignItemError) -> &mut Self {
         self.store.foreign_item_error = error;
@@ -427,6 +444,8 @@ impl MailboxDoubleBuilder {
             mode: Mutex::new(Mode::Normal),
             log: Mutex::new(Vec::new()),
             realm: self.realm,
+            ntlm: self.ntlm,
+            challenges: std::sync::atomic::AtomicU64::new(0),
             addr,
         });
         let (control, commands) = mpsc::channel(4);
@@ -455,6 +474,7 @@ impl MailboxDouble {
         MailboxDoubleBuilder {
             store: Store::default(),
             realm: "127.0.0.1".into(),
+            ntlm: None,
         }
     }
 
@@ -556,7 +576,20 @@ struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
     realm: String,
     has_tokens: bool,
+    /// The NTLM domain, when NTLM is offered.
+    ntlm: Option<String>,
+    /// Server challenges issued (a nonce ingredient).
+    challenges: std::sync::atomic::AtomicU64,
     addr: SocketAddr,
+}
+
+/// NTLM state of one TCP connection.
+#[derive(Debug, Default)]
+struct ConnectionAuth {
+    /// The server challenge of the last type 2 message sent on it.
+    challenge: Option<[u8; 8]>,
+    /// The mailbox the connection authenticated as.
+    mailbox: Option<usize>,
 }
 
 /// Commands from [`MailboxDouble::set_mode`] to the server task.
@@ -630,9 +663,11 @@ async fn listen_again(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+    let connection = Arc::new(Mutex::new(ConnectionAuth::default()));
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+        let connection = Arc::clone(&connection);
+        async move { Ok::<_, Infallible>(handle(&shared, &connection, request).await) }
     });
     // A client that goes away mid-request is not the double's problem.
     let _ = hyper::server::conn::http1::Builder::new()
@@ -641,7 +676,11 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
 }
 
 /// Answers one HTTP request and logs it.
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: &Shared,
+    connection: &Mutex<ConnectionAuth>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let mode = *lock(&shared.mode);
     let (parts, body) = request.into_parts();
     let body = body
@@ -652,13 +691,57 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     if let Mode::Slow(delay) = mode {
         tokio::time::sleep(delay).await;
     }
-    let credentials = Credentials::read(parts.headers.get(AUTHORIZATION));
-    let caller = lock(&shared.store).authenticate(&credentials);
-    let response = match mode {
-        Mode::Garbage => garbage(),
-        Mode::ServerError => server_error_page(),
-        Mode::Huge(bytes) => huge(bytes),
-        Mode::Normal | Mode::Slow(_) | Mode::Down => {
+    let mut credentials = Credentials::read(parts.headers.get(AUTHORIZATION));
+    let mut caller = lock(&shared.store).authenticate(&credentials);
+    let mut login = credentials.login();
+    let mut challenge = None;
+    if let (Some(domain), Credentials::Ntlm { negotiate, token }) = (&shared.ntlm, &credentials) {
+        match ntlm::message_type(token) {
+            Some(1) => {
+                let nonce = shared.server_challenge();
+                let mut auth = lock(connection);
+                auth.challenge = Some(nonce);
+                auth.mailbox = None;
+                let scheme = if *negotiate { "Negotiate" } else { "NTLM" };
+                let message = ntlm::challenge(nonce, domain, "MAILDOUBLE");
+                challenge = Some(format!("{scheme} {}", STANDARD.encode(message)));
+            }
+            Some(3) => {
+                let mut auth = lock(connection);
+                let found = auth
+                    .challenge
+                    .take()
+                    .zip(ntlm::parse_authenticate(token).ok());
+                auth.mailbox = found.and_then(|(nonce, answer)| {
+                    login = Some(if answer.domain.is_empty() {
+                        answer.user.clone()
+                    } else {
+                        format!("{}\\{}", answer.domain, answer.user)
+                    });
+                    lock(&shared.store).authenticate_ntlm(&answer, &nonce)
+                });
+                caller = auth.mailbox;
+            }
+            _ => {}
+        }
+    } else if matches!(credentials, Credentials::None) {
+        if let Some(mailbox) = lock(connection).mailbox {
+            caller = Some(mailbox);
+            credentials = Credentials::Connection;
+        }
+    }
+    let response = match (mode, challenge) {
+        (_, Some(challenge)) => {
+            let mut response = plain(StatusCode::UNAUTHORIZED, None, Bytes::new());
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+        (Mode::Garbage, None) => garbage(),
+        (Mode::ServerError, None) => server_error_page(),
+        (Mode::Huge(bytes), None) => huge(bytes),
+        (Mode::Normal | Mode::Slow(_) | Mode::Down, None) => {
             shared.answer(&parts.method, parts.uri.path(), &body, &credentials, caller)
         }
     };
@@ -678,7 +761,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             })
             .collect(),
         auth_scheme: credentials.scheme(),
-        login: credentials.login(),
+        login,
         mailbox,
         operation: ews::operation_name(&body),
         body: body.to_vec(),
@@ -688,6 +771,22 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
 }
 
 impl Shared {
+    /// A fresh 8-byte server challenge.
+    fn server_challenge(&self) -> [u8; 8] {
+        use sha2::Digest as _;
+        let n = self
+            .challenges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("{n}:{now}:{}", self.addr));
+        let mut nonce = [0; 8];
+        nonce.copy_from_slice(&digest[..8]);
+        nonce
+    }
+
     fn answer(
         &self,
         method: &Method,
@@ -741,6 +840,10 @@ impl Shared {
                 bearer.push_str(", error=\"invalid_token\"");
             }
             challenges.push(bearer);
+        }
+        if self.ntlm.is_some() {
+            challenges.push("NTLM".into());
+            challenges.push("Negotiate".into());
         }
         for challenge in challenges {
             if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -825,7 +928,14 @@ enum Credentials {
         password: String,
     },
     Bearer(String),
-    /// A scheme the double does not accept (NTLM, Negotiate, …), or undecodable Basic.
+    /// An NTLMSSP token, sent as `NTLM` or as `Negotiate`.
+    Ntlm {
+        negotiate: bool,
+        token: Vec<u8>,
+    },
+    /// No header, on a connection NTLM authenticated.
+    Connection,
+    /// A scheme the double does not accept (Kerberos, …), or undecodable Basic or NTLM.
     Other(String),
 }
 
@@ -851,6 +961,14 @@ impl Credentials {
             }
         } else if scheme.eq_ignore_ascii_case("Bearer") {
             return Self::Bearer(rest.trim().to_owned());
+        } else if scheme.eq_ignore_ascii_case("NTLM") || scheme.eq_ignore_ascii_case("Negotiate") {
+            let token = STANDARD.decode(rest.trim()).ok();
+            if let Some(token) = token.filter(|t| ntlm::message_type(t).is_some()) {
+                return Self::Ntlm {
+                    negotiate: scheme.eq_ignore_ascii_case("Negotiate"),
+                    token,
+                };
+            }
         }
         Self::Other(scheme.to_owned())
     }
@@ -860,6 +978,7 @@ impl Credentials {
             Self::None => None,
             Self::Basic { .. } => Some("Basic".into()),
             Self::Bearer(_) => Some("Bearer".into()),
+            Self::Ntlm { .. } | Self::Connection => Some("NTLM".into()),
             Self::Other(scheme) => Some(scheme.clone()),
         }
     }
@@ -1083,7 +1202,30 @@ impl Store {
                 m.answers_to(login) && m.password.as_deref() == Some(password.as_str())
             }
             Credentials::Bearer(token) => !token.is_empty() && m.tokens.iter().any(|t| t == token),
-            Credentials::None | Credentials::Other(_) => false,
+            Credentials::None
+            | Credentials::Ntlm { .. }
+            | Credentials::Connection
+            | Credentials::Other(_) => false,
+        })
+    }
+
+    /// The mailbox an NTLMv2 answer to `challenge` reaches: one with the login `DOMAIN\user`,
+    /// `user@domain` or `user`, whose password the answer was computed with.
+    fn authenticate_ntlm(&self, answer: &ntlm::Authenticate, challenge: &[u8; 8]) -> Option<usize> {
+        let (user, domain) = (&answer.user, &answer.domain);
+        let logins = [
+            format!("{domain}\\{user}"),
+            format!("{user}@{domain}"),
+            user.clone(),
+        ];
+        self.mailboxes.iter().position(|m| {
+            logins
+                .iter()
+                .filter(|l| !domain.is_empty() || *l == user)
+                .any(|l| m.answers_to(l))
+                && m.password
+                    .as_deref()
+                    .is_some_and(|p| ntlm::verify_ntlmv2(answer, challenge, p))
         })
     }
 }

@@ -1,0 +1,206 @@
+//! Windows authentication through openum: an NTLM handshake done by hand on one client
+//! connection is relayed to the mailbox server (the testkit double, speaking NTLM) on one
+//! dedicated connection; UM operations on that connection then run as the mailbox.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use server::config::{Config, MailboxConfig};
+use support::{get_info, play, TestServer};
+use testkit::mailbox::{Attachment, Item, Mailbox, MailboxDouble};
+use testkit::ntlm;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+extern crate openum_server as server;
+
+const PW: &str = "alice mailbox password";
+
+fn find_item() -> String {
+    support::envelope(
+        Some("Exchange2013"),
+        r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds></m:FindItem>"#,
+    )
+}
+
+/// One HTTP/1.1 exchange on `stream`: status, `WWW-Authenticate` values and body.
+async fn exchange(
+    stream: &mut BufReader<TcpStream>,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, Vec<String>, String) {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: openum\r\nContent-Type: text/xml; charset=utf-8\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let mut status = String::new();
+    stream.read_line(&mut status).await.unwrap();
+    let code = status.split(' ').nth(1).unwrap().parse().unwrap();
+    let (mut challenges, mut length, mut chunked) = (Vec::new(), 0usize, false);
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("www-authenticate") {
+            challenges.push(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().unwrap();
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            stream.read_line(&mut size).await.unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            stream.read_exact(&mut chunk).await.unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        stream.read_exact(&mut body).await.unwrap();
+    }
+    (code, challenges, String::from_utf8(body).unwrap())
+}
+
+/// Type 1, then type 3 for `password`, both with `body`; the second answer.
+async fn handshake(
+    stream: &mut BufReader<TcpStream>,
+    password: &str,
+    body: &str,
+) -> (u16, Vec<String>, String) {
+    let type1 = format!("NTLM {}", STANDARD.encode(ntlm::negotiate()));
+    let (status, challenges, _) = exchange(stream, Some(&type1), body).await;
+    assert_eq!(status, 401);
+    let token = challenges
+        .iter()
+        .find_map(|c| c.strip_prefix("NTLM "))
+        .expect("an NTLM challenge");
+    let challenge = ntlm::parse_challenge(&STANDARD.decode(token).unwrap()).unwrap();
+    let type3 = ntlm::authenticate(&challenge, "alice", "EXAMPLE", password, [5; 8], 0);
+    exchange(
+        stream,
+        Some(&format!("NTLM {}", STANDARD.encode(type3))),
+        body,
+    )
+    .await
+}
+
+fn call_id(body: &str) -> String {
+    let at = body.find("PhoneCallId Id=\"").expect(body) + "PhoneCallId Id=\"".len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ntlm_connection_forwards_and_plays_as_its_mailbox() {
+    let mut builder = MailboxDouble::builder();
+    let alice = builder.mailbox(
+        Mailbox::new("alice@example.com")
+            .login("EXAMPLE\\alice")
+            .password(PW),
+    );
+    let samples: Vec<i16> = (0..8000).map(|i| ((i % 40) * 400 - 8000) as i16).collect();
+    let item = builder.item(
+        &alice,
+        Item::voicemail("Voice Mail").attachment(Attachment::file(
+            "audio.wav",
+            "audio/wav",
+            testkit::pcm_wav(8000, 1, &samples),
+        )),
+    );
+    builder.ntlm("example");
+    let double = builder.start().await.unwrap();
+    let config = Config {
+        mailbox: Some(MailboxConfig {
+            ews_url: double.url(),
+            timeout_secs: 5,
+            ..MailboxConfig::default()
+        }),
+        ..Config::default()
+    };
+    let server = TestServer::start_with(config, true).await;
+    let connect = || async { BufReader::new(TcpStream::connect(server.addr).await.unwrap()) };
+
+    // The handshake rides on a forwarded FindItem, which is answered.
+    let mut first = connect().await;
+    let (status, _, found) = handshake(&mut first, PW, &find_item()).await;
+    assert_eq!(status, 200, "{found}");
+    assert!(found.contains(&item.id), "{found}");
+    // Later requests on the connection carry no Authorization.
+    let (status, _, found) = exchange(&mut first, None, &find_item()).await;
+    assert_eq!(status, 200, "{found}");
+    let (status, _, played) = exchange(&mut first, None, &play(&item.id, "5551212")).await;
+    assert_eq!(status, 200, "{played}");
+    assert!(played.contains("ResponseClass=\"Success\""), "{played}");
+    let id = call_id(&played);
+    // All on one mailbox-server connection, authenticated by NTLM.
+    let log = double.requests();
+    assert!(
+        log.iter().all(|r| r.auth_scheme.as_deref() == Some("NTLM")),
+        "{log:?}"
+    );
+    assert!(log
+        .iter()
+        .any(|r| r.operation.as_deref() == Some("GetAttachment")));
+
+    // The same mailbox via Basic owns the call.
+    let info = server
+        .ews_as(
+            Some(&TestServer::basic("alice@example.com", PW)),
+            get_info(&id),
+        )
+        .await;
+    assert_eq!(
+        support::code(&info),
+        ews_proto::ResponseCode::NoError,
+        "{}",
+        info.body
+    );
+
+    // Another connection without the handshake is refused, offering NTLM.
+    let mut second = connect().await;
+    let (status, challenges, _) = exchange(&mut second, None, &play(&item.id, "5551212")).await;
+    assert_eq!(status, 401);
+    assert!(challenges.iter().any(|c| c == "NTLM"), "{challenges:?}");
+    assert!(
+        challenges.iter().any(|c| c == "Negotiate"),
+        "{challenges:?}"
+    );
+
+    // A wrong password: the mailbox server's 401, relayed.
+    let mut third = connect().await;
+    let (status, _, _) = handshake(&mut third, "wrong", &find_item()).await;
+    assert_eq!(status, 401);
+
+    // The handshake on a UM operation itself: relayed, then answered by openum.
+    let mut fourth = connect().await;
+    let (status, _, played) = handshake(&mut fourth, PW, &play(&item.id, "5551212")).await;
+    assert_eq!(status, 200, "{played}");
+    assert!(played.contains("ResponseClass=\"Success\""), "{played}");
+}
