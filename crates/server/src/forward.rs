@@ -246,6 +246,9 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS client of pinned (NTLM/Negotiate) connections cannot be built.
+    #[error("cannot set up TLS for pinned connections")]
+    PinnedTls(#[source] crate::pinned::TlsSetupError),
     /// The HTTP client cannot be built (or `ca_file` holds no usable certificate).
     #[error("cannot build the forwarding HTTP client")]
     Client(#[source] reqwest::Error),
@@ -358,12 +361,21 @@ impl Forwarder {
             }
         }
         let client = builder.build().map_err(SetupError::Client)?;
-        Ok(Self::with_backend(
-            config,
-            ews_url,
-            Arc::new(PooledBackend { client }),
-            metrics,
-        ))
+        let tls = if ews_url.scheme() == "https" {
+            Some(
+                crate::pinned::tls_connector(config.ca_file.as_deref())
+                    .map_err(SetupError::PinnedTls)?,
+            )
+        } else {
+            None
+        };
+        let mut forwarder =
+            Self::with_backend(config, ews_url, Arc::new(PooledBackend { client }), metrics);
+        forwarder.pinning = Arc::new(Pinning {
+            tls,
+            ..Pinning::clone_settings(&forwarder.pinning)
+        });
+        Ok(forwarder)
     }
 
     /// A forwarder sending through `backend`.
@@ -376,6 +388,7 @@ impl Forwarder {
         let slots = Arc::new(Semaphore::new(config.max_forwarded_requests));
         let pinning = Arc::new(Pinning {
             ews_url: ews_url.clone(),
+            tls: None,
             connect_timeout: Duration::from_secs(config.timeout_secs),
             timeout: Duration::from_secs(config.forward_timeout_secs),
             slots: Arc::clone(&slots),

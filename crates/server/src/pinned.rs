@@ -17,8 +17,9 @@
 //! mailbox, `GetItem`, `GetAttachment`) over it too ([`PinnedTransport`]), without an
 //! `Authorization` header, as the NTLM-authenticated connection is.
 //!
-//! Only `http` `ews_url`s are pinned so far; with `https` a pinned request is HTTP 502 and the
-//! log says why.
+//! With an `https` `ews_url` the pinned connection is TLS (rustls) with the same trust as the
+//! pooled client: the system's roots, the webpki roots and `mailbox.ca_file`; SNI and the
+//! certificate check use the URL's host.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,9 +68,86 @@ pub enum PinnedError {
     /// The request target is not valid.
     #[error("the request target is not valid")]
     Target(#[source] axum::http::uri::InvalidUri),
-    /// `ews_url` is https: not pinned yet.
-    #[error("NTLM/Negotiate pass-through to an https ews_url is not supported yet")]
-    Https,
+    /// The TLS handshake with the mailbox server failed (certificate not trusted, …).
+    #[error("TLS with the mailbox server failed")]
+    Tls(#[source] std::io::Error),
+    /// The host of `ews_url` is not a valid TLS server name.
+    #[error("the mailbox server's host is not a valid TLS server name")]
+    ServerName(#[source] rustls_pki_types::InvalidDnsNameError),
+}
+
+/// The TLS client of pinned connections: the system's roots, the webpki roots and `ca_file`.
+pub fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_rustls::TlsConnector, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        // Unreadable system certificates narrow the trust; the others still count.
+        tracing::debug!(%error, "a system root certificate could not be loaded");
+    }
+    for cert in native.certs {
+        if let Err(error) = roots.add(cert) {
+            tracing::debug!(%error, "a system root certificate was refused");
+        }
+    }
+    if let Some(path) = ca_file {
+        use rustls_pki_types::pem::PemObject as _;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|source| TlsSetupError::CaFile {
+                path: path.to_owned(),
+                source,
+            })?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsSetupError::CaFile {
+                path: path.to_owned(),
+                source,
+            })?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|source| TlsSetupError::CaCertificate {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsSetupError::Rustls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Why the TLS client of pinned connections cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// `mailbox.ca_file` cannot be read as PEM.
+    #[error("cannot read mailbox.ca_file {}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A certificate of `mailbox.ca_file` is not usable as a root.
+    #[error("a certificate of mailbox.ca_file {} is not usable as a root", path.display())]
+    CaCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// rustls refused the configuration.
+    #[error("cannot configure TLS")]
+    Rustls(#[source] rustls::Error),
 }
 
 /// One accepted client connection: its id and, once pinned, its mailbox-server connection.
@@ -185,21 +263,58 @@ impl ClientConnection {
     }
 }
 
+/// HTTP/1.1 on `io`, its connection driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<SendRequest<OutBody>, PinnedError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(PinnedError::Http)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "pinned mailbox-server connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
 /// How pinned connections are made: the mailbox server's address and the limits.
-#[derive(Debug)]
 pub struct Pinning {
     pub(crate) ews_url: reqwest::Url,
+    /// For an https `ews_url`.
+    pub(crate) tls: Option<tokio_rustls::TlsConnector>,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) gauge: Gauge,
 }
 
+impl std::fmt::Debug for Pinning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinning")
+            .field("ews_url", &self.ews_url.as_str())
+            .field("tls", &self.tls.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pinning {
-    async fn connect(&self) -> Result<Pinned, PinnedError> {
-        if self.ews_url.scheme() != "http" {
-            return Err(PinnedError::Https);
+    /// The same settings (TLS connector aside), sharing the slots and the gauge.
+    pub(crate) fn clone_settings(other: &Self) -> Self {
+        Self {
+            ews_url: other.ews_url.clone(),
+            tls: other.tls.clone(),
+            connect_timeout: other.connect_timeout,
+            timeout: other.timeout,
+            slots: Arc::clone(&other.slots),
+            gauge: other.gauge.clone(),
         }
+    }
+
+    async fn connect(&self) -> Result<Pinned, PinnedError> {
         let permit = Arc::clone(&self.slots)
             .try_acquire_owned()
             .map_err(|_| PinnedError::Busy)?;
@@ -215,14 +330,18 @@ impl Pinning {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(PinnedError::Http)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "pinned mailbox-server connection ended with an error");
+        let sender = match &self.tls {
+            None => handshake(stream).await?,
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(host.clone())
+                    .map_err(PinnedError::ServerName)?;
+                let stream = tokio::time::timeout(self.connect_timeout, tls.connect(name, stream))
+                    .await
+                    .map_err(|_| PinnedError::ConnectTimeout(self.connect_timeout))?
+                    .map_err(PinnedError::Tls)?;
+                handshake(stream).await?
             }
-        });
+        };
         self.gauge.inc();
         Ok(Pinned {
             sender,
