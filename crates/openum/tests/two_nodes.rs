@@ -107,7 +107,11 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "node {n} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "node {n} did not start\n{}",
+                logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
