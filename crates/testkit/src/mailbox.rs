@@ -29,7 +29,9 @@
 //!   operation, a required element missing), `ErrorInvalidOperation` (a real EWS operation the
 //!   double does not implement).
 //! - `POST /autodiscover/autodiscover.xml` answers the POX Autodiscover response of the caller's
-//!   mailbox (same authentication), naming the double's EWS URL.
+//!   mailbox (same authentication), naming the double's EWS URL; `POST
+//!   /autodiscover/autodiscover.svc` answers SOAP Autodiscover `GetUserSettings` (what
+//!   exchangelib 5.x uses) with the same EWS URL.
 //! - [`Mode`] switches faults on at run time (connections refused, slow answers, garbage, HTTP
 //!   500 HTML pages), and every request is kept in a log ([`LoggedRequest`]) for assertions.
 //!
@@ -37,7 +39,8 @@
 //! `AAMkA` with the mailbox GUID inside, longer attachment ids, change keys `CQAAABYAAAA…`.
 //! Items whose class starts with `IPM.Note.Microsoft.Voicemail` (or the protected
 //! `IPM.Note.RPMSG.Microsoft.Voicemail`) also appear in the `voicemail` search folder unless
-//! they are in Deleted Items.
+//! they are in Deleted Items. `GetFolder` also knows `root` and `msgfolderroot` (no items), which
+//! exchangelib resolves before any other folder.
 //!
 //! Not modelled: `FindItem` restrictions, sort orders, grouping and `BasePoint="End"` (items come
 //! newest first; `IndexedPageItemView` offsets count from the beginning), soft-deleted and
@@ -65,6 +68,7 @@
 //! # Ok(()) }
 //! ```
 
+mod autodiscover;
 mod ews;
 mod ids;
 mod xml;
@@ -796,7 +800,8 @@ impl Shared {
         caller: Option<usize>,
     ) -> Response<Full<Bytes>> {
         let autodiscover = path.eq_ignore_ascii_case(AUTODISCOVER_PATH);
-        if !path.eq_ignore_ascii_case(EWS_PATH) && !autodiscover {
+        let soap_autodiscover = path.eq_ignore_ascii_case(autodiscover::SVC_PATH);
+        if !path.eq_ignore_ascii_case(EWS_PATH) && !autodiscover && !soap_autodiscover {
             return plain(StatusCode::NOT_FOUND, None, Bytes::new());
         }
         let Some(caller) = caller else {
@@ -817,10 +822,29 @@ impl Shared {
                 Bytes::from(pox_autodiscover(&smtp, self.addr)),
             );
         }
+        if soap_autodiscover {
+            return self.soap_autodiscover(body);
+        }
         let reply = ews::respond(&lock(&self.store), caller, body);
         let (status, document) = match reply {
             ews::Reply::Document(d) => (StatusCode::OK, d),
             ews::Reply::Fault(f) => (StatusCode::INTERNAL_SERVER_ERROR, f),
+        };
+        plain(
+            status,
+            Some("text/xml; charset=utf-8"),
+            Bytes::from(document),
+        )
+    }
+
+    /// SOAP Autodiscover `GetUserSettings` (see `autodiscover.rs`), naming the double's EWS URL.
+    fn soap_autodiscover(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        let ews_url = format!("http://{}{EWS_PATH}", self.addr);
+        let (is_fault, document) = autodiscover::respond(&lock(&self.store), body, &ews_url);
+        let status = if is_fault {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
         };
         plain(
             status,
@@ -1049,22 +1073,35 @@ struct StoredAttachment {
     last_modified: String,
 }
 
-/// The folders the double models: two real ones and the `voicemail` search folder.
+/// The folders the double models: two real ones, the `voicemail` search folder, and the two
+/// roots clients resolve first (exchangelib asks for `root` before any other folder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FolderKind {
     Inbox,
     DeletedItems,
     VoiceMail,
+    /// `root`: the root of the mailbox's folder hierarchy (never holds items).
+    Root,
+    /// `msgfolderroot`: "Top of Information Store", the parent of Inbox and the others.
+    MsgFolderRoot,
 }
 
 impl FolderKind {
-    const ALL: [Self; 3] = [Self::Inbox, Self::DeletedItems, Self::VoiceMail];
+    const ALL: [Self; 5] = [
+        Self::Inbox,
+        Self::DeletedItems,
+        Self::VoiceMail,
+        Self::Root,
+        Self::MsgFolderRoot,
+    ];
 
     fn from_distinguished(name: &str) -> Option<Self> {
         match name {
             "inbox" => Some(Self::Inbox),
             "deleteditems" => Some(Self::DeletedItems),
             "voicemail" => Some(Self::VoiceMail),
+            "root" => Some(Self::Root),
+            "msgfolderroot" => Some(Self::MsgFolderRoot),
             _ => None,
         }
     }
@@ -1074,6 +1111,18 @@ impl FolderKind {
             Self::Inbox => "Inbox",
             Self::DeletedItems => "Deleted Items",
             Self::VoiceMail => "Voice Mail",
+            // Exchange's root has an empty name; Top of Information Store is named so.
+            Self::Root => "",
+            Self::MsgFolderRoot => "Top of Information Store",
+        }
+    }
+
+    /// `FolderClass`: the roots have none.
+    fn folder_class(self) -> Option<&'static str> {
+        match self {
+            Self::Inbox | Self::DeletedItems => Some("IPF.Note"),
+            Self::VoiceMail => Some("IPF.Note.Microsoft.Voicemail"),
+            Self::Root | Self::MsgFolderRoot => None,
         }
     }
 
@@ -1083,6 +1132,8 @@ impl FolderKind {
             Self::Inbox => 0x010c,
             Self::DeletedItems => 0x010a,
             Self::VoiceMail => 0x4e21,
+            Self::Root => 0x0001,
+            Self::MsgFolderRoot => 0x0009,
         }
     }
 
@@ -1098,6 +1149,7 @@ impl FolderKind {
             Self::VoiceMail => {
                 item.folder != Folder::DeletedItems && is_voice_mail(&item.item_class)
             }
+            Self::Root | Self::MsgFolderRoot => false,
             real => Self::of(item.folder) == real,
         }
     }

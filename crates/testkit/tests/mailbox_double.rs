@@ -833,3 +833,83 @@ async fn deleted_items_are_readable_but_not_voice_mail() {
     let item = post(&double.url(), auth, &get_item(&[&binned.id])).await;
     assert_eq!(item.texts("ResponseCode"), ["NoError"]);
 }
+
+/// What exchangelib asks first: the `root` folder, then Top of Information Store and the
+/// Voice Mail folder, with `FolderClass` among the properties.
+#[tokio::test]
+async fn get_folder_answers_the_roots_and_folder_classes_as_exchange_does() {
+    let f = fixture().await;
+    let with_class = |folder: &str| {
+        envelope(&format!(
+            r#"<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="folder:FolderClass"/><t:FieldURI FieldURI="folder:DisplayName"/><t:FieldURI FieldURI="folder:TotalCount"/></t:AdditionalProperties></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="{folder}"><t:Mailbox><t:EmailAddress>alice@example.com</t:EmailAddress></t:Mailbox></t:DistinguishedFolderId></m:FolderIds></m:GetFolder>"#
+        ))
+    };
+    let root = post(&f.double.url(), alice(), &with_class("root")).await;
+    root.assert_document();
+    assert_eq!(root.texts("ResponseCode"), ["NoError"]);
+    assert!(root.texts("FolderClass").is_empty(), "{}", root.body);
+    assert_eq!(root.texts("TotalCount"), ["0"]);
+    let top = post(&f.double.url(), alice(), &with_class("msgfolderroot")).await;
+    top.assert_document();
+    assert_eq!(top.texts("DisplayName"), ["Top of Information Store"]);
+    let ids = [root.attrs("FolderId", "Id"), top.attrs("FolderId", "Id")];
+    assert_ne!(ids[0], ids[1]);
+    let voicemail = post(&f.double.url(), alice(), &with_class("voicemail")).await;
+    voicemail.assert_document();
+    assert_eq!(
+        voicemail.texts("FolderClass"),
+        ["IPF.Note.Microsoft.Voicemail"]
+    );
+    let inbox = post(&f.double.url(), alice(), &with_class("inbox")).await;
+    assert_eq!(inbox.texts("FolderClass"), ["IPF.Note"]);
+    // Bob cannot open Alice's root.
+    let bobs = post(
+        &f.double.url(),
+        Some(basic("bob@example.com", "bob-pw")),
+        &with_class("root"),
+    )
+    .await;
+    assert_eq!(bobs.texts("ResponseCode"), ["ErrorAccessDenied"]);
+}
+
+/// SOAP Autodiscover as exchangelib 5.x sends it.
+#[tokio::test]
+async fn soap_autodiscover_get_user_settings_names_the_ews_url() {
+    let f = fixture().await;
+    let url = f
+        .double
+        .url()
+        .replace("/EWS/Exchange.asmx", "/autodiscover/autodiscover.svc");
+    let request = |user: &str| {
+        format!(
+            r#"<?xml version='1.0' encoding='utf-8'?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover" xmlns:wsa="http://www.w3.org/2005/08/addressing"><s:Header><a:RequestedServerVersion>Exchange2013</a:RequestedServerVersion><wsa:Action>http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings</wsa:Action><wsa:To>{url}</wsa:To></s:Header><s:Body><a:GetUserSettingsRequestMessage><a:Request><a:Users><a:User><a:Mailbox>{user}</a:Mailbox></a:User></a:Users><a:RequestedSettings><a:Setting>AutoDiscoverSMTPAddress</a:Setting><a:Setting>ExternalEwsUrl</a:Setting><a:Setting>EwsSupportedSchemas</a:Setting><a:Setting>ExternalMailboxServer</a:Setting></a:RequestedSettings></a:Request></a:GetUserSettingsRequestMessage></s:Body></s:Envelope>"#
+        )
+    };
+    let unauthenticated = post(&url, None, &request("alice@example.com")).await;
+    assert_eq!(unauthenticated.status, 401);
+    let reply = post(&url, alice(), &request("alice@example.com")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.texts("ErrorCode"),
+        ["NoError", "NoError", "SettingIsNotAvailable"]
+    );
+    assert_eq!(
+        reply.texts("Value")[..2],
+        ["alice@example.com".to_owned(), f.double.url()]
+    );
+    assert_eq!(reply.texts("SettingName"), ["ExternalMailboxServer"]);
+    let nobody = post(&url, alice(), &request("nobody@example.com")).await;
+    assert_eq!(nobody.texts("ErrorCode"), ["NoError", "InvalidUser"]);
+    let fault = post(&url, alice(), "<not-autodiscover/>").await;
+    assert_eq!(fault.status, 500);
+    assert_eq!(
+        f.double.requests().last().and_then(|r| r.operation.clone()),
+        None
+    );
+    assert!(f
+        .double
+        .requests()
+        .iter()
+        .any(|r| r.operation.as_deref() == Some("GetUserSettingsRequestMessage")));
+}

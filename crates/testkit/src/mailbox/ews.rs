@@ -511,8 +511,11 @@ impl Context<'_> {
             owner.folder_id(kind),
             owner.folder_change_key(kind)
         );
-        if shape.wants("folder:FolderClass", false) {
-            let _ = write!(xml, "<t:FolderClass>IPF.Note</t:FolderClass>");
+        if let Some(class) = kind
+            .folder_class()
+            .filter(|_| shape.wants("folder:FolderClass", false))
+        {
+            let _ = write!(xml, "<t:FolderClass>{class}</t:FolderClass>");
         }
         if shape.wants("folder:DisplayName", true) {
             let _ = write!(
