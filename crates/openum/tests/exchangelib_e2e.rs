@@ -54,10 +54,21 @@ fn free_port() -> u16 {
 
 /// Runs the script in `mode` against `url`; its JSON and the bodies it sent (path, bytes).
 fn run_client(dir: &Path, mode: &str, url: &str) -> (Value, Vec<(String, Vec<u8>)>) {
-    let capture = dir.join(format!("{mode}-bodies.jsonl"));
+    run_client_as(dir, mode, url, "basic", "alice@example.com")
+}
+
+/// [`run_client`] with an authentication scheme and login.
+fn run_client_as(
+    dir: &Path,
+    mode: &str,
+    url: &str,
+    auth: &str,
+    user: &str,
+) -> (Value, Vec<(String, Vec<u8>)>) {
+    let capture = dir.join(format!("{mode}-{auth}-bodies.jsonl"));
     let out = Command::new("python3")
         .arg(script())
-        .args([mode, "--url", url, "--user", "alice@example.com"])
+        .args([mode, "--url", url, "--user", user, "--auth", auth])
         .args(["--smtp", "alice@example.com", "--dial", "4711", "--capture"])
         .arg(&capture)
         .env("OPENUM_TEST_PASSWORD", PASSWORD)
@@ -148,7 +159,13 @@ async fn exchangelib_uses_openum_as_its_only_ews_url() {
     let audio = std::fs::read(&wav).unwrap();
 
     let mut builder = MailboxDouble::builder();
-    let alice = builder.mailbox(Mailbox::new("alice@example.com").password(PASSWORD));
+    let alice = builder.mailbox(
+        Mailbox::new("alice@example.com")
+            .login("EXAMPLE\\alice")
+            .password(PASSWORD),
+    );
+    // Basic and Windows authentication (NTLM, Negotiate), as Exchange's EWS offers them.
+    builder.ntlm("example");
     builder.item(&alice, Item::note("Lunch?"));
     let voicemail = builder.item(
         &alice,
@@ -237,7 +254,9 @@ async fn exchangelib_uses_openum_as_its_only_ews_url() {
         .unwrap();
     assert_eq!(json["service_endpoint"], public_url.as_str());
     assert_eq!(json["primary_smtp_address"], "alice@example.com");
-    assert_eq!(json["auth_type"], "basic");
+    // The mailbox server offers NTLM besides Basic, and exchangelib prefers it when it guesses
+    // the scheme itself (Autodiscover): its connections are pinned through openum.
+    assert_eq!(json["auth_type"], "NTLM");
     assert_eq!(json["folder"]["name"], "Voice Mail");
     let operations = assert_forwarded_unchanged(&sent, &double.requests());
     eprintln!("exchangelib autodiscover through openum: {operations:?}");
@@ -250,4 +269,36 @@ async fn exchangelib_uses_openum_as_its_only_ews_url() {
         r.operation.as_deref() == Some("GetUserSettingsRequestMessage") && r.status == 200
     });
     assert!(answered);
+
+    // NTLM: exchangelib authenticates its connections (requests_ntlm), openum pins each to a
+    // mailbox-server connection, and PlayOnPhone, sent on exchangelib's NTLM session, plays as
+    // the mailbox.
+    double.clear_requests();
+    let path = dir.path().to_owned();
+    let url = public_url.clone();
+    let (json, sent) = tokio::task::spawn_blocking(move || {
+        run_client_as(&path, "play", &url, "ntlm", "EXAMPLE\\alice")
+    })
+    .await
+    .unwrap();
+    assert_eq!(json["auth_type"], "NTLM", "{json}");
+    assert_eq!(json["item"]["id"], voicemail.id.as_str());
+    let play = &json["play_on_phone"];
+    assert_eq!(play["response_code"], "NoError", "{}", openum_log());
+    let states = play["states"].as_array().unwrap();
+    assert_eq!(states.last().unwrap(), "Disconnected", "{states:?}");
+    let operations = assert_forwarded_unchanged(&sent, &double.requests());
+    for op in ["GetFolder", "FindItem", "GetItem", "GetAttachment"] {
+        assert!(operations.iter().any(|o| o == op), "{op} in {operations:?}");
+    }
+    let schemes: Vec<_> = double
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.auth_scheme.clone())
+        .collect();
+    assert!(
+        schemes.iter().all(|s| s.as_deref() == Some("NTLM")),
+        "every answered request rode an NTLM-authenticated connection: {schemes:?}"
+    );
 }

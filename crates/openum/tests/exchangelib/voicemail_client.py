@@ -43,6 +43,7 @@ try:
     import requests
     from exchangelib import (
         BASIC,
+        NTLM,
         DELEGATE,
         Account,
         Build,
@@ -124,7 +125,7 @@ def play(args, password):
     config = Configuration(
         service_endpoint=args.url,
         credentials=credentials,
-        auth_type=BASIC,
+        auth_type=NTLM if args.auth == "ntlm" else BASIC,
         version=Version(build=Build(15, 1, 2507, 6)),
     )
     account = Account(
@@ -173,6 +174,7 @@ def play(args, password):
         time.sleep(0.2)
     return {
         "exchangelib": exchangelib.__version__,
+        "auth_type": account.protocol.auth_type,
         "service_endpoint": account.protocol.service_endpoint,
         "folder": {"name": folder.name, "total_count": folder.total_count},
         "listed": [{"id": i.id, "subject": i.subject, "item_class": i.item_class} for i in listed],
@@ -231,6 +233,7 @@ def main():
     parser.add_argument("--user", required=True, help="the mailbox login")
     parser.add_argument("--smtp", required=True, help="the mailbox's primary SMTP address")
     parser.add_argument("--dial", default="4711")
+    parser.add_argument("--auth", choices=["basic", "ntlm"], default="basic")
     parser.add_argument("--capture", required=True, help="where to record request bodies")
     args = parser.parse_args()
     password = os.environ.get("OPENUM_TEST_PASSWORD")
