@@ -108,18 +108,9 @@ impl MailboxService {
                 return Ok(Some(caller.clone()));
             }
         }
-        let identity = match self.client.identity(authorization).await {
-            Ok(identity) => identity,
-            Err(MailboxError::Unauthorized) => {
-                self.metrics.mailbox("login", "refused");
-                return Ok(None);
-            }
-            Err(error) => {
-                self.metrics.mailbox("login", "unavailable");
-                return Err(error);
-            }
+        let Some(identity) = self.counted_identity(&self.client, authorization).await? else {
+            return Ok(None);
         };
-        self.metrics.mailbox("login", "accepted");
         let owner = owner_of(&identity);
         let login = basic_user(authorization).unwrap_or_else(|| owner.clone());
         let caller = MailboxCaller { owner, login };
@@ -143,23 +134,37 @@ impl MailboxService {
         &self,
         transport: Arc<dyn mailbox_client::Transport>,
     ) -> Result<Option<MailboxCaller>, MailboxError> {
-        let identity = match self.client.via(transport).identity("").await {
-            Ok(identity) => identity,
-            Err(MailboxError::Unauthorized) => {
-                self.metrics.mailbox("login", "refused");
-                return Ok(None);
-            }
-            Err(error) => {
-                self.metrics.mailbox("login", "unavailable");
-                return Err(error);
-            }
+        let client = self.client.via(transport);
+        let Some(identity) = self.counted_identity(&client, "").await? else {
+            return Ok(None);
         };
-        self.metrics.mailbox("login", "accepted");
         let owner = owner_of(&identity);
         Ok(Some(MailboxCaller {
             login: owner.clone(),
             owner,
         }))
+    }
+
+    /// `client.identity(authorization)`, counted in the metrics; `None` when refused.
+    async fn counted_identity(
+        &self,
+        client: &MailboxClient,
+        authorization: &str,
+    ) -> Result<Option<mailbox_client::MailboxIdentity>, MailboxError> {
+        match client.identity(authorization).await {
+            Ok(identity) => {
+                self.metrics.mailbox("login", "accepted");
+                Ok(Some(identity))
+            }
+            Err(MailboxError::Unauthorized) => {
+                self.metrics.mailbox("login", "refused");
+                Ok(None)
+            }
+            Err(error) => {
+                self.metrics.mailbox("login", "unavailable");
+                Err(error)
+            }
+        }
     }
 
     /// The decoded audio of item `item_id`, read with the caller's `authorization`. Every call
