@@ -199,6 +199,9 @@ pub struct Call {
     authenticator: Authenticator,
     /// The status of the challenge answered by the latest [`Command::Resend`].
     last_answered: Option<SipStatus>,
+    /// The final status already reported while the SIP side is still being cleaned up (a user
+    /// hang-up before any provisional response): what EWS shows no longer changes.
+    reported: Option<Status>,
 }
 
 impl Call {
@@ -230,12 +233,13 @@ impl Call {
             outputs,
             authenticator: Authenticator::new(auth),
             last_answered: None,
+            reported: None,
         }
     }
 
     /// The current status.
     pub fn status(&self) -> &Status {
-        &self.status
+        self.reported.as_ref().unwrap_or(&self.status)
     }
 
     /// Whether a hang-up is in progress or pending (no new INVITE should be sent for the call).
@@ -480,6 +484,15 @@ impl Call {
             if provisional_seen {
                 self.send_cancel(now, reason);
             } else {
+                if reason == CancelReason::User {
+                    // The user asked for the end: EWS shows it at once, whatever the SIP side
+                    // still has to do (CANCEL after the first provisional, ACK+BYE after a late
+                    // 2xx) — a call the client hung up never comes back to life.
+                    self.status.state = CallState::Disconnected;
+                    self.status.cause = Cause::None;
+                    self.emit_status();
+                    self.reported = Some(self.status.clone());
+                }
                 // RFC 3261 §9.1: a CANCEL may only follow a provisional response.
                 self.state = State::Dialing {
                     ring_deadline,
@@ -530,7 +543,9 @@ impl Call {
     }
 
     fn emit_status(&mut self) {
-        self.outputs.push_back(Output::Status(self.status.clone()));
+        if self.reported.is_none() {
+            self.outputs.push_back(Output::Status(self.status.clone()));
+        }
     }
 }
 
@@ -644,7 +659,11 @@ mod tests {
                 .filter(|o| matches!(o, Output::Status(s) if s.state == CallState::Disconnected))
                 .count();
             assert!(ended <= 1, "ended {ended} times");
-            assert_eq!(ended == 1, self.call.is_done());
+            // A user hang-up before any provisional is reported at once, while the SIP side
+            // still finishes: reported-but-not-done is allowed, done-but-not-reported is not.
+            if self.call.is_done() {
+                assert_eq!(ended, 1, "done without a final status");
+            }
         }
 
         /// The second command is the CANCEL; its 487 ends the call with `cause`.
@@ -940,6 +959,48 @@ mod tests {
     }
 
     #[test]
+    fn a_hang_up_before_any_response_is_disconnected_at_once_and_stays_so() {
+        let mut h = Harness::new();
+        h.call.hang_up(h.now);
+        h.drain();
+        // Reported at once, although no CANCEL may be sent yet (RFC 3261 §9.1).
+        assert!(h.commands().is_empty());
+        let reported = h.call.status().clone();
+        assert_eq!(
+            (reported.state, reported.cause, reported.sip.clone()),
+            (CallState::Disconnected, Cause::None, None)
+        );
+        assert_eq!(h.log.last(), Some(&Output::Status(reported.clone())));
+        assert!(!h.call.is_done(), "the SIP side is still to be finished");
+        // A late 180: the CANCEL goes out; nothing EWS sees changes.
+        h.sip(ringing());
+        assert_eq!(h.commands(), [&Command::Cancel]);
+        h.sip(request_terminated());
+        assert!(h.call.is_done());
+        assert_eq!(h.call.status(), &reported);
+        let statuses = h
+            .log
+            .iter()
+            .filter(|o| matches!(o, Output::Status(_)))
+            .count();
+        assert_eq!(
+            statuses, 2,
+            "Connecting, then the one Disconnected: {:?}",
+            h.log
+        );
+
+        // A late 2xx instead: ACKed by the SIP layer and BYEd at once, still Disconnected/None.
+        let mut h = Harness::new();
+        h.call.hang_up(h.now);
+        h.drain();
+        h.sip(answered());
+        assert_eq!(h.commands(), [&Command::Bye]);
+        assert!(h.call.is_done());
+        assert_eq!(h.call.status().state, CallState::Disconnected);
+        assert_eq!(h.call.status().cause, Cause::None);
+    }
+
+    #[test]
     fn hang_up_before_any_response_then_silence_ends_after_timer_b() {
         let mut h = Harness::new();
         h.call.hang_up(h.now);
@@ -1157,13 +1218,19 @@ mod tests {
         assert_eq!(h.refusals(), [&ChallengeRefusal::HangingUp]);
         h.assert_ended(Cause::None, 407);
 
-        // Hang-up still waiting for a provisional: ended as the rejection it is.
+        // Hang-up still waiting for a provisional: already reported Disconnected/None to EWS;
+        // the challenge only ends the SIP side.
         let mut h = Harness::authenticated();
         h.hang_up();
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
         assert!(h.commands().is_empty());
         assert_eq!(h.refusals(), [&ChallengeRefusal::HangingUp]);
-        h.assert_ended(Cause::Other, 401);
+        let s = h.call.status();
+        assert_eq!(
+            (s.state, s.cause, s.sip.as_ref()),
+            (CallState::Disconnected, Cause::None, None)
+        );
+        assert!(h.call.is_done());
 
         // Ring timeout's CANCEL pending: the cause stays NoAnswer.
         let mut h = Harness::authenticated();
@@ -1227,7 +1294,16 @@ mod tests {
         );
         assert!(h.call.is_hanging_up());
         h.sip(trying());
-        h.assert_cancelled_then_terminated(Cause::None);
+        // EWS saw Disconnected/None at the hang-up (with the last status it had, 100); the
+        // CANCEL and its 487 only finish the SIP side.
+        assert_eq!(h.commands()[1..], [&Command::Cancel]);
+        h.sip(request_terminated());
+        let s = h.call.status();
+        assert_eq!(
+            (s.state, s.cause, s.sip.as_ref().map(|s| s.code)),
+            (CallState::Disconnected, Cause::None, Some(100))
+        );
+        assert!(h.call.is_done());
     }
 
     #[test]

@@ -333,13 +333,15 @@ impl crate::task::Dialogue for RsipDialogue {
     }
 
     async fn cancel(&mut self) -> Result<(), SipError> {
-        let sent = self.outgoing.dialog.cancel().await;
-        sent.map_err(SipError::request("CANCEL"))
+        let dialog = self.outgoing.dialog.clone();
+        in_background("CANCEL", async move { dialog.cancel().await });
+        Ok(())
     }
 
     async fn bye(&mut self) -> Result<(), SipError> {
-        let sent = self.outgoing.dialog.bye().await;
-        sent.map_err(SipError::request("BYE"))
+        let dialog = self.outgoing.dialog.clone();
+        in_background("BYE", async move { dialog.bye().await });
+        Ok(())
     }
 
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
@@ -369,6 +371,26 @@ impl crate::task::Dialogue for RsipDialogue {
         }
         self.stack.remove_dialog(&self.outgoing.dialog.id());
     }
+}
+
+/// Runs a CANCEL or BYE transaction in a task of its own: the call task goes on reading hang-up
+/// requests and timers, and the call's status is recorded when the request is sent, whatever
+/// becomes of it (an undeliverable BYE no longer holds a finished call at Connected for 64·T1).
+/// Its failure is logged with its cause, in the call's span.
+fn in_background(
+    method: &'static str,
+    request: impl std::future::Future<Output = Result<(), rsipstack::Error>> + Send + 'static,
+) {
+    use tracing::Instrument as _;
+    tokio::spawn(
+        async move {
+            if let Err(source) = request.await {
+                let error = SipError::request(method)(source);
+                tracing::warn!(error = %calls::error_chain(&error), "{method} failed");
+            }
+        }
+        .instrument(tracing::Span::current()),
+    );
 }
 
 /// Answers re-INVITE/UPDATE with our unchanged session, and OPTIONS/INFO with 200, in a task of

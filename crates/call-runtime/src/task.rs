@@ -33,9 +33,10 @@ pub(crate) trait Dialogue: Send + 'static {
     /// The next event for the engine; `None` once the SIP side will report nothing more.
     /// Must be cancel-safe: the task polls it in a `select!` with its timers.
     async fn next_event(&mut self) -> Option<SipEvent>;
-    /// CANCELs the pending INVITE.
+    /// CANCELs the pending INVITE. Returns once the request is under way, not when its
+    /// transaction ends: the call task must keep serving hang-ups and timers.
     async fn cancel(&mut self) -> Result<(), SipError>;
-    /// BYEs the confirmed dialog.
+    /// BYEs the confirmed dialog; returns once the request is under way (see `cancel`).
     async fn bye(&mut self) -> Result<(), SipError>;
     /// Sends the INVITE again, answering a digest challenge.
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError>;
@@ -385,18 +386,23 @@ mod tests {
         let call = start(None).await;
         let (ack, acked) = oneshot::channel();
         call.control.send(Control::Hangup(ack)).unwrap();
-        // The decision is acknowledged at once, though no CANCEL may be sent yet (RFC 3261 §9.1).
+        // The decision is acknowledged at once, though no CANCEL may be sent yet (RFC 3261 §9.1),
+        // and the client already reads Disconnected: the call it hung up never comes back.
         tokio::time::timeout(Duration::from_millis(10), acked)
             .await
             .expect("hang-up acknowledged without delay")
             .unwrap();
+        assert_eq!(
+            call.records.last(),
+            (CallState::Disconnected, Cause::None, None)
+        );
         call.at(Duration::from_secs(3)).await;
         assert!(call.sent().is_empty(), "{:?}", call.sent());
         call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
         call.at(Duration::from_millis(3_001)).await;
         assert_eq!(call.sent(), [("CANCEL", Duration::from_secs(3))]);
         call.event(request_terminated());
-        call.ends_as((CallState::Disconnected, Cause::None, Some(487)))
+        call.ends_as((CallState::Disconnected, Cause::None, None))
             .await;
     }
 
