@@ -275,6 +275,14 @@ async fn answer_locally(shared: &Shared, request: Request) -> Response {
 /// Ready when the store answers (a gateway is optional: without one the server still answers
 /// EWS, honestly).
 async fn ready(shared: &Shared) -> Response {
+    let unwritten = shared.app.registry.unwritten();
+    if unwritten > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{unwritten} call change(s) not yet written to the store\n"),
+        )
+            .into_response();
+    }
     match shared.app.store.user("").await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(error) => {

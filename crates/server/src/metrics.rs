@@ -65,6 +65,8 @@ pub struct Metrics {
     calls_started: Counter,
     calls_ended: Family<CauseLabels, Counter>,
     mailbox: Family<MailboxLabels, Counter>,
+    store_write_failures: Counter,
+    unwritten: Gauge,
     forwarded: Family<ForwardLabels, Counter>,
     forward_duration: Histogram,
     forwarding: Gauge,
@@ -107,6 +109,16 @@ impl Metrics {
     /// Counts a placed call.
     pub fn call_started(&self) {
         self.calls_started.inc();
+    }
+
+    /// Counts a call change the store refused (first attempt or retry).
+    pub fn store_write_failed(&self) {
+        self.store_write_failures.inc();
+    }
+
+    /// How many call changes wait to be written to the store.
+    pub fn set_unwritten(&self, n: usize) {
+        self.unwritten.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts a mailbox-server step.
@@ -166,6 +178,16 @@ impl Metrics {
             self.pinned.clone(),
         );
         registry.register("calls_started", "Calls placed", self.calls_started.clone());
+        registry.register(
+            "store_write_failures",
+            "Call changes the store refused (they are kept and written again)",
+            self.store_write_failures.clone(),
+        );
+        registry.register(
+            "store_unwritten_changes",
+            "Call changes waiting to be written to the store",
+            self.unwritten.clone(),
+        );
         registry.register(
             "mailbox_steps",
             "Requests to the mailbox server by step and outcome",
@@ -239,6 +261,8 @@ impl Metrics {
             calls_started: Counter::default(),
             calls_ended: Family::default(),
             mailbox: Family::default(),
+            store_write_failures: Counter::default(),
+            unwritten: Gauge::default(),
             forwarded: Family::default(),
             forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             forwarding: Gauge::default(),

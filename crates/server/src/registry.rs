@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use calls::sync::{read, write};
+use calls::sync::{lock, read, write};
 use calls::{now_unix, CallRecord, CallRecorder, CallState, RecordError};
 
 use crate::store::{Store, StoreError};
@@ -34,7 +34,27 @@ pub struct Registry {
     node: String,
     local: RwLock<Local>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// State changes the store refused, newest per call, written again until they land.
+    pending: Arc<std::sync::Mutex<HashMap<String, CallRecord>>>,
+    /// Store writes of call changes, one at a time, so a retry never overwrites a newer state.
+    writes: Arc<tokio::sync::Mutex<()>>,
+    retrying: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// A store write that takes longer counts as refused (a database gone silent must not hold the
+/// call tasks, which record their changes through here).
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn bounded_write(store: &dyn Store, record: &CallRecord) -> Result<(), StoreError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, store.update_call(record)).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(StoreError::Backend(Box::new(elapsed))),
+    }
+}
+
+/// The first retry of a refused write comes after this long; each failure doubles it.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Default)]
 struct Local {
@@ -50,6 +70,9 @@ impl Registry {
             node,
             local: RwLock::new(Local::default()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            pending: Arc::default(),
+            writes: Arc::default(),
+            retrying: Arc::default(),
         }
     }
 
@@ -168,23 +191,100 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a state change.
+    /// Records a state change. Memory moves on at once (a hung-up call reads Disconnected and
+    /// frees its cap slot even when the store cannot be written); a write the store refuses is
+    /// kept and written again, newest state per call, until it lands — see [`Self::unwritten`].
     pub async fn update(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.store.update_call(record).await?;
-        let mut local = write(&self.local);
-        let was_live = local
-            .calls
-            .get(&record.id)
-            .is_some_and(|r| !r.is_finished());
-        if was_live && record.is_finished() {
-            self.metrics.call_ended(record.cause.as_str());
+        {
+            let mut local = write(&self.local);
+            let was_live = local
+                .calls
+                .get(&record.id)
+                .is_some_and(|r| !r.is_finished());
+            if was_live && record.is_finished() {
+                self.metrics.call_ended(record.cause.as_str());
+            }
+            if record.node == self.node {
+                local.calls.insert(record.id.clone(), record.clone());
+            } else {
+                local.calls.remove(&record.id);
+            }
         }
-        if record.node == self.node {
-            local.calls.insert(record.id.clone(), record.clone());
-        } else {
-            local.calls.remove(&record.id);
+        let _turn = self.writes.lock().await;
+        match bounded_write(self.store.as_ref(), record).await {
+            Ok(()) => {
+                // This write is the newest state: an older one still waiting is obsolete.
+                lock(&self.pending).remove(&record.id);
+                self.metrics.set_unwritten(lock(&self.pending).len());
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(call = %record.id, error = %calls::error_chain(&error), "the store refused a call change; it is kept and written again");
+                self.metrics.store_write_failed();
+                lock(&self.pending).insert(record.id.clone(), record.clone());
+                self.metrics.set_unwritten(lock(&self.pending).len());
+                self.retry_in_background();
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// Call changes the store has refused and that are not written yet.
+    pub fn unwritten(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Writes the refused changes again, with back-off, until none is left.
+    fn retry_in_background(&self) {
+        use std::sync::atomic::Ordering;
+        if self.retrying.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, pending, writes, retrying, metrics) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.pending),
+            Arc::clone(&self.writes),
+            Arc::clone(&self.retrying),
+            Arc::clone(&self.metrics),
+        );
+        tokio::spawn(async move {
+            let mut wait = RETRY_FIRST;
+            loop {
+                tokio::time::sleep(wait).await;
+                let _turn = writes.lock().await;
+                let due: Vec<CallRecord> = lock(&pending).values().cloned().collect();
+                let mut failed = false;
+                for record in due {
+                    match bounded_write(store.as_ref(), &record).await {
+                        // Under `writes`, nothing newer can have been written meanwhile; a newer
+                        // refused one replaced this entry and stays.
+                        Ok(()) => {
+                            let mut pending = lock(&pending);
+                            if pending.get(&record.id) == Some(&record) {
+                                pending.remove(&record.id);
+                            }
+                        }
+                        Err(error) => {
+                            failed = true;
+                            metrics.store_write_failed();
+                            tracing::warn!(call = %record.id, error = %calls::error_chain(&error), "the store still refuses a call change");
+                        }
+                    }
+                }
+                let left = lock(&pending).len();
+                metrics.set_unwritten(left);
+                if left == 0 {
+                    retrying.store(false, Ordering::Release);
+                    tracing::info!("every refused call change is written now");
+                    return;
+                }
+                wait = if failed {
+                    (wait * 2).min(RETRY_MAX)
+                } else {
+                    RETRY_FIRST
+                };
+            }
+        });
     }
 }
 
@@ -215,6 +315,112 @@ mod tests {
 
     fn record(id: &str, node: &str) -> CallRecord {
         CallRecord::dialling(id, "alice", node, "1", "i", now_unix())
+    }
+
+    /// A SQLite store whose call updates can be refused, like a full disk.
+    struct Refusing {
+        inner: SqliteStore,
+        refuse: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Store for Refusing {
+        async fn upsert_user(&self, user: crate::store::User) -> Result<(), StoreError> {
+            self.inner.upsert_user(user).await
+        }
+        async fn user(&self, name: &str) -> Result<Option<crate::store::User>, StoreError> {
+            self.inner.user(name).await
+        }
+        async fn insert_token(&self, u: &str, h: &str, l: &str) -> Result<(), StoreError> {
+            self.inner.insert_token(u, h, l).await
+        }
+        async fn token_user(&self, h: &str) -> Result<Option<String>, StoreError> {
+            self.inner.token_user(h).await
+        }
+        async fn insert_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+            self.inner.insert_call(c).await
+        }
+        async fn update_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Backend("database or disk is full".into()));
+            }
+            self.inner.update_call(c).await
+        }
+        async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+            self.inner.call(id).await
+        }
+        async fn close_orphaned_calls(&self, node: &str, now: i64) -> Result<usize, StoreError> {
+            self.inner.close_orphaned_calls(node, now).await
+        }
+        async fn voicemail_item(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::store::VoicemailItem>, StoreError> {
+            self.inner.voicemail_item(id).await
+        }
+        async fn insert_voicemail_item(
+            &self,
+            item: &crate::store::VoicemailItem,
+        ) -> Result<(), StoreError> {
+            self.inner.insert_voicemail_item(item).await
+        }
+        async fn voicemail_items(
+            &self,
+            owner: &str,
+        ) -> Result<Vec<crate::store::VoicemailItem>, StoreError> {
+            self.inner.voicemail_items(owner).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_still_moves_the_call_on_and_lands_later_in_order() {
+        let sqlite = SqliteStore::in_memory().unwrap();
+        let store = Arc::new(Refusing {
+            inner: sqlite.clone(),
+            refuse: std::sync::atomic::AtomicBool::new(false),
+        });
+        let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, "n1".into());
+        let mut call = record("a", "n1");
+        assert_eq!(registry.admit(&call, 1, 10).await.unwrap(), Ok(()));
+        store
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Ringing, then hung up: 487. The store refuses both.
+        call.state = CallState::Alerted;
+        call.sip_code = Some(180);
+        registry.update(&call).await.unwrap();
+        call.state = CallState::Disconnected;
+        call.sip_code = Some(487);
+        call.ended_at = Some(now_unix());
+        registry.update(&call).await.unwrap();
+        // Memory has the truth at once, and the cap slot is free.
+        let seen = registry.get("a").await.unwrap().unwrap();
+        assert_eq!(
+            (seen.state, seen.sip_code),
+            (CallState::Disconnected, Some(487))
+        );
+        let mut next = record("b", "n1");
+        next.owner = call.owner.clone();
+        assert_eq!(registry.admit(&next, 1, 10).await.unwrap(), Ok(()));
+        assert_eq!(registry.unwritten(), 1, "the newest change per call waits");
+        assert_eq!(
+            sqlite.call("a").await.unwrap().unwrap().state,
+            CallState::Connecting
+        );
+        // The disk has room again: the newest state lands, never the older one after it.
+        store
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + RETRY_MAX;
+        while registry.unwritten() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let stored = sqlite.call("a").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.state, stored.sip_code),
+            (CallState::Disconnected, Some(487))
+        );
     }
 
     #[tokio::test]
