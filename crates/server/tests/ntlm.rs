@@ -14,9 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use server::config::{Config, MailboxConfig};
 use support::{get_info, play, TestServer};
-use testkit::mailbox::{Attachment, Item, Mailbox, MailboxDouble};
+use testkit::mailbox::{Attachment, Item, ItemRef, Mailbox, MailboxDouble};
 use testkit::ntlm;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 extern crate openum_server as server;
@@ -36,57 +36,10 @@ async fn exchange(
     authorization: Option<&str>,
     body: &str,
 ) -> (u16, Vec<String>, String) {
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: openum\r\nContent-Type: text/xml; charset=utf-8\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .get_mut()
-        .write_all(request.as_bytes())
+    let reply = testkit::http1::post(stream, "/EWS/Exchange.asmx", authorization, body)
         .await
         .unwrap();
-    let mut status = String::new();
-    stream.read_line(&mut status).await.unwrap();
-    let code = status.split(' ').nth(1).unwrap().parse().unwrap();
-    let (mut challenges, mut length, mut chunked) = (Vec::new(), 0usize, false);
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("www-authenticate") {
-            challenges.push(value.to_owned());
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse().unwrap();
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            stream.read_line(&mut size).await.unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; size + 2];
-            stream.read_exact(&mut chunk).await.unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        stream.read_exact(&mut body).await.unwrap();
-    }
-    (code, challenges, String::from_utf8(body).unwrap())
+    (reply.status, reply.challenges, reply.body)
 }
 
 /// Type 1, then type 3 for `password`, both with `body`; the second answer.
@@ -112,13 +65,8 @@ async fn handshake(
     .await
 }
 
-fn call_id(body: &str) -> String {
-    let at = body.find("PhoneCallId Id=\"").expect(body) + "PhoneCallId Id=\"".len();
-    body[at..].split('"').next().unwrap().to_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ntlm_connection_forwards_and_plays_as_its_mailbox() {
+/// Alice (`EXAMPLE\\alice`, NTLM offered besides Basic) with one voice mail.
+async fn alice_with_voicemail() -> (MailboxDouble, ItemRef) {
     let mut builder = MailboxDouble::builder();
     let alice = builder.mailbox(
         Mailbox::new("alice@example.com")
@@ -135,7 +83,17 @@ async fn an_ntlm_connection_forwards_and_plays_as_its_mailbox() {
         )),
     );
     builder.ntlm("example");
-    let double = builder.start().await.unwrap();
+    (builder.start().await.unwrap(), item)
+}
+
+fn call_id(body: &str) -> String {
+    let at = body.find("PhoneCallId Id=\"").expect(body) + "PhoneCallId Id=\"".len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ntlm_connection_forwards_and_plays_as_its_mailbox() {
+    let (double, item) = alice_with_voicemail().await;
     let config = Config {
         mailbox: Some(MailboxConfig {
             ews_url: double.url(),
@@ -320,23 +278,7 @@ async fn tls_front(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ntlm_connection_to_an_https_mailbox_server_is_pinned_over_tls() {
-    let mut builder = MailboxDouble::builder();
-    let alice = builder.mailbox(
-        Mailbox::new("alice@example.com")
-            .login("EXAMPLE\\alice")
-            .password(PW),
-    );
-    let samples: Vec<i16> = (0..8000).map(|i| ((i % 40) * 400 - 8000) as i16).collect();
-    let item = builder.item(
-        &alice,
-        Item::voicemail("Voice Mail").attachment(Attachment::file(
-            "audio.wav",
-            "audio/wav",
-            testkit::pcm_wav(8000, 1, &samples),
-        )),
-    );
-    builder.ntlm("example");
-    let double = builder.start().await.unwrap();
+    let (double, item) = alice_with_voicemail().await;
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = test_pki(pki.path());
     let port = tls_front(&cert, &key, double.addr()).await;

@@ -4,6 +4,7 @@
 //!   attributes sorted, namespace declarations and whitespace-only text dropped).
 //! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
 //!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
+//! - [`http1`]: one hand-written HTTP/1.1 exchange on a kept-alive connection (for NTLM).
 //! - [`mailbox`]: [`mailbox::MailboxDouble`], an EWS mailbox server double (`GetFolder`,
 //!   `GetItem`, `GetAttachment`, `FindItem`) with run-time fault modes and a request log.
 
@@ -12,6 +13,7 @@
     reason = "test support: a failure here is meant to fail the calling test"
 )]
 
+pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
 

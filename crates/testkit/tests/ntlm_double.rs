@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use openum_testkit::mailbox::{Mailbox, MailboxDouble};
 use openum_testkit::ntlm;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 const GET_INBOX: &str = r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header><t:RequestServerVersion Version="Exchange2013"/></s:Header><s:Body><m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></s:Body></s:Envelope>"#;
@@ -21,39 +21,10 @@ async fn exchange(
     stream: &mut BufReader<TcpStream>,
     authorization: Option<&str>,
 ) -> (u16, Vec<String>) {
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n{auth}Content-Length: {}\r\n\r\n{GET_INBOX}",
-        GET_INBOX.len()
-    );
-    stream
-        .get_mut()
-        .write_all(request.as_bytes())
+    let reply = openum_testkit::http1::post(stream, "/EWS/Exchange.asmx", authorization, GET_INBOX)
         .await
         .unwrap();
-    let mut status = String::new();
-    stream.read_line(&mut status).await.unwrap();
-    let code = status.split(' ').nth(1).unwrap().parse().unwrap();
-    let (mut challenges, mut length) = (Vec::new(), 0usize);
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        if name.eq_ignore_ascii_case("www-authenticate") {
-            challenges.push(value.trim().to_owned());
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.unwrap();
-    (code, challenges)
+    (reply.status, reply.challenges)
 }
 
 async fn handshake(
