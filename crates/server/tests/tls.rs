@@ -226,7 +226,7 @@ async fn a_reload_reaches_new_connections_an_open_one_carries_on_and_a_bad_pair_
 
     // Half-replaced files (new certificate, old key): refused, and the second pair stays.
     std::fs::copy(&first.chain, &cert).unwrap();
-    let err = tls.reload().err().expect("a mismatched pair must not load");
+    let err = tls.reload().expect_err("a mismatched pair must not load");
     assert!(
         calls::error_chain(&err).contains("served-key.pem"),
         "{}",
