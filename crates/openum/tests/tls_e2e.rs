@@ -505,3 +505,82 @@ fn config_check_loads_the_pair_and_names_a_key_that_does_not_fit() {
         "{err}"
     );
 }
+
+const ZEEP: &str = "python3 -m pip install zeep==4.3.3";
+
+/// A WSDL-driven client: zeep reads `/EWS/Services.wsdl` (and the schemas it imports) from
+/// openum over HTTPS and calls the three operations from it (`tests/zeep/um_client.py`).
+#[tokio::test]
+async fn a_wsdl_driven_client_zeep_calls_the_three_operations_over_https() {
+    let check = Command::new("python3")
+        .args(["-c", "import zeep"])
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is required by this test ({e}); then {ZEEP}"));
+    assert!(
+        check.status.success(),
+        "zeep (PyPI) is required by this test: {ZEEP}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path());
+    let issued = ca.issue("zeep", "localhost", 0x3003, KeyFormat::EcPkcs8);
+    let node = start(2, &issued.chain, &issued.key, &ca.root, 30.0).await;
+    let base = format!("https://localhost:{}", node.port);
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zeep/um_client.py"))
+        .args(["--wsdl", &format!("{base}/EWS/Services.wsdl")])
+        .args(["--endpoint", &format!("{base}/EWS/Exchange.asmx")])
+        .arg("--cafile")
+        .arg(&ca.root)
+        .args([
+            "--user",
+            "alice",
+            "--item",
+            &node.item,
+            "--dial",
+            "2005551234",
+        ])
+        .arg("--xml-xsd")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/xsd/xml.xsd"))
+        .env("OPENUM_TEST_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", node.log());
+    let steps: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let played = &steps[0];
+    assert_eq!(played["step"], "PlayOnPhone", "{stdout}");
+    assert_eq!(played["response_code"], "NoError", "{stdout}");
+    assert_eq!(played["response_class"], "Success", "{stdout}");
+    assert_eq!(played["server_version"], "V2017_07_11", "{stdout}");
+    assert_eq!(played["major_version"], 15, "{stdout}");
+    assert!(played["phone_call_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+    let connected = steps
+        .iter()
+        .find(|s| s["state"] == "Connected")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(connected["response_code"], "NoError");
+    assert_eq!(connected["sip_code"], 200);
+    let disconnect = steps
+        .iter()
+        .find(|s| s["step"] == "DisconnectPhoneCall")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(disconnect["response_class"], "Success", "{stdout}");
+    assert_eq!(disconnect["response_code"], "NoError", "{stdout}");
+    let last = steps.last().unwrap();
+    assert_eq!(last["state"], "Disconnected", "{stdout}");
+    assert_eq!(last["cause"], "None", "{stdout}");
+    // Our BYE ended the 30 s message early, as DisconnectPhoneCall asked.
+    assert!(
+        node.sipp_trace().contains("BYE sip:"),
+        "{}",
+        node.sipp_trace()
+    );
+}

@@ -164,7 +164,10 @@ fn test_pki() -> &'static (tempfile::TempDir, std::path::PathBuf, testkit::tls::
 }
 
 /// Generates `over_http::NAME` and `over_https::NAME` tests calling `NAME(Scheme)`.
-#[allow(unused_macros, reason = "used by the conformance suites, not every test binary")]
+#[allow(
+    unused_macros,
+    reason = "used by the conformance suites, not every test binary"
+)]
 macro_rules! over_http_and_https {
     ($($name:ident),* $(,)?) => {
         mod over_http {
@@ -185,7 +188,10 @@ macro_rules! over_http_and_https {
         }
     };
 }
-#[allow(unused_imports, reason = "used by the conformance suites, not every test binary")]
+#[allow(
+    unused_imports,
+    reason = "used by the conformance suites, not every test binary"
+)]
 pub(crate) use over_http_and_https;
 
 impl TestServer {
