@@ -27,10 +27,11 @@ use testkit::tls::{Issued, KeyFormat, TestCa};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// This file's ports (41000-41999): HTTP, our SIP, SIPp's SIP, SIPp's media; one block per
-/// test.
+/// This file's ports (41000-41999): HTTP, our SIP, SIPp's SIP, SIPp's media; a block of 10 per
+/// test (0..=3), 40 per process.
 fn ports(test: u16) -> (u16, u16, u16, u16) {
-    let b = 41000 + (std::process::id() % 45) as u16 * 20 + test * 10;
+    assert!(test < 4);
+    let b = 41000 + (std::process::id() % 24) as u16 * 40 + test * 10;
     (b, b + 1, b + 2, b + 4)
 }
 
@@ -142,9 +143,15 @@ impl Node {
         std::fs::read_to_string(&self.sipp_messages).unwrap_or_default()
     }
 
-    async fn wait_for_log(&self, needle: &str) {
+    async fn wait_for_log(&mut self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.log().contains(needle) {
+            if let Some(status) = self.openum.as_mut().and_then(|o| o.try_wait().unwrap()) {
+                panic!(
+                    "openum exited ({status}) before logging {needle:?}\n{}",
+                    self.log()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "openum never logged {needle:?}\n{}",
@@ -583,4 +590,61 @@ async fn a_wsdl_driven_client_zeep_calls_the_three_operations_over_https() {
         "{}",
         node.sipp_trace()
     );
+}
+
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_server_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, ..) = ports(3);
+    let config = dir.path().join("openum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("openum.log");
+    let mut openum = Command::new(openum_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("OPENUM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(&healthz).send().await.is_err() {
+        assert!(Instant::now() < deadline, "openum did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = openum.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("SIGHUP: no TLS configured")
+    {
+        if let Some(status) = openum.try_wait().unwrap() {
+            panic!("SIGHUP ended openum ({status})");
+        }
+        assert!(Instant::now() < deadline, "SIGHUP was not handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http.get(&healthz).send().await.unwrap().status(), 200);
+    assert!(openum.try_wait().unwrap().is_none());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(openum.wait().unwrap().success());
 }
