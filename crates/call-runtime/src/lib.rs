@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use call_engine::auth::{Credentials, DigestAuth};
 use call_engine::call::{Call, CallConfig};
+use call_engine::offer_answer::LocalSession;
 use call_engine::rtp::PreparedAudio;
 use call_engine::sdp;
 use calls::service::Capacity;
@@ -207,7 +208,8 @@ impl CallService for SipCallService {
             .await
             .map_err(PlaceError::MediaSocket)?;
         let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
-        let offer = sdp::offer(rtp_local, rand::thread_rng().gen());
+        let session_id: u64 = rand::thread_rng().gen();
+        let offer = sdp::offer(rtp_local, session_id);
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
@@ -228,7 +230,8 @@ impl CallService for SipCallService {
             ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
             ..CallConfig::new(audio.duration())
         };
-        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth);
+        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth)
+            .with_session(LocalSession::new(rtp_local, session_id));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         lock(&self.inner.live).insert(record.id.clone(), control_tx);
         // One span per call, carrying both identities, around everything the task logs.
@@ -243,6 +246,7 @@ impl CallService for SipCallService {
                 outgoing,
                 states_open: true,
                 outcome_done: false,
+                offers: crate::sip::InDialogOffers::default(),
             },
             recorder: Arc::clone(&self.inner.recorder),
             media: self.inner.media.clone(),

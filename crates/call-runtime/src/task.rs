@@ -18,7 +18,7 @@ use rand::Rng as _;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::MediaHandle;
+use crate::media::{MediaHandle, StreamChange};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -40,6 +40,9 @@ pub(crate) trait Dialogue: Send + 'static {
     async fn bye(&mut self) -> Result<(), SipError>;
     /// Sends the INVITE again, answering a digest challenge.
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError>;
+    /// Answers the in-dialog request the engine saw as `SipEvent::Offer { request, .. }` with
+    /// `code` and, if given, an `application/sdp` body. Returns once the answer is under way.
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
 }
@@ -114,6 +117,39 @@ impl<D: Dialogue> CallTask<D> {
                     }
                     _ => tracing::info!(reason = %reason, "digest challenge not answered"),
                 },
+                Output::OfferRefused(reason) => {
+                    tracing::warn!(reason = %error_chain(&reason), "offer in the dialog refused (488)");
+                }
+                Output::Hold(true) => tracing::info!("the far end holds the call: message paused"),
+                Output::Hold(false) => {
+                    tracing::info!("the far end resumed the call: message continues")
+                }
+                Output::Command(Command::Respond { request, code, sdp }) => {
+                    tracing::debug!(
+                        code,
+                        with_sdp = sdp.is_some(),
+                        "answering an in-dialog offer"
+                    );
+                    if let Err(error) = self.dialogue.respond(request, code, sdp) {
+                        tracing::warn!(error = %error_chain(&error), code, "cannot answer an in-dialog request");
+                    }
+                }
+                Output::Command(Command::UpdateMedia(plan)) => {
+                    tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media renegotiated");
+                    if let Some(id) = *media {
+                        self.media.change(id, StreamChange::Plan(plan));
+                    }
+                }
+                Output::Command(Command::PauseMedia) => {
+                    if let Some(id) = *media {
+                        self.media.change(id, StreamChange::Pause);
+                    }
+                }
+                Output::Command(Command::ResumeMedia) => {
+                    if let Some(id) = *media {
+                        self.media.change(id, StreamChange::Resume);
+                    }
+                }
                 Output::Command(Command::Resend {
                     authorization,
                     algorithm,
@@ -237,6 +273,19 @@ mod tests {
         fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
             assert!(authorization.value().starts_with("Digest "));
             self.log("INVITE with credentials");
+            Ok(())
+        }
+        fn respond(
+            &mut self,
+            _request: u64,
+            code: u16,
+            _sdp: Option<String>,
+        ) -> Result<(), SipError> {
+            self.log(match code {
+                200 => "200",
+                491 => "491",
+                _ => "other response",
+            });
             Ok(())
         }
         async fn close(&mut self) {}

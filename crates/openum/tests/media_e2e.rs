@@ -1,0 +1,187 @@
+//! The call after the answer, end to end: a real SIPp far end renegotiates the session in the
+//! dialog (hold/resume, codec and port change, a re-INVITE without SDP) while tcpdump records
+//! what reaches it; the RTP it receives is judged packet by packet.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::capture::{find, Capture, Udp};
+use support::{Harness, Options};
+
+const CALL: Duration = Duration::from_secs(30);
+
+fn ended(i: &ews_proto::PhoneCallInformation) -> bool {
+    i.phone_call_state == S::Disconnected
+}
+
+/// A SIP message from the capture: the first whose text starts with `start` and has `cseq`.
+fn message(packets: &[Udp], start: &str, cseq: &str) -> usize {
+    find(packets, 0, |t| t.starts_with(start) && t.contains(cseq))
+        .unwrap_or_else(|| panic!("no {start:?} with {cseq:?} in the capture"))
+}
+
+/// Our RTP packets (to the far end's `ports`) in `packets`.
+fn rtp_to<'a>(packets: &'a [Udp], ports: &[u16]) -> Vec<&'a Udp> {
+    packets
+        .iter()
+        .filter(|p| p.is_rtp() && ports.contains(&p.dst_port) && !p.text().starts_with("SIP"))
+        .collect()
+}
+
+fn assert_contiguous(rtp: &[&Udp]) {
+    for w in rtp.windows(2) {
+        assert_eq!(
+            w[1].sequence(),
+            w[0].sequence().wrapping_add(1),
+            "the sequence runs on without a gap or a restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pbx_hold_gets_recvonly_no_rtp_flows_while_held_and_the_message_resumes() {
+    let options = Options {
+        scenario: "uas_hold.xml",
+        audio_seconds: 2.0,
+        sipp_args: &["-m", "1"],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let mp = h.sipp_media_port;
+    let capture = Capture::start(
+        h.dir.path(),
+        "hold.pcap",
+        &format!("udp port {} or udp port {mp}", h.sipp_port),
+    );
+    let id = h.play("2005551234").await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    assert_eq!(done.sip_response_code, Some(200));
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(
+        sipp.success(),
+        "SIPp counted the call as failed ({sipp})\n{}",
+        h.sipp_trace()
+    );
+    let packets = capture.finish();
+
+    let hold_ok = message(&packets, "SIP/2.0 200", "CSeq: 2 INVITE");
+    let answer = packets[hold_ok].text();
+    assert!(answer.contains("a=recvonly\r\n"), "{answer}");
+    assert!(
+        answer.contains(" 2 IN IP4 127.0.0.1\r\n"),
+        "o= version 2: {answer}"
+    );
+    let hold_ack = message(&packets, "ACK ", "CSeq: 2 ACK");
+    let resume = message(&packets, "INVITE ", "CSeq: 3 INVITE");
+    let resume_ok = message(&packets, "SIP/2.0 200", "CSeq: 3 INVITE");
+    assert!(packets[resume_ok].text().contains("a=sendrecv\r\n"));
+
+    let before = rtp_to(&packets[..hold_ok], &[mp]);
+    let held = rtp_to(&packets[hold_ack..resume], &[mp]);
+    // The first packet after the hold may go out before the 200 is captured: count from the
+    // resuming re-INVITE.
+    let after = rtp_to(&packets[resume..], &[mp]);
+    let held_ms = (packets[resume].at_us - packets[hold_ack].at_us) / 1000;
+    eprintln!(
+        "RTP packets: {} before the hold, {} during {held_ms} ms of hold, {} after",
+        before.len(),
+        held.len(),
+        after.len()
+    );
+    assert!(
+        held_ms >= 1500,
+        "the scenario holds 2 s ({held_ms} ms seen)"
+    );
+    assert_eq!(held.len(), 0, "RTP sent while held");
+    assert!(!before.is_empty() && !after.is_empty());
+    assert!(after[0].marker(), "a new talkspurt after the hold");
+    // The message resumes where it paused: no packet skipped or repeated, and the whole
+    // 2 s message + 0.5 s of silence (125 packets) is sent, as in a call without a hold.
+    let all = rtp_to(&packets, &[mp]);
+    assert_contiguous(&all);
+    assert!((124..=126).contains(&all.len()), "{} packets", all.len());
+}
+
+#[tokio::test]
+async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
+    let options = Options {
+        scenario: "uas_reoffer.xml",
+        audio_seconds: 4.0,
+        sipp_args: &["-m", "1"],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let (mp, mp2) = (h.sipp_media_port, h.sipp_media_port + 2);
+    let capture = Capture::start(
+        h.dir.path(),
+        "reoffer.pcap",
+        &format!(
+            "udp port {} or udp port {mp} or udp port {mp2}",
+            h.sipp_port
+        ),
+    );
+    let id = h.play("2005551234").await;
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(
+        sipp.success(),
+        "SIPp counted the call as failed ({sipp})\n{}",
+        h.sipp_trace()
+    );
+    let packets = capture.finish();
+
+    // (1) PCMA only, on another port: answered with PCMA alone, and followed.
+    let ok2 = message(&packets, "SIP/2.0 200", "CSeq: 2 INVITE");
+    let answer = packets[ok2].text();
+    assert!(answer.contains("RTP/AVP 8\r\n"), "{answer}");
+    assert!(
+        !answer.contains("PCMU") && !answer.contains("telephone-event"),
+        "{answer}"
+    );
+    let ack2 = message(&packets, "ACK ", "CSeq: 2 ACK");
+    // (2) No SDP: our offer in the 200, the answer (PCMU, first port) in the ACK.
+    let ok3 = message(&packets, "SIP/2.0 200", "CSeq: 3 INVITE");
+    let offer = packets[ok3].text();
+    assert!(offer.contains("RTP/AVP 0 8 101\r\n"), "{offer}");
+    assert!(
+        offer.contains(" 3 IN IP4 127.0.0.1\r\n"),
+        "o= version 3: {offer}"
+    );
+    let ack3 = message(&packets, "ACK ", "CSeq: 3 ACK");
+    // (3) The UPDATE refresh got its 200 (SIPp checked) and changed nothing.
+    message(&packets, "SIP/2.0 200", "CSeq: 4 UPDATE");
+
+    let first = rtp_to(&packets[..ok2], &[mp, mp2]);
+    let second = rtp_to(&packets[ack2..ok3], &[mp, mp2]);
+    let third = rtp_to(&packets[ack3..], &[mp, mp2]);
+    eprintln!(
+        "RTP packets: {} PCMU to {mp}, {} PCMA to {mp2}, {} PCMU to {mp}",
+        first.len(),
+        second.len(),
+        third.len()
+    );
+    assert!(!first.is_empty() && !second.is_empty() && !third.is_empty());
+    assert!(first
+        .iter()
+        .all(|p| p.dst_port == mp && p.payload_type() == 0));
+    assert!(second
+        .iter()
+        .all(|p| p.dst_port == mp2 && p.payload_type() == 8));
+    assert!(third
+        .iter()
+        .all(|p| p.dst_port == mp && p.payload_type() == 0));
+    let all = rtp_to(&packets, &[mp, mp2]);
+    assert_contiguous(&all);
+    // 4 s of message and 0.5 s of silence: 225 packets, whatever the renegotiations.
+    assert!((224..=226).contains(&all.len()), "{} packets", all.len());
+}
