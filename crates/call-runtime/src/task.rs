@@ -70,7 +70,7 @@ impl<D: Dialogue> CallTask<D> {
         mut call: Call,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> D {
-        let mut media: Option<u64> = None;
+        let mut media = Media::default();
         let mut events_open = true;
         let mut control_open = true;
         self.drain(&mut call, &mut media).await;
@@ -101,13 +101,11 @@ impl<D: Dialogue> CallTask<D> {
             }
             self.drain(&mut call, &mut media).await;
         }
-        if let Some(id) = media.take() {
-            self.media.stop(id);
-        }
+        media.stop(&self.media);
         self.dialogue
     }
 
-    async fn drain(&mut self, call: &mut Call, media: &mut Option<u64>) {
+    async fn drain(&mut self, call: &mut Call, media: &mut Media) {
         while let Some(output) = call.poll_output() {
             match output {
                 Output::Status(status) => self.record_status(&status).await,
@@ -136,17 +134,20 @@ impl<D: Dialogue> CallTask<D> {
                 }
                 Output::Command(Command::UpdateMedia(plan)) => {
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media renegotiated");
-                    if let Some(id) = *media {
+                    if let Some(id) = media.id {
                         self.media.change(id, StreamChange::Plan(plan));
+                    }
+                    if let Some(negotiated) = &media.negotiated {
+                        negotiated.send_replace(plan.remote);
                     }
                 }
                 Output::Command(Command::PauseMedia) => {
-                    if let Some(id) = *media {
+                    if let Some(id) = media.id {
                         self.media.change(id, StreamChange::Pause);
                     }
                 }
                 Output::Command(Command::ResumeMedia) => {
-                    if let Some(id) = *media {
+                    if let Some(id) = media.id {
                         self.media.change(id, StreamChange::Resume);
                     }
                 }
@@ -186,16 +187,20 @@ impl<D: Dialogue> CallTask<D> {
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
                     let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    *media = Some(
-                        self.media
-                            .start(Arc::clone(&self.socket), plan.remote, stream),
-                    );
+                    let id = self
+                        .media
+                        .start(Arc::clone(&self.socket), plan.remote, stream);
+                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    media.receiver = Some(crate::symmetric::spawn(
+                        Arc::clone(&self.socket),
+                        self.media.clone(),
+                        id,
+                        watched,
+                    ));
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
                 }
-                Output::Command(Command::StopMedia) => {
-                    if let Some(id) = media.take() {
-                        self.media.stop(id);
-                    }
-                }
+                Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
     }
@@ -212,6 +217,27 @@ impl<D: Dialogue> CallTask<D> {
         if let Err(error) = self.recorder.update(&self.record).await {
             tracing::error!(error = %error_chain(&error), "cannot record call status");
         }
+    }
+}
+
+/// The call's media: its stream in the scheduler, and the task reading its RTP socket.
+#[derive(Default)]
+struct Media {
+    id: Option<u64>,
+    /// The far end's address from the SDP, for the symmetric-RTP latch.
+    negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
+    receiver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Media {
+    fn stop(&mut self, scheduler: &MediaHandle) {
+        if let Some(id) = self.id.take() {
+            scheduler.stop(id);
+        }
+        if let Some(receiver) = self.receiver.take() {
+            receiver.abort();
+        }
+        self.negotiated = None;
     }
 }
 

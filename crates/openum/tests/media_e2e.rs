@@ -51,7 +51,7 @@ async fn a_pbx_hold_gets_recvonly_no_rtp_flows_while_held_and_the_message_resume
     let options = Options {
         scenario: "uas_hold.xml",
         audio_seconds: 2.0,
-        sipp_args: &["-m", "1"],
+        sipp_args: vec!["-m".into(), "1".into()],
         ..Options::default()
     };
     let mut h = Harness::start(options).await;
@@ -116,7 +116,7 @@ async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
     let options = Options {
         scenario: "uas_reoffer.xml",
         audio_seconds: 4.0,
-        sipp_args: &["-m", "1"],
+        sipp_args: vec!["-m".into(), "1".into()],
         ..Options::default()
     };
     let mut h = Harness::start(options).await;
@@ -184,4 +184,115 @@ async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
     assert_contiguous(&all);
     // 4 s of message and 0.5 s of silence: 225 packets, whatever the renegotiations.
     assert!((224..=226).contains(&all.len()), "{} packets", all.len());
+}
+
+#[tokio::test]
+async fn behind_a_nat_rtp_uses_the_range_advertises_the_public_address_and_goes_where_the_far_ends_rtp_comes_from(
+) {
+    // The far end's RTP port as its SDP gives it ("private"), and the one its NAT maps it to.
+    let private = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nat = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let private_port = private.local_addr().unwrap().port();
+    let nat_port = nat.local_addr().unwrap().port();
+    let options = Options {
+        scenario: "uas_nat.xml",
+        audio_seconds: 3.0,
+        sipp_args: vec![
+            "-m".into(),
+            "1".into(),
+            "-set".into(),
+            "sdp_port".into(),
+            private_port.to_string(),
+        ],
+        sip_config: "rtp_port_range = \"46900-46999\"\nmedia_public_address = \"203.0.113.7\"\n"
+            .into(),
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let capture = Capture::start(
+        h.dir.path(),
+        "nat.pcap",
+        &format!(
+            "udp port {} or udp port {private_port} or udp port {nat_port}",
+            h.sipp_port
+        ),
+    );
+    let id = h.play("2005551234").await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    // Our offer, as SIPp received it: the public address, a port from the range.
+    let trace = h.sipp_trace();
+    let invite = trace
+        .split("-----------------------------------------------")
+        .find(|m| m.contains("INVITE sip:") && m.contains("message received"))
+        .unwrap();
+    assert!(invite.contains("c=IN IP4 203.0.113.7\r\n"), "{invite}");
+    assert!(
+        invite.contains(" IN IP4 203.0.113.7\r\ns="),
+        "o= line: {invite}"
+    );
+    assert!(
+        invite.contains(";rport"),
+        "RFC 3581 rport in our Via: {invite}"
+    );
+    let ours: u16 = invite
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    assert!(
+        (46900..=46999).contains(&ours) && ours % 2 == 0,
+        "RTP port {ours}"
+    );
+
+    // Before the far end's RTP arrives, ours goes where its SDP said.
+    let mut buffer = [0_u8; 2048];
+    private
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (_, from) = private
+        .recv_from(&mut buffer)
+        .expect("RTP to the SDP's port");
+    assert_eq!(
+        from.port(),
+        ours,
+        "symmetric: sent from the advertised port"
+    );
+    // The far end's RTP, as its NAT forwards it: from another port. (The NAT is on the way to
+    // the public address; here openum's bound address stands for it.)
+    let mut rtp = vec![0x80_u8, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+    rtp.resize(172, 0xff);
+    nat.send_to(&rtp, ("127.0.0.1", ours)).unwrap();
+    nat.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (len, from) = nat
+        .recv_from(&mut buffer)
+        .expect("our RTP at the port the far end's RTP comes from");
+    assert_eq!((len, from.port()), (172, ours));
+
+    let done = h.wait_for(&id, CALL, ended).await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
+    let packets = capture.finish();
+    let sent: Vec<&Udp> = packets
+        .iter()
+        .filter(|p| p.src_port == ours && p.is_rtp())
+        .collect();
+    let switch = sent
+        .iter()
+        .position(|p| p.dst_port == nat_port)
+        .expect("RTP to the NAT's port");
+    eprintln!(
+        "RTP packets: {switch} to the SDP's port, then {} to the NAT's",
+        sent.len() - switch
+    );
+    assert!(switch > 0);
+    assert!(
+        sent[switch..].iter().all(|p| p.dst_port == nat_port),
+        "once latched, RTP stays at the NAT's port"
+    );
+    assert_contiguous(&sent);
+    // 3 s of message and 0.5 s of silence: 175 packets, none lost to the switch.
+    assert!((174..=176).contains(&sent.len()), "{} packets", sent.len());
 }

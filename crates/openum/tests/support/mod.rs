@@ -41,7 +41,7 @@ pub struct Options {
     pub audio_seconds: f32,
     pub ring_timeout_secs: u64,
     /// Extra SIPp arguments (e.g. `-m 1`: exit after one call, status 0 if it succeeded).
-    pub sipp_args: &'static [&'static str],
+    pub sipp_args: Vec<String>,
     /// Extra lines appended to the `[sip]` section of openum's configuration.
     pub sip_config: String,
 }
@@ -54,7 +54,7 @@ impl Default for Options {
             gateway_password: None,
             audio_seconds: 2.0,
             ring_timeout_secs: 30,
-            sipp_args: &[],
+            sipp_args: Vec::new(),
             sip_config: String::new(),
         }
     }
@@ -165,7 +165,7 @@ impl Harness {
             .arg("-trace_msg")
             .arg("-message_file")
             .arg(&sipp_messages)
-            .args(options.sipp_args);
+            .args(&options.sipp_args);
         if options.tcp {
             sipp.args(["-t", "t1"]);
         }
