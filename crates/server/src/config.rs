@@ -295,6 +295,12 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// `user_agent`: the User-Agent header. Default `openum/<version>`.
     pub user_agent: String,
+    /// `rtp_port_range`: `"LOW-HIGH"`, the UDP ports RTP may use (an even one per call), for a
+    /// firewall to open. Default: any free port.
+    pub rtp_port_range: Option<String>,
+    /// `media_public_address`: the address advertised in SDP when RTP reaches this node through
+    /// a NAT (RTP is still bound to `rtp_address`). Default: `rtp_address`.
+    pub media_public_address: Option<std::net::IpAddr>,
 }
 
 impl Default for SipConfig {
@@ -305,6 +311,8 @@ impl Default for SipConfig {
             rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
             t1_ms: 500,
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
+            rtp_port_range: None,
+            media_public_address: None,
         }
     }
 }
@@ -414,6 +422,12 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
             rtp_address: c.rtp_address,
             t1_ms: c.t1_ms,
             user_agent: c.user_agent.clone(),
+            // Checked by `Config::validate`; an unreadable range never gets here.
+            rtp_port_range: c
+                .rtp_port_range
+                .as_deref()
+                .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
+            media_public_address: c.media_public_address,
         }
     }
 }
@@ -707,6 +721,21 @@ impl Config {
                 "must be a concrete address: it is advertised in SDP",
             );
         }
+        if let Some(range) = &self.sip.rtp_port_range {
+            if let Err(reason) = call_runtime::ports::parse_port_range(range) {
+                return Err(InvalidValue::new("sip.rtp_port_range", reason));
+            }
+        }
+        if self
+            .sip
+            .media_public_address
+            .is_some_and(|a| a.is_unspecified())
+        {
+            return bad(
+                "sip.media_public_address",
+                "must be a concrete address: it is advertised in SDP",
+            );
+        }
         if let Some(mailbox) = &self.mailbox {
             mailbox.validate()?;
             if mailbox.timeout_secs.saturating_mul(3) >= self.server.request_timeout_secs {
@@ -842,6 +871,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sip.rtp_address"), "{err}");
+    }
+
+    #[test]
+    fn rtp_port_range_and_media_public_address_are_checked_and_passed_on() {
+        let config = Config::parse(
+            "[sip]\nrtp_port_range = \"20000-29999\"\nmedia_public_address = \"203.0.113.7\"\n",
+        )
+        .unwrap();
+        let settings = call_runtime::settings::SipSettings::from(&config.sip);
+        assert_eq!(settings.rtp_port_range, Some((20000, 29999)));
+        assert_eq!(
+            settings.media_public_address,
+            Some(std::net::IpAddr::from([203, 0, 113, 7]))
+        );
+        for bad in ["\"20000\"", "\"30000-20000\"", "\"100-200\""] {
+            let err = Config::parse(&format!("[sip]\nrtp_port_range = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sip.rtp_port_range"), "{err}");
+        }
+        let err = Config::parse("[sip]\nmedia_public_address = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.media_public_address"), "{err}");
     }
 
     #[test]
