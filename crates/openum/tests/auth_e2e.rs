@@ -277,6 +277,11 @@ async fn failed_logins_are_logged_counted_and_throttled_per_address_and_user_beh
         ews_status(&server, &Credential::Basic("carol", "carol-right"), w).await,
         200
     );
+    // A password this server verified already is no guess: alice keeps working from z.
+    assert_eq!(
+        ews_status(&server, &Credential::Basic("alice", "alice-right"), z).await,
+        200
+    );
 
     // A token nobody issued.
     assert_eq!(
