@@ -28,6 +28,12 @@ pub(crate) async fn user_add(
     let store = server::open_store(config).await?;
     let hash = server::auth::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    // An existing user gets only a new password (Play on Phone, enabled state and tokens are
+    // kept; the old password is refused at once everywhere) unless a setting is asked for.
+    if !disable_play_on_phone && store.set_password(name, &hash).await? {
+        eprintln!("password of user {name} changed");
+        return Ok(ExitCode::SUCCESS);
+    }
     store
         .upsert_user(User {
             name: name.to_owned(),

@@ -11,9 +11,11 @@
 //! - `admin`: users, tokens, voice-mail items, configuration check.
 //! - `remote`: the call commands, through the EWS client.
 //! - `watch`: following a call, and the `--json` output (serde_json).
+//! - `users`: `user list|disable|enable|delete`, `token list|revoke`.
 
 mod admin;
 mod remote;
+mod users;
 mod watch;
 
 use std::path::PathBuf;
@@ -177,6 +179,28 @@ enum UserCommand {
         #[arg(long)]
         disable_play_on_phone: bool,
     },
+    /// List users: name, enabled or disabled, Play on Phone, token and voice-mail counts.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: its password and tokens are refused at once, by every server on the store.
+    Disable {
+        /// The login name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The login name.
+        name: String,
+    },
+    /// Delete a user with its API tokens and imported voice-mail items (records and audio
+    /// files); its call history is kept until retention removes it.
+    Delete {
+        /// The login name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +212,24 @@ enum TokenCommand {
         /// A label to recognise the token by.
         #[arg(long, default_value = "")]
         label: String,
+    },
+    /// List API tokens (id, user, created, label; never the secret).
+    List {
+        /// Only this user's tokens.
+        name: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id (from `token list`), or every token with a label; refused at once
+    /// by every server on the store.
+    Revoke {
+        /// The token's id.
+        #[arg(required_unless_present = "label", conflicts_with = "label")]
+        id: Option<String>,
+        /// Revoke every token with this label instead.
+        #[arg(long)]
+        label: Option<String>,
     },
 }
 
@@ -253,6 +295,20 @@ async fn run(
         }) => admin::user_add(&config, &name, password_stdin, disable_play_on_phone).await,
         Command::Token(TokenCommand::Create { name, label }) => {
             admin::token_create(&config, &name, &label).await
+        }
+        Command::User(UserCommand::List { json }) => users::user_list(&config, json).await,
+        Command::User(UserCommand::Disable { name }) => {
+            users::user_set_disabled(&config, &name, true).await
+        }
+        Command::User(UserCommand::Enable { name }) => {
+            users::user_set_disabled(&config, &name, false).await
+        }
+        Command::User(UserCommand::Delete { name }) => users::user_delete(&config, &name).await,
+        Command::Token(TokenCommand::List { name, json }) => {
+            users::token_list(&config, name.as_deref(), json).await
+        }
+        Command::Token(TokenCommand::Revoke { id, label }) => {
+            users::token_revoke(&config, id.as_deref(), label.as_deref()).await
         }
         Command::Voicemail(VoicemailCommand::Import {
             user,

@@ -86,6 +86,54 @@ pub struct Config {
     /// `[mailbox]`: the Exchange/grommunio EWS server whose voice mail openum plays. Absent: only
     /// imported items play.
     pub mailbox: Option<MailboxConfig>,
+    /// `[auth]`: throttling of failed logins.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: failed logins are counted per client address and per user name; a key that fails
+/// `max_failures` times is locked out (answered 401 without checking its credentials) for
+/// `lockout_secs`, doubling with each further lockout up to `max_lockout_secs`. See
+/// [`crate::throttle`].
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `max_failures`: failed logins of one address or user name before a lockout. Default 5.
+    pub max_failures: u32,
+    /// `failure_window_secs`: a key's failures are forgotten this long after its last one.
+    /// Default 900.
+    pub failure_window_secs: u64,
+    /// `lockout_secs`: the first lockout. Default 60.
+    pub lockout_secs: u64,
+    /// `max_lockout_secs`: the longest lockout. Default 3600.
+    pub max_lockout_secs: u64,
+    /// `max_tracked`: addresses and user names tracked at once (memory bound; the ones that
+    /// failed longest ago are forgotten first). Default 100000.
+    pub max_tracked: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = crate::throttle::ThrottleSettings::default();
+        Self {
+            max_failures: d.max_failures,
+            failure_window_secs: d.failure_window.as_secs(),
+            lockout_secs: d.lockout.as_secs(),
+            max_lockout_secs: d.max_lockout.as_secs(),
+            max_tracked: d.max_tracked,
+        }
+    }
+}
+
+impl From<&AuthConfig> for crate::throttle::ThrottleSettings {
+    fn from(c: &AuthConfig) -> Self {
+        Self {
+            max_failures: c.max_failures,
+            failure_window: std::time::Duration::from_secs(c.failure_window_secs),
+            lockout: std::time::Duration::from_secs(c.lockout_secs),
+            max_lockout: std::time::Duration::from_secs(c.max_lockout_secs),
+            max_tracked: c.max_tracked,
+        }
+    }
 }
 
 /// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
@@ -502,6 +550,10 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `metrics_token`: require `Authorization: Bearer <token>` on `/metrics`. Default: none.
     pub metrics_token: Option<String>,
+    /// `trusted_proxies`: reverse proxies (addresses or CIDR networks) whose
+    /// `X-Forwarded-For` is believed: the client is the right-most untrusted address in it
+    /// (logs, login throttling). Default none: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The metrics token never reaches logs.
@@ -520,6 +572,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls_key", &self.tls_key)
             .field("allow_plain_http", &self.allow_plain_http)
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
@@ -567,6 +620,7 @@ impl Default for ServerConfig {
             allow_plain_http: false,
             metrics_listen: None,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -690,6 +744,33 @@ impl Config {
             return bad("server.metrics_token", "must not be empty");
         }
         crate::dialplan::DialPlan::new(self.dialplan.clone())?;
+        if let Err(error) =
+            crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return Err(InvalidValue::new(
+                format!("server.trusted_proxies[{}]", error.index),
+                format!(
+                    "({:?}) must be an IP address or CIDR network (e.g. 10.0.0.0/8): {}",
+                    error.value, error.source
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("auth.max_failures", u64::from(self.auth.max_failures)),
+            ("auth.failure_window_secs", self.auth.failure_window_secs),
+            ("auth.lockout_secs", self.auth.lockout_secs),
+            ("auth.max_tracked", self.auth.max_tracked as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.auth.max_lockout_secs < self.auth.lockout_secs {
+            return bad(
+                "auth.max_lockout_secs",
+                "must be at least auth.lockout_secs",
+            );
+        }
         if self.admission.max_calls_per_user == 0 {
             return bad("admission.max_calls_per_user", "must be at least 1");
         }

@@ -5,7 +5,9 @@
 //! - [`config`]: the TOML configuration (every key optional; unknown keys refused by name).
 //! - [`http`]: routing (case-insensitive EWS paths, schema files, health), the 401 challenge,
 //!   body/time limits, the accept loop and graceful shutdown.
-//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from.
+//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from; failed
+//!   logins logged and counted. [`throttle`]: their lockouts. [`client_address`]: the client
+//!   behind trusted reverse proxies.
 //! - [`mailbox`]: the mailbox backend — callers checked and voice mail fetched with their own
 //!   credentials from Exchange/grommunio, decoded audio cached.
 //! - [`forward`]: one EWS URL — every other EWS and Autodiscover request forwarded to the
@@ -24,6 +26,7 @@
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
+pub mod client_address;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -38,6 +41,7 @@ pub mod registry;
 pub mod serve;
 pub mod store;
 pub mod tls;
+pub mod throttle;
 pub mod voicemail;
 
 use std::future::Future;
@@ -122,7 +126,13 @@ pub fn app_state_with_mailbox(
         forwarder,
         dial_plan,
         admission: config.admission.clone(),
-        auth: Authenticator::new(Arc::clone(&store)),
+        auth: Authenticator::new(Arc::clone(&store))
+            .with_throttle((&config.auth).into())
+            .with_trusted_proxies(
+                crate::client_address::TrustedProxies::parse(&config.server.trusted_proxies)
+                    .context("invalid server.trusted_proxies")?,
+            )
+            .with_metrics(Arc::clone(registry.metrics())),
         node: registry.node().to_owned(),
         store,
         registry,
