@@ -17,11 +17,16 @@
 //! - [`serve`]: `openum serve` — the node's parts wired together, and the cross-node hang-up
 //!   listener.
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
+//! - [`backup`]: `openum backup`/`restore` of the SQLite store and its audio files, and the lock
+//!   that tells a data directory in use.
+//! - [`retention`], [`privacy`]: the periodic purge of old call history, expired and orphaned
+//!   voice-mail audio; masking of dialled numbers in stored records.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -31,7 +36,9 @@ pub mod http;
 pub mod mailbox;
 pub mod metrics;
 pub mod pinned;
+pub mod privacy;
 pub mod registry;
+pub mod retention;
 pub mod serve;
 pub mod store;
 pub mod voicemail;

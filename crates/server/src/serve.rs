@@ -24,6 +24,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listen = listen.unwrap_or(config.server.listen);
+    // Held until this function returns: `openum restore` refuses a data directory in use.
+    let _in_use = crate::backup::DataDirLock::acquire(&config.server.data_dir)?;
     let store = crate::open_store(config).await?;
     let node = config.node_name();
     // Nothing this node owned can still be live: a previous process died with it.
@@ -37,7 +39,10 @@ pub async fn serve(
             "closed calls left live by a previous run as Disconnected/Other"
         );
     }
-    let registry = Arc::new(Registry::new(store, node));
+    let retention = crate::retention::spawn(Arc::clone(&store), config.into());
+    let registry = Arc::new(
+        Registry::new(store, node).with_dialled_numbers(config.privacy.store_dialled_numbers),
+    );
     let mailbox = config
         .mailbox
         .as_ref()
@@ -91,6 +96,7 @@ pub async fn serve(
         }
     };
     crate::run(config, listener, state, shutdown).await;
+    retention.abort();
     tracing::info!("openum stopped");
     Ok(())
 }

@@ -20,13 +20,18 @@
 //! - [`sqlite`]: [`SqliteStore`], the embedded default.
 //! - [`postgres`]: [`PostgresStore`], for several nodes.
 //! - [`conformance`]: the behaviour suite both pass.
+//! - [`history`]: call history, purges, voice-mail deletion and the schema version, for
+//!   administration and retention ([`Store::history`]).
 
 pub mod conformance;
+pub mod history;
 mod postgres;
 mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+pub use history::History;
 
 use async_trait::async_trait;
 use calls::{CallRecord, UnixSeconds};
@@ -191,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Hang-up requests from other nodes (multi-node backends only).
     fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
+        None
+    }
+    /// History, retention and administration operations ([`history`]); both real backends
+    /// have them.
+    fn history(&self) -> Option<&dyn History> {
         None
     }
 }

@@ -15,6 +15,8 @@ use calls::{CallRecord, UnixSeconds};
 
 use super::{CallRow, HangupRequest, Store, StoreError, User, VoicemailItem};
 
+mod history;
+
 const CHANNEL: &str = "openum_hangup";
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -117,6 +119,7 @@ impl PostgresStore {
             .flatten()
             // No row, or max() of an empty table: no migration has run yet.
             .unwrap_or(0);
+        history::guard(i64::from(current))?;
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
             if current < version {
@@ -368,5 +371,9 @@ impl Store for PostgresStore {
 
     fn hangup_requests(&self) -> Option<broadcast::Receiver<HangupRequest>> {
         Some(self.hangups.subscribe())
+    }
+
+    fn history(&self) -> Option<&dyn super::History> {
+        Some(self)
     }
 }
