@@ -159,13 +159,22 @@ fn copy_audio(
             Ok(_) => report.audio_files += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.missing_audio.push(id),
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("cannot copy {} to {}", from.display(), to.display())
-                })
+                return Err(e)
+                    .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
             }
         }
     }
     Ok(())
+}
+
+fn close_live_calls(restored: &Connection, target: &Path) -> anyhow::Result<usize> {
+    restored
+        .execute(
+            "UPDATE calls SET state = 'Disconnected', cause = 'Other', ended_at = ?1
+             WHERE state != 'Disconnected'",
+            [calls::now_unix()],
+        )
+        .with_context(|| format!("cannot close the calls left live in {}", target.display()))
 }
 
 /// `openum backup DIR`: a consistent copy of the SQLite store under `data_dir` and its audio
@@ -193,10 +202,10 @@ pub fn backup(data_dir: &Path, dir: &Path) -> anyhow::Result<BackupReport> {
     };
     copy_audio(&copy, data_dir, dir, &mut report)?;
     drop(copy);
-    report.schema = Some(
-        SqliteStore::schema_status_at(&database)
-            .with_context(|| format!("cannot read the schema version of {}", database.display()))?,
-    );
+    report.schema =
+        Some(SqliteStore::schema_status_at(&database).with_context(|| {
+            format!("cannot read the schema version of {}", database.display())
+        })?);
     Ok(report)
 }
 
@@ -263,6 +272,9 @@ pub fn restore(dir: &Path, data_dir: &Path, force: bool) -> anyhow::Result<Backu
             target.display()
         )
     })?;
+    // No call in a backup can still be live once restored: close them as a restarted node
+    // would (Disconnected/Other), whichever node placed them.
+    close_live_calls(&restored, &target)?;
     let mut report = BackupReport {
         database: target,
         schema: Some(schema),

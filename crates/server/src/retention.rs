@@ -214,14 +214,13 @@ fn sweep_orphans(
             continue;
         }
         let path = entry.path();
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+        let modified = entry.metadata().and_then(|m| m.modified()).map(|t| {
+            match t.duration_since(std::time::UNIX_EPOCH) {
                 Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 // Modified before 1970: as old as it gets.
                 Err(_) => 0,
-            });
+            }
+        });
         match modified {
             Ok(at) if now.saturating_sub(at) < ORPHAN_GRACE_SECS => continue,
             Ok(_) => {}

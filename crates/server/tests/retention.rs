@@ -57,15 +57,31 @@ async fn history_story(store: &dyn Store, tag: &str) {
     // Ended 91 and 89 days before NOW; one live call placed 200 days ago (a stuck call is
     // never purged: the start-up sweep closes it first).
     store
-        .insert_call(&ended(&id("old"), &alice, NOW - 91 * DAY - 60, NOW - 91 * DAY))
+        .insert_call(&ended(
+            &id("old"),
+            &alice,
+            NOW - 91 * DAY - 60,
+            NOW - 91 * DAY,
+        ))
         .await
         .unwrap();
     store
-        .insert_call(&ended(&id("recent"), &bob, NOW - 89 * DAY - 60, NOW - 89 * DAY))
+        .insert_call(&ended(
+            &id("recent"),
+            &bob,
+            NOW - 89 * DAY - 60,
+            NOW - 89 * DAY,
+        ))
         .await
         .unwrap();
-    let mut live =
-        CallRecord::dialling(id("live"), &alice, "n1", "+14255550199", id("item"), NOW - 200 * DAY);
+    let mut live = CallRecord::dialling(
+        id("live"),
+        &alice,
+        "n1",
+        "+14255550199",
+        id("item"),
+        NOW - 200 * DAY,
+    );
     live.state = CallState::Connected;
     store.insert_call(&live).await.unwrap();
 
@@ -77,7 +93,11 @@ async fn history_story(store: &dyn Store, tag: &str) {
             .collect()
     };
     let all = h.calls(&CallFilter::default()).await.unwrap();
-    assert_eq!(mine(all), [id("live"), id("old"), id("recent")], "oldest first");
+    assert_eq!(
+        mine(all),
+        [id("live"), id("old"), id("recent")],
+        "oldest first"
+    );
     let alices = h
         .calls(&CallFilter {
             owner: Some(alice.clone()),
@@ -179,9 +199,15 @@ async fn the_retention_run_purges_history_older_than_the_setting_and_zero_keeps_
         data_dir: dir.path().to_owned(),
     };
     // 0: forever, even at NOW.
-    assert_eq!(run_once(&store, &policy, NOW).await.unwrap().calls_purged, 0);
+    assert_eq!(
+        run_once(&store, &policy, NOW).await.unwrap().calls_purged,
+        0
+    );
     policy.history_days = 30;
-    assert_eq!(run_once(&store, &policy, NOW).await.unwrap().calls_purged, 2);
+    assert_eq!(
+        run_once(&store, &policy, NOW).await.unwrap().calls_purged,
+        2
+    );
     assert!(store.call("c").await.unwrap().is_some());
     // A day later, "c" has aged past the limit too.
     assert_eq!(
@@ -257,7 +283,10 @@ async fn orphaned_audio_is_removed_once_old_and_rows_without_audio_are_reported(
     assert!(foreign.exists(), "not a file openum wrote");
     assert!(audio_of(data, &kept).exists());
     assert_eq!(report.items_missing_audio, [lost.clone()]);
-    assert!(store.voicemail_item(&lost).await.unwrap().is_some(), "reported, not deleted");
+    assert!(
+        store.voicemail_item(&lost).await.unwrap().is_some(),
+        "reported, not deleted"
+    );
     // An hour later the young orphan goes too.
     let later = run_once(&store, &policy, calls::now_unix() + ORPHAN_GRACE_SECS)
         .await
@@ -282,17 +311,26 @@ async fn expired_voice_mail_is_deleted_with_its_audio_unless_a_live_call_plays_i
         voicemail_days: 30,
         data_dir: data.to_owned(),
     };
-    let report = run_once(&store, &policy, imported + 29 * DAY).await.unwrap();
+    let report = run_once(&store, &policy, imported + 29 * DAY)
+        .await
+        .unwrap();
     assert!(report.items_expired.is_empty(), "{report:?}");
-    let report = run_once(&store, &policy, imported + 31 * DAY).await.unwrap();
+    let report = run_once(&store, &policy, imported + 31 * DAY)
+        .await
+        .unwrap();
     assert_eq!(report.items_expired, [idle.clone()]);
     assert_eq!(report.items_in_use, [playing.clone()]);
     assert!(store.voicemail_item(&idle).await.unwrap().is_none());
     assert!(!audio_of(data, &idle).exists());
     assert!(audio_of(data, &playing).exists());
     policy.voicemail_days = 0;
-    let report = run_once(&store, &policy, imported + 400 * DAY).await.unwrap();
-    assert!(report.items_expired.is_empty(), "0 keeps voice mail forever");
+    let report = run_once(&store, &policy, imported + 400 * DAY)
+        .await
+        .unwrap();
+    assert!(
+        report.items_expired.is_empty(),
+        "0 keeps voice mail forever"
+    );
 }
 
 #[tokio::test]
@@ -302,12 +340,21 @@ async fn masked_numbers_are_what_the_store_keeps_while_the_call_dials_the_full_o
         Registry::new(Arc::clone(&store), "n1".into()).with_dialled_numbers(DialledNumbers::Masked);
     let record = CallRecord::dialling("m1", "alice", "n1", "+14255551234", "item", NOW);
     registry.admit(&record, 3, 10).await.unwrap().unwrap();
-    assert_eq!(store.call("m1").await.unwrap().unwrap().dialled, "+*******1234");
-    assert_eq!(registry.get("m1").await.unwrap().unwrap().dialled, "+14255551234");
+    assert_eq!(
+        store.call("m1").await.unwrap().unwrap().dialled,
+        "+*******1234"
+    );
+    assert_eq!(
+        registry.get("m1").await.unwrap().unwrap().dialled,
+        "+14255551234"
+    );
     let full = Registry::new(Arc::clone(&store), "n1".into());
     let record = CallRecord::dialling("f1", "alice", "n1", "+14255551234", "item", NOW);
     full.admit(&record, 3, 10).await.unwrap().unwrap();
-    assert_eq!(store.call("f1").await.unwrap().unwrap().dialled, "+14255551234");
+    assert_eq!(
+        store.call("f1").await.unwrap().unwrap().dialled,
+        "+14255551234"
+    );
 }
 
 #[tokio::test]
@@ -359,5 +406,8 @@ async fn postgresql_refuses_a_schema_newer_than_this_binary_naming_both_versions
             && text.contains("PostgreSQL"),
         "{text}"
     );
-    assert!(PostgresStore::schema_status_at(&url).await.unwrap().too_new());
+    assert!(PostgresStore::schema_status_at(&url)
+        .await
+        .unwrap()
+        .too_new());
 }

@@ -33,6 +33,11 @@ fn stored_version(conn: &Connection) -> Result<i64, StoreError> {
 }
 
 impl SqliteStore {
+    /// The newest schema version this binary knows.
+    pub fn known_schema_version() -> i64 {
+        known_version()
+    }
+
     /// The schema status of the database at `path`, without migrating or creating it.
     pub fn schema_status_at(path: &Path) -> Result<SchemaStatus, StoreError> {
         let conn = Connection::open_with_flags(
@@ -86,10 +91,8 @@ impl History for SqliteStore {
         let id = id.to_owned();
         self.with(move |c| {
             // IMMEDIATE: no call can be recorded for the item between the check and the delete.
-            let tx = rusqlite::Transaction::new_unchecked(
-                c,
-                rusqlite::TransactionBehavior::Immediate,
-            )?;
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let item = tx
                 .query_row(
                     "SELECT * FROM voicemail_items WHERE id = ?1",
