@@ -282,7 +282,7 @@ async fn orphaned_audio_is_removed_once_old_and_rows_without_audio_are_reported(
     assert!(young_orphan.exists(), "an import may still be writing it");
     assert!(foreign.exists(), "not a file openum wrote");
     assert!(audio_of(data, &kept).exists());
-    assert_eq!(report.items_missing_audio, [lost.clone()]);
+    assert_eq!(report.items_missing_audio, std::slice::from_ref(&lost));
     assert!(
         store.voicemail_item(&lost).await.unwrap().is_some(),
         "reported, not deleted"
@@ -318,8 +318,8 @@ async fn expired_voice_mail_is_deleted_with_its_audio_unless_a_live_call_plays_i
     let report = run_once(&store, &policy, imported + 31 * DAY)
         .await
         .unwrap();
-    assert_eq!(report.items_expired, [idle.clone()]);
-    assert_eq!(report.items_in_use, [playing.clone()]);
+    assert_eq!(report.items_expired, std::slice::from_ref(&idle));
+    assert_eq!(report.items_in_use, std::slice::from_ref(&playing));
     assert!(store.voicemail_item(&idle).await.unwrap().is_none());
     assert!(!audio_of(data, &idle).exists());
     assert!(audio_of(data, &playing).exists());
