@@ -349,3 +349,70 @@ fn set_version(db: &Path, version: i64) {
         .pragma_update(None, "user_version", version)
         .unwrap();
 }
+
+#[tokio::test]
+async fn serve_purges_old_history_at_start_and_logs_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("openum.toml");
+    let port = free_port(3);
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\n[ews]\nhistory_retention_days = 30\n",
+            dir.path().join("data").display(),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&config, &["migrate"]);
+    assert_eq!(code, Some(0), "{err}");
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("data/openum.db")).unwrap();
+    for (id, ended_days_ago) in [("old", 31), ("new", 29)] {
+        let ended = now - ended_days_ago * 86_400;
+        db.execute(
+            "INSERT INTO calls (id, owner, node, state, cause, sip_code, sip_text, dialled,
+                                item_id, created_at, ended_at)
+             VALUES (?1, 'alice', 'elsewhere', 'Disconnected', 'None', 200, 'OK', '5550100',
+                     'item', ?2, ?3)",
+            rusqlite::params![id, ended - 60, ended],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let log = dir.path().join("serve.log");
+    let _server = Processes(vec![Command::new(openum_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--json-logs"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("retention run done")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no retention run logged: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("\"calls_purged\":1"), "{logged}");
+    let (code, out, err) = run(&config, &["calls", "export", "--format", "jsonl"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"new\""]);
+}
