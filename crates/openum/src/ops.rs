@@ -30,48 +30,10 @@ pub(crate) fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-/// Which store the configuration names, as `serve` resolves it.
-enum Location {
-    Sqlite(PathBuf),
-    Postgres { url: String, from: &'static str },
-}
+use server::backup::StoreLocation as Location;
 
 fn location(config: &Config) -> Location {
-    // The same precedence as `server::open_store`: OPENUM_POSTGRES_URL (unset, empty or not
-    // Unicode: not set), then store.postgres_url, then the SQLite file under data_dir.
-    if let Some(url) = std::env::var("OPENUM_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        return Location::Postgres {
-            url,
-            from: "OPENUM_POSTGRES_URL",
-        };
-    }
-    match &config.store.postgres_url {
-        Some(url) => Location::Postgres {
-            url: url.clone(),
-            from: "store.postgres_url",
-        },
-        None => Location::Sqlite(config.server.data_dir.join(server::backup::DB_FILE)),
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => {
-                // Relative data directories are shown as the absolute path they resolve to.
-                let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                write!(f, "SQLite store {}", shown.display())
-            }
-            Self::Postgres { url, from } => {
-                // Only what follows the credentials: host, port and database.
-                let host = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
-                write!(f, "PostgreSQL store {host} (from {from})")
-            }
-        }
-    }
+    Location::of(config)
 }
 
 /// Opens the service's store (applying pending migrations, as `serve` does) and says which.

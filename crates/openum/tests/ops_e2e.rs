@@ -416,3 +416,105 @@ async fn serve_purges_old_history_at_start_and_logs_the_count() {
         .collect();
     assert_eq!(ids, ["\"new\""]);
 }
+
+#[tokio::test]
+async fn store_commands_find_postgresql_as_serve_does_and_check_its_schema() {
+    let pg = testkit::Postgres::start();
+    let name = format!("openum_ops_{}", std::process::id());
+    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&statement).await.unwrap();
+    }
+    let url = format!("{}/{name}", pg.url.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("openum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n[store]\npostgres_url = \"{url}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let host = url.rsplit_once('@').unwrap().1;
+    let (code, out, err) = run(&config, &["migrate", "--check"]);
+    assert_eq!(
+        code,
+        Some(10),
+        "an empty database: every migration pending: {out}{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "using PostgreSQL store {host} (from store.postgres_url)"
+        )),
+        "{err}"
+    );
+    let (code, out, err) = run(&config, &["migrate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("schema migrated from version 0 to"), "{out}");
+    let (code, _, err) = run(&config, &["migrate", "--check"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // What the service would write, read back through the command.
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    db.execute(
+        "INSERT INTO calls (id, owner, node, state, cause, sip_code, sip_text, dialled, item_id,
+                            created_at, ended_at)
+         VALUES ('pg-call', 'alice', 'n1', 'Disconnected', 'UserBusy', 486, 'Busy, \"really\"',
+                 '4865551234', 'item', 1793491200, 1793491203)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (code, out, err) = run(&config, &["calls", "export"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "id,owner,node,started,ended,number,state,cause,sip_code,sip_text,duration_secs,item_id\r\n\
+         pg-call,alice,n1,2026-11-01T00:00:00Z,2026-11-01T00:00:03Z,4865551234,Disconnected,UserBusy,486,\"Busy, \"\"really\"\"\",3,item\r\n"
+    );
+    let (code, out, _) = run(&config, &["calls", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("pg-call\talice\t2026-11-01T00:00:00Z\t4865551234\tDisconnected\tUserBusy\t486 Busy, \"really\"\t3s"),
+        "{out}"
+    );
+
+    // Backups of PostgreSQL are pg_dump's job: refused, saying so.
+    let (code, _, err) = run(&config, &["backup", dir.path().join("b").to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+
+    // A newer schema: refused by every command, naming both versions.
+    let known: i32 = db
+        .query_one("SELECT max(version) FROM openum_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.execute(
+        "INSERT INTO openum_schema (version) VALUES ($1)",
+        &[&(known + 1)],
+    )
+    .await
+    .unwrap();
+    let (code, _, err) = run(&config, &["migrate", "--check"]);
+    assert_eq!(code, Some(11), "{err}");
+    let (code, _, err) = run(&config, &["calls", "list"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "PostgreSQL store's schema is version {}",
+            known + 1
+        )) && err.contains(&format!("(version {known})")),
+        "{err}"
+    );
+}

@@ -24,6 +24,68 @@ pub const DB_FILE: &str = "openum.db";
 /// The lock file `openum serve` holds in its data directory.
 pub const LOCK_FILE: &str = "openum.lock";
 
+/// Which store a configuration names, resolved as [`crate::open_store`] does:
+/// `OPENUM_POSTGRES_URL` (unset, empty or not Unicode: not set), then `store.postgres_url`,
+/// then the SQLite file under `server.data_dir`.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum StoreLocation {
+    /// The embedded store: this file.
+    Sqlite(PathBuf),
+    /// PostgreSQL at `url`, named by `from` (the variable or key).
+    Postgres {
+        /// The connection URL (may hold a password: shown only through `Display`).
+        url: String,
+        /// `OPENUM_POSTGRES_URL` or `store.postgres_url`.
+        from: &'static str,
+    },
+}
+
+impl StoreLocation {
+    /// The store `config` names.
+    pub fn of(config: &crate::config::Config) -> Self {
+        if let Some(url) = std::env::var("OPENUM_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            return Self::Postgres {
+                url,
+                from: "OPENUM_POSTGRES_URL",
+            };
+        }
+        match &config.store.postgres_url {
+            Some(url) => Self::Postgres {
+                url: url.clone(),
+                from: "store.postgres_url",
+            },
+            None => Self::Sqlite(config.server.data_dir.join(DB_FILE)),
+        }
+    }
+}
+
+/// `SQLite store /abs/path/openum.db`, or `PostgreSQL store host:port/db (from …)` — never the
+/// URL's credentials.
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => {
+                // A relative data directory is shown as the absolute path it resolves to.
+                let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                write!(f, "SQLite store {}", shown.display())
+            }
+            Self::Postgres { url, from } => {
+                let host = url.rsplit_once('@').map_or_else(
+                    || {
+                        url.split_once("://")
+                            .map_or("<unparsed URL>", |(_, rest)| rest)
+                    },
+                    |(_, host)| host,
+                );
+                write!(f, "PostgreSQL store {host} (from {from})")
+            }
+        }
+    }
+}
+
 /// An exclusive lock on a data directory, held by `openum serve` while it runs and by
 /// `openum restore` while it writes (released when dropped, or when the process dies).
 #[derive(Debug)]
@@ -288,6 +350,24 @@ pub fn restore(dir: &Path, data_dir: &Path, force: bool) -> anyhow::Result<Backu
 mod tests {
     use super::*;
     use crate::store::{Store, User};
+
+    #[test]
+    fn store_locations_show_the_path_or_host_never_the_password() {
+        let pg = StoreLocation::Postgres {
+            url: "postgres://openum:s3cret@db.example.com:5432/openum".into(),
+            from: "store.postgres_url",
+        };
+        assert_eq!(
+            pg.to_string(),
+            "PostgreSQL store db.example.com:5432/openum (from store.postgres_url)"
+        );
+        let sqlite = StoreLocation::Sqlite(PathBuf::from("data/openum.db")).to_string();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            sqlite,
+            format!("SQLite store {}", cwd.join("data/openum.db").display())
+        );
+    }
 
     #[test]
     fn a_held_data_directory_cannot_be_locked_again() {
