@@ -25,7 +25,7 @@ pub(crate) async fn user_add(
         eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
         return Ok(ExitCode::from(2));
     }
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     let hash = server::auth::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
     // An existing user gets only a new password (Play on Phone, enabled state and tokens are
@@ -51,7 +51,7 @@ pub(crate) async fn token_create(
     name: &str,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     if store.user(name).await?.is_none() {
         eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
         return Ok(ExitCode::from(2));
@@ -70,7 +70,7 @@ pub(crate) async fn voicemail_import(
     from: &str,
     subject: &str,
 ) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     match server::voicemail::import(
         store.as_ref(),
         &config.server.data_dir,
@@ -94,7 +94,7 @@ pub(crate) async fn voicemail_import(
 
 /// `openum voicemail list`.
 pub(crate) async fn voicemail_list(config: &Config, user: &str) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     for item in store.voicemail_items(user).await? {
         println!(
             "{}\t{:.1}s\t{}\t{}",

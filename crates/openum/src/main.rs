@@ -2,7 +2,8 @@
 //! and end calls through any EWS endpoint.
 //!
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
-//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
+//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused;
+//! `migrate --check`: 10 migrations pending, 11 the store's schema is newer than this binary.
 //!
 //! # Layout
 //!
@@ -12,8 +13,11 @@
 //! - `remote`: the call commands, through the EWS client.
 //! - `watch`: following a call, and the `--json` output (serde_json).
 //! - `users`: `user list|disable|enable|delete`, `token list|revoke`.
+//! - `ops`: call history, voice-mail deletion, backup/restore, schema migrations; which store
+//!   the service uses (and the default configuration file).
 
 mod admin;
+mod ops;
 mod remote;
 mod users;
 mod watch;
@@ -34,7 +38,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "openum", version, propagate_version = true)]
 struct Cli {
-    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    /// Configuration file (TOML). Without it, /etc/openum/openum.toml if it exists, else the
+    /// embedded defaults.
     #[arg(long, short = 'c', global = true, env = "OPENUM_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (overrides `server.data_dir`).
@@ -67,6 +72,30 @@ enum Command {
     /// Check a configuration file and report the first problem (key, file and line).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Call history: list or export the calls the store keeps.
+    #[command(subcommand)]
+    Calls(ops::CallsCommand),
+    /// Copy the SQLite store and its audio files into a new or empty directory, consistently,
+    /// while `serve` runs.
+    Backup {
+        /// The backup directory.
+        dir: PathBuf,
+    },
+    /// Replace the SQLite store and its audio files with a backup (stop `serve` first).
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+        /// Replace an existing store and audio files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply pending schema migrations; with --check only report (exit 0 current, 10 pending,
+    /// 11 newer than this binary).
+    Migrate {
+        /// Report only, change nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Place a call that plays a voice-mail item (EWS PlayOnPhone); prints the PhoneCallId.
     Call {
         #[command(flatten)]
@@ -152,6 +181,14 @@ enum VoicemailCommand {
         /// The owning user.
         #[arg(long)]
         user: String,
+    },
+    /// Delete a voice-mail item (record and audio); refused while a live call plays it.
+    Delete {
+        /// The owning user.
+        #[arg(long)]
+        user: String,
+        /// The item's ItemId.
+        id: String,
     },
     /// Check the mailbox backend ([mailbox]) with one item: log in to the mailbox server as the
     /// user, fetch the item's voice message and decode it, as a call would. Credentials: --user
@@ -241,7 +278,8 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let config_path = ops::config_path(cli.config);
+    let mut config = match Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("openum: {error}");
@@ -261,7 +299,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config, cli.config)) {
+    match runtime.block_on(run(cli.command, config, config_path)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("openum: {error:#}");
@@ -329,6 +367,13 @@ async fn run(
         Command::Config(ConfigCommand::Check) => {
             Ok(admin::config_check(&config, config_path.as_deref()))
         }
+        Command::Calls(command) => ops::calls(&config, command).await,
+        Command::Voicemail(VoicemailCommand::Delete { user, id }) => {
+            ops::voicemail_delete(&config, &user, &id).await
+        }
+        Command::Backup { dir } => ops::backup(&config, &dir),
+        Command::Restore { dir, force } => ops::restore(&config, &dir, force),
+        Command::Migrate { check } => ops::migrate(&config, check).await,
         Command::Call {
             endpoint,
             item,

@@ -88,6 +88,10 @@ pub struct Config {
     pub mailbox: Option<MailboxConfig>,
     /// `[auth]`: throttling of failed logins.
     pub auth: AuthConfig,
+    /// `[privacy]`: what call records keep of the numbers dialled.
+    pub privacy: PrivacyConfig,
+    /// `[voicemail]`: how long imported voice-mail items are kept.
+    pub voicemail: VoicemailConfig,
 }
 
 /// `[auth]`: failed logins are counted per client address and per user name; a key that fails
@@ -134,6 +138,24 @@ impl From<&AuthConfig> for crate::throttle::ThrottleSettings {
             max_tracked: c.max_tracked,
         }
     }
+}
+
+/// `[privacy]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// `store_dialled_numbers`: `"full"` (default) or `"masked"` — see
+    /// [`crate::privacy::DialledNumbers`].
+    pub store_dialled_numbers: crate::privacy::DialledNumbers,
+}
+
+/// `[voicemail]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoicemailConfig {
+    /// `retention_days`: imported items (row and audio file) older than this are deleted by the
+    /// retention task. Default 0: kept until deleted with `openum voicemail delete`.
+    pub retention_days: u64,
 }
 
 /// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
@@ -633,6 +655,9 @@ pub struct EwsConfig {
     pub call_retention_hours: u64,
     /// `[ews.server_version]`: the `ServerVersionInfo` header.
     pub server_version: ServerVersionConfig,
+    /// `history_retention_days`: ended calls older than this are deleted from the store (call
+    /// history, dialled numbers included). Default 90; 0 keeps them forever.
+    pub history_retention_days: u64,
 }
 
 impl Default for EwsConfig {
@@ -640,6 +665,7 @@ impl Default for EwsConfig {
         Self {
             call_retention_hours: 24,
             server_version: ServerVersionConfig::default(),
+            history_retention_days: 90,
         }
     }
 }
@@ -770,6 +796,30 @@ impl Config {
                 "auth.max_lockout_secs",
                 "must be at least auth.lockout_secs",
             );
+        }
+        const CENTURY_DAYS: u64 = 36_500;
+        if self.ews.history_retention_days > CENTURY_DAYS {
+            return bad(
+                "ews.history_retention_days",
+                "must be at most 36500 (0 keeps call history forever)",
+            );
+        }
+        if self.voicemail.retention_days > CENTURY_DAYS {
+            return bad(
+                "voicemail.retention_days",
+                "must be at most 36500 (0 keeps voice mail forever)",
+            );
+        }
+        if self.ews.history_retention_days > 0
+            && self.ews.history_retention_days.saturating_mul(24) < self.ews.call_retention_hours
+        {
+            return Err(InvalidValue::new(
+                "ews.history_retention_days",
+                format!(
+                    "({} days) must cover ews.call_retention_hours ({} h): calls are deleted only after clients stop asking about them",
+                    self.ews.history_retention_days, self.ews.call_retention_hours
+                ),
+            ));
         }
         if self.admission.max_calls_per_user == 0 {
             return bad("admission.max_calls_per_user", "must be at least 1");

@@ -21,12 +21,17 @@
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
 //! - [`tls`]: the endpoint's certificate (rustls), reloaded on SIGHUP; [`metrics_listener`]:
 //!   `/metrics` on its own address (`server.metrics_listen`), optionally behind a token.
+//! - [`backup`]: `openum backup`/`restore` of the SQLite store and its audio files, and the lock
+//!   that tells a data directory in use.
+//! - [`retention`], [`privacy`]: the periodic purge of old call history, expired and orphaned
+//!   voice-mail audio; masking of dialled numbers in stored records.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
 pub mod client_address;
+pub mod backup;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -37,7 +42,9 @@ pub mod mailbox;
 pub mod metrics;
 pub mod metrics_listener;
 pub mod pinned;
+pub mod privacy;
 pub mod registry;
+pub mod retention;
 pub mod serve;
 pub mod store;
 pub mod tls;

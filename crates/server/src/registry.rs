@@ -39,6 +39,8 @@ pub struct Registry {
     /// Store writes of call changes, one at a time, so a retry never overwrites a newer state.
     writes: Arc<tokio::sync::Mutex<()>>,
     retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// What the stored record keeps of the dialled number (`[privacy]`).
+    dialled_numbers: crate::privacy::DialledNumbers,
 }
 
 /// A store write that takes longer counts as refused (a database gone silent must not hold the
@@ -73,7 +75,16 @@ impl Registry {
             pending: Arc::default(),
             writes: Arc::default(),
             retrying: Arc::default(),
+            dialled_numbers: crate::privacy::DialledNumbers::default(),
         }
+    }
+
+    /// Stores dialled numbers as `mode` says (`[privacy] store_dialled_numbers`); the records
+    /// in memory, which the call dials, keep the full number.
+    #[must_use]
+    pub fn with_dialled_numbers(mut self, mode: crate::privacy::DialledNumbers) -> Self {
+        self.dialled_numbers = mode;
+        self
     }
 
     /// The metrics calls are counted in.
@@ -175,7 +186,13 @@ impl Registry {
 
     /// Records a new call placed by this node.
     pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.store.insert_call(record).await?;
+        if self.dialled_numbers == crate::privacy::DialledNumbers::Full {
+            self.store.insert_call(record).await?;
+        } else {
+            let mut stored = record.clone();
+            stored.dialled = self.dialled_numbers.apply(&record.dialled);
+            self.store.insert_call(&stored).await?;
+        }
         let mut local = write(&self.local);
         local.inserts_since_prune += 1;
         if local.inserts_since_prune >= PRUNE_EVERY {

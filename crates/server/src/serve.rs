@@ -30,6 +30,14 @@ pub async fn serve(
     // From here on SIGHUP reloads the certificate and never ends the process (its default
     // action would drop every live call without a BYE).
     crate::tls::reload_on_sighup(tls.clone()).context("cannot watch for SIGHUP")?;
+    // Held until this function returns: `openum restore` refuses a SQLite store in use, and a
+    // second `serve` on the same file is refused. (PostgreSQL nodes may share a directory.)
+    let _in_use = match crate::backup::StoreLocation::of(config) {
+        crate::backup::StoreLocation::Sqlite(_) => Some(crate::backup::DataDirLock::acquire(
+            &config.server.data_dir,
+        )?),
+        crate::backup::StoreLocation::Postgres { .. } => None,
+    };
     let store = crate::open_store(config).await?;
     let node = config.node_name();
     // Nothing this node owned can still be live: a previous process died with it.
@@ -43,7 +51,10 @@ pub async fn serve(
             "closed calls left live by a previous run as Disconnected/Other"
         );
     }
-    let registry = Arc::new(Registry::new(store, node));
+    let retention = crate::retention::spawn(Arc::clone(&store), config.into());
+    let registry = Arc::new(
+        Registry::new(store, node).with_dialled_numbers(config.privacy.store_dialled_numbers),
+    );
     let mailbox = config
         .mailbox
         .as_ref()
@@ -119,6 +130,7 @@ pub async fn serve(
             tracing::error!(%error, "the metrics listener task failed");
         }
     }
+    retention.abort();
     tracing::info!("openum stopped");
     Ok(())
 }

@@ -22,8 +22,11 @@
 //! - [`conformance`]: the behaviour suite both pass.
 //! - `users`: the account records behind authentication and `openum user|token` (credential
 //!   generations, disabled users, token ids).
+//! - [`history`]: call history, purges, voice-mail deletion and the schema version, for
+//!   administration and retention ([`Store::history`]).
 
 pub mod conformance;
+pub mod history;
 mod postgres;
 mod sqlite;
 mod users;
@@ -34,6 +37,8 @@ pub use users::{
     token_id, Credential, CredentialState, DeletedUser, TokenCredential, TokenInfo, UserSummary,
     TOKEN_ID_LEN,
 };
+
+pub use history::History;
 
 use async_trait::async_trait;
 use calls::{CallRecord, UnixSeconds};
@@ -232,6 +237,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError>;
     /// Revokes every token with this label and bumps their users' generations.
     async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError>;
+    /// History, retention and administration operations ([`history`]); both real backends
+    /// have them.
+    fn history(&self) -> Option<&dyn History> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use super::{
     TokenCredential, TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
 };
 
+mod history;
+
 const CHANNEL: &str = "openum_hangup";
 
 const MIGRATIONS: &[&str] = &[
@@ -128,6 +130,7 @@ impl PostgresStore {
             .flatten()
             // No row, or max() of an empty table: no migration has run yet.
             .unwrap_or(0);
+        history::guard(i64::from(current))?;
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
             if current < version {
@@ -380,6 +383,10 @@ impl Store for PostgresStore {
 
     fn hangup_requests(&self) -> Option<broadcast::Receiver<HangupRequest>> {
         Some(self.hangups.subscribe())
+    }
+
+    fn history(&self) -> Option<&dyn super::History> {
+        Some(self)
     }
 
     async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError> {

@@ -12,6 +12,8 @@ use super::{
     TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
 };
 
+mod history;
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Backend(Box::new(e))
@@ -90,6 +92,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        history::guard(version)?;
         let tx = conn.transaction()?;
         for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate() {
             let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
@@ -341,6 +344,10 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
+    }
+
+    fn history(&self) -> Option<&dyn super::History> {
+        Some(self)
     }
 
     async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError> {
