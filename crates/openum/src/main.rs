@@ -2,7 +2,8 @@
 //! and end calls through any EWS endpoint.
 //!
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
-//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
+//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused; 5 (`watch`,
+//! `call --wait`) the call ended with a failure cause. README "The openum command" has the table.
 //!
 //! # Layout
 //!
