@@ -16,6 +16,13 @@
 //! client.disconnect_phone_call(&call).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! An `https` endpoint is trusted through the system's root store and the webpki roots; an
+//! on-premises Exchange with a private CA needs [`ClientOptions::ca_file`] (with
+//! [`Client::with_options`]). Errors are classes, each keeping its cause chain: a bad URL or CA
+//! file when the client is made ([`Error::InvalidUrl`], [`Error::CaFile`]); no HTTP answer
+//! ([`Error::Transport`] with a [`TransportCause`]: connection refused, DNS failure, timeout,
+//! certificate not trusted / for another name / expired, …); then what the server answered.
 
 use std::path::PathBuf;
 use std::time::Duration;
