@@ -1,7 +1,7 @@
 //! The administration commands: users, API tokens, voice-mail items, configuration check. They
 //! work on the store the service uses, found the same way (`--config`, `--data-dir`).
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +16,13 @@ pub(crate) async fn user_add(
     password_stdin: bool,
     disable_play_on_phone: bool,
 ) -> anyhow::Result<ExitCode> {
-    let password = read_password(password_stdin)?;
+    let password = match read_password(name, password_stdin)? {
+        Ok(password) => password,
+        Err(problem) => {
+            eprintln!("openum: {problem}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if password.is_empty() {
         eprintln!("openum: the password is empty");
         return Ok(ExitCode::from(2));
@@ -216,13 +222,30 @@ pub(crate) fn plain_http_refused(
     })
 }
 
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if !from_stdin {
-        anyhow::bail!("pass --password-stdin and write the password to standard input");
+/// The password of `user add`: one line of standard input with `--password-stdin`; else asked
+/// twice on the terminal without echo (rpassword). `Ok(Err(problem))` is a usage error: no
+/// terminal to ask on, or two different answers.
+fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<Result<String, String>> {
+    if from_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the password from standard input")?;
+        return Ok(Ok(input.lines().next().unwrap_or_default().to_owned()));
     }
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("cannot read the password from standard input")?;
-    Ok(input.lines().next().unwrap_or_default().to_owned())
+    if !std::io::stdin().is_terminal() {
+        return Ok(Err(
+            "standard input is not a terminal, so there is no one to ask for the \
+                       password: pass --password-stdin and write it to standard input"
+                .to_owned(),
+        ));
+    }
+    let first = rpassword::prompt_password(format!("Password for {name}: "))
+        .context("cannot read the password from the terminal")?;
+    let second = rpassword::prompt_password("The same password again: ")
+        .context("cannot read the password from the terminal")?;
+    if first != second {
+        return Ok(Err("the two passwords differ; nothing was saved".to_owned()));
+    }
+    Ok(Ok(first))
 }

@@ -2,8 +2,9 @@
 //! and end calls through any EWS endpoint.
 //!
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
-//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused;
-//! `migrate --check`: 10 migrations pending, 11 the store's schema is newer than this binary.
+//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused; 5 (`watch`,
+//! `call --wait`) the call ended with a failure cause; `migrate --check`: 10 migrations pending,
+//! 11 the store's schema is newer than this binary. README "The openum command" has the table.
 //!
 //! # Layout
 //!
@@ -156,6 +157,14 @@ pub(crate) struct Endpoint {
     /// User for Basic authentication (password from OPENUM_PASSWORD or the config file).
     #[arg(long, env = "OPENUM_USER")]
     pub(crate) user: Option<String>,
+    /// A PEM file of extra trusted CA certificates for an https URL (a private CA), besides the
+    /// system's root store [config: client.ca_file].
+    #[arg(long, env = "OPENUM_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Seconds one request may take, connecting included.
+    #[arg(long, env = "OPENUM_TIMEOUT", default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,7 +214,8 @@ enum VoicemailCommand {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a user, or set the password of an existing one.
+    /// Add a user, or set the password of an existing one. On a terminal the password is asked
+    /// twice, without echo.
     Add {
         /// The login name.
         name: String,
@@ -358,7 +368,12 @@ async fn run(
             admin::voicemail_list(&config, &user).await
         }
         Command::Voicemail(VoicemailCommand::PlayTest { user, item }) => {
-            let endpoint = Endpoint { url: None, user };
+            let endpoint = Endpoint {
+                url: None,
+                user,
+                ca_file: None,
+                timeout: 30,
+            };
             let Some(authorization) = remote::authorization(&endpoint, &config) else {
                 return Ok(ExitCode::from(2));
             };
@@ -398,8 +413,13 @@ fn init_logging(json: bool) {
         // rsipstack logs whole SIP messages (dialled numbers, digest headers) at info: keep it
         // at warn unless OPENUM_LOG asks for more.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
+    // Colour codes only for a person at a terminal: not in files, journald or pipes, nor when
+    // NO_COLOR (https://no-color.org) is set.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

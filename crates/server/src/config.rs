@@ -307,6 +307,9 @@ pub struct ClientConfig {
     pub password: Option<String>,
     /// `token` for Bearer authentication.
     pub token: Option<String>,
+    /// `ca_file`: a PEM file of extra trusted roots (a private CA), trusted besides the system's
+    /// root store; `--ca-file` and `OPENUM_CA_FILE` take precedence.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Credentials never reach logs.
@@ -317,6 +320,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
