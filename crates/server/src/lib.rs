@@ -22,6 +22,7 @@
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -60,7 +61,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn crate::store:
         .or_else(|| config.store.postgres_url.clone());
     match url {
         Some(url) => Ok(Arc::new(
-            crate::store::PostgresStore::connect(&url)
+            crate::store::PostgresStore::connect_with(&url, &config.postgres_options())
                 .await
                 .context("cannot connect to PostgreSQL (store.postgres_url)")?,
         )),

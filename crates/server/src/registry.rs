@@ -22,7 +22,8 @@ const PRUNE_EVERY: usize = 1024;
 /// Which concurrency cap refused a call.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Refused {
-    /// The user's live calls on this node reached the cap.
+    /// The user's live calls reached the cap (on this node, and in a shared store on every
+    /// node).
     PerUser(usize),
     /// This node's live calls reached the cap.
     PerNode(usize),
@@ -166,16 +167,41 @@ impl Registry {
             }
             local.calls.insert(record.id.clone(), record.clone());
         }
-        if let Err(e) = self.insert(record).await {
-            write(&self.local).calls.remove(&record.id);
-            return Err(e);
+        // A shared store counts every node's calls, atomically with the insert.
+        match self.store.insert_call_capped(record, per_user).await {
+            Ok(true) => {
+                self.after_insert(record);
+                Ok(Ok(()))
+            }
+            Ok(false) => {
+                write(&self.local).calls.remove(&record.id);
+                Ok(Err(Refused::PerUser(per_user)))
+            }
+            Err(e) => {
+                write(&self.local).calls.remove(&record.id);
+                Err(e)
+            }
         }
-        Ok(Ok(()))
+    }
+
+    /// The ids of the live calls this node owns.
+    pub fn live_ids(&self) -> Vec<String> {
+        read(&self.local)
+            .calls
+            .values()
+            .filter(|r| r.node == self.node && !r.is_finished())
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// Records a new call placed by this node.
     pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.store.insert_call(record).await?;
+        self.after_insert(record);
+        Ok(())
+    }
+
+    fn after_insert(&self, record: &CallRecord) {
         let mut local = write(&self.local);
         local.inserts_since_prune += 1;
         if local.inserts_since_prune >= PRUNE_EVERY {
@@ -188,7 +214,6 @@ impl Registry {
         if record.node == self.node {
             local.calls.insert(record.id.clone(), record.clone());
         }
-        Ok(())
     }
 
     /// Records a state change. Memory moves on at once (a hung-up call reads Disconnected and

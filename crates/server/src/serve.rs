@@ -69,7 +69,8 @@ pub async fn serve(
         // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
         None => Arc::new(NoGateway),
     };
-    listen_for_hangups(registry.store().as_ref(), registry.node(), &calls);
+    listen_for_hangups(&registry, &calls);
+    crate::cluster::start(&registry, &calls, &config.cluster);
     let state = crate::app_state_with_mailbox(config, registry, calls, mailbox)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -96,13 +97,16 @@ pub async fn serve(
 }
 
 /// Other nodes ask this one to end the calls it owns (PostgreSQL `NOTIFY`); a task hands each
-/// request for this node to the call service. Single-node stores have no such requests.
-pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallService>) {
-    let Some(mut requests) = store.hangup_requests() else {
+/// request for this node to the call service, then confirms it to the asking node once the
+/// call reads ended here. Single-node stores have no such requests.
+pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>) {
+    let store: &dyn Store = registry.store().as_ref();
+    let Some(mut requests) = store.hangup_requests(registry.node()) else {
         return;
     };
     let calls = Arc::clone(calls);
-    let me = node.to_owned();
+    let registry = Arc::clone(registry);
+    let me = registry.node().to_owned();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
@@ -111,6 +115,20 @@ pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallSer
                     tracing::info!(call = %request.call_id, "hang-up requested by another node");
                     if calls.hangup(&request.call_id).await == calls::Hangup::NotLive {
                         tracing::info!(call = %request.call_id, "the call had already ended");
+                    }
+                    let ended = match registry.get(&request.call_id).await {
+                        Ok(record) => record.is_none_or(|r| r.is_finished()),
+                        Err(error) => {
+                            tracing::error!(call = %request.call_id, error = %error_chain(&error), "cannot read the call a peer asked to end");
+                            false
+                        }
+                    };
+                    if !ended {
+                        // No confirmation: the asking node answers with an error.
+                        tracing::error!(call = %request.call_id, "a hang-up asked by a peer did not end the call");
+                    } else if let Err(error) = registry.store().hangup_done(&request.call_id).await
+                    {
+                        tracing::warn!(call = %request.call_id, error = %error_chain(&error), "cannot confirm a hang-up to the node that asked");
                     }
                 }
                 Ok(_) => {}

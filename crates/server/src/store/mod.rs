@@ -9,8 +9,15 @@
 //! the store keeps the item records, the node that imported an item serves its audio.
 //!
 //! Cross-node hang-up: a node asked to end a call another node owns calls
-//! [`Store::request_hangup`]; the owner receives it from [`Store::hangup_requests`] (PostgreSQL
-//! `NOTIFY`/`LISTEN`). SQLite is single-node and has neither.
+//! [`Store::request_hangup`], which records the request (table `hangup_requests`, the source of
+//! truth), wakes the owner (`NOTIFY`) and waits, bounded, for the owner's confirmation; the owner
+//! receives it from [`Store::hangup_requests`] (a dedicated `LISTEN` connection that re-reads the
+//! table after every reconnect, so a request made while it was away is not lost) and confirms
+//! with [`Store::hangup_done`]. SQLite is single-node and has none of this.
+//!
+//! Node liveness ([`Store::heartbeat`], [`Store::close_calls_of_dead_nodes`]) and cluster-wide
+//! admission ([`Store::insert_call_capped`]) are PostgreSQL's too; SQLite's defaults are the
+//! single-node behaviour.
 
 //!
 //! # Layout
@@ -25,7 +32,7 @@ pub mod conformance;
 mod postgres;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -189,9 +196,66 @@ pub trait Store: Send + Sync + 'static {
             "this store serves a single node; no other node owns calls".into(),
         ))
     }
-    /// Hang-up requests from other nodes (multi-node backends only).
-    fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
+    /// Hang-up requests from other nodes for `node` (multi-node backends only).
+    fn hangup_requests(
+        &self,
+        _node: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
         None
+    }
+
+    /// Whether several nodes share this store (heartbeats, reaping and fencing then run).
+    fn multi_node(&self) -> bool {
+        false
+    }
+
+    /// Why the store cannot serve this node right now, if it cannot (e.g. the `LISTEN`
+    /// connection is down), for `/readyz`. Queries are checked separately.
+    fn unready_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// The owner confirms that it ended (or no longer has) `call_id`, which another node asked
+    /// it to hang up (multi-node backends only).
+    async fn hangup_done(&self, _call_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Inserts a new call unless its owner already has `per_user` live calls in the store (every
+    /// node's); `Ok(false)` when the cap refused it. Check and insert are atomic across nodes.
+    /// Single-node stores rely on the registry's in-memory check and just insert.
+    async fn insert_call_capped(
+        &self,
+        call: &CallRecord,
+        _per_user: usize,
+    ) -> Result<bool, StoreError> {
+        self.insert_call(call).await.map(|()| true)
+    }
+
+    /// Writes `node`'s heartbeat (multi-node backends only).
+    async fn heartbeat(&self, _node: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Closes, as Disconnected/Other, every live call of every node other than `me` whose
+    /// heartbeat is older than `dead_after`; each call is closed by exactly one node even if
+    /// several try at once. Returns the calls closed (id, owning node).
+    async fn close_calls_of_dead_nodes(
+        &self,
+        _me: &str,
+        _dead_after: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Which of `ids` (calls `node` owns) another node has closed because it declared `node`
+    /// dead.
+    async fn closed_by_peers(
+        &self,
+        _node: &str,
+        _ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }
 
