@@ -1,0 +1,412 @@
+//! Several `openum serve` processes on one real PostgreSQL, failing the way an operator's day
+//! does: the database restarts under live calls, a node is SIGKILLed mid-call, three nodes take
+//! PlayOnPhone requests for one capped user at once. SIPp is the far end of every call.
+//!
+//! The nodes share one data directory (the audio of the imported item); the database is what
+//! they share for everything else.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::{Auth, Client};
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
+
+/// Ports 45000-45999 are this suite's; each test takes its own block of 200.
+fn base_port(test: u16) -> u16 {
+    45000 + test * 200 + (std::process::id() % 18) as u16 * 10
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    base: u16,
+    nodes: Vec<Option<Child>>,
+    sipp: Child,
+    sipp_messages: PathBuf,
+    user: String,
+    item: String,
+    configs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// `n` nodes on `pg_url`; `store_extra`/`extra` are appended to `[store]` and to the file.
+    fn start(test: u16, pg_url: &str, n: u16, store_extra: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base = base_port(test);
+        let sipp_port = base + 9;
+        let sipp_messages = dir.path().join("sipp.log");
+        let sipp = Command::new("timeout")
+            .args(["300", "sipp", "-sf"])
+            .arg(peers_dir().join("uas_multi.xml"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sipp_port.to_string(),
+                "-mp",
+                &(base + 8).to_string(),
+            ])
+            .args(["-key", "user", "alice", "-key", "pass", "secret"])
+            .args(["-nostdin", "-trace_msg", "-message_file"])
+            .arg(&sipp_messages)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is required (apt-get install sip-tester)");
+        let data = dir.path().join("data");
+        let configs: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let path = dir.path().join(format!("node{i}.toml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nnode_name = \"node{i}-{}\"\n\
+                         [store]\npostgres_url = \"{pg_url}\"\n{store_extra}\n[sip]\nlisten = \"127.0.0.1:{}\"\n\
+                         [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{sipp_port}\"\nmax_concurrent_calls = 1000\n\
+                         calls_per_second = 1000\n{extra}\n",
+                        base + i,
+                        data.display(),
+                        std::process::id(),
+                        base + 4 + i,
+                    ),
+                )
+                .unwrap();
+                path
+            })
+            .collect();
+        let user = format!("c{test}-{}-alice", std::process::id());
+        let wav = dir.path().join("m.wav");
+        tone_wav(&wav, 60.0);
+        let item = add_user_with_message(&configs[0], &user, &wav);
+        let mut cluster = Self {
+            dir,
+            base,
+            nodes: Vec::new(),
+            sipp,
+            sipp_messages,
+            user,
+            item,
+            configs,
+        };
+        for i in 0..n {
+            let child = cluster.spawn(i);
+            cluster.nodes.push(Some(child));
+        }
+        for i in 0..n {
+            cluster.wait_ready(i, Duration::from_secs(20));
+        }
+        cluster
+    }
+
+    fn spawn(&self, i: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{i}.log")))
+            .unwrap();
+        Command::new(openum_bin())
+            .arg("--config")
+            .arg(&self.configs[usize::from(i)])
+            .arg("serve")
+            .env_remove("OPENUM_POSTGRES_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for i in 0..self.configs.len() {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("node{i}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            all.push_str(&format!(
+                "--- node{i} ---\n{}\n",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            ));
+        }
+        all
+    }
+
+    fn client(&self, i: u16) -> Client {
+        Client::new(
+            format!("http://127.0.0.1:{}/EWS/Exchange.asmx", self.base + i),
+            Auth::Basic {
+                user: self.user.clone(),
+                password: PASSWORD.into(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// `/readyz` answers 200 within `bound`, else the test fails with the logs.
+    fn wait_ready(&self, i: u16, bound: Duration) -> Duration {
+        let started = Instant::now();
+        let url = format!("http://127.0.0.1:{}/readyz", self.base + i);
+        loop {
+            let ok = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                ])
+                .arg(&url)
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false);
+            if ok {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "node {i} not ready within {bound:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    async fn wait_state(&self, node: u16, id: &str, want: S, bound: Duration) -> (S, C) {
+        let started = Instant::now();
+        loop {
+            match self.client(node).get_phone_call_information(id).await {
+                Ok(info) if info.phone_call_state == want => {
+                    return (info.phone_call_state, info.connection_failure_cause)
+                }
+                seen => assert!(
+                    started.elapsed() < bound,
+                    "node {node} never saw {id} {want:?} within {bound:?}: {seen:?}\n{}",
+                    self.logs()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn byes(&self) -> usize {
+        std::fs::read_to_string(&self.sipp_messages)
+            .unwrap_or_default()
+            .matches("BYE sip:")
+            .count()
+    }
+
+    fn kill(&mut self, i: u16, signal: &str) {
+        let child = self.nodes[usize::from(i)].as_mut().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap();
+        self.nodes[usize::from(i)] = None;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            // The test is over: a node that already exited needs no signal.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        // SIGTERM, which `timeout` passes on to SIPp.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.sipp.id().to_string())
+            .status();
+        let _ = self.sipp.wait();
+    }
+}
+
+/// Bounds short enough for a test; the same rule as the defaults (fence < dead).
+const FAST_CLUSTER: &str =
+    "[cluster]\nheartbeat_secs = 1\nfence_after_secs = 2\ndead_after_secs = 4\nhangup_wait_secs = 3\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
+    let pg = testkit::private_pg::PrivatePostgres::start();
+    // Bounds longer than the outage: the calls must survive it.
+    let cluster = Cluster::start(
+        0,
+        &pg.url,
+        2,
+        "",
+        "[cluster]\nheartbeat_secs = 1\nfence_after_secs = 20\ndead_after_secs = 30\n",
+    );
+    let mut ids = Vec::new();
+    for node in 0..2 {
+        let id = cluster
+            .client(node)
+            .play_on_phone(&cluster.item, &format!("20055500{node}"))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        for node in 0..2 {
+            cluster
+                .wait_state(node, id, S::Connected, Duration::from_secs(15))
+                .await;
+        }
+    }
+
+    pg.stop();
+    // A hang-up asked during the outage is answered with an error, never a silent success.
+    let during = cluster.client(1).disconnect_phone_call(&ids[0]).await;
+    assert!(
+        during.is_err(),
+        "a hang-up during the outage claimed success"
+    );
+    pg.start_again();
+    for node in 0..2 {
+        let took = cluster.wait_ready(node, Duration::from_secs(10));
+        eprintln!("node {node} ready {took:?} after PostgreSQL came back");
+    }
+    // No record lost: both calls are still live on both nodes, and were never ended by the
+    // unanswered hang-up.
+    for id in &ids {
+        for node in 0..2 {
+            let info = cluster
+                .client(node)
+                .get_phone_call_information(id)
+                .await
+                .unwrap();
+            assert_eq!(info.phone_call_state, S::Connected, "{}", cluster.logs());
+        }
+    }
+    // Cross-node hang-ups work again once the LISTEN connection is back: each node ends the
+    // other's call, and the owner sends BYE.
+    cluster
+        .client(1)
+        .disconnect_phone_call(&ids[0])
+        .await
+        .unwrap();
+    cluster
+        .client(0)
+        .disconnect_phone_call(&ids[1])
+        .await
+        .unwrap();
+    for id in &ids {
+        for node in 0..2 {
+            let (_, cause) = cluster
+                .wait_state(node, id, S::Disconnected, Duration::from_secs(5))
+                .await;
+            assert_eq!(cause, C::None);
+        }
+    }
+    let started = Instant::now();
+    while cluster.byes() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the owners did not send BYE\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound() {
+    let pg = testkit::Postgres::start();
+    let mut cluster = Cluster::start(1, &pg.url, 2, "", FAST_CLUSTER);
+    let id = cluster
+        .client(0)
+        .play_on_phone(&cluster.item, "2005551000")
+        .await
+        .unwrap();
+    cluster
+        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
+        .await;
+    cluster.kill(0, "KILL");
+    let killed = Instant::now();
+    // dead_after_secs (4) plus one heartbeat period of the peer that notices, plus slack for a
+    // loaded machine.
+    let (_, cause) = cluster
+        .wait_state(1, &id, S::Disconnected, Duration::from_secs(4 + 1 + 10))
+        .await;
+    eprintln!(
+        "peer reported the call Disconnected {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    assert_eq!(cause, C::Other);
+    // The killed node comes back: the call stays ended (not resurrected).
+    let child = cluster.spawn(0);
+    cluster.nodes[0] = Some(child);
+    cluster.wait_ready(0, Duration::from_secs(20));
+    let info = cluster
+        .client(0)
+        .get_phone_call_information(&id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::Other)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_requests() {
+    let pg = testkit::Postgres::start();
+    let cluster = Cluster::start(
+        2,
+        &pg.url,
+        3,
+        "",
+        &format!("{FAST_CLUSTER}[admission]\nmax_calls_per_user = 2\n"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..9u16 {
+        let client = cluster.client(i % 3);
+        let item = cluster.item.clone();
+        tasks.push(tokio::spawn(async move {
+            client.play_on_phone(&item, &format!("20055520{i}")).await
+        }));
+    }
+    let mut placed = Vec::new();
+    let mut refused = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(id) => placed.push(id),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    assert_eq!(placed.len(), 2, "refusals: {refused:?}\n{}", cluster.logs());
+    for e in &refused {
+        assert!(e.contains("cap (2)"), "refused for another reason: {e}");
+    }
+    // A slot freed on one node is usable from another.
+    cluster
+        .client(0)
+        .disconnect_phone_call(&placed[0])
+        .await
+        .unwrap();
+    cluster
+        .wait_state(2, &placed[0], S::Disconnected, Duration::from_secs(5))
+        .await;
+    let again = cluster
+        .client(2)
+        .play_on_phone(&cluster.item, "2005552999")
+        .await
+        .unwrap();
+    for id in [&placed[1], &again] {
+        cluster.client(1).disconnect_phone_call(id).await.unwrap();
+    }
+}
