@@ -186,3 +186,45 @@ async fn postgresql_closes_a_dead_nodes_calls_exactly_once_and_never_lets_them_b
         CallState::Disconnected
     );
 }
+
+/// TLS with rustls against a server that refuses plain connections: with the test CA the store
+/// connects (and works); without TLS, or trusting only the system's roots, it is refused.
+#[tokio::test]
+async fn postgresql_over_tls_verifies_the_server_against_the_configured_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = testkit::private_pg::TestCa::create(certs.path());
+    let pg = testkit::private_pg::PrivatePostgres::start_with(Some(&ca));
+    let verified = PgOptions {
+        sslmode: server::config::PgSslMode::VerifyFull,
+        ca_file: Some(ca.ca_pem.clone()),
+        ..PgOptions::default()
+    };
+    let store = PostgresStore::connect_with(&pg.url, &verified)
+        .await
+        .unwrap();
+    conformance::run(&store, "tls").await;
+    let plain = PostgresStore::connect(&pg.url)
+        .await
+        .err()
+        .expect("plain TCP refused");
+    assert!(
+        calls::error_chain(&plain).contains("no encryption"),
+        "{}",
+        calls::error_chain(&plain)
+    );
+    let system_roots = PgOptions {
+        ca_file: None,
+        ..verified
+    };
+    let untrusted = PostgresStore::connect_with(&pg.url, &system_roots)
+        .await
+        .err()
+        .expect("a certificate no trusted root signed is refused");
+    assert!(
+        calls::error_chain(&untrusted)
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        calls::error_chain(&untrusted)
+    );
+}

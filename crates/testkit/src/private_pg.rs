@@ -169,6 +169,15 @@ impl PrivatePostgres {
             "initdb",
             &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
+        if tls.is_some() {
+            // TCP clients must use TLS: a plain connection is refused, so a client that connects
+            // has proved it spoke TLS.
+            std::fs::write(
+                server.dir.path().join("data/pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("write pg_hba.conf");
+        }
         server.start_again();
         server
     }
