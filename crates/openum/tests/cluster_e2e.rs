@@ -2,8 +2,8 @@
 //! does: the database restarts under live calls, a node is SIGKILLed mid-call, three nodes take
 //! PlayOnPhone requests for one capped user at once. SIPp is the far end of every call.
 //!
-//! The nodes share one data directory (the audio of the imported item); the database is what
-//! they share for everything else.
+//! Each node has its own data directory: the database is all they share, voice-mail audio
+//! included.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::phone::{chirp_wav, correlation, Phone};
 use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
 
 /// Ports 45000-45999 are this suite's; each test takes its own block of 200.
 fn base_port(test: u16) -> u16 {
-    45000 + test * 200 + (std::process::id() % 18) as u16 * 10
+    45000 + test * 200
 }
 
 struct Cluster {
@@ -40,9 +41,24 @@ struct Cluster {
 impl Cluster {
     /// `n` nodes on `pg_url`; `store_extra`/`extra` are appended to `[store]` and to the file.
     fn start(test: u16, pg_url: &str, n: u16, store_extra: &str, extra: &str) -> Self {
+        Self::start_with(test, pg_url, n, store_extra, extra, None, None)
+    }
+
+    /// As [`Self::start`]; calls go to `phone_port` (a baresip) instead of SIPp when given, and
+    /// `wav` is the imported message instead of a minute of tone.
+    fn start_with(
+        test: u16,
+        pg_url: &str,
+        n: u16,
+        store_extra: &str,
+        extra: &str,
+        phone_port: Option<u16>,
+        wav: Option<PathBuf>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let base = base_port(test);
         let sipp_port = base + 9;
+        let gateway_port = phone_port.unwrap_or(sipp_port);
         let sipp_messages = dir.path().join("sipp.log");
         let sipp = Command::new("timeout")
             .args(["300", "sipp", "-sf"])
@@ -62,7 +78,6 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp is required (apt-get install sip-tester)");
-        let data = dir.path().join("data");
         let configs: Vec<PathBuf> = (0..n)
             .map(|i| {
                 let path = dir.path().join(format!("node{i}.toml"));
@@ -71,10 +86,10 @@ impl Cluster {
                     format!(
                         "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nnode_name = \"node{i}-{}\"\n\
                          [store]\npostgres_url = \"{pg_url}\"\n{store_extra}\n[sip]\nlisten = \"127.0.0.1:{}\"\n\
-                         [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{sipp_port}\"\nmax_concurrent_calls = 1000\n\
+                         [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{gateway_port}\"\nmax_concurrent_calls = 1000\n\
                          calls_per_second = 1000\n{extra}\n",
                         base + i,
-                        data.display(),
+                        dir.path().join(format!("data{i}")).display(),
                         std::process::id(),
                         base + 4 + i,
                     ),
@@ -84,8 +99,11 @@ impl Cluster {
             })
             .collect();
         let user = format!("c{test}-{}-alice", std::process::id());
-        let wav = dir.path().join("m.wav");
-        tone_wav(&wav, 60.0);
+        let wav = wav.unwrap_or_else(|| {
+            let wav = dir.path().join("m.wav");
+            tone_wav(&wav, 60.0);
+            wav
+        });
         let item = add_user_with_message(&configs[0], &user, &wav);
         let mut cluster = Self {
             dir,
@@ -408,5 +426,61 @@ async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_request
         .unwrap();
     for id in [&placed[1], &again] {
         cluster.client(1).disconnect_phone_call(id).await.unwrap();
+    }
+}
+
+/// An item imported through node A plays through nodes B and C: its audio lives in PostgreSQL,
+/// and what a real phone records from each correlates with the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_imported_through_one_node_plays_through_the_others() {
+    let pg = testkit::Postgres::start();
+    let base = base_port(3);
+    let phone_dir = tempfile::tempdir().unwrap();
+    let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 199);
+    let wav = phone_dir.path().join("chirp.wav");
+    chirp_wav(&wav);
+    let cluster = Cluster::start_with(
+        3,
+        &pg.url,
+        3,
+        "",
+        FAST_CLUSTER,
+        Some(phone.sip_port),
+        Some(wav.clone()),
+    );
+    assert!(
+        !cluster.dir.path().join("data0/voicemail").exists(),
+        "the imported audio went to the importing node's disk, not the store"
+    );
+    let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
+    for node in [1, 2] {
+        let before = phone.recordings();
+        let id = cluster
+            .client(node)
+            .play_on_phone(&cluster.item, "4711")
+            .await
+            .unwrap_or_else(|e| panic!("node {node}: {e}\n{}", cluster.logs()));
+        let (_, cause) = cluster
+            .wait_state(node, &id, S::Disconnected, Duration::from_secs(30))
+            .await;
+        assert_eq!(cause, C::None, "{}", cluster.logs());
+        let got = phone.new_recording(&before);
+        let (score, lag) = correlation(&reference, &got, 8000);
+        eprintln!("node {node}: correlation {score:.4} at lag {lag}");
+        assert!(
+            score >= 0.9,
+            "node {node}: correlation {score:.4} at lag {lag}"
+        );
+        assert!(
+            cluster
+                .dir
+                .path()
+                .join(format!("data{node}/voicemail-cache"))
+                .read_dir()
+                .unwrap()
+                .count()
+                == 1,
+            "node {node} keeps the audio in its cache"
+        );
     }
 }

@@ -112,6 +112,10 @@ pub struct ClusterConfig {
     /// `hangup_wait_secs`: how long a node waits for another node to confirm a hang-up it
     /// forwarded before answering DisconnectPhoneCall with an error. Default 3.
     pub hangup_wait_secs: u64,
+    /// `audio_cache_mb`: voice-mail audio read from PostgreSQL is kept on this node's disk
+    /// (`<data_dir>/voicemail-cache/`) up to this size, least recently used evicted first.
+    /// Default 256 (8 kHz 16-bit audio: ~1 MB per minute).
+    pub audio_cache_mb: u64,
 }
 
 impl Default for ClusterConfig {
@@ -121,6 +125,7 @@ impl Default for ClusterConfig {
             fence_after_secs: 6,
             dead_after_secs: 12,
             hangup_wait_secs: 3,
+            audio_cache_mb: 256,
         }
     }
 }

@@ -47,8 +47,22 @@ pub async fn serve(
         })
         .transpose()
         .context("cannot set up the mailbox backend ([mailbox])")?;
+    // Audio imported on this node before it lived in the store moves there (PostgreSQL).
+    let moved =
+        crate::voicemail::adopt_local_audio(registry.store().as_ref(), &config.server.data_dir)
+            .await;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved node-local voice-mail audio into the shared store"
+        );
+    }
     let audio = ItemAudio {
-        local: LocalAudio::new(config.server.data_dir.clone()),
+        local: LocalAudio::with_store(
+            config.server.data_dir.clone(),
+            Arc::clone(registry.store()),
+            config.cluster.audio_cache_mb.saturating_mul(1024 * 1024),
+        ),
         mailbox: mailbox.clone(),
     };
     let sip = match config.active_gateway() {

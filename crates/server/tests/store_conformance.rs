@@ -228,3 +228,53 @@ async fn postgresql_over_tls_verifies_the_server_against_the_configured_ca() {
         calls::error_chain(&untrusted)
     );
 }
+
+/// Audio imported on a node before it lived in PostgreSQL (a file under the data directory) is
+/// moved into the store once, whichever node starts first; PostgreSQL then serves it to all.
+#[tokio::test]
+async fn node_local_audio_moves_into_postgresql_once() {
+    let pg = testkit::Postgres::start();
+    let store = PostgresStore::connect(&pg.url).await.unwrap();
+    let tag = format!("adopt{}", std::process::id());
+    store
+        .upsert_user(server::store::User {
+            name: tag.clone(),
+            password_hash: "x".into(),
+            play_on_phone: true,
+        })
+        .await
+        .unwrap();
+    let id = server::voicemail::mint_item_id();
+    let uuid = server::voicemail::parse_item_id(&id).unwrap();
+    store
+        .insert_voicemail_item(&server::store::VoicemailItem {
+            id: id.clone(),
+            owner: tag.clone(),
+            has_audio: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.voicemail_audio(&id).await.unwrap(), None);
+    let data = tempfile::tempdir().unwrap();
+    let file = server::voicemail::audio_path(data.path(), uuid);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Larger than one chunk, so the chunks must come back in order.
+    let raw: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &raw).unwrap();
+    // A file of an item the store does not know is left alone.
+    std::fs::write(
+        server::voicemail::audio_path(data.path(), uuid::Uuid::new_v4()),
+        b"\x01\x02",
+    )
+    .unwrap();
+    assert_eq!(
+        server::voicemail::adopt_local_audio(&store, data.path()).await,
+        1
+    );
+    assert_eq!(store.voicemail_audio(&id).await.unwrap(), Some(raw));
+    assert_eq!(
+        server::voicemail::adopt_local_audio(&store, data.path()).await,
+        0
+    );
+}

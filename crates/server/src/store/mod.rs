@@ -248,6 +248,34 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether voice-mail audio lives in the store, where every node reads it (PostgreSQL), rather
+    /// than in files next to the database (SQLite).
+    fn shares_audio(&self) -> bool {
+        false
+    }
+
+    /// Stores a voice-mail item record with its decoded audio (8 kHz mono s16le), both or
+    /// neither. Stores that do not share audio keep only the record (the caller writes the
+    /// file).
+    async fn insert_voicemail_item_with_audio(
+        &self,
+        item: &VoicemailItem,
+        _audio: &[u8],
+    ) -> Result<(), StoreError> {
+        self.insert_voicemail_item(item).await
+    }
+
+    /// An item's decoded audio, if the store holds it.
+    async fn voicemail_audio(&self, _id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Migration of node-local audio: stores `audio` for the existing item `id` if the store has
+    /// none for it yet. `Ok(true)` when it was stored.
+    async fn adopt_voicemail_audio(&self, _id: &str, _audio: &[u8]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// Which of `ids` (calls `node` owns) another node has closed because it declared `node`
     /// dead.
     async fn closed_by_peers(

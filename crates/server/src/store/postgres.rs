@@ -93,8 +93,18 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS closed_by TEXT;
 CREATE INDEX IF NOT EXISTS calls_owner_live ON calls(owner) WHERE state <> 'Disconnected';
+CREATE TABLE IF NOT EXISTS voicemail_audio (
+    item_id TEXT NOT NULL REFERENCES voicemail_items(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    data    BYTEA NOT NULL,
+    PRIMARY KEY (item_id, seq)
+);
 "#,
 ];
+
+/// Voice-mail audio is stored in chunks of this many bytes (16 s of 8 kHz 16-bit audio), so no
+/// single value is large.
+const AUDIO_CHUNK: usize = 256 * 1024;
 
 /// How to reach PostgreSQL besides the URL (`[store]` and `[cluster]`).
 #[derive(Clone, Debug)]
@@ -829,6 +839,82 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn shares_audio(&self) -> bool {
+        true
+    }
+
+    async fn insert_voicemail_item_with_audio(
+        &self,
+        i: &VoicemailItem,
+        audio: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO voicemail_items (id, owner, has_audio, from_text, subject,
+                                          duration_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &i.id,
+                &i.owner,
+                &i.has_audio,
+                &i.from,
+                &i.subject,
+                &i.duration_ms,
+                &i.created_at,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        insert_audio(&tx, &i.id, audio).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn voicemail_audio(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT data FROM voicemail_audio WHERE item_id = $1 ORDER BY seq",
+                &[&id],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut audio = Vec::new();
+        for row in rows {
+            let chunk: &[u8] = row.try_get(0).map_err(pg)?;
+            audio.extend_from_slice(chunk);
+        }
+        Ok(Some(audio))
+    }
+
+    async fn adopt_voicemail_audio(&self, id: &str, audio: &[u8]) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Locks the item's row: two nodes migrating the same item at once store it once.
+        let item = tx
+            .query_opt(
+                "SELECT 1 FROM voicemail_items WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?;
+        let stored = tx
+            .query_opt(
+                "SELECT 1 FROM voicemail_audio WHERE item_id = $1 LIMIT 1",
+                &[&id],
+            )
+            .await
+            .map_err(pg)?;
+        if item.is_none() || stored.is_some() {
+            tx.rollback().await.map_err(pg)?;
+            return Ok(false);
+        }
+        insert_audio(&tx, id, audio).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(true)
+    }
+
     async fn closed_by_peers(&self, node: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -842,6 +928,24 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(|r| r.try_get(0).map_err(pg)).collect()
     }
+}
+
+async fn insert_audio(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: &str,
+    audio: &[u8],
+) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare("INSERT INTO voicemail_audio (item_id, seq, data) VALUES ($1, $2, $3)")
+        .await
+        .map_err(pg)?;
+    for (seq, chunk) in audio.chunks(AUDIO_CHUNK).enumerate() {
+        let seq = i32::try_from(seq).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        tx.execute(&statement, &[&id, &seq, &chunk])
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
 }
 
 const INSERT_CALL: &str =
