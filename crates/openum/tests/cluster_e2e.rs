@@ -27,6 +27,37 @@ fn base_port(test: u16) -> u16 {
     45000 + test * 200
 }
 
+/// What a [`Cluster`] runs.
+struct Setup {
+    test: u16,
+    /// PostgreSQL; SQLite under each node's data directory when `None`.
+    pg_url: Option<String>,
+    n: u16,
+    store_extra: String,
+    extra: String,
+    /// A baresip phone's SIP port: calls go there instead of SIPp.
+    phone_port: Option<u16>,
+    /// The message imported (default: a minute of tone).
+    wav: Option<PathBuf>,
+    /// The data directory (one node only).
+    data_dir: Option<PathBuf>,
+}
+
+impl Setup {
+    fn new(test: u16, n: u16) -> Self {
+        Self {
+            test,
+            pg_url: None,
+            n,
+            store_extra: String::new(),
+            extra: String::new(),
+            phone_port: None,
+            wav: None,
+            data_dir: None,
+        }
+    }
+}
+
 struct Cluster {
     dir: tempfile::TempDir,
     base: u16,
@@ -41,20 +72,25 @@ struct Cluster {
 impl Cluster {
     /// `n` nodes on `pg_url`; `store_extra`/`extra` are appended to `[store]` and to the file.
     fn start(test: u16, pg_url: &str, n: u16, store_extra: &str, extra: &str) -> Self {
-        Self::start_with(test, pg_url, n, store_extra, extra, None, None)
+        Self::start_with(Setup {
+            pg_url: Some(pg_url.to_owned()),
+            store_extra: store_extra.to_owned(),
+            extra: extra.to_owned(),
+            ..Setup::new(test, n)
+        })
     }
 
-    /// As [`Self::start`]; calls go to `phone_port` (a baresip) instead of SIPp when given, and
-    /// `wav` is the imported message instead of a minute of tone.
-    fn start_with(
-        test: u16,
-        pg_url: &str,
-        n: u16,
-        store_extra: &str,
-        extra: &str,
-        phone_port: Option<u16>,
-        wav: Option<PathBuf>,
-    ) -> Self {
+    fn start_with(setup: Setup) -> Self {
+        let Setup {
+            test,
+            pg_url,
+            n,
+            store_extra,
+            extra,
+            phone_port,
+            wav,
+            data_dir,
+        } = setup;
         let dir = tempfile::tempdir().unwrap();
         let base = base_port(test);
         let sipp_port = base + 9;
@@ -85,12 +121,18 @@ impl Cluster {
                     &path,
                     format!(
                         "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nnode_name = \"node{i}-{}\"\n\
-                         [store]\npostgres_url = \"{pg_url}\"\n{store_extra}\n[sip]\nlisten = \"127.0.0.1:{}\"\n\
+                         [store]\n{}{store_extra}\n[sip]\nlisten = \"127.0.0.1:{}\"\n\
                          [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{gateway_port}\"\nmax_concurrent_calls = 1000\n\
                          calls_per_second = 1000\n{extra}\n",
                         base + i,
-                        dir.path().join(format!("data{i}")).display(),
+                        data_dir
+                            .clone()
+                            .unwrap_or_else(|| dir.path().join(format!("data{i}")))
+                            .display(),
                         std::process::id(),
+                        pg_url
+                            .as_ref()
+                            .map_or(String::new(), |url| format!("postgres_url = \"{url}\"\n")),
                         base + 4 + i,
                     ),
                 )
@@ -439,15 +481,13 @@ async fn an_item_imported_through_one_node_plays_through_the_others() {
     let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 199);
     let wav = phone_dir.path().join("chirp.wav");
     chirp_wav(&wav);
-    let cluster = Cluster::start_with(
-        3,
-        &pg.url,
-        3,
-        "",
-        FAST_CLUSTER,
-        Some(phone.sip_port),
-        Some(wav.clone()),
-    );
+    let cluster = Cluster::start_with(Setup {
+        pg_url: Some(pg.url.clone()),
+        extra: FAST_CLUSTER.into(),
+        phone_port: Some(phone.sip_port),
+        wav: Some(wav.clone()),
+        ..Setup::new(3, 3)
+    });
     assert!(
         !cluster.dir.path().join("data0/voicemail").exists(),
         "the imported audio went to the importing node's disk, not the store"
@@ -483,4 +523,143 @@ async fn an_item_imported_through_one_node_plays_through_the_others() {
             "node {node} keeps the audio in its cache"
         );
     }
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"4m"`) at `at`. Needs root; fails loudly otherwise.
+    fn mount(at: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("the mount tool is required");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs (this test fills a small disk and must run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at)
+    }
+
+    /// Fills the file system to the last byte with `filler`.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        // The last write failed for want of space: the file system is full.
+        assert!(file.write_all(&[0]).is_err());
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily, so a process still holding a file there cannot leave it mounted.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One node on SQLite whose disk fills while calls are live: hung-up calls read Disconnected
+/// with their real SIP code at once and after the space is back, their cap slots are free, and a
+/// restart finds the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
+    let mount_dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(mount_dir.path().join("disk"), "8m");
+    let wav = mount_dir.path().join("m.wav");
+    tone_wav(&wav, 20.0);
+    let mut node = Cluster::start_with(Setup {
+        extra: "[admission]\nmax_calls_per_user = 2\n".into(),
+        wav: Some(wav),
+        data_dir: Some(disk.0.join("data")),
+        ..Setup::new(4, 1)
+    });
+    let client = node.client(0);
+    // One call rings for ever (SIPp's 408 prefix), one is answered.
+    let ringing = client
+        .play_on_phone(&node.item, "4085550001")
+        .await
+        .unwrap();
+    let answered = client
+        .play_on_phone(&node.item, "2005550002")
+        .await
+        .unwrap();
+    node.wait_state(0, &ringing, S::Alerted, Duration::from_secs(15))
+        .await;
+    node.wait_state(0, &answered, S::Connected, Duration::from_secs(15))
+        .await;
+
+    let filler = disk.fill();
+    client.disconnect_phone_call(&ringing).await.unwrap();
+    client.disconnect_phone_call(&answered).await.unwrap();
+    // At once: both ended, the ringing one with the 487 its CANCEL drew.
+    let (_, cause) = node
+        .wait_state(0, &ringing, S::Disconnected, Duration::from_secs(5))
+        .await;
+    let first = client.get_phone_call_information(&ringing).await.unwrap();
+    assert_eq!(
+        (cause, first.sip_response_code),
+        (C::None, Some(487)),
+        "{first:?}"
+    );
+    let second = client.get_phone_call_information(&answered).await.unwrap();
+    assert_eq!(second.phone_call_state, S::Disconnected);
+    // The store refused the changes: /readyz says so.
+    let readyz = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/readyz", node.base)])
+        .output()
+        .unwrap();
+    let readyz = String::from_utf8_lossy(&readyz.stdout).into_owned();
+    assert!(
+        readyz.contains("not yet written"),
+        "the full disk refused nothing: {readyz}\n{}",
+        node.logs()
+    );
+    // The space comes back: the changes land, and nothing has moved.
+    std::fs::remove_file(filler).unwrap();
+    node.wait_ready(0, Duration::from_secs(15));
+    assert_eq!(
+        client.get_phone_call_information(&ringing).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        client.get_phone_call_information(&answered).await.unwrap(),
+        second
+    );
+    // The cap slots are free: two new calls fit under the cap of 2.
+    let mut again = Vec::new();
+    for n in ["2005550003", "2005550004"] {
+        again.push(
+            client
+                .play_on_phone(&node.item, n)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", node.logs())),
+        );
+    }
+    for id in &again {
+        client.disconnect_phone_call(id).await.unwrap();
+        node.wait_state(0, id, S::Disconnected, Duration::from_secs(5))
+            .await;
+    }
+    // A restart reads the same records from the disk.
+    node.kill(0, "TERM");
+    let child = node.spawn(0);
+    node.nodes[0] = Some(child);
+    node.wait_ready(0, Duration::from_secs(20));
+    assert_eq!(
+        client.get_phone_call_information(&ringing).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        client.get_phone_call_information(&answered).await.unwrap(),
+        second
+    );
 }
