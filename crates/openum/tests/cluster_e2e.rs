@@ -329,6 +329,28 @@ async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
     }
 
     pg.stop();
+    // /readyz tells the truth: not ready while the database is away.
+    for node in 0..2 {
+        let url = format!("http://127.0.0.1:{}/readyz", cluster.base + node);
+        let code = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+                &url,
+            ])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(
+            code, b"503",
+            "node {node} claimed readiness without its database"
+        );
+    }
     // A hang-up asked during the outage is answered with an error, never a silent success.
     let during = cluster.client(1).disconnect_phone_call(&ids[0]).await;
     assert!(
