@@ -3,7 +3,9 @@
 //! PlayOnPhone requests for one capped user at once. SIPp is the far end of every call.
 //!
 //! Each node has its own data directory: the database is all they share, voice-mail audio
-//! included.
+//! included. Each test has a database of its own (on the shared server, or a private server for
+//! the restart), because its nodes close the calls of any node of their database whose heartbeat
+//! is old, and another test's nodes must never be in reach.
 
 #![allow(
     clippy::unwrap_used,
@@ -408,7 +410,8 @@ async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound() {
     let pg = testkit::Postgres::start();
-    let mut cluster = Cluster::start(1, &pg.url, 2, "", FAST_CLUSTER);
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "sigkill");
+    let mut cluster = Cluster::start(1, &db.url, 2, "", FAST_CLUSTER);
     let id = cluster
         .client(0)
         .play_on_phone(&cluster.item, "2005551000")
@@ -447,9 +450,10 @@ async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_requests() {
     let pg = testkit::Postgres::start();
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "cap");
     let cluster = Cluster::start(
         2,
-        &pg.url,
+        &db.url,
         3,
         "",
         &format!("{FAST_CLUSTER}[admission]\nmax_calls_per_user = 2\n"),
@@ -498,13 +502,14 @@ async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_request
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_imported_through_one_node_plays_through_the_others() {
     let pg = testkit::Postgres::start();
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "audio");
     let base = base_port(3);
     let phone_dir = tempfile::tempdir().unwrap();
     let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 199);
     let wav = phone_dir.path().join("chirp.wav");
     chirp_wav(&wav);
     let cluster = Cluster::start_with(Setup {
-        pg_url: Some(pg.url.clone()),
+        pg_url: Some(db.url.clone()),
         extra: FAST_CLUSTER.into(),
         phone_port: Some(phone.sip_port),
         wav: Some(wav.clone()),

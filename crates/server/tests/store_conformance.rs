@@ -121,9 +121,11 @@ async fn postgresql_per_user_cap_holds_across_nodes_under_concurrent_admission()
 #[tokio::test]
 async fn postgresql_closes_a_dead_nodes_calls_exactly_once_and_never_lets_them_back() {
     let pg = testkit::Postgres::start();
+    // A database of its own: "older than zero seconds" is every node of the database.
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "dead");
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(PostgresStore::connect(&pg.url).await.unwrap());
+        nodes.push(PostgresStore::connect(&db.url).await.unwrap());
     }
     let tag = format!("dead-{}", std::process::id());
     let dead = format!("{tag}-node");

@@ -254,3 +254,68 @@ impl Drop for PrivatePostgres {
             .status();
     }
 }
+
+/// A database of the test's own on a (possibly shared) server, so that what the test's nodes do
+/// to every node of their database — closing the calls of nodes whose heartbeat is old — never
+/// reaches another test's nodes. Dropped (with its connections) when dropped.
+pub struct FreshDatabase {
+    /// `postgres://…` URL of the new database.
+    pub url: String,
+    server_url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    /// Creates a database named after `tag` (and this process) on the server at `server_url`.
+    pub fn create(server_url: &str, tag: &str) -> Self {
+        let name = format!("openum_{tag}_{}", std::process::id());
+        let psql = crate::find_postgres_bin()
+            .expect("PostgreSQL is required: install postgresql (psql)")
+            .join("psql");
+        let sql = |statement: String| {
+            let out = Command::new(&psql)
+                .arg(server_url)
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &statement])
+                .output()
+                .expect("psql");
+            assert!(
+                out.status.success(),
+                "psql {statement}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        sql(format!("CREATE DATABASE {name}"));
+        let (head, query) = server_url
+            .split_once('?')
+            .map_or((server_url, None), |(h, q)| (h, Some(q)));
+        let base = head.rsplit_once('/').map_or(head, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Self {
+            url,
+            server_url: server_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if let Some(bin) = crate::find_postgres_bin() {
+            // Best effort: the server may be gone already (a private one dropped first).
+            let _ = Command::new(bin.join("psql"))
+                .arg(&self.server_url)
+                .args([
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
