@@ -17,6 +17,8 @@
 //! - [`serve`]: `openum serve` — the node's parts wired together, and the cross-node hang-up
 //!   listener.
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
+//! - [`cluster`]: several nodes on PostgreSQL — heartbeats, closing a dead peer's calls, and
+//!   fencing this node's calls when it is cut off from the database.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).

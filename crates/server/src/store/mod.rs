@@ -5,8 +5,9 @@
 //! the SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls
 //! the request workers. [`conformance::run`] is the one behaviour suite both backends pass.
 //!
-//! Voice-mail audio lives in files next to the database (`<data_dir>/voicemail/`), not in it:
-//! the store keeps the item records, the node that imported an item serves its audio.
+//! Voice-mail audio: with SQLite it lives in files next to the database
+//! (`<data_dir>/voicemail/`); with PostgreSQL it lives in the database with the item
+//! ([`Store::shares_audio`]), so every node plays every item.
 //!
 //! Cross-node hang-up: a node asked to end a call another node owns calls
 //! [`Store::request_hangup`], which records the request (table `hangup_requests`, the source of
