@@ -130,7 +130,9 @@ pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>
                     if calls.hangup(&request.call_id).await == calls::Hangup::NotLive {
                         tracing::info!(call = %request.call_id, "the call had already ended");
                     }
-                    let ended = match registry.get(&request.call_id).await {
+                    // Confirmed only once the store reads it ended: the asking node (and every
+                    // other) answers from the store, and must never read it live after Success.
+                    let ended = match registry.store().call(&request.call_id).await {
                         Ok(record) => record.is_none_or(|r| r.is_finished()),
                         Err(error) => {
                             tracing::error!(call = %request.call_id, error = %error_chain(&error), "cannot read the call a peer asked to end");
@@ -139,7 +141,7 @@ pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>
                     };
                     if !ended {
                         // No confirmation: the asking node answers with an error.
-                        tracing::error!(call = %request.call_id, "a hang-up asked by a peer did not end the call");
+                        tracing::error!(call = %request.call_id, "a hang-up asked by a peer is not recorded in the store yet; not confirmed");
                     } else if let Err(error) = registry.store().hangup_done(&request.call_id).await
                     {
                         tracing::warn!(call = %request.call_id, error = %error_chain(&error), "cannot confirm a hang-up to the node that asked");
