@@ -92,6 +92,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// `[voicemail]`: how long imported voice-mail items are kept.
     pub voicemail: VoicemailConfig,
+    /// `[cluster]`: heartbeats and failure bounds when several nodes share PostgreSQL.
+    pub cluster: ClusterConfig,
 }
 
 /// `[auth]`: failed logins are counted per client address and per user name; a key that fails
@@ -156,6 +158,59 @@ pub struct VoicemailConfig {
     /// `retention_days`: imported items (row and audio file) older than this are deleted by the
     /// retention task. Default 0: kept until deleted with `openum voicemail delete`.
     pub retention_days: u64,
+}
+
+/// `[cluster]`: how nodes sharing PostgreSQL watch each other (unused with SQLite).
+///
+/// A node writes a heartbeat every `heartbeat_secs`. A node that has not managed to write one
+/// for `fence_after_secs` hangs up its own calls (it may be cut off from the database, and its
+/// peers are about to declare it dead); its peers close the calls of a node whose last heartbeat
+/// is older than `dead_after_secs` as Disconnected/Other. `fence_after_secs` is shorter than
+/// `dead_after_secs` so that a call is never reported Disconnected while its owner still plays it.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `heartbeat_secs`: how often a node writes its heartbeat (and looks for dead peers).
+    /// Default 2.
+    pub heartbeat_secs: u64,
+    /// `fence_after_secs`: a node whose heartbeat has not been written for this long hangs up
+    /// its own calls. Default 6; at least twice `heartbeat_secs`.
+    pub fence_after_secs: u64,
+    /// `dead_after_secs`: a node whose heartbeat is older than this is dead; another node closes
+    /// its live calls. Default 12; at least `fence_after_secs + heartbeat_secs`.
+    pub dead_after_secs: u64,
+    /// `hangup_wait_secs`: how long a node waits for another node to confirm a hang-up it
+    /// forwarded before answering DisconnectPhoneCall with an error. Default 3.
+    pub hangup_wait_secs: u64,
+    /// `audio_cache_mb`: voice-mail audio read from PostgreSQL is kept on this node's disk
+    /// (`<data_dir>/voicemail-cache/`) up to this size, least recently used evicted first.
+    /// Default 256 (8 kHz 16-bit audio: ~1 MB per minute).
+    pub audio_cache_mb: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 2,
+            fence_after_secs: 6,
+            dead_after_secs: 12,
+            hangup_wait_secs: 3,
+            audio_cache_mb: 256,
+        }
+    }
+}
+
+/// `store.postgres_sslmode`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgSslMode {
+    /// Plain TCP (a database on the same host or a trusted network).
+    #[default]
+    Disable,
+    /// TLS, the server's certificate checked against `postgres_ca_file` (or the system's roots)
+    /// and its name against the URL's host — libpq's `verify-full`. openum has no unverified
+    /// TLS mode.
+    VerifyFull,
 }
 
 /// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
@@ -345,12 +400,32 @@ impl Default for AdmissionConfig {
 }
 
 /// `[store]`.
-#[derive(Clone, Default, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres_url`: use PostgreSQL (`postgres://user:password@host:port/db`) instead of the
     /// embedded SQLite file, so that several nodes share calls. `OPENUM_POSTGRES_URL` overrides.
     pub postgres_url: Option<String>,
+    /// `postgres_sslmode`: `disable` (default) or `verify-full` (TLS with rustls; the server's
+    /// certificate and host name are checked).
+    pub postgres_sslmode: PgSslMode,
+    /// `postgres_ca_file`: a PEM file of the CA(s) that sign the PostgreSQL server's certificate;
+    /// the system's roots otherwise.
+    pub postgres_ca_file: Option<PathBuf>,
+    /// `postgres_pool_size`: connections to PostgreSQL for queries (one more is kept for
+    /// `LISTEN`). Default 16.
+    pub postgres_pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            postgres_url: None,
+            postgres_sslmode: PgSslMode::Disable,
+            postgres_ca_file: None,
+            postgres_pool_size: 16,
+        }
+    }
 }
 
 /// `[sip]`.
@@ -464,6 +539,9 @@ impl std::fmt::Debug for StoreConfig {
             .map(|u| u.rsplit_once('@').map_or("<redacted>", |(_, host)| host));
         f.debug_struct("StoreConfig")
             .field("postgres_url", &shown)
+            .field("postgres_sslmode", &self.postgres_sslmode)
+            .field("postgres_ca_file", &self.postgres_ca_file)
+            .field("postgres_pool_size", &self.postgres_pool_size)
             .finish()
     }
 }
@@ -831,6 +909,10 @@ impl Config {
         if self.admission.max_calls_per_node == 0 {
             return bad("admission.max_calls_per_node", "must be at least 1");
         }
+        self.cluster.validate()?;
+        if self.store.postgres_pool_size == 0 {
+            return bad("store.postgres_pool_size", "must be at least 1");
+        }
         if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
             return Err(InvalidValue::new(
                 "sip.listen",
@@ -918,6 +1000,16 @@ impl Config {
         Ok(())
     }
 
+    /// The PostgreSQL connection settings of `[store]` (the URL aside).
+    pub fn postgres_options(&self) -> crate::store::PgOptions {
+        crate::store::PgOptions {
+            sslmode: self.store.postgres_sslmode,
+            ca_file: self.store.postgres_ca_file.clone(),
+            pool_size: self.store.postgres_pool_size,
+            hangup_wait: std::time::Duration::from_secs(self.cluster.hangup_wait_secs),
+        }
+    }
+
     /// This node's name: configured, else the host name, else `openum`.
     pub fn node_name(&self) -> String {
         self.server
@@ -931,9 +1023,62 @@ impl Config {
     }
 }
 
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        if self.heartbeat_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.heartbeat_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.hangup_wait_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.hangup_wait_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.fence_after_secs < 2 * self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.fence_after_secs",
+                format!(
+                    "({}) must be at least twice cluster.heartbeat_secs ({}): one slow heartbeat must not make a node hang up its calls",
+                    self.fence_after_secs, self.heartbeat_secs
+                ),
+            ));
+        }
+        if self.dead_after_secs < self.fence_after_secs + self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.dead_after_secs",
+                format!(
+                    "({}) must be at least cluster.fence_after_secs + cluster.heartbeat_secs ({}): a node cut off from the database must hang up its calls before its peers declare them Disconnected",
+                    self.dead_after_secs,
+                    self.fence_after_secs + self.heartbeat_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_bounds_that_allow_split_brain_are_refused_naming_the_key() {
+        let problem = Config::parse("[cluster]\nfence_after_secs = 12\ndead_after_secs = 12\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.dead_after_secs"), "{problem}");
+        let problem = Config::parse("[cluster]\nheartbeat_secs = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.fence_after_secs"), "{problem}");
+        let problem = Config::parse("[store]\npostgres_sslmode = \"require\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("postgres_sslmode"), "{problem}");
+    }
 
     #[test]
     fn the_example_file_documents_exactly_the_defaults() {

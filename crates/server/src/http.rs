@@ -285,6 +285,9 @@ async fn ready(shared: &Shared) -> Response {
         )
             .into_response();
     }
+    if let Some(reason) = shared.app.store.unready_reason() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
+    }
     match shared.app.store.user("").await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(error) => {

@@ -25,6 +25,8 @@
 //!   that tells a data directory in use.
 //! - [`retention`], [`privacy`]: the periodic purge of old call history, expired and orphaned
 //!   voice-mail audio; masking of dialled numbers in stored records.
+//! - [`cluster`]: several nodes on PostgreSQL — heartbeats, closing a dead peer's calls, and
+//!   fencing this node's calls when it is cut off from the database.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
@@ -32,6 +34,7 @@
 pub mod auth;
 pub mod client_address;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
@@ -75,7 +78,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn crate::store:
         .or_else(|| config.store.postgres_url.clone());
     match url {
         Some(url) => Ok(Arc::new(
-            crate::store::PostgresStore::connect(&url)
+            crate::store::PostgresStore::connect_with(&url, &config.postgres_options())
                 .await
                 .context("cannot connect to PostgreSQL (store.postgres_url)")?,
         )),

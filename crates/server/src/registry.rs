@@ -22,7 +22,8 @@ const PRUNE_EVERY: usize = 1024;
 /// Which concurrency cap refused a call.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Refused {
-    /// The user's live calls on this node reached the cap.
+    /// The user's live calls reached the cap (on this node, and in a shared store on every
+    /// node).
     PerUser(usize),
     /// This node's live calls reached the cap.
     PerNode(usize),
@@ -177,22 +178,58 @@ impl Registry {
             }
             local.calls.insert(record.id.clone(), record.clone());
         }
-        if let Err(e) = self.insert(record).await {
-            write(&self.local).calls.remove(&record.id);
-            return Err(e);
+        // A shared store counts every node's calls, atomically with the insert.
+        match self
+            .store
+            .insert_call_capped(&self.as_stored(record), per_user)
+            .await
+        {
+            Ok(true) => {
+                self.after_insert(record);
+                Ok(Ok(()))
+            }
+            Ok(false) => {
+                write(&self.local).calls.remove(&record.id);
+                Ok(Err(Refused::PerUser(per_user)))
+            }
+            Err(e) => {
+                write(&self.local).calls.remove(&record.id);
+                Err(e)
+            }
         }
-        Ok(Ok(()))
+    }
+
+    /// The ids of the live calls this node owns.
+    pub fn live_ids(&self) -> Vec<String> {
+        read(&self.local)
+            .calls
+            .values()
+            .filter(|r| r.node == self.node && !r.is_finished())
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// Records a new call placed by this node.
     pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
+        self.store.insert_call(&self.as_stored(record)).await?;
+        self.after_insert(record);
+        Ok(())
+    }
+
+    /// The record as the store keeps it: the dialled number masked when
+    /// `[privacy] store_dialled_numbers = "masked"` (memory keeps it whole while the call lives;
+    /// updates never write the number again).
+    fn as_stored<'r>(&self, record: &'r CallRecord) -> std::borrow::Cow<'r, CallRecord> {
         if self.dialled_numbers == crate::privacy::DialledNumbers::Full {
-            self.store.insert_call(record).await?;
+            std::borrow::Cow::Borrowed(record)
         } else {
             let mut stored = record.clone();
             stored.dialled = self.dialled_numbers.apply(&record.dialled);
-            self.store.insert_call(&stored).await?;
+            std::borrow::Cow::Owned(stored)
         }
+    }
+
+    fn after_insert(&self, record: &CallRecord) {
         let mut local = write(&self.local);
         local.inserts_since_prune += 1;
         if local.inserts_since_prune >= PRUNE_EVERY {
@@ -205,7 +242,6 @@ impl Registry {
         if record.node == self.node {
             local.calls.insert(record.id.clone(), record.clone());
         }
-        Ok(())
     }
 
     /// Records a state change. Memory moves on at once (a hung-up call reads Disconnected and

@@ -69,47 +69,36 @@ impl PostgresStore {
 #[async_trait]
 impl History for PostgresStore {
     async fn calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = self
-            .client
-            .query(
+        let rows = self.query(
                 "SELECT * FROM calls
                  WHERE ($1::TEXT IS NULL OR owner = $1) AND ($2::BIGINT IS NULL OR created_at >= $2)
                  ORDER BY created_at, id",
                 &[&filter.owner, &filter.since],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         rows.iter().map(to_call).collect()
     }
 
     async fn purge_ended_calls(&self, ended_before: UnixSeconds) -> Result<usize, StoreError> {
-        let n = self
-            .client
-            .execute(
+        let n = self.execute(
                 "DELETE FROM calls WHERE state = 'Disconnected' AND ended_at < $1",
                 &[&ended_before],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         // A row count fits in usize on every 64-bit target openum supports.
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     async fn all_voicemail_items(&self) -> Result<Vec<VoicemailItem>, StoreError> {
-        let rows = self
-            .client
-            .query("SELECT * FROM voicemail_items ORDER BY created_at, id", &[])
-            .await
-            .map_err(pg)?;
+        let rows = self.query("SELECT * FROM voicemail_items ORDER BY created_at, id", &[])
+            .await?;
         rows.iter().map(to_item).collect()
     }
 
     async fn delete_voicemail_item(&self, id: &str) -> Result<ItemDeletion, StoreError> {
         // One statement: the row is deleted only if no live call plays it. Every part of it
         // reads the same snapshot, taken before the delete (`present`, `live`).
-        let row = self
-            .client
-            .query_one(
+        let row = self.query_one(
                 "WITH live AS (
                      SELECT coalesce(array_agg(id ORDER BY created_at, id), '{}') AS ids
                      FROM calls WHERE item_id = $1 AND state <> 'Disconnected'
@@ -124,8 +113,7 @@ impl History for PostgresStore {
                  FROM (SELECT 1) AS one LEFT JOIN gone ON TRUE",
                 &[&id],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         let present: bool = row.try_get("present").map_err(pg)?;
         let deleted: Option<String> = row.try_get("id").map_err(pg)?;
         Ok(match (present, deleted) {
@@ -137,7 +125,7 @@ impl History for PostgresStore {
 
     async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
         Ok(SchemaStatus {
-            stored: stored_version(&self.client).await?,
+            stored: stored_version(&*self.client().await?).await?,
             known: known_version(),
         })
     }
