@@ -83,6 +83,8 @@ impl SipError {
 /// The running SIP stack.
 pub struct SipStack {
     dialogs: Arc<DialogLayer>,
+    /// The transaction layer, for requests outside dialogs (OPTIONS pings).
+    pub(crate) endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
     local: SocketAddr,
     cancel: CancellationToken,
 }
@@ -178,9 +180,15 @@ impl SipStack {
         });
         Ok(Self {
             dialogs,
+            endpoint: endpoint.inner.clone(),
             local,
             cancel,
         })
+    }
+
+    /// A token cancelled when the stack stops.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// The address SIP is bound to.
@@ -288,6 +296,12 @@ impl SipStack {
 pub(crate) struct RsipDialogue {
     pub(crate) stack: Arc<SipStack>,
     pub(crate) gateway: Arc<GatewaySettings>,
+    /// The attempt through `gateway`, counted in its live calls.
+    pub(crate) attempt: crate::gateways::AttemptGuard,
+    /// The gateways still to try if this attempt fails over.
+    pub(crate) next: std::collections::VecDeque<Arc<crate::gateways::Gateway>>,
+    /// The message's duration (for the engine of a new attempt).
+    pub(crate) message: Duration,
     pub(crate) number: String,
     pub(crate) call_id: String,
     /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
@@ -317,6 +331,14 @@ impl crate::task::Dialogue for RsipDialogue {
                 },
                 result = &mut self.outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
+                    if let Ok(Err(error)) = &result {
+                        // The real cause of a send failure, in the call's span.
+                        tracing::warn!(
+                            gateway = %self.gateway.name,
+                            error = %calls::error_chain(error),
+                            "the INVITE failed without a response"
+                        );
+                    }
                     let event = match result {
                         Ok(outcome) => outcome_event(&outcome),
                         Err(error) => {
@@ -357,6 +379,46 @@ impl crate::task::Dialogue for RsipDialogue {
         self.states_open = true;
         self.outcome_done = false;
         Ok(())
+    }
+
+    fn fail_over(&mut self, now: std::time::Instant, event: &SipEvent) -> Option<call_engine::call::Call> {
+        if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
+            return None;
+        }
+        while let Some(next) = self.next.pop_front() {
+            let failed = std::mem::replace(&mut self.attempt, next.attempt());
+            tracing::warn!(
+                from = %failed.gateway().name(),
+                to = %next.name(),
+                outcome = ?event,
+                "moving the call to the next gateway"
+            );
+            drop(failed);
+            match self.stack.invite(
+                &next.settings,
+                &self.number,
+                self.offer.clone(),
+                &self.call_id,
+                None,
+            ) {
+                Ok(outgoing) => {
+                    self.stack.remove_dialog(&self.outgoing.dialog.id());
+                    self.outgoing = outgoing;
+                    self.states_open = true;
+                    self.outcome_done = false;
+                    self.gateway = Arc::clone(&next.settings);
+                    return Some(call_engine::call::Call::with_auth(
+                        now,
+                        crate::call_config(&next.settings, self.message),
+                        crate::digest_auth(&next.settings, &self.number),
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
+                }
+            }
+        }
+        None
     }
 
     async fn close(&mut self) {

@@ -50,6 +50,13 @@ pub struct MailboxLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a gateway's state.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct GatewayLabels {
+    /// The gateway's `name`.
+    pub gateway: String,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -226,6 +233,19 @@ impl Metrics {
             "RTP packets the kernel refused (dropped)",
             ConstCounter::new(figures.rtp_send_errors),
         );
+        let gateways = Family::<GatewayLabels, Gauge>::default();
+        for (name, up) in &figures.gateways_up {
+            gateways
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*up));
+        }
+        registry.register(
+            "gateway_up",
+            "1 while the gateway counts as up (answers OPTIONS pings, or is not pinged), else 0",
+            gateways,
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -296,6 +316,7 @@ mod tests {
                 live_calls: 2,
                 rtp_packets_sent: 150,
                 rtp_send_errors: 0,
+                gateways_up: vec![("pbx".into(), true), ("trunk".into(), false)],
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
         );
@@ -307,6 +328,8 @@ mod tests {
             "openum_calls_live 2",
             "openum_rtp_packets_sent_total 150",
             "openum_calls_by_state{state=\"Alerted\"} 1",
+            "openum_gateway_up{gateway=\"pbx\"} 1",
+            "openum_gateway_up{gateway=\"trunk\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
