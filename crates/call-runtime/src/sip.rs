@@ -522,6 +522,16 @@ fn host_port_of(uri: &str) -> String {
     }
 }
 
+/// Whether a response's To header carries a tag.
+fn has_to_tag(response: &Response) -> bool {
+    use rsipstack::sip::prelude::HeadersExt as _;
+    response
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
 /// The status line of an rsipstack response.
 pub fn status_of(response: &Response) -> SipStatus {
     SipStatus::new(
@@ -552,6 +562,12 @@ pub fn event_of(state: &DialogState) -> Option<SipEvent> {
 /// `Challenged` (the engine decides whether to answer it), any other final failure `Rejected`.
 pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
     match outcome {
+        // rsipstack reports Timer B (and C) as a 408 it makes from our own request, so without
+        // a To-tag; any UAS or proxy sending a final response tags it (RFC 3261 §8.2.6.2). No
+        // peer sent it: it is no response at all.
+        Ok((_, Some(response))) if response.status_code.code() == 408 && !has_to_tag(response) => {
+            Some(SipEvent::NoResponse)
+        }
         Ok((_, Some(response))) if response.status_code.code() >= 300 => {
             Some(match challenges(outcome) {
                 Some((proxy, challenges)) => SipEvent::Challenged {
