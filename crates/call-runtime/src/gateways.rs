@@ -18,11 +18,35 @@ use rand::Rng;
 
 use crate::settings::GatewaySettings;
 
+/// Where a gateway's outbound registration stands.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Registration {
+    /// The gateway needs none.
+    NotRequired,
+    /// The first REGISTER is under way.
+    Pending,
+    /// The registrar accepted the binding (and it has not lapsed).
+    Registered,
+    /// The last REGISTER failed; it is retried with back-off.
+    Failed,
+}
+
+/// No gateway of a call's route is registered.
+#[derive(Debug, thiserror::Error)]
+#[error("gateway {gateway} requires registration and is not registered ({state:?})")]
+pub struct NotRegistered {
+    /// The first gateway of the route.
+    pub gateway: String,
+    /// Its registration state.
+    pub state: Registration,
+}
+
 /// One gateway and its live state.
 pub struct Gateway {
     /// Its settings.
     pub settings: Arc<GatewaySettings>,
     up: AtomicBool,
+    registration: tokio::sync::watch::Sender<Registration>,
     /// Call attempts in progress through it.
     live: AtomicUsize,
     /// Token bucket of its calls-per-second cap: (tokens, last refill).
@@ -32,9 +56,15 @@ pub struct Gateway {
 impl Gateway {
     fn new(settings: GatewaySettings) -> Self {
         let cps = f64::from(settings.calls_per_second);
+        let registration = if settings.register.is_some() {
+            Registration::Pending
+        } else {
+            Registration::NotRequired
+        };
         Self {
             settings: Arc::new(settings),
             up: AtomicBool::new(true),
+            registration: tokio::sync::watch::Sender::new(registration),
             live: AtomicUsize::new(0),
             rate: Mutex::new((cps, std::time::Instant::now())),
         }
@@ -53,6 +83,33 @@ impl Gateway {
     /// Marks it up or down; whether that changed anything.
     pub fn set_up(&self, up: bool) -> bool {
         self.up.swap(up, Ordering::SeqCst) != up
+    }
+
+    /// Where its registration stands.
+    pub fn registration(&self) -> Registration {
+        *self.registration.borrow()
+    }
+
+    /// Records where its registration stands; whether that changed anything.
+    pub(crate) fn set_registration(&self, state: Registration) -> bool {
+        self.registration.send_replace(state) != state
+    }
+
+    /// Whether a call may be sent through it now, waiting up to `within` while its first
+    /// registration is under way.
+    pub(crate) async fn ready_for_calls(&self, within: std::time::Duration) -> Registration {
+        let mut changes = self.registration.subscribe();
+        let settled = tokio::time::timeout(
+            within,
+            changes.wait_for(|state| *state != Registration::Pending),
+        )
+        .await;
+        match settled {
+            Ok(Ok(state)) => *state,
+            // Still pending after `within` (or the sender is gone, which cannot happen while
+            // `self` lives): the current state says it.
+            _ => self.registration(),
+        }
     }
 
     /// Call attempts in progress through it.
@@ -277,6 +334,13 @@ pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     Ok((host.to_owned(), port))
 }
 
+/// Parses a SIP URI as the stack will.
+pub fn parse_uri(uri: &str) -> Result<(), String> {
+    rsipstack::sip::Uri::try_from(uri)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// `host[:port]` of a `sip:user@host:port;params` URI.
 pub fn uri_host_port(uri: &str) -> &str {
     let rest = uri
@@ -387,6 +451,7 @@ mod tests {
             weight,
             failover_codes: vec![408, 503],
             options: None,
+            register: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
+//! - [`register`]: outbound REGISTER for gateways that require it.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
@@ -19,6 +20,7 @@
 pub mod gateways;
 pub mod media;
 pub mod options;
+pub mod register;
 pub mod settings;
 pub mod sip;
 mod task;
@@ -44,8 +46,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
-use crate::media::MediaHandle;
 use crate::gateways::Gateways;
+use crate::media::MediaHandle;
 use crate::settings::{GatewaySettings, SipSettings};
 use crate::sip::{RsipDialogue, SipError, SipStack};
 use crate::task::{CallTask, Control, Dialogue as _};
@@ -93,6 +95,7 @@ impl SipCallService {
         let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
         tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
         crate::options::spawn_pings(&stack, &gateways);
+        crate::register::spawn_registrations(&stack, &gateways);
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
@@ -198,6 +201,35 @@ impl CallService for SipCallService {
         }
         let mut route = self.inner.gateways.route(group, &mut rand::thread_rng());
         if route.is_empty() {
+            return Err(PlaceError::NoGateway);
+        }
+        // Gateways that require registration take calls only once registered: a call waits
+        // (bounded) for a first registration under way, and skips a gateway not registered.
+        let mut unregistered = None;
+        let mut registered = Vec::with_capacity(route.len());
+        for gateway in route {
+            let state = match &gateway.settings.register {
+                Some(register) => gateway.ready_for_calls(register.call_wait).await,
+                None => gateways::Registration::NotRequired,
+            };
+            match state {
+                gateways::Registration::NotRequired | gateways::Registration::Registered => {
+                    registered.push(gateway);
+                }
+                state => {
+                    tracing::warn!(call = %record.id, gateway = %gateway.name(), ?state, "gateway skipped: not registered");
+                    unregistered.get_or_insert(gateways::NotRegistered {
+                        gateway: gateway.name().to_owned(),
+                        state,
+                    });
+                }
+            }
+        }
+        route = registered;
+        if route.is_empty() {
+            if let Some(error) = unregistered {
+                return Err(PlaceError::Signalling(Box::new(error)));
+            }
             return Err(PlaceError::NoGateway);
         }
         // The caps apply to the gateway the call starts on: the first of the route that has
@@ -310,6 +342,19 @@ impl CallService for SipCallService {
                 .all()
                 .iter()
                 .map(|g| (g.name().to_owned(), g.is_up()))
+                .collect(),
+            gateways_registered: self
+                .inner
+                .gateways
+                .all()
+                .iter()
+                .filter(|g| g.registration() != gateways::Registration::NotRequired)
+                .map(|g| {
+                    (
+                        g.name().to_owned(),
+                        g.registration() == gateways::Registration::Registered,
+                    )
+                })
                 .collect(),
         }
     }

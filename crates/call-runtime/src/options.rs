@@ -174,7 +174,11 @@ mod tests {
         };
         let mut c = Counter::default();
         assert_eq!(c.record(false, true, ping), None);
-        assert_eq!(c.record(true, true, ping), None, "an answer resets the count");
+        assert_eq!(
+            c.record(true, true, ping),
+            None,
+            "an answer resets the count"
+        );
         assert_eq!(c.record(false, true, ping), None);
         assert_eq!(c.record(false, true, ping), Some(false));
         assert_eq!(c.record(true, false, ping), None);

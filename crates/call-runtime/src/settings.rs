@@ -67,6 +67,19 @@ pub struct GatewaySettings {
     pub failover_codes: Vec<u16>,
     /// OPTIONS pings that mark the gateway up or down; `None`: never pinged, always up.
     pub options: Option<OptionsPing>,
+    /// Outbound registration (RFC 3261 §10) the gateway requires before it takes calls.
+    pub register: Option<RegisterSettings>,
+}
+
+/// A gateway's outbound registration.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct RegisterSettings {
+    /// The registrar's URI (the REGISTER's Request-URI; the AoR is `sip:<username>@<its host>`).
+    pub registrar: String,
+    /// The registration lifetime asked for, in seconds.
+    pub expires_secs: u32,
+    /// How long a new call waits for the first registration to complete.
+    pub call_wait: std::time::Duration,
 }
 
 /// A gateway's OPTIONS pings.
@@ -105,6 +118,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("weight", &self.weight)
             .field("failover_codes", &self.failover_codes)
             .field("options", &self.options)
+            .field("register", &self.register)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +147,7 @@ mod tests {
             weight: 1,
             failover_codes: vec![408, 503],
             options: None,
+            register: None,
         };
         let shown = format!("{gateway:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -381,7 +381,11 @@ impl crate::task::Dialogue for RsipDialogue {
         Ok(())
     }
 
-    fn fail_over(&mut self, now: std::time::Instant, event: &SipEvent) -> Option<call_engine::call::Call> {
+    fn fail_over(
+        &mut self,
+        now: std::time::Instant,
+        event: &SipEvent,
+    ) -> Option<call_engine::call::Call> {
         if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
             return None;
         }
@@ -523,7 +527,7 @@ fn host_port_of(uri: &str) -> String {
 }
 
 /// Whether a response's To header carries a tag.
-fn has_to_tag(response: &Response) -> bool {
+pub(crate) fn has_to_tag(response: &Response) -> bool {
     use rsipstack::sip::prelude::HeadersExt as _;
     response
         .to_header()

@@ -483,7 +483,10 @@ mod tests {
     async fn a_503_before_any_ringing_moves_the_call_to_the_next_gateway() {
         let call = start_with_gateways(None, 1).await;
         call.event(SipEvent::Provisional(SipStatus::new(100, "Trying")));
-        call.event(SipEvent::Rejected(SipStatus::new(503, "Service Unavailable")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
         call.at(Duration::from_secs(1)).await;
         assert_eq!(
             call.sent(),
@@ -506,13 +509,19 @@ mod tests {
     async fn a_503_after_ringing_or_with_no_gateway_left_ends_the_call() {
         let call = start_with_gateways(None, 1).await;
         call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
-        call.event(SipEvent::Rejected(SipStatus::new(503, "Service Unavailable")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
         let sent = call
             .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
             .await;
         assert!(sent.is_empty(), "{sent:?}");
         let call = start_with_gateways(None, 0).await;
-        call.event(SipEvent::Rejected(SipStatus::new(503, "Service Unavailable")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
         let sent = call
             .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
             .await;

@@ -90,6 +90,8 @@ pub struct CallServiceFigures {
     pub rtp_send_errors: u64,
     /// Each gateway by name, and whether it is up (OPTIONS pings).
     pub gateways_up: Vec<(String, bool)>,
+    /// Each gateway that registers, by name, and whether it is registered.
+    pub gateways_registered: Vec<(String, bool)>,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use ews_proto::{
-    ConnectionFailureCause as C, PhoneCallInformation, PhoneCallState as S, Response,
-    ResponseCode, ResponseDocument,
+    ConnectionFailureCause as C, PhoneCallInformation, PhoneCallState as S, Response, ResponseCode,
+    ResponseDocument,
 };
 use support::{add_user_with_message, openum_bin, peers_dir, text_of, tone_wav, PASSWORD};
 
@@ -332,7 +332,11 @@ async fn a_silent_gateway_hands_the_call_on_after_timer_b_with_no_invented_408()
     assert!(silent.trace().contains("INVITE sip:0002005551234@"));
     assert_eq!(peer.invites(), 1, "{}", peer.trace());
     // Nothing ever answered the silent attempt: no 408 shows anywhere.
-    assert!(!silent.trace().contains("SIP/2.0 408"), "{}", silent.trace());
+    assert!(
+        !silent.trace().contains("SIP/2.0 408"),
+        "{}",
+        silent.trace()
+    );
     let log = node.log();
     let moved = log
         .lines()
@@ -349,7 +353,11 @@ async fn a_503_after_ringing_stays_with_its_gateway() {
     // uas_multi.xml rings (180 with a To-tag: an early dialog), then answers 503 to 503*.
     let peer = Sipp::start(dir.path(), "peer", "uas_multi.xml", port, media);
     let config = [
-        gateway("ringing", &format!("sip:503{{number}}@127.0.0.1:{port}"), ""),
+        gateway(
+            "ringing",
+            &format!("sip:503{{number}}@127.0.0.1:{port}"),
+            "",
+        ),
         gateway("spare", &format!("sip:{{number}}@127.0.0.1:{port}"), ""),
     ]
     .concat();
@@ -366,20 +374,8 @@ async fn a_503_after_ringing_stays_with_its_gateway() {
 async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down() {
     let [http, sip, pinged, pinged_media, spare, spare_media] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let up = Sipp::start(
-        dir.path(),
-        "pinged",
-        "uas_refuse.xml",
-        pinged,
-        pinged_media,
-    );
-    let working = Sipp::start(
-        dir.path(),
-        "spare",
-        "uas_multi.xml",
-        spare,
-        spare_media,
-    );
+    let up = Sipp::start(dir.path(), "pinged", "uas_refuse.xml", pinged, pinged_media);
+    let working = Sipp::start(dir.path(), "spare", "uas_multi.xml", spare, spare_media);
     let config = [
         gateway(
             "pinged",
@@ -422,4 +418,122 @@ async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down()
         .await;
     assert!(node.log().contains("gateway up"), "{}", node.log());
     assert!(back.trace().contains("OPTIONS sip:"));
+}
+
+/// Kamailio as a registrar (`tests/peers/kamailio-registrar.cfg`), stopped when dropped.
+struct Kamailio {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(dir: &Path, port: u16) -> Self {
+        let run = dir.join("kamailio");
+        std::fs::create_dir_all(&run).unwrap();
+        let log = dir.join("kamailio.log");
+        let child = Command::new("timeout")
+            .arg("300")
+            .arg("kamailio")
+            .arg("-f")
+            .arg(peers_dir().join("kamailio-registrar.cfg"))
+            .args(["-l", &format!("udp:127.0.0.1:{port}")])
+            .args(["-DD", "-E", "-n", "1", "-m", "32", "-M", "8"])
+            .arg("-Y")
+            .arg(&run)
+            .arg("-P")
+            .arg(run.join("kamailio.pid"))
+            .arg("-w")
+            .arg(&run)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio is required for the registration test (apt-get install kamailio)");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // Best effort: the process may already have exited.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_calls_off_the_gateway()
+{
+    let [http, sip, registrar, ..] = ports();
+    let dir = tempfile::tempdir().unwrap();
+    let kamailio = Kamailio::start(dir.path(), registrar);
+    let config = [
+        gateway(
+            "provider",
+            &format!("sip:{{number}}@127.0.0.1:{registrar}"),
+            "username = \"alice\"\npassword = \"secret\"\nregister = true\nregister_expires_secs = 60\n",
+        ),
+        gateway(
+            "wrong-password",
+            &format!("sip:{{number}}@127.0.0.1:{registrar}"),
+            "group = \"refused\"\nusername = \"alice\"\npassword = \"not the secret\"\nregister = true\nregister_wait_secs = 1\n",
+        ),
+        "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"refused\"\n".to_owned(),
+        "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n".to_owned(),
+    ]
+    .concat();
+    let node = Node::start(dir, http, sip, &config).await;
+    let within = Duration::from_secs(30);
+    node.wait_for_metric("openum_gateway_registered{gateway=\"provider\"} 1", within)
+        .await;
+    node.wait_for_metric(
+        "openum_gateway_registered{gateway=\"wrong-password\"} 0",
+        within,
+    )
+    .await;
+    let deadline = Instant::now() + within;
+    while !node.log().contains("gateway registration failed") {
+        assert!(Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = kamailio.log();
+    assert!(log.contains("CHALLENGED sip:alice@127.0.0.1"), "{log}");
+    assert!(
+        log.contains(&format!("REGISTERED sip:alice@127.0.0.1:{registrar}"))
+            || log.contains("REGISTERED sip:alice@127.0.0.1"),
+        "{log}"
+    );
+    let failed = node
+        .log()
+        .lines()
+        .find(|l| l.contains("gateway registration failed"))
+        .unwrap()
+        .to_owned();
+    assert!(failed.contains("wrong-password"), "{failed}");
+    assert!(failed.contains("refused the credentials"), "{failed}");
+    // A call routed to the group whose only gateway is not registered is not placed.
+    let doc = node
+        .ews(&format!(
+            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>8005551234</m:DialString></m:PlayOnPhone>",
+            node.item
+        ))
+        .await;
+    let ResponseDocument::Response(r) = doc else {
+        panic!("{doc:?}")
+    };
+    assert_eq!(
+        r.body.message().response_code,
+        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
+    );
+    assert!(
+        node.log().contains("gateway skipped: not registered"),
+        "{}",
+        node.log()
+    );
 }

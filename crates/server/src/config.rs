@@ -372,6 +372,15 @@ pub struct GatewayConfig {
     pub options_down_after: u32,
     /// `options_up_after`: answered pings in a row that mark a down gateway up again. Default 1.
     pub options_up_after: u32,
+    /// `register`: register with the gateway (RFC 3261 §10) using `username`/`password`, and
+    /// send calls through it only while registered. Default false.
+    pub register: bool,
+    /// `registrar`: the REGISTER's Request-URI. Default `sip:<host:port of uri>`.
+    pub registrar: Option<String>,
+    /// `register_expires_secs`: the registration lifetime asked for. Default 600.
+    pub register_expires_secs: u32,
+    /// `register_wait_secs`: how long a new call waits for the first registration. Default 5.
+    pub register_wait_secs: u64,
 }
 
 /// Credentials never reach logs: the password is redacted.
@@ -394,6 +403,8 @@ impl std::fmt::Debug for GatewayConfig {
             .field("weight", &self.weight)
             .field("failover_codes", &self.failover_codes)
             .field("options_interval_secs", &self.options_interval_secs)
+            .field("register", &self.register)
+            .field("registrar", &self.registrar)
             .finish_non_exhaustive()
     }
 }
@@ -434,6 +445,10 @@ impl Default for GatewayConfig {
             options_interval_secs: 0,
             options_down_after: 2,
             options_up_after: 1,
+            register: false,
+            registrar: None,
+            register_expires_secs: 600,
+            register_wait_secs: 5,
         }
     }
 }
@@ -485,6 +500,18 @@ impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
                 down_after: g.options_down_after,
                 up_after: g.options_up_after,
             }),
+            register: g
+                .register
+                .then(|| call_runtime::settings::RegisterSettings {
+                    registrar: g.registrar.clone().unwrap_or_else(|| {
+                        format!(
+                            "sip:{}",
+                            call_runtime::gateways::uri_host_port(&g.uri.replace("{number}", ""))
+                        )
+                    }),
+                    expires_secs: g.register_expires_secs,
+                    call_wait: std::time::Duration::from_secs(g.register_wait_secs),
+                }),
         }
     }
 }

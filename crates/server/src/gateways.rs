@@ -33,7 +33,38 @@ pub(crate) fn validate(i: usize, g: &GatewayConfig, sip: &SipConfig) -> Result<(
             }
         }
     }
+    if g.register {
+        if g.username.is_none() {
+            return Err(InvalidValue::new(
+                key("register"),
+                format!("needs gateway[{i}].username and gateway[{i}].password"),
+            ));
+        }
+        if g.register_expires_secs < 60 {
+            return Err(InvalidValue::new(
+                key("register_expires_secs"),
+                "must be at least 60",
+            ));
+        }
+        if let Some(registrar) = &g.registrar {
+            let host = call_runtime::gateways::uri_host_port(registrar);
+            if !registrar.starts_with("sip:")
+                || rsipstack_free_parse(registrar).is_err()
+                || call_runtime::gateways::split_host_port(host).is_err()
+            {
+                return Err(InvalidValue::new(
+                    key("registrar"),
+                    format!("must be a sip: URI with a host, got {registrar:?}"),
+                ));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Parses a SIP URI through the runtime's check (the server does not depend on rsipstack).
+fn rsipstack_free_parse(uri: &str) -> Result<(), ()> {
+    call_runtime::gateways::parse_uri(uri).map_err(|_| ())
 }
 
 /// Checks that every `gateway_group` a dial-plan rule names has an enabled gateway.
@@ -91,6 +122,14 @@ mod tests {
             (
                 "[[gateway]]\nuri = \"sip:{number}@pbx\"\ngroup = \"\"\n",
                 "gateway[0].group",
+            ),
+            (
+                "[[gateway]]\nuri = \"sip:{number}@pbx\"\nregister = true\n",
+                "gateway[0].register",
+            ),
+            (
+                "[[gateway]]\nuri = \"sip:{number}@pbx\"\nregister = true\nusername = \"u\"\npassword = \"p\"\nregistrar = \"sip:\"\n",
+                "gateway[0].registrar",
             ),
             (
                 "[[gateway]]\nuri = \"sip:{number}@pbx\"\n[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\ngateway_group = \"pstn\"\n",

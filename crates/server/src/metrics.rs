@@ -246,6 +246,19 @@ impl Metrics {
             "1 while the gateway counts as up (answers OPTIONS pings, or is not pinged), else 0",
             gateways,
         );
+        let registered = Family::<GatewayLabels, Gauge>::default();
+        for (name, yes) in &figures.gateways_registered {
+            registered
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*yes));
+        }
+        registry.register(
+            "gateway_registered",
+            "1 while the gateway's outbound registration is accepted, else 0 (registering gateways only)",
+            registered,
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -317,6 +330,7 @@ mod tests {
                 rtp_packets_sent: 150,
                 rtp_send_errors: 0,
                 gateways_up: vec![("pbx".into(), true), ("trunk".into(), false)],
+                gateways_registered: vec![("trunk".into(), false)],
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
         );
@@ -330,6 +344,7 @@ mod tests {
             "openum_calls_by_state{state=\"Alerted\"} 1",
             "openum_gateway_up{gateway=\"pbx\"} 1",
             "openum_gateway_up{gateway=\"trunk\"} 0",
+            "openum_gateway_registered{gateway=\"trunk\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
