@@ -232,6 +232,90 @@ impl Gateways {
     }
 }
 
+/// The rest of a call's route: gateways still to try, and the resolved addresses of the
+/// current one still to try.
+pub(crate) struct Route {
+    pub(crate) resolver: crate::dns::Resolver,
+    /// The local SIP address (a resolved address it cannot reach is skipped, with the reason).
+    pub(crate) local: IpAddr,
+    pub(crate) gateways: std::collections::VecDeque<Arc<Gateway>>,
+    current: Option<(
+        Arc<Gateway>,
+        std::collections::VecDeque<std::net::SocketAddr>,
+    )>,
+}
+
+impl Route {
+    pub(crate) fn new(
+        resolver: crate::dns::Resolver,
+        local: IpAddr,
+        gateways: impl IntoIterator<Item = Arc<Gateway>>,
+    ) -> Self {
+        Self {
+            resolver,
+            local,
+            gateways: gateways.into_iter().collect(),
+            current: None,
+        }
+    }
+
+    /// The next attempt: a gateway, and its settings with `address` set to the resolved
+    /// target when its host is a name. `Err` when nothing is left and the last gateway's host
+    /// did not resolve (each failure is logged with the host).
+    pub(crate) async fn next(
+        &mut self,
+    ) -> Result<Option<(Arc<Gateway>, Arc<GatewaySettings>)>, crate::dns::DnsError> {
+        let mut last_error = None;
+        loop {
+            if let Some((gateway, targets)) = &mut self.current {
+                while let Some(target) = targets.pop_front() {
+                    if let Some(why) = unreachable_from(self.local, target.ip()) {
+                        tracing::warn!(gateway = %gateway.name(), %target, local = %self.local, "skipping a gateway address the SIP listener cannot reach ({why}): set sip.listen");
+                        continue;
+                    }
+                    let settings = GatewaySettings {
+                        address: Some(target.to_string()),
+                        ..(*gateway.settings).clone()
+                    };
+                    return Ok(Some((Arc::clone(gateway), Arc::new(settings))));
+                }
+            }
+            self.current = None;
+            let Some(gateway) = self.gateways.pop_front() else {
+                return match last_error {
+                    Some(error) => Err(error),
+                    None => Ok(None),
+                };
+            };
+            let destination = gateway
+                .settings
+                .address
+                .clone()
+                .unwrap_or_else(|| uri_host_port(&gateway.settings.uri).to_owned());
+            let is_address =
+                split_host_port(&destination).is_ok_and(|(host, _)| host.parse::<IpAddr>().is_ok());
+            if is_address {
+                let settings = Arc::clone(&gateway.settings);
+                return Ok(Some((gateway, settings)));
+            }
+            match self
+                .resolver
+                .locate(&destination, gateway.settings.transport)
+                .await
+            {
+                Ok(targets) => {
+                    tracing::info!(gateway = %gateway.name(), host = %destination, ?targets, "gateway host resolved");
+                    self.current = Some((gateway, targets.into()));
+                }
+                Err(error) => {
+                    tracing::warn!(gateway = %gateway.name(), host = %destination, error = %calls::error_chain(&error), "cannot resolve the gateway host");
+                    last_error = Some(error);
+                }
+            }
+        }
+    }
+}
+
 /// `gateways` in trying order: ascending priority; within a priority, a weighted random order
 /// with weight-0 gateways last (in their given order).
 pub fn order(mut gateways: Vec<Arc<Gateway>>, rng: &mut impl Rng) -> Vec<Arc<Gateway>> {

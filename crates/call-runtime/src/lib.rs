@@ -9,6 +9,7 @@
 //!
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
+//! - [`dns`]: RFC 3263 location of gateways given by host name (NAPTR, SRV, A/AAAA).
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
 //! - [`register`]: outbound REGISTER for gateways that require it.
@@ -17,6 +18,7 @@
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
+pub mod dns;
 pub mod gateways;
 pub mod media;
 pub mod options;
@@ -64,6 +66,7 @@ struct Inner {
     stack: Arc<SipStack>,
     media: MediaHandle,
     gateways: Arc<Gateways>,
+    resolver: crate::dns::Resolver,
     rtp_address: IpAddr,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
@@ -103,6 +106,7 @@ impl SipCallService {
                 stack,
                 media: MediaHandle::spawn(),
                 gateways,
+                resolver: crate::dns::Resolver::new(&sip.dns_servers),
                 rtp_address: sip.rtp_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
@@ -259,6 +263,16 @@ impl CallService for SipCallService {
             })));
         };
         route.drain(..start);
+        let mut route = gateways::Route::new(
+            self.inner.resolver.clone(),
+            self.inner.stack.local_addr().ip(),
+            route,
+        );
+        let (first, settings) = match route.next().await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Err(PlaceError::NoGateway),
+            Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
+        };
         let audio = self.prepared_audio(&record.item_id).await?;
         let socket = UdpSocket::bind(SocketAddr::new(self.inner.rtp_address, 0))
             .await
@@ -268,22 +282,14 @@ impl CallService for SipCallService {
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
-        let mut route: std::collections::VecDeque<_> = route.into();
-        let Some(first) = route.pop_front() else {
-            return Err(PlaceError::NoGateway);
-        };
         // One span per call, carrying both identities, around everything the task logs.
         let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
         let attempt = first.attempt();
         let outgoing = span
             .in_scope(|| {
-                self.inner.stack.invite(
-                    &first.settings,
-                    &record.dialled,
-                    offer.clone(),
-                    &call_id,
-                    None,
-                )
+                self.inner
+                    .stack
+                    .invite(&settings, &record.dialled, offer.clone(), &call_id, None)
             })
             .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
         let config = call_config(&first.settings, audio.duration());
@@ -297,7 +303,7 @@ impl CallService for SipCallService {
         let task = CallTask {
             dialogue: RsipDialogue {
                 stack: Arc::clone(&self.inner.stack),
-                gateway: Arc::clone(&first.settings),
+                gateway: settings,
                 attempt,
                 next: route,
                 message: audio.duration(),

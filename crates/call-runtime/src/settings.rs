@@ -16,6 +16,8 @@ pub struct SipSettings {
     pub t1_ms: u64,
     /// The User-Agent header.
     pub user_agent: String,
+    /// DNS servers gateway host names are resolved with; empty: the system's (resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// SIP transport to a gateway.

@@ -298,8 +298,8 @@ pub(crate) struct RsipDialogue {
     pub(crate) gateway: Arc<GatewaySettings>,
     /// The attempt through `gateway`, counted in its live calls.
     pub(crate) attempt: crate::gateways::AttemptGuard,
-    /// The gateways still to try if this attempt fails over.
-    pub(crate) next: std::collections::VecDeque<Arc<crate::gateways::Gateway>>,
+    /// The gateways (and resolved addresses) still to try if this attempt fails over.
+    pub(crate) next: crate::gateways::Route,
     /// The message's duration (for the engine of a new attempt).
     pub(crate) message: Duration,
     pub(crate) number: String,
@@ -381,25 +381,32 @@ impl crate::task::Dialogue for RsipDialogue {
         Ok(())
     }
 
-    fn fail_over(
-        &mut self,
-        now: std::time::Instant,
-        event: &SipEvent,
-    ) -> Option<call_engine::call::Call> {
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<call_engine::call::Call> {
         if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
             return None;
         }
-        while let Some(next) = self.next.pop_front() {
+        loop {
+            let (next, settings) = match self.next.next().await {
+                Ok(Some(attempt)) => attempt,
+                Ok(None) => return None,
+                Err(error) => {
+                    // Already logged with the host; the call ends with the failed attempt's
+                    // outcome.
+                    tracing::debug!(error = %calls::error_chain(&error), "no gateway left");
+                    return None;
+                }
+            };
             let failed = std::mem::replace(&mut self.attempt, next.attempt());
             tracing::warn!(
                 from = %failed.gateway().name(),
                 to = %next.name(),
+                address = ?settings.address,
                 outcome = ?event,
                 "moving the call to the next gateway"
             );
             drop(failed);
             match self.stack.invite(
-                &next.settings,
+                &settings,
                 &self.number,
                 self.offer.clone(),
                 &self.call_id,
@@ -410,9 +417,9 @@ impl crate::task::Dialogue for RsipDialogue {
                     self.outgoing = outgoing;
                     self.states_open = true;
                     self.outcome_done = false;
-                    self.gateway = Arc::clone(&next.settings);
+                    self.gateway = settings;
                     return Some(call_engine::call::Call::with_auth(
-                        now,
+                        tokio::time::Instant::now().into_std(),
                         crate::call_config(&next.settings, self.message),
                         crate::digest_auth(&next.settings, &self.number),
                     ));
@@ -422,7 +429,6 @@ impl crate::task::Dialogue for RsipDialogue {
                 }
             }
         }
-        None
     }
 
     async fn close(&mut self) {

@@ -43,7 +43,7 @@ pub(crate) trait Dialogue: Send + 'static {
     /// The INVITE ended with `event` before any early dialog or answer, and no hang-up is
     /// under way: if `event` is one that moves a call on (see [`crate::gateways::fails_over`])
     /// and a gateway is left, sends the INVITE there and returns the new attempt's engine.
-    fn fail_over(&mut self, now: std::time::Instant, event: &SipEvent) -> Option<Call>;
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<Call>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
 }
@@ -91,7 +91,7 @@ impl<D: Dialogue> CallTask<D> {
                         let next = if committed || call.is_hanging_up() {
                             None
                         } else {
-                            self.dialogue.fail_over(now(), &event)
+                            self.dialogue.fail_over(&event).await
                         };
                         match next {
                             Some(next) => call = next,
@@ -263,13 +263,13 @@ mod tests {
             self.log("INVITE with credentials");
             Ok(())
         }
-        fn fail_over(&mut self, now: std::time::Instant, event: &SipEvent) -> Option<Call> {
+        async fn fail_over(&mut self, event: &SipEvent) -> Option<Call> {
             if !crate::gateways::fails_over(event, &[503]) || self.gateways_left == 0 {
                 return None;
             }
             self.gateways_left -= 1;
             self.log("INVITE to the next gateway");
-            Some(Call::new(now, CallConfig::new(Duration::from_secs(1))))
+            Some(Call::new(now(), CallConfig::new(Duration::from_secs(1))))
         }
         async fn close(&mut self) {}
     }

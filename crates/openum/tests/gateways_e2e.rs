@@ -537,3 +537,116 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
         node.log()
     );
 }
+
+/// dnsmasq serving `records` (its command-line options) on `127.0.0.1:port`, answering
+/// NXDOMAIN for anything else under `pbx.test`; stopped when dropped.
+struct Dnsmasq(Child);
+
+impl Dnsmasq {
+    fn start(port: u16, records: &[String]) -> Self {
+        let child = Command::new("timeout")
+            .arg("300")
+            .arg("dnsmasq")
+            .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .arg("--local=/pbx.test/")
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq is required for the DNS test (apt-get install dnsmasq-base)");
+        Self(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        // Best effort: the process may already have exited.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in_order() {
+    let [http, sip, refusing, refusing_media, working, working_media] = ports();
+    let dns = http + 5;
+    let dir = tempfile::tempdir().unwrap();
+    let _dnsmasq = Dnsmasq::start(
+        dns,
+        &[
+            // The SRV records sit under the name only the NAPTR record gives (not the
+            // `_sip._udp.pbx.test` fallback), so the call connects only if NAPTR was followed;
+            // a TCP-only NAPTR must be passed over for this UDP gateway.
+            "--naptr-record=pbx.test,5,10,S,SIP+D2T,,_sip._tcp.nowhere.pbx.test".to_owned(),
+            "--naptr-record=pbx.test,10,10,S,SIP+D2U,,_sip._udp.via-naptr.pbx.test".to_owned(),
+            format!("--srv-host=_sip._udp.via-naptr.pbx.test,first.pbx.test,{refusing},10,1"),
+            format!("--srv-host=_sip._udp.via-naptr.pbx.test,second.pbx.test,{working},20,1"),
+            "--host-record=first.pbx.test,127.0.0.1".to_owned(),
+            "--host-record=second.pbx.test,127.0.0.1".to_owned(),
+        ],
+    );
+    let refuser = Sipp::start(
+        dir.path(),
+        "refuser",
+        "uas_refuse.xml",
+        refusing,
+        refusing_media,
+    );
+    let answerer = Sipp::start(
+        dir.path(),
+        "answerer",
+        "uas_multi.xml",
+        working,
+        working_media,
+    );
+    let config = format!(
+        "dns_servers = [\"127.0.0.1:{dns}\"]\n{}{}",
+        gateway("provider", "sip:{number}@pbx.test", ""),
+        gateway("lost", "sip:{number}@missing.pbx.test", "group = \"lost\"\n"),
+    ) + "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"lost\"\n\
+         [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n";
+    let node = Node::start(dir, http, sip, &config).await;
+    let id = node.play("2005551234").await;
+    let (states, done) = node.follow(&id).await;
+    assert_eq!(
+        done.connection_failure_cause,
+        C::None,
+        "{states:?}\n{}",
+        node.log()
+    );
+    // SRV priority 10 first (it refused with 503), then priority 20, which played the message.
+    assert_eq!(refuser.invites(), 1, "{}", refuser.trace());
+    assert_eq!(answerer.invites(), 1, "{}", answerer.trace());
+    // The Request-URI keeps the name; only the destination came from DNS.
+    assert!(answerer.trace().contains("INVITE sip:2005551234@pbx.test"));
+    // A host that does not resolve: the call is refused, and the log names the host.
+    let doc = node
+        .ews(&format!(
+            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>8005551234</m:DialString></m:PlayOnPhone>",
+            node.item
+        ))
+        .await;
+    let ResponseDocument::Response(r) = doc else {
+        panic!("{doc:?}")
+    };
+    assert_eq!(
+        r.body.message().response_code,
+        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
+    );
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot resolve the gateway host"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("missing.pbx.test"), "{line}");
+    assert!(!log.contains(" 408"), "{log}");
+}

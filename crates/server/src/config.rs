@@ -295,6 +295,9 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// `user_agent`: the User-Agent header. Default `openum/<version>`.
     pub user_agent: String,
+    /// `dns_servers`: DNS servers (`ip:port`) gateway host names are resolved with (RFC 3263:
+    /// NAPTR, SRV, A/AAAA). Default empty: the system's, from /etc/resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for SipConfig {
@@ -305,6 +308,7 @@ impl Default for SipConfig {
             rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
             t1_ms: 500,
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -461,6 +465,7 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
             rtp_address: c.rtp_address,
             t1_ms: c.t1_ms,
             user_agent: c.user_agent.clone(),
+            dns_servers: c.dns_servers.clone(),
         }
     }
 }
