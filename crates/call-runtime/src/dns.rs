@@ -32,6 +32,20 @@ pub enum DnsError {
     /// The host text is not `host[:port]`.
     #[error("invalid gateway host {0}")]
     Host(String),
+    /// Every address the host resolved to is one the SIP listener cannot send to.
+    #[error(
+        "gateway host {host} resolves to {target}, which sip.listen {local} cannot reach ({why})"
+    )]
+    Unreachable {
+        /// The host name.
+        host: String,
+        /// The last address it resolved to.
+        target: SocketAddr,
+        /// The SIP listener's address.
+        local: IpAddr,
+        /// Why not.
+        why: &'static str,
+    },
     /// The lookups found no address.
     #[error("cannot resolve gateway host {host}")]
     Lookup {

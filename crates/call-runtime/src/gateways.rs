@@ -239,8 +239,10 @@ pub(crate) struct Route {
     /// The local SIP address (a resolved address it cannot reach is skipped, with the reason).
     pub(crate) local: IpAddr,
     pub(crate) gateways: std::collections::VecDeque<Arc<Gateway>>,
+    /// The gateway being tried, its host name and its resolved addresses not yet tried.
     current: Option<(
         Arc<Gateway>,
+        String,
         std::collections::VecDeque<std::net::SocketAddr>,
     )>,
 }
@@ -267,10 +269,17 @@ impl Route {
     ) -> Result<Option<(Arc<Gateway>, Arc<GatewaySettings>)>, crate::dns::DnsError> {
         let mut last_error = None;
         loop {
-            if let Some((gateway, targets)) = &mut self.current {
+            if let Some((gateway, host, targets)) = &mut self.current {
                 while let Some(target) = targets.pop_front() {
                     if let Some(why) = unreachable_from(self.local, target.ip()) {
-                        tracing::warn!(gateway = %gateway.name(), %target, local = %self.local, "skipping a gateway address the SIP listener cannot reach ({why}): set sip.listen");
+                        let error = crate::dns::DnsError::Unreachable {
+                            host: host.clone(),
+                            target,
+                            local: self.local,
+                            why,
+                        };
+                        tracing::warn!(gateway = %gateway.name(), error = %error, "skipping a gateway address: set sip.listen to an address of the interface that reaches it");
+                        last_error = Some(error);
                         continue;
                     }
                     let settings = GatewaySettings {
@@ -305,7 +314,7 @@ impl Route {
             {
                 Ok(targets) => {
                     tracing::info!(gateway = %gateway.name(), host = %destination, ?targets, "gateway host resolved");
-                    self.current = Some((gateway, targets.into()));
+                    self.current = Some((gateway, destination, targets.into()));
                 }
                 Err(error) => {
                     tracing::warn!(gateway = %gateway.name(), host = %destination, error = %calls::error_chain(&error), "cannot resolve the gateway host");

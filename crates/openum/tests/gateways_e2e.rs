@@ -592,6 +592,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
             format!("--srv-host=_sip._udp.via-naptr.pbx.test,second.pbx.test,{working},20,1"),
             "--host-record=first.pbx.test,127.0.0.1".to_owned(),
             "--host-record=second.pbx.test,127.0.0.1".to_owned(),
+            "--host-record=remote.pbx.test,198.51.100.7".to_owned(),
         ],
     );
     let refuser = Sipp::start(
@@ -612,7 +613,12 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
         "dns_servers = [\"127.0.0.1:{dns}\"]\n{}{}",
         gateway("provider", "sip:{number}@pbx.test", ""),
         gateway("lost", "sip:{number}@missing.pbx.test", "group = \"lost\"\n"),
-    ) + "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"lost\"\n\
+    ) + &gateway(
+        "remote",
+        "sip:{number}@remote.pbx.test:5060",
+        "group = \"remote\"\n",
+    ) + "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"7xxxxxxxxx\"\ndial = \"7xxxxxxxxx\"\ngateway_group = \"remote\"\n\
+         [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"lost\"\n\
          [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n";
     let node = Node::start(dir, http, sip, &config).await;
     let id = node.play("2005551234").await;
@@ -648,5 +654,69 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
         .find(|l| l.contains("cannot resolve the gateway host"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains("missing.pbx.test"), "{line}");
+    // A host that resolves to an address the loopback SIP listener cannot reach: refused too,
+    // and the log says which address and which setting.
+    let doc = node
+        .ews(&format!(
+            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>7005551234</m:DialString></m:PlayOnPhone>",
+            node.item
+        ))
+        .await;
+    let ResponseDocument::Response(r) = doc else {
+        panic!("{doc:?}")
+    };
+    assert_eq!(
+        r.body.message().response_code,
+        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
+    );
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("skipping a gateway address"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("198.51.100.7:5060") && line.contains("sip.listen 127.0.0.1"),
+        "{line}"
+    );
     assert!(!log.contains(" 408"), "{log}");
+}
+
+#[test]
+fn config_check_refuses_a_remote_gateway_behind_the_loopback_default_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("openum.toml");
+    std::fs::write(
+        &config,
+        "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@198.51.100.7:5060\"\n",
+    )
+    .unwrap();
+    let out = Command::new(openum_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("gateway[0].uri"), "{err}");
+    assert!(err.contains("sip.listen 127.0.0.1"), "{err}");
+    assert!(err.contains(&config.display().to_string()), "{err}");
+    // Port out of range: refused by config check, not at call time.
+    std::fs::write(
+        &config,
+        "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@127.0.0.1:99999\"\n",
+    )
+    .unwrap();
+    let out = Command::new(openum_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("gateway[0].uri") && err.contains("99999"),
+        "{err}"
+    );
 }
