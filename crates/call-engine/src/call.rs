@@ -547,11 +547,10 @@ impl Call {
                 // The user hung up before anything answered, and nothing ever did.
                 self.finish(Cause::None, None);
             }
+            // Nothing answered before Timer B: Unavailable, with no SIP status, since no peer
+            // sent one (a local "408" would read as the gateway's answer).
             (State::Dialing { .. }, SipEvent::NoResponse) => {
-                self.finish(
-                    Cause::Unavailable,
-                    Some(SipStatus::new(408, "Request Timeout")),
-                );
+                self.finish(Cause::Unavailable, None);
             }
             (State::Cancelling { reason, .. }, SipEvent::NoResponse) => {
                 self.finish(Self::cancel_cause(reason), None);
@@ -1123,7 +1122,7 @@ mod tests {
     }
 
     #[test]
-    fn no_response_at_all_is_unavailable_with_a_local_408() {
+    fn no_response_at_all_is_unavailable_with_no_sip_status() {
         let mut h = Harness::new();
         h.sip(SipEvent::NoResponse);
         let s = h.call.status();
@@ -1131,7 +1130,7 @@ mod tests {
             (s.state, s.cause),
             (CallState::Disconnected, Cause::Unavailable)
         );
-        assert_eq!(s.sip, Some(SipStatus::new(408, "Request Timeout")));
+        assert_eq!(s.sip, None, "no peer sent a status");
     }
 
     #[test]

@@ -450,6 +450,9 @@ pub struct SipConfig {
     /// `media_public_address`: the address advertised in SDP when RTP reaches this node through
     /// a NAT (RTP is still bound to `rtp_address`). Default: `rtp_address`.
     pub media_public_address: Option<std::net::IpAddr>,
+    /// `dns_servers`: DNS servers (`ip:port`) gateway host names are resolved with (RFC 3263:
+    /// NAPTR, SRV, A/AAAA). Default empty: the system's, from /etc/resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for SipConfig {
@@ -462,6 +465,7 @@ impl Default for SipConfig {
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
             rtp_port_range: None,
             media_public_address: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -509,6 +513,35 @@ pub struct GatewayConfig {
     pub headers: Vec<String>,
     /// `enabled`. Default true.
     pub enabled: bool,
+    /// `group`: the gateway group dial-plan rules route to (`gateway_group` on a rule). Default
+    /// `default`. Calls no rule routes go to the group of the first enabled gateway.
+    pub group: String,
+    /// `priority`: within a group, lower is tried first. Default: the gateway's position among
+    /// the `[[gateway]]` tables (0, 1, 2 …), so gateways without one are tried in file order.
+    pub priority: Option<u32>,
+    /// `weight`: share of calls among gateways of equal priority; 0 is tried only after the
+    /// others of its priority. Default 1.
+    pub weight: u32,
+    /// `failover_codes`: final responses (300-699) after which a call moves on to the group's
+    /// next gateway, unless a provisional response other than 100 came first. No response at
+    /// all (Timer B) and a transport failure always move on. Default `[408, 503]`.
+    pub failover_codes: Vec<u16>,
+    /// `options_interval_secs`: seconds between OPTIONS pings marking the gateway up or down;
+    /// 0 (the default) sends none and the gateway counts as up.
+    pub options_interval_secs: u64,
+    /// `options_down_after`: unanswered pings in a row that mark the gateway down. Default 2.
+    pub options_down_after: u32,
+    /// `options_up_after`: answered pings in a row that mark a down gateway up again. Default 1.
+    pub options_up_after: u32,
+    /// `register`: register with the gateway (RFC 3261 §10) using `username`/`password`, and
+    /// send calls through it only while registered. Default false.
+    pub register: bool,
+    /// `registrar`: the REGISTER's Request-URI. Default `sip:<host:port of uri>`.
+    pub registrar: Option<String>,
+    /// `register_expires_secs`: the registration lifetime asked for. Default 600.
+    pub register_expires_secs: u32,
+    /// `register_wait_secs`: how long a new call waits for the first registration. Default 5.
+    pub register_wait_secs: u64,
 }
 
 /// Credentials never reach logs: the password is redacted.
@@ -526,6 +559,13 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("calls_per_second", &self.calls_per_second)
             .field("enabled", &self.enabled)
+            .field("group", &self.group)
+            .field("priority", &self.priority)
+            .field("weight", &self.weight)
+            .field("failover_codes", &self.failover_codes)
+            .field("options_interval_secs", &self.options_interval_secs)
+            .field("register", &self.register)
+            .field("registrar", &self.registrar)
             .finish_non_exhaustive()
     }
 }
@@ -562,6 +602,17 @@ impl Default for GatewayConfig {
             calls_per_second: 10,
             headers: Vec::new(),
             enabled: true,
+            group: "default".into(),
+            priority: None,
+            weight: 1,
+            failover_codes: vec![408, 503],
+            options_interval_secs: 0,
+            options_down_after: 2,
+            options_up_after: 1,
+            register: false,
+            registrar: None,
+            register_expires_secs: 600,
+            register_wait_secs: 5,
         }
     }
 }
@@ -580,6 +631,7 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
                 .as_deref()
                 .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
             media_public_address: c.media_public_address,
+            dns_servers: c.dns_servers.clone(),
         }
     }
 }
@@ -610,6 +662,27 @@ impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
                 .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
                 .collect(),
             enabled: g.enabled,
+            group: g.group.clone(),
+            priority: g.priority.unwrap_or(0),
+            weight: g.weight,
+            failover_codes: g.failover_codes.clone(),
+            options: (g.options_interval_secs > 0).then(|| call_runtime::settings::OptionsPing {
+                interval: std::time::Duration::from_secs(g.options_interval_secs),
+                down_after: g.options_down_after,
+                up_after: g.options_up_after,
+            }),
+            register: g
+                .register
+                .then(|| call_runtime::settings::RegisterSettings {
+                    registrar: g.registrar.clone().unwrap_or_else(|| {
+                        format!(
+                            "sip:{}",
+                            call_runtime::gateways::uri_host_port(&g.uri.replace("{number}", ""))
+                        )
+                    }),
+                    expires_secs: g.register_expires_secs,
+                    call_wait: std::time::Duration::from_secs(g.register_wait_secs),
+                }),
         }
     }
 }
@@ -618,6 +691,23 @@ impl Config {
     /// The gateway calls go through: the first enabled one.
     pub fn active_gateway(&self) -> Option<&GatewayConfig> {
         self.gateways.iter().find(|g| g.enabled)
+    }
+
+    /// Every enabled gateway as the runtime takes it, in file order; a gateway without a
+    /// `priority` gets its position among the `[[gateway]]` tables.
+    pub fn gateway_settings(&self) -> Vec<call_runtime::settings::GatewaySettings> {
+        self.gateways
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.enabled)
+            .map(|(i, g)| {
+                let mut settings = call_runtime::settings::GatewaySettings::from(g);
+                settings.priority = g
+                    .priority
+                    .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX));
+                settings
+            })
+            .collect()
     }
 }
 
@@ -984,6 +1074,7 @@ impl Config {
                     format!("entry {h:?} is not \"Name: value\""),
                 ));
             }
+            crate::gateways::validate(i, g, &self.sip)?;
             for (key, value) in [
                 ("ring_timeout_secs", g.ring_timeout_secs),
                 ("max_concurrent_calls", g.max_concurrent_calls as u64),
@@ -997,6 +1088,7 @@ impl Config {
                 }
             }
         }
+        crate::gateways::validate_routes(self)?;
         Ok(())
     }
 

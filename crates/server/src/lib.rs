@@ -40,6 +40,7 @@ pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
 pub mod forward;
+pub mod gateways;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;

@@ -59,6 +59,13 @@ pub struct AuthFailureLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a gateway's state.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct GatewayLabels {
+    /// The gateway's `name`.
+    pub gateway: String,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -259,6 +266,32 @@ impl Metrics {
             "Lockouts started after repeated failed logins (per address or user name)",
             self.auth_lockouts.clone(),
         );
+        let gateways = Family::<GatewayLabels, Gauge>::default();
+        for (name, up) in &figures.gateways_up {
+            gateways
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*up));
+        }
+        registry.register(
+            "gateway_up",
+            "1 while the gateway counts as up (answers OPTIONS pings, or is not pinged), else 0",
+            gateways,
+        );
+        let registered = Family::<GatewayLabels, Gauge>::default();
+        for (name, yes) in &figures.gateways_registered {
+            registered
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*yes));
+        }
+        registry.register(
+            "gateway_registered",
+            "1 while the gateway's outbound registration is accepted, else 0 (registering gateways only)",
+            registered,
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -331,6 +364,8 @@ mod tests {
                 live_calls: 2,
                 rtp_packets_sent: 150,
                 rtp_send_errors: 0,
+                gateways_up: vec![("pbx".into(), true), ("trunk".into(), false)],
+                gateways_registered: vec![("trunk".into(), false)],
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
         );
@@ -342,6 +377,9 @@ mod tests {
             "openum_calls_live 2",
             "openum_rtp_packets_sent_total 150",
             "openum_calls_by_state{state=\"Alerted\"} 1",
+            "openum_gateway_up{gateway=\"pbx\"} 1",
+            "openum_gateway_up{gateway=\"trunk\"} 0",
+            "openum_gateway_registered{gateway=\"trunk\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

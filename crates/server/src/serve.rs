@@ -83,12 +83,12 @@ pub async fn serve(
         mailbox: mailbox.clone(),
     };
     let sip = match config.active_gateway() {
-        Some(gateway) => Some(
-            SipCallService::start(
+        Some(_) => Some(
+            SipCallService::start_with_gateways(
                 Arc::clone(&registry) as _,
                 Arc::new(audio),
                 &(&config.sip).into(),
-                gateway.into(),
+                config.gateway_settings(),
             )
             .await
             .with_context(|| format!("cannot start the SIP user agent on {}", config.sip.listen))?,
