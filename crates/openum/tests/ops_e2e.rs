@@ -424,18 +424,9 @@ async fn serve_purges_old_history_at_start_and_logs_the_count() {
 #[tokio::test]
 async fn store_commands_find_postgresql_as_serve_does_and_check_its_schema() {
     let pg = testkit::Postgres::start();
-    let name = format!("openum_ops_{}", std::process::id());
-    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&statement).await.unwrap();
-    }
-    let url = format!("{}/{name}", pg.url.rsplit_once('/').unwrap().0);
+    let url = pg
+        .own_database(&format!("openum_ops_{}", std::process::id()))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("openum.toml");
     std::fs::write(

@@ -158,26 +158,12 @@ async fn sqlite_history_purges_ended_calls_and_guards_items_in_use() {
     history_story(&store, "sq").await;
 }
 
-/// A database of its own on the test server (the schema-version test changes it).
-async fn own_database(pg: &testkit::Postgres, name: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&statement).await.unwrap();
-    }
-    let (base, _) = pg.url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 #[tokio::test]
 async fn postgresql_history_purges_ended_calls_and_guards_items_in_use() {
     let pg = testkit::Postgres::start();
-    let url = own_database(&pg, &format!("openum_hist_{}", std::process::id())).await;
+    let url = pg
+        .own_database(&format!("openum_hist_{}", std::process::id()))
+        .await;
     let store = PostgresStore::connect(&url).await.unwrap();
     history_story(&store, "pg").await;
 }
@@ -382,7 +368,9 @@ async fn sqlite_refuses_a_schema_newer_than_this_binary_naming_both_versions() {
 #[tokio::test]
 async fn postgresql_refuses_a_schema_newer_than_this_binary_naming_both_versions() {
     let pg = testkit::Postgres::start();
-    let url = own_database(&pg, &format!("openum_schema_{}", std::process::id())).await;
+    let url = pg
+        .own_database(&format!("openum_schema_{}", std::process::id()))
+        .await;
     drop(PostgresStore::connect(&url).await.unwrap());
     let status = PostgresStore::schema_status_at(&url).await.unwrap();
     assert_eq!(status.stored, status.known);
