@@ -252,6 +252,13 @@ async fn a_backup_taken_during_a_live_call_restores_to_a_store_that_plays_the_it
     }
     assert!(out.contains(&live));
 
+    // Another user cannot delete alice's item.
+    let (code, _, err) = run(
+        &h.config,
+        &["voicemail", "delete", "--user", "bob", &h.item],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"bob\" has no voice-mail item"), "{err}");
     // Now the item plays nowhere on this node: deleting it removes row and audio.
     let audio: Vec<_> = std::fs::read_dir(data.join("voicemail")).unwrap().collect();
     assert_eq!(audio.len(), 1);

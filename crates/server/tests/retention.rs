@@ -399,3 +399,37 @@ async fn postgresql_refuses_a_schema_newer_than_this_binary_naming_both_versions
         .unwrap()
         .too_new());
 }
+
+#[test]
+fn retention_settings_out_of_range_are_refused_naming_the_key() {
+    use server::config::Config;
+    for (text, key) in [
+        (
+            "[ews]\nhistory_retention_days = 36501\n",
+            "ews.history_retention_days",
+        ),
+        (
+            "[voicemail]\nretention_days = 99999\n",
+            "voicemail.retention_days",
+        ),
+        (
+            "[ews]\ncall_retention_hours = 72\nhistory_retention_days = 2\n",
+            "ews.history_retention_days",
+        ),
+        (
+            "[privacy]\nstore_dialled_numbers = \"hashed\"\n",
+            "store_dialled_numbers",
+        ),
+    ] {
+        let error = Config::parse(text).unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+    let config = Config::parse(
+        "[ews]\nhistory_retention_days = 0\n[privacy]\nstore_dialled_numbers = \"masked\"\n[voicemail]\nretention_days = 30\n",
+    )
+    .unwrap();
+    assert_eq!(config.ews.history_retention_days, 0);
+    assert_eq!(config.privacy.store_dialled_numbers, DialledNumbers::Masked);
+    let policy = RetentionPolicy::from(&config);
+    assert_eq!((policy.history_days, policy.voicemail_days), (0, 30));
+}
