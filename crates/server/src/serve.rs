@@ -24,12 +24,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listen = listen.unwrap_or(config.server.listen);
-    // Held until this function returns: `openum restore` refuses a SQLite store in use, and a
-    // second `serve` on the same file is refused. (PostgreSQL nodes may share a directory.)
+    // Held until this function returns: `openum restore` refuses a SQLite store in use.
     let _in_use = match crate::backup::StoreLocation::of(config) {
-        crate::backup::StoreLocation::Sqlite(_) => Some(crate::backup::DataDirLock::acquire(
-            &config.server.data_dir,
-        )?),
+        crate::backup::StoreLocation::Sqlite(_) => {
+            Some(crate::backup::DataDirLock::in_use(&config.server.data_dir)?)
+        }
         crate::backup::StoreLocation::Postgres { .. } => None,
     };
     let store = crate::open_store(config).await?;
