@@ -18,6 +18,7 @@ pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
 pub mod tls;
+pub mod private_pg;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -396,7 +397,7 @@ impl Drop for Postgres {
     }
 }
 
-fn find_postgres_bin() -> Option<PathBuf> {
+pub(crate) fn find_postgres_bin() -> Option<PathBuf> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if dir.join("initdb").exists() {
