@@ -1032,7 +1032,10 @@ mod tests {
         h.sip(ringing());
         h.sip(answered());
         assert_eq!(h.call.status().state, CallState::Connected);
-        assert!(matches!(h.commands()[..], [Command::StartMedia(_), Command::StartRtcp { mux: false }]));
+        assert!(matches!(
+            h.commands()[..],
+            [Command::StartMedia(_), Command::StartRtcp { mux: false }]
+        ));
         h.advance(Duration::from_millis(3499));
         assert!(!h.call.is_done());
         h.advance(Duration::from_millis(1));
@@ -1338,7 +1341,10 @@ mod tests {
         h.sip(ringing());
         h.sip(answered());
         assert_eq!(h.call.status().state, CallState::Connected);
-        assert!(matches!(h.commands()[..], [_, Command::StartMedia(_), Command::StartRtcp { .. }]));
+        assert!(matches!(
+            h.commands()[..],
+            [_, Command::StartMedia(_), Command::StartRtcp { .. }]
+        ));
     }
 
     #[test]
@@ -1584,7 +1590,10 @@ mod tests {
         let mut h = Harness::authenticated();
         h.sip(answered());
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
-        assert!(matches!(h.commands()[..], [Command::StartMedia(_), Command::StartRtcp { .. }]));
+        assert!(matches!(
+            h.commands()[..],
+            [Command::StartMedia(_), Command::StartRtcp { .. }]
+        ));
         h.hang_up();
         let log = h.log.len();
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
@@ -1935,7 +1944,11 @@ mod tests {
         });
         assert!(matches!(
             h.commands()[..],
-            [Command::StartMedia(_), Command::StartRtcp { mux: false }, Command::PauseMedia]
+            [
+                Command::StartMedia(_),
+                Command::StartRtcp { mux: false },
+                Command::PauseMedia
+            ]
         ));
         assert!(h.call.is_held());
         assert_eq!(h.call.status().state, CallState::Connected);

@@ -46,7 +46,11 @@ fn header(out: &mut Vec<u8>, count: u8, packet_type: u8, words_after_header: usi
     out.push(0x80 | (count & 0x1f));
     out.push(packet_type);
     // A packet of openum's is a few dozen bytes: the length always fits.
-    out.extend_from_slice(&u16::try_from(words_after_header).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u16::try_from(words_after_header)
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
 }
 
 fn sender_report(out: &mut Vec<u8>, info: &SenderInfo) {

@@ -10,7 +10,8 @@
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
-//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
+//! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
@@ -18,6 +19,7 @@
 
 pub mod media;
 pub mod ports;
+pub mod rtcp;
 pub mod settings;
 pub mod sip;
 mod symmetric;
@@ -211,9 +213,10 @@ impl CallService for SipCallService {
         }
         self.take_rate_token()?;
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
-            .await
-            .map_err(PlaceError::MediaSocket)?;
+        let (socket, rtcp_socket) =
+            ports::bind_pair(self.inner.rtp_address, self.inner.rtp_port_range)
+                .await
+                .map_err(PlaceError::MediaSocket)?;
         let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
         // What the far end is told: the public media address behind a NAT, else the bound one.
         let rtp_local = SocketAddr::new(
@@ -265,6 +268,7 @@ impl CallService for SipCallService {
             record: record.clone(),
             audio,
             socket: Arc::new(socket),
+            rtcp_socket: Arc::new(rtcp_socket),
         };
         let service = self.clone();
         let id = record.id.clone();
@@ -288,6 +292,7 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            ..rtcp_figures(self.inner.media.rtcp_stats())
         }
     }
 
@@ -309,6 +314,23 @@ impl CallService for SipCallService {
             tracing::warn!(call = %id, "hang-up not acknowledged within 5 s; it proceeds in the background");
         }
         Hangup::Ending
+    }
+}
+
+/// The RTCP part of the figures.
+fn rtcp_figures(stats: &rtcp::RtcpStats) -> CallServiceFigures {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Microsecond sums as seconds: f64 holds them exactly far beyond any uptime.
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = |us: u64| us as f64 / 1e6;
+    CallServiceFigures {
+        rtcp_sender_reports_sent: stats.sender_reports_sent.load(Relaxed),
+        rtcp_reports_received: stats.reports_received.load(Relaxed),
+        rtcp_packets_lost: stats.packets_lost.load(Relaxed),
+        rtcp_jitter_seconds_total: seconds(stats.jitter_us_total.load(Relaxed)),
+        rtcp_round_trip_seconds_total: seconds(stats.round_trip_us_total.load(Relaxed)),
+        rtcp_round_trips: stats.round_trips.load(Relaxed),
+        ..CallServiceFigures::default()
     }
 }
 
