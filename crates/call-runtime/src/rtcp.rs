@@ -214,6 +214,7 @@ async fn run(
     }
     let packet = packets::goodbye(&sender_info(&stream), &stream.cname);
     send(&socket, &packet, destination, &stats).await;
+    tracing::debug!(to = %destination, "RTCP BYE sent");
 }
 
 async fn send(socket: &UdpSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
