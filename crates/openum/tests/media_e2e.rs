@@ -112,7 +112,7 @@ async fn a_pbx_hold_gets_recvonly_no_rtp_flows_while_held_and_the_message_resume
 }
 
 #[tokio::test]
-async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
+async fn codec_and_port_changes_a_re_invite_without_sdp_and_glare_are_handled() {
     let options = Options {
         scenario: "uas_reoffer.xml",
         audio_seconds: 4.0,
@@ -158,8 +158,11 @@ async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
         "o= version 3: {offer}"
     );
     let ack3 = message(&packets, "ACK ", "CSeq: 3 ACK");
+    // An offer crossing ours (before the ACK's answer): 491 (RFC 3311 §5.2), and nothing moved.
+    let glare = message(&packets, "SIP/2.0 491", "CSeq: 4 UPDATE");
+    assert!(glare > ok3 && glare < ack3);
     // (3) The UPDATE refresh got its 200 (SIPp checked) and changed nothing.
-    message(&packets, "SIP/2.0 200", "CSeq: 4 UPDATE");
+    message(&packets, "SIP/2.0 200", "CSeq: 5 UPDATE");
 
     let first = rtp_to(&packets[..ok2], &[mp, mp2]);
     let second = rtp_to(&packets[ack2..ok3], &[mp, mp2]);
