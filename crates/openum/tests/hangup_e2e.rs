@@ -1,6 +1,7 @@
-//! Hang-ups the far end can count on, end to end against SIPp: SIGTERM hangs every live call up
-//! before it drains HTTP, even with a slow client holding a connection open (decisions §19). The
-//! far end's side is read from a tcpdump capture.
+//! Hang-ups the far end can count on, end to end against SIPp: the end of the message reads
+//! Disconnected when the BYE is sent, whatever becomes of it (decisions §16), and SIGTERM hangs
+//! every live call up before it drains HTTP, even with a slow client holding a connection open
+//! (decisions §19). The far end's side is read from its trace or a tcpdump capture.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,11 +15,54 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ews_proto::PhoneCallState as S;
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::capture::Capture;
 use support::{Harness, Options};
 
 const CALL: Duration = Duration::from_secs(30);
+
+/// BYE requests SIPp has received so far (the first and its retransmissions).
+fn byes_received(h: &Harness) -> usize {
+    h.sipp_trace()
+        .split("-----------------------------------------------")
+        .filter(|m| m.contains("message received") && m.contains("BYE sip:"))
+        .count()
+}
+
+#[tokio::test]
+async fn the_end_of_the_message_reads_disconnected_while_its_bye_is_still_unanswered() {
+    let options = Options {
+        scenario: "uas_deaf_bye.xml",
+        audio_seconds: 1.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    let done = h
+        .wait_for(&id, CALL, |i| i.phone_call_state == S::Disconnected)
+        .await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    assert_eq!(done.sip_response_code, Some(200));
+    let at_disconnected = byes_received(&h);
+    // The BYE transaction is still retransmitting (T1 = 100 ms: for 6.4 s) after the call read
+    // Disconnected: the status did not wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while byes_received(&h) <= at_disconnected.max(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no BYE retransmission after Disconnected ({at_disconnected} BYEs)\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "Disconnected was read after {at_disconnected} BYE(s); {} arrived in the end",
+        byes_received(&h)
+    );
+    assert!(!h
+        .sipp_trace()
+        .contains("CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n\n\n-"));
+}
 
 #[tokio::test]
 async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_once() {
