@@ -62,6 +62,61 @@ async fn the_end_of_the_message_reads_disconnected_while_its_bye_is_still_unansw
 }
 
 #[tokio::test]
+async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels_after_the_late_180(
+) {
+    let options = Options {
+        scenario: "uas_late_ringing.xml",
+        tcp: true,
+        sipp_args: vec!["-m".into(), "1".into()],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
+    // At once: the next read already says Disconnected/None …
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None),
+        "{info:?}"
+    );
+    assert!(
+        !h.sipp_trace().contains("SIP/2.0 180"),
+        "the far end had not rung yet"
+    );
+    // … and forever after, while the far end rings late and gets its CANCEL.
+    let deadline = std::time::Instant::now() + CALL;
+    while !h.sipp_trace().contains("ACK sip:") {
+        let info = h.info(&id).await;
+        assert_eq!(
+            (info.phone_call_state, info.connection_failure_cause),
+            (S::Disconnected, C::None),
+            "{info:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CANCEL/ACK\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
+    let trace = h.sipp_trace();
+    let ringing = trace.find("SIP/2.0 180").unwrap();
+    let cancel = trace.find("CANCEL sip:").expect("a CANCEL");
+    assert!(
+        ringing < cancel,
+        "CANCEL only after the provisional (RFC 3261 §9.1)"
+    );
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None)
+    );
+}
+
+#[tokio::test]
 async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_once() {
     let options = Options {
         audio_seconds: 30.0,
