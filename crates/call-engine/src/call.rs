@@ -624,8 +624,10 @@ impl Call {
             }
             Some(offer) => match session.answer(&offer) {
                 Ok((answer, negotiated)) => {
-                    self.respond(request, 200, Some(answer));
+                    // The media change first: it is in force before the far end reads the
+                    // answer (a hold sends nothing once the 200 is out).
                     self.follow(now, negotiated);
+                    self.respond(request, 200, Some(answer));
                 }
                 Err(refusal) => {
                     self.outputs.push_back(Output::OfferRefused(refusal));
@@ -1760,6 +1762,10 @@ mod tests {
         ));
         assert!(h.call.is_held());
         assert!(h.log.contains(&Output::Hold(true)));
+        // The pause is ordered before the answer goes out.
+        let commands = h.commands();
+        let at = |wanted: fn(&Command) -> bool| commands.iter().position(|c| wanted(c)).unwrap();
+        assert!(at(|c| *c == Command::PauseMedia) < at(|c| matches!(c, Command::Respond { .. })));
         // Held for 10 s: no BYE at the original end of the message.
         h.advance(Duration::from_secs(10));
         assert!(!h.commands().contains(&&Command::Bye));

@@ -233,6 +233,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
+            // Commands first: a pause or a new destination queued before a packet fell due
+            // applies to that packet.
+            biased;
             command = rx.recv() => match command {
                 None => break,
                 Some(MediaCommand::Start { id, socket, remote, stream, counters }) => {
