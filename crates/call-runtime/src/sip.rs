@@ -294,7 +294,7 @@ pub(crate) struct RsipDialogue {
     pub(crate) gateway: Arc<GatewaySettings>,
     pub(crate) number: String,
     pub(crate) call_id: String,
-    /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
+    /// Our first offer, sent again when a digest challenge is answered.
     pub(crate) offer: String,
     pub(crate) outgoing: OutgoingCall,
     pub(crate) states_open: bool,
