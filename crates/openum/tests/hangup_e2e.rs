@@ -117,6 +117,48 @@ async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels
 }
 
 #[tokio::test]
+async fn a_hang_up_before_any_response_acks_and_byes_a_late_200_and_stays_disconnected() {
+    let options = Options {
+        scenario: "uas_late_answer.xml",
+        tcp: true,
+        sipp_args: vec!["-m".into(), "1".into()],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None),
+        "{info:?}"
+    );
+    // The late 200 is ACKed and BYEd (SIPp fails the call otherwise); EWS never sees it.
+    let deadline = std::time::Instant::now() + CALL;
+    while !h.sipp_trace().contains("BYE sip:") {
+        let info = h.info(&id).await;
+        assert_eq!(
+            (info.phone_call_state, info.connection_failure_cause),
+            (S::Disconnected, C::None),
+            "{info:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no BYE\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None)
+    );
+}
+
+#[tokio::test]
 async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_once() {
     let options = Options {
         audio_seconds: 30.0,
