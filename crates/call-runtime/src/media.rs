@@ -18,6 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::rtcp::{RtcpStats, StreamCounters};
+
 /// Resolution and range of the lateness histogram.
 const BUCKET_US: u64 = 50;
 const BUCKETS: usize = 2000; // 0..100 ms
@@ -100,6 +102,7 @@ enum MediaCommand {
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        counters: Option<Arc<StreamCounters>>,
     },
     Stop {
         id: u64,
@@ -129,6 +132,7 @@ pub struct MediaHandle {
     shards: Arc<[mpsc::UnboundedSender<MediaCommand>]>,
     next_id: Arc<AtomicU64>,
     stats: Arc<MediaStats>,
+    rtcp: Arc<RtcpStats>,
 }
 
 impl MediaHandle {
@@ -152,6 +156,7 @@ impl MediaHandle {
             shards,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
+            rtcp: Arc::default(),
         }
     }
 
@@ -162,12 +167,24 @@ impl MediaHandle {
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
+        self.start_counted(socket, remote, stream, None)
+    }
+
+    /// Like [`MediaHandle::start`], counting what is sent into `counters` (for RTCP).
+    pub fn start_counted(
+        &self,
+        socket: Arc<UdpSocket>,
+        remote: SocketAddr,
+        stream: RtpStream,
+        counters: Option<Arc<StreamCounters>>,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sent = self.shard(id).send(MediaCommand::Start {
             id,
             socket,
             remote,
             stream,
+            counters,
         });
         if sent.is_err() {
             // The shard's task only ends when the runtime shuts down (or it panicked).
@@ -195,12 +212,18 @@ impl MediaHandle {
     pub fn stats(&self) -> &MediaStats {
         &self.stats
     }
+
+    /// RTCP figures of every call.
+    pub fn rtcp_stats(&self) -> &Arc<RtcpStats> {
+        &self.rtcp
+    }
 }
 
 struct Entry {
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     stream: RtpStream,
+    counters: Option<Arc<StreamCounters>>,
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStats>) {
@@ -210,11 +233,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
+            // Commands first: a pause or a new destination queued before a packet fell due
+            // applies to that packet.
+            biased;
             command = rx.recv() => match command {
                 None => break,
-                Some(MediaCommand::Start { id, socket, remote, stream }) => {
+                Some(MediaCommand::Start { id, socket, remote, stream, counters }) => {
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream });
+                    streams.insert(id, Entry { socket, remote, stream, counters });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -267,7 +293,12 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
                         match entry.socket.try_send_to(&packet, entry.remote) {
-                            Ok(_) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => {
+                                if let Some(counters) = &entry.counters {
+                                    counters.count(packet.len() - call_engine::rtp::HEADER_LEN);
+                                }
+                                stats.packets_sent.fetch_add(1, Ordering::Relaxed)
+                            }
                             Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }

@@ -308,7 +308,7 @@ pub(crate) struct RsipDialogue {
     pub(crate) message: Duration,
     pub(crate) number: String,
     pub(crate) call_id: String,
-    /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
+    /// Our first offer, sent again when a digest challenge is answered.
     pub(crate) offer: String,
     /// Our side of the session (advertised address, `o=` numbers), for a new attempt's engine.
     pub(crate) session: call_engine::offer_answer::LocalSession,

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::{MediaHandle, StreamChange};
+use crate::rtcp::{Rtcp, StreamCounters};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -65,6 +66,8 @@ pub(crate) struct CallTask<D> {
     pub(crate) record: CallRecord,
     pub(crate) audio: Arc<PreparedAudio>,
     pub(crate) socket: Arc<UdpSocket>,
+    /// The RTCP socket (RTP port + 1), unused with rtcp-mux.
+    pub(crate) rtcp_socket: Arc<UdpSocket>,
 }
 
 impl<D: Dialogue> CallTask<D> {
@@ -207,24 +210,65 @@ impl<D: Dialogue> CallTask<D> {
                     // Spread stream phases over the packet time (see media.rs).
                     let phase =
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
-                    let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
+                    let origin = now() + phase;
+                    let stream = RtpStream::new(&plan, &self.audio, seed, origin);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    let id = self
-                        .media
-                        .start(Arc::clone(&self.socket), plan.remote, stream);
-                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    let counters = Arc::new(StreamCounters::default());
+                    let id = self.media.start_counted(
+                        Arc::clone(&self.socket),
+                        plan.remote,
+                        stream,
+                        Some(Arc::clone(&counters)),
+                    );
+                    let (negotiated, _) = tokio::sync::watch::channel(plan.remote);
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
+                    media.rtcp_stream = Some(crate::rtcp::Stream {
+                        ssrc: seed.ssrc,
+                        first_timestamp: seed.timestamp,
+                        origin,
+                        counters,
+                        cname: self.cname(),
+                    });
+                }
+                // Follows StartMedia: RTCP, then the task reading the RTP socket (which hands
+                // it RTCP when they share the port).
+                Output::Command(Command::StartRtcp { mux }) => {
+                    let (Some(id), Some(negotiated), Some(stream)) =
+                        (media.id, &media.negotiated, media.rtcp_stream.take())
+                    else {
+                        continue;
+                    };
+                    let socket = if mux { &self.socket } else { &self.rtcp_socket };
+                    let rtcp = Rtcp::start(
+                        Arc::clone(socket),
+                        mux,
+                        negotiated.subscribe(),
+                        stream,
+                        Arc::clone(self.media.rtcp_stats()),
+                    );
+                    tracing::debug!(mux, "RTCP started");
                     media.receiver = Some(crate::symmetric::spawn(
                         Arc::clone(&self.socket),
                         self.media.clone(),
                         id,
-                        watched,
+                        negotiated.subscribe(),
+                        mux.then(|| rtcp.muxed.clone()),
                     ));
-                    media.negotiated = Some(negotiated);
-                    media.id = Some(id);
+                    media.rtcp = Some(rtcp);
                 }
                 Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
+    }
+
+    /// The SDES CNAME of the call's streams (RFC 3550 §6.5.1: `user@host`).
+    fn cname(&self) -> String {
+        let host = self
+            .socket
+            .local_addr()
+            .map_or_else(|_| "openum".to_owned(), |a| a.ip().to_string());
+        format!("openum@{host}")
     }
 
     async fn record_status(&mut self, status: &Status) {
@@ -249,6 +293,9 @@ struct Media {
     /// The far end's address from the SDP, for the symmetric-RTP latch.
     negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
     receiver: Option<tokio::task::JoinHandle<()>>,
+    /// Between StartMedia and StartRtcp: what RTCP reports on.
+    rtcp_stream: Option<crate::rtcp::Stream>,
+    rtcp: Option<Rtcp>,
 }
 
 impl Media {
@@ -259,6 +306,10 @@ impl Media {
         if let Some(receiver) = self.receiver.take() {
             receiver.abort();
         }
+        if let Some(mut rtcp) = self.rtcp.take() {
+            rtcp.stop();
+        }
+        self.rtcp_stream = None;
         self.negotiated = None;
     }
 }
@@ -438,6 +489,7 @@ mod tests {
             record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            rtcp_socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
         };
         let call = Call::with_auth(now(), config, auth);
         let done = tokio::spawn(async move {
