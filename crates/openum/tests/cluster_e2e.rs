@@ -43,6 +43,8 @@ struct Setup {
     wav: Option<PathBuf>,
     /// The data directory (one node only).
     data_dir: Option<PathBuf>,
+    /// Node 0's PostgreSQL URL, when it differs from the others' (through a proxy).
+    first_node_pg_url: Option<String>,
 }
 
 impl Setup {
@@ -56,6 +58,7 @@ impl Setup {
             phone_port: None,
             wav: None,
             data_dir: None,
+            first_node_pg_url: None,
         }
     }
 }
@@ -92,6 +95,7 @@ impl Cluster {
             phone_port,
             wav,
             data_dir,
+            first_node_pg_url,
         } = setup;
         let dir = tempfile::tempdir().unwrap();
         let base = base_port(test);
@@ -132,8 +136,10 @@ impl Cluster {
                             .unwrap_or_else(|| dir.path().join(format!("data{i}")))
                             .display(),
                         std::process::id(),
-                        pg_url
+                        first_node_pg_url
                             .as_ref()
+                            .filter(|_| i == 0)
+                            .or(pg_url.as_ref())
                             .map_or(String::new(), |url| format!("postgres_url = \"{url}\"\n")),
                         base + 4 + i,
                     ),
@@ -689,4 +695,130 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
         client.get_phone_call_information(&answered).await.unwrap(),
         second
     );
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut, as a network failure between one node and
+/// its database (the other nodes keep theirs).
+struct Cuttable {
+    port: u16,
+    cut: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cuttable {
+    fn start(to: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (cut, cut_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut connections = tokio::task::JoinSet::new();
+                tokio::pin!(cut_rx);
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((mut client, _)) = accepted else { continue };
+                            connections.spawn(async move {
+                                if let Ok(mut server) =
+                                    tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                                {
+                                    // Ends when either side closes or the proxy is cut.
+                                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                                }
+                            });
+                        }
+                        _ = &mut cut_rx => break,
+                    }
+                }
+                // Cut: every connection dropped, nothing accepted any more.
+                connections.abort_all();
+                drop(listener);
+            });
+        });
+        Self {
+            port,
+            cut: Some(cut),
+            thread: Some(thread),
+        }
+    }
+
+    fn cut(&mut self) {
+        if let Some(cut) = self.cut.take() {
+            // The proxy thread may have ended already; either way nothing passes any more.
+            let _ = cut.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Cuttable {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// A node cut off from its database (its peers still reach it) hangs up its own call — SIPp
+/// sees the BYE — before its peer declares the node dead and reports the call
+/// Disconnected/Other: never Disconnected while the owner still plays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_hangs_up_before_its_peer_declares_it_dead() {
+    let pg = testkit::private_pg::PrivatePostgres::start();
+    let mut proxy = Cuttable::start(pg.port);
+    let mut cluster = Cluster::start_with(Setup {
+        pg_url: Some(pg.url.clone()),
+        first_node_pg_url: Some(
+            pg.url
+                .replace(&format!(":{}/", pg.port), &format!(":{}/", proxy.port)),
+        ),
+        extra: FAST_CLUSTER.into(),
+        ..Setup::new(5, 2)
+    });
+    let id = cluster
+        .client(0)
+        .play_on_phone(&cluster.item, "2005555000")
+        .await
+        .unwrap();
+    cluster
+        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
+        .await;
+    assert_eq!(cluster.byes(), 0);
+    proxy.cut();
+    let started = Instant::now();
+    loop {
+        let byes_before = cluster.byes();
+        let info = cluster
+            .client(1)
+            .get_phone_call_information(&id)
+            .await
+            .unwrap();
+        if info.phone_call_state == S::Disconnected {
+            assert_eq!(
+                info.connection_failure_cause,
+                C::Other,
+                "{}",
+                cluster.logs()
+            );
+            assert!(
+                byes_before >= 1,
+                "the peer reported the call ended before its owner hung up\n{}",
+                cluster.logs()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the peer never declared the cut-off node dead: {info:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.kill(0, "KILL");
 }
