@@ -9,14 +9,26 @@
 //!
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
+//! - [`dns`]: RFC 3263 location of gateways given by host name (NAPTR, SRV, A/AAAA).
+//! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
+//! - [`options`]: OPTIONS pings marking gateways up and down.
+//! - [`register`]: outbound REGISTER for gateways that require it.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
+pub mod dns;
+pub mod gateways;
 pub mod media;
+pub mod options;
+pub mod ports;
+pub mod register;
 pub mod settings;
 pub mod sip;
+mod symmetric;
 mod task;
 
 use std::collections::HashMap;
@@ -27,6 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use call_engine::auth::{Credentials, DigestAuth};
 use call_engine::call::{Call, CallConfig};
+use call_engine::offer_answer::LocalSession;
 use call_engine::rtp::PreparedAudio;
 use call_engine::sdp;
 use calls::service::Capacity;
@@ -36,16 +49,16 @@ use calls::{
     CallServiceFigures, CallState, Hangup, PlaceError,
 };
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
+use crate::gateways::Gateways;
 use crate::media::MediaHandle;
 use crate::settings::{GatewaySettings, SipSettings};
 use crate::sip::{RsipDialogue, SipError, SipStack};
 use crate::task::{CallTask, Control, Dialogue as _};
 
-/// Places calls through one SIP gateway.
+/// Places calls through SIP gateway groups.
 #[derive(Clone)]
 pub struct SipCallService {
     inner: Arc<Inner>,
@@ -56,41 +69,63 @@ struct Inner {
     audio_source: Arc<dyn AudioSource>,
     stack: Arc<SipStack>,
     media: MediaHandle,
-    gateway: Arc<GatewaySettings>,
+    gateways: Arc<Gateways>,
+    resolver: crate::dns::Resolver,
     rtp_address: IpAddr,
+    rtp_port_range: Option<(u16, u16)>,
+    media_public_address: Option<IpAddr>,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
     /// Set once shutdown begins: no new call is placed.
     closing: std::sync::atomic::AtomicBool,
-    /// Token bucket of the gateway's calls-per-second cap: (tokens, last refill).
-    rate: Mutex<(f64, std::time::Instant)>,
 }
 
 impl SipCallService {
-    /// Starts the SIP stack and the media scheduler.
+    /// Starts the SIP stack and the media scheduler, with one gateway.
     pub async fn start(
         recorder: Arc<dyn CallRecorder>,
         audio_source: Arc<dyn AudioSource>,
         sip: &SipSettings,
         gateway: GatewaySettings,
     ) -> Result<Self, SipError> {
-        let stack = SipStack::start(sip).await?;
-        let gateway_cps = gateway.calls_per_second;
-        tracing::info!(sip = %stack.local_addr(), gateway = %gateway.name, "SIP user agent ready");
+        Self::start_with_gateways(recorder, audio_source, sip, vec![gateway]).await
+    }
+
+    /// Starts the SIP stack, the media scheduler and the OPTIONS pings, with `gateways` in
+    /// configuration order (unrouted calls go to the first one's group).
+    pub async fn start_with_gateways(
+        recorder: Arc<dyn CallRecorder>,
+        audio_source: Arc<dyn AudioSource>,
+        sip: &SipSettings,
+        gateways: Vec<GatewaySettings>,
+    ) -> Result<Self, SipError> {
+        let stack = Arc::new(SipStack::start(sip).await?);
+        let gateways = Arc::new(Gateways::new(gateways));
+        let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
+        tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
+        crate::options::spawn_pings(&stack, &gateways);
+        crate::register::spawn_registrations(&stack, &gateways);
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
                 audio_source,
-                stack: Arc::new(stack),
+                stack,
                 media: MediaHandle::spawn(),
-                gateway: Arc::new(gateway),
+                gateways,
+                resolver: crate::dns::Resolver::new(&sip.dns_servers),
                 rtp_address: sip.rtp_address,
+                rtp_port_range: sip.rtp_port_range,
+                media_public_address: sip.media_public_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
-                rate: Mutex::new((f64::from(gateway_cps), std::time::Instant::now())),
             }),
         })
+    }
+
+    /// The gateways and their live state.
+    pub fn gateways(&self) -> &Gateways {
+        &self.inner.gateways
     }
 
     /// The SIP listener's address.
@@ -145,28 +180,6 @@ impl SipCallService {
         self.inner.stack.shutdown();
     }
 
-    /// Spends one token of the calls-per-second bucket, or says when to retry.
-    fn take_rate_token(&self) -> Result<(), PlaceError> {
-        let cps = f64::from(self.inner.gateway.calls_per_second);
-        let mut bucket = lock(&self.inner.rate);
-        let now = std::time::Instant::now();
-        let (tokens, last) = *bucket;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * cps).min(cps);
-        if tokens < 1.0 {
-            *bucket = (tokens, now);
-            // At most 1000 ms (cps ≥ 1 and tokens ≥ 0): the cast cannot truncate.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let retry_in_ms = ((1.0 - tokens) / cps * 1000.0).ceil() as u64;
-            return Err(PlaceError::OverCapacity(Capacity::GatewayRate {
-                gateway: self.inner.gateway.name.clone(),
-                per_second: self.inner.gateway.calls_per_second,
-                retry_in_ms,
-            }));
-        }
-        *bucket = (tokens - 1.0, now);
-        Ok(())
-    }
-
     async fn prepared_audio(&self, item_id: &str) -> Result<Arc<PreparedAudio>, AudioError> {
         let cached = lock(&self.inner.audio).get(item_id).and_then(Weak::upgrade);
         if let Some(audio) = cached {
@@ -187,62 +200,137 @@ impl SipCallService {
 #[async_trait]
 impl CallService for SipCallService {
     fn available(&self) -> bool {
-        self.inner.gateway.enabled
+        !self.inner.gateways.is_empty()
     }
 
     async fn place(&self, record: &CallRecord) -> Result<(), PlaceError> {
+        self.place_via(record, None).await
+    }
+
+    async fn place_via(&self, record: &CallRecord, group: Option<&str>) -> Result<(), PlaceError> {
         if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(PlaceError::ShuttingDown);
         }
-        let cap = self.inner.gateway.max_concurrent_calls;
-        if self.live_calls() >= cap {
-            return Err(PlaceError::OverCapacity(Capacity::GatewayCalls {
-                gateway: self.inner.gateway.name.clone(),
-                cap,
-            }));
+        let mut route = self.inner.gateways.route(group, &mut rand::thread_rng());
+        if route.is_empty() {
+            return Err(PlaceError::NoGateway);
         }
-        self.take_rate_token()?;
+        // Gateways that require registration take calls only once registered: a call waits
+        // (bounded) for a first registration under way, and skips a gateway not registered.
+        let mut unregistered = None;
+        let mut registered = Vec::with_capacity(route.len());
+        for gateway in route {
+            let state = match &gateway.settings.register {
+                Some(register) => gateway.ready_for_calls(register.call_wait).await,
+                None => gateways::Registration::NotRequired,
+            };
+            match state {
+                gateways::Registration::NotRequired | gateways::Registration::Registered => {
+                    registered.push(gateway);
+                }
+                state => {
+                    tracing::warn!(call = %record.id, gateway = %gateway.name(), ?state, "gateway skipped: not registered");
+                    unregistered.get_or_insert(gateways::NotRegistered {
+                        gateway: gateway.name().to_owned(),
+                        state,
+                    });
+                }
+            }
+        }
+        route = registered;
+        if route.is_empty() {
+            if let Some(error) = unregistered {
+                return Err(PlaceError::Signalling(Box::new(error)));
+            }
+            return Err(PlaceError::NoGateway);
+        }
+        // The caps apply to the gateway the call starts on: the first of the route that has
+        // room. Gateways without room are skipped; with none left, the first one's cap is said.
+        let mut refused = None;
+        let mut start = None;
+        for (i, gateway) in route.iter().enumerate() {
+            match gateway
+                .check_calls_cap()
+                .and_then(|()| gateway.take_rate_token())
+            {
+                Ok(()) => {
+                    start = Some(i);
+                    break;
+                }
+                Err(capacity) => {
+                    refused.get_or_insert(capacity);
+                }
+            }
+        }
+        let Some(start) = start else {
+            return Err(PlaceError::OverCapacity(refused.unwrap_or_else(|| {
+                Capacity::GatewayCalls {
+                    gateway: route[0].name().to_owned(),
+                    cap: route[0].settings.max_concurrent_calls,
+                }
+            })));
+        };
+        route.drain(..start);
+        let mut route = gateways::Route::new(
+            self.inner.resolver.clone(),
+            self.inner.stack.local_addr().ip(),
+            route,
+        );
+        let (first, settings) = match route.next().await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Err(PlaceError::NoGateway),
+            Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
+        };
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = UdpSocket::bind(SocketAddr::new(self.inner.rtp_address, 0))
+        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
             .await
             .map_err(PlaceError::MediaSocket)?;
-        let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
-        let offer = sdp::offer(rtp_local, rand::thread_rng().gen());
+        let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
+        // What the far end is told: the public media address behind a NAT, else the bound one.
+        let rtp_local = SocketAddr::new(
+            self.inner.media_public_address.unwrap_or(bound.ip()),
+            bound.port(),
+        );
+        let session_id: u64 = rand::thread_rng().gen();
+        let offer = sdp::offer(rtp_local, session_id);
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
-        let gateway = &self.inner.gateway;
-        let outgoing = self
-            .inner
-            .stack
-            .invite(gateway, &record.dialled, offer.clone(), &call_id, None)
-            .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
-        let auth = gateway.credentials.as_ref().map(|(username, password)| {
-            DigestAuth::new(
-                Credentials::new(username.clone(), password.clone()),
-                SipStack::request_uri(gateway, &record.dialled),
-                rand::thread_rng().gen(),
-            )
-        });
-        let config = CallConfig {
-            ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
-            ..CallConfig::new(audio.duration())
-        };
-        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth);
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        lock(&self.inner.live).insert(record.id.clone(), control_tx);
         // One span per call, carrying both identities, around everything the task logs.
         let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
+        let attempt = first.attempt();
+        let outgoing = span
+            .in_scope(|| {
+                self.inner
+                    .stack
+                    .invite(&settings, &record.dialled, offer.clone(), &call_id, None)
+            })
+            .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
+        let config = call_config(&first.settings, audio.duration());
+        let session = LocalSession::new(rtp_local, session_id);
+        let call = Call::with_auth(
+            tokio::time::Instant::now().into_std(),
+            config,
+            digest_auth(&first.settings, &record.dialled),
+        )
+        .with_session(session.clone());
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        lock(&self.inner.live).insert(record.id.clone(), control_tx);
         let task = CallTask {
             dialogue: RsipDialogue {
                 stack: Arc::clone(&self.inner.stack),
-                gateway: Arc::clone(gateway),
+                gateway: settings,
+                attempt,
+                next: route,
+                message: audio.duration(),
                 number: record.dialled.clone(),
                 call_id,
                 offer,
+                session,
                 outgoing,
                 states_open: true,
                 outcome_done: false,
+                offers: crate::sip::InDialogOffers::default(),
             },
             recorder: Arc::clone(&self.inner.recorder),
             media: self.inner.media.clone(),
@@ -272,6 +360,26 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            gateways_up: self
+                .inner
+                .gateways
+                .all()
+                .iter()
+                .map(|g| (g.name().to_owned(), g.is_up()))
+                .collect(),
+            gateways_registered: self
+                .inner
+                .gateways
+                .all()
+                .iter()
+                .filter(|g| g.registration() != gateways::Registration::NotRequired)
+                .map(|g| {
+                    (
+                        g.name().to_owned(),
+                        g.registration() == gateways::Registration::Registered,
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -294,6 +402,25 @@ impl CallService for SipCallService {
         }
         Hangup::Ending
     }
+}
+
+/// The engine settings of a call attempt through `gateway`.
+pub(crate) fn call_config(gateway: &GatewaySettings, message: Duration) -> CallConfig {
+    CallConfig {
+        ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
+        ..CallConfig::new(message)
+    }
+}
+
+/// The digest answerer of a call attempt through `gateway`, if it has credentials.
+pub(crate) fn digest_auth(gateway: &GatewaySettings, number: &str) -> Option<DigestAuth> {
+    gateway.credentials.as_ref().map(|(username, password)| {
+        DigestAuth::new(
+            Credentials::new(username.clone(), password.clone()),
+            SipStack::request_uri(gateway, number),
+            rand::thread_rng().gen(),
+        )
+    })
 }
 
 /// The random part of a PhoneCallId (its base64 decodes to `uuid@node`); the id itself otherwise.

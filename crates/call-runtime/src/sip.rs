@@ -7,17 +7,21 @@ use std::time::Duration;
 
 use call_engine::auth::Authorization;
 use call_engine::call::{SipEvent, SipStatus};
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
 use rsipstack::dialog::DialogId;
-use rsipstack::sip::{Header, HostWithPort, Method, Response, StatusCode, Transport, Uri};
+use rsipstack::sip::prelude::HeadersExt as _;
+use rsipstack::sip::{Header, HostWithPort, Method, Request, Response, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::settings::{GatewaySettings, SipSettings, Transport as GatewayTransport};
 
@@ -83,6 +87,8 @@ impl SipError {
 /// The running SIP stack.
 pub struct SipStack {
     dialogs: Arc<DialogLayer>,
+    /// The transaction layer, for requests outside dialogs (OPTIONS pings).
+    pub(crate) endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
     local: SocketAddr,
     cancel: CancellationToken,
 }
@@ -178,9 +184,15 @@ impl SipStack {
         });
         Ok(Self {
             dialogs,
+            endpoint: endpoint.inner.clone(),
             local,
             cancel,
         })
+    }
+
+    /// A token cancelled when the stack stops.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// The address SIP is bound to.
@@ -288,13 +300,72 @@ impl SipStack {
 pub(crate) struct RsipDialogue {
     pub(crate) stack: Arc<SipStack>,
     pub(crate) gateway: Arc<GatewaySettings>,
+    /// The attempt through `gateway`, counted in its live calls.
+    pub(crate) attempt: crate::gateways::AttemptGuard,
+    /// The gateways (and resolved addresses) still to try if this attempt fails over.
+    pub(crate) next: crate::gateways::Route,
+    /// The message's duration (for the engine of a new attempt).
+    pub(crate) message: Duration,
     pub(crate) number: String,
     pub(crate) call_id: String,
     /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
     pub(crate) offer: String,
+    /// Our side of the session (advertised address, `o=` numbers), for a new attempt's engine.
+    pub(crate) session: call_engine::offer_answer::LocalSession,
     pub(crate) outgoing: OutgoingCall,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
+    /// Offers in the dialog (re-INVITE, UPDATE) waiting for the engine's answer, by number.
+    pub(crate) offers: InDialogOffers,
+}
+
+/// The in-dialog requests carrying (or asking for) an offer: their response handles until the
+/// engine answers, and the re-INVITEs whose ACK is still to come (by CSeq).
+#[derive(Default)]
+pub(crate) struct InDialogOffers {
+    next: u64,
+    handles: std::collections::HashMap<u64, TransactionHandle>,
+    awaiting_ack: Vec<(u64, u32)>,
+    /// The INVITE's own 2xx was reported: later `Confirmed` states follow in-dialog requests.
+    answered: bool,
+}
+
+impl InDialogOffers {
+    /// Takes a re-INVITE or UPDATE; returns the engine's event.
+    fn offer(&mut self, request: &Request, handle: TransactionHandle) -> SipEvent {
+        self.next += 1;
+        let id = self.next;
+        let update = request.method == Method::Update;
+        if !update {
+            match request.cseq_header().and_then(|c| c.seq()) {
+                Ok(cseq) => self.awaiting_ack.push((id, cseq)),
+                // rsipstack checked the CSeq when it matched the dialog; without it the ACK
+                // cannot be matched, so an answer in it would be missed: say so.
+                Err(error) => {
+                    tracing::warn!(%error, "re-INVITE without a readable CSeq: its ACK is not awaited");
+                }
+            }
+        }
+        self.handles.insert(id, handle);
+        SipEvent::Offer {
+            request: id,
+            update,
+            sdp: (!request.body.is_empty()).then(|| request.body.clone()),
+        }
+    }
+
+    /// A `Confirmed` state after an in-dialog request: the ACK of a re-INVITE we answered, if
+    /// `ack` is one we await.
+    fn ack(&mut self, ack: Option<Request>) -> Option<SipEvent> {
+        let ack = ack?;
+        let cseq = ack.cseq_header().and_then(|c| c.seq()).ok()?;
+        let at = self.awaiting_ack.iter().position(|(_, c)| *c == cseq)?;
+        let (request, _) = self.awaiting_ack.remove(at);
+        Some(SipEvent::Ack {
+            request,
+            sdp: (!ack.body.is_empty()).then_some(ack.body),
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -306,9 +377,25 @@ impl crate::task::Dialogue for RsipDialogue {
             }
             tokio::select! {
                 state = self.outgoing.states.recv(), if self.states_open => match state {
+                    Some(DialogState::Updated(_, request, handle))
+                        if matches!(request.method, Method::Invite | Method::Update) =>
+                    {
+                        return Some(self.offers.offer(&request, handle));
+                    }
+                    // After the answer, `Confirmed` follows each in-dialog request; after a
+                    // re-INVITE it means its ACK arrived.
+                    Some(DialogState::Confirmed(..)) if self.offers.answered => {
+                        let ack = self.outgoing.dialog.last_remote_ack();
+                        if let Some(event) = self.offers.ack(ack) {
+                            return Some(event);
+                        }
+                    }
                     Some(state) => {
                         let event = event_of(&state);
-                        answer_in_dialog_request(state, &self.offer);
+                        if matches!(event, Some(SipEvent::Answered { .. })) {
+                            self.offers.answered = true;
+                        }
+                        answer_in_dialog_request(state);
                         if event.is_some() {
                             return event;
                         }
@@ -317,6 +404,14 @@ impl crate::task::Dialogue for RsipDialogue {
                 },
                 result = &mut self.outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
+                    if let Ok(Err(error)) = &result {
+                        // The real cause of a send failure, in the call's span.
+                        tracing::warn!(
+                            gateway = %self.gateway.name,
+                            error = %calls::error_chain(error),
+                            "the INVITE failed without a response"
+                        );
+                    }
                     let event = match result {
                         Ok(outcome) => outcome_event(&outcome),
                         Err(error) => {
@@ -344,6 +439,26 @@ impl crate::task::Dialogue for RsipDialogue {
         Ok(())
     }
 
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError> {
+        let Some(handle) = self.offers.handles.remove(&request) else {
+            tracing::warn!(request, code, "no open in-dialog request to answer");
+            return Ok(());
+        };
+        let headers = sdp
+            .is_some()
+            .then(|| vec![Header::ContentType("application/sdp".into())]);
+        tokio::spawn(
+            async move {
+                let body = sdp.map(String::into_bytes);
+                if let Err(error) = handle.respond(StatusCode::from(code), headers, body).await {
+                    tracing::warn!(error = %calls::error_chain(&error), code, "cannot answer an in-dialog request");
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Ok(())
+    }
+
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
         let outgoing = self.stack.invite(
             &self.gateway,
@@ -357,6 +472,59 @@ impl crate::task::Dialogue for RsipDialogue {
         self.states_open = true;
         self.outcome_done = false;
         Ok(())
+    }
+
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<call_engine::call::Call> {
+        if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
+            return None;
+        }
+        loop {
+            let (next, settings) = match self.next.next().await {
+                Ok(Some(attempt)) => attempt,
+                Ok(None) => return None,
+                Err(error) => {
+                    // Already logged with the host; the call ends with the failed attempt's
+                    // outcome.
+                    tracing::debug!(error = %calls::error_chain(&error), "no gateway left");
+                    return None;
+                }
+            };
+            let failed = std::mem::replace(&mut self.attempt, next.attempt());
+            tracing::warn!(
+                from = %failed.gateway().name(),
+                to = %next.name(),
+                address = ?settings.address,
+                outcome = ?event,
+                "moving the call to the next gateway"
+            );
+            drop(failed);
+            match self.stack.invite(
+                &settings,
+                &self.number,
+                self.offer.clone(),
+                &self.call_id,
+                None,
+            ) {
+                Ok(outgoing) => {
+                    self.stack.remove_dialog(&self.outgoing.dialog.id());
+                    self.outgoing = outgoing;
+                    self.states_open = true;
+                    self.outcome_done = false;
+                    self.gateway = settings;
+                    return Some(
+                        call_engine::call::Call::with_auth(
+                            tokio::time::Instant::now().into_std(),
+                            crate::call_config(&next.settings, self.message),
+                            crate::digest_auth(&next.settings, &self.number),
+                        )
+                        .with_session(self.session.clone()),
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
+                }
+            }
+        }
     }
 
     async fn close(&mut self) {
@@ -381,7 +549,6 @@ fn in_background(
     method: &'static str,
     request: impl std::future::Future<Output = Result<(), rsipstack::Error>> + Send + 'static,
 ) {
-    use tracing::Instrument as _;
     tokio::spawn(
         async move {
             if let Err(source) = request.await {
@@ -393,21 +560,11 @@ fn in_background(
     );
 }
 
-/// Answers re-INVITE/UPDATE with our unchanged session, and OPTIONS/INFO with 200, in a task of
-/// its own so that no answer is lost when the call task moves on.
-fn answer_in_dialog_request(state: DialogState, offer: &str) {
-    let offer = offer.to_owned();
+/// Answers OPTIONS/INFO with 200, in a task of its own so that no answer is lost when the call
+/// task moves on. (Re-INVITE and UPDATE go to the engine: see [`InDialogOffers`].)
+fn answer_in_dialog_request(state: DialogState) {
     tokio::spawn(async move {
         let answered = match state {
-            DialogState::Updated(_, _, handle) => {
-                handle
-                    .respond(
-                        StatusCode::OK,
-                        Some(vec![Header::ContentType("application/sdp".into())]),
-                        Some(offer.into_bytes()),
-                    )
-                    .await
-            }
             DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
                 handle.reply(StatusCode::OK).await
             }
@@ -460,6 +617,16 @@ fn host_port_of(uri: &str) -> String {
     }
 }
 
+/// Whether a response's To header carries a tag.
+pub(crate) fn has_to_tag(response: &Response) -> bool {
+    use rsipstack::sip::prelude::HeadersExt as _;
+    response
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
 /// The status line of an rsipstack response.
 pub fn status_of(response: &Response) -> SipStatus {
     SipStatus::new(
@@ -490,6 +657,12 @@ pub fn event_of(state: &DialogState) -> Option<SipEvent> {
 /// `Challenged` (the engine decides whether to answer it), any other final failure `Rejected`.
 pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
     match outcome {
+        // rsipstack reports Timer B (and C) as a 408 it makes from our own request, so without
+        // a To-tag; any UAS or proxy sending a final response tags it (RFC 3261 §8.2.6.2). No
+        // peer sent it: it is no response at all.
+        Ok((_, Some(response))) if response.status_code.code() == 408 && !has_to_tag(response) => {
+            Some(SipEvent::NoResponse)
+        }
         Ok((_, Some(response))) if response.status_code.code() >= 300 => {
             Some(match challenges(outcome) {
                 Some((proxy, challenges)) => SipEvent::Challenged {

@@ -18,7 +18,7 @@ use rand::Rng as _;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::MediaHandle;
+use crate::media::{MediaHandle, StreamChange};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -40,6 +40,13 @@ pub(crate) trait Dialogue: Send + 'static {
     async fn bye(&mut self) -> Result<(), SipError>;
     /// Sends the INVITE again, answering a digest challenge.
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError>;
+    /// Answers the in-dialog request the engine saw as `SipEvent::Offer { request, .. }` with
+    /// `code` and, if given, an `application/sdp` body. Returns once the answer is under way.
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError>;
+    /// The INVITE ended with `event` before any early dialog or answer, and no hang-up is
+    /// under way: if `event` is one that moves a call on (see [`crate::gateways::fails_over`])
+    /// and a gateway is left, sends the INVITE there and returns the new attempt's engine.
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<Call>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
 }
@@ -67,7 +74,10 @@ impl<D: Dialogue> CallTask<D> {
         mut call: Call,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> D {
-        let mut media: Option<u64> = None;
+        let mut media = Media::default();
+        // A provisional response other than 100 (an early dialog) or an answer arrived: from
+        // then on the call stays with its gateway (RFC 3261).
+        let mut committed = false;
         let mut events_open = true;
         let mut control_open = true;
         self.drain(&mut call, &mut media).await;
@@ -75,7 +85,22 @@ impl<D: Dialogue> CallTask<D> {
             let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.dialogue.next_event(), if events_open => match event {
-                    Some(event) => call.handle_sip(now(), event),
+                    Some(event) => {
+                        committed |= match &event {
+                            SipEvent::Provisional(status) => status.code != 100,
+                            SipEvent::Answered { .. } => true,
+                            _ => false,
+                        };
+                        let next = if committed || call.is_hanging_up() {
+                            None
+                        } else {
+                            self.dialogue.fail_over(&event).await
+                        };
+                        match next {
+                            Some(next) => call = next,
+                            None => call.handle_sip(now(), event),
+                        }
+                    }
                     None => events_open = false,
                 },
                 message = control.recv(), if control_open => match message {
@@ -98,13 +123,11 @@ impl<D: Dialogue> CallTask<D> {
             }
             self.drain(&mut call, &mut media).await;
         }
-        if let Some(id) = media.take() {
-            self.media.stop(id);
-        }
+        media.stop(&self.media);
         self.dialogue
     }
 
-    async fn drain(&mut self, call: &mut Call, media: &mut Option<u64>) {
+    async fn drain(&mut self, call: &mut Call, media: &mut Media) {
         while let Some(output) = call.poll_output() {
             match output {
                 Output::Status(status) => self.record_status(&status).await,
@@ -114,6 +137,42 @@ impl<D: Dialogue> CallTask<D> {
                     }
                     _ => tracing::info!(reason = %reason, "digest challenge not answered"),
                 },
+                Output::OfferRefused(reason) => {
+                    tracing::warn!(reason = %error_chain(&reason), "offer in the dialog refused (488)");
+                }
+                Output::Hold(true) => tracing::info!("the far end holds the call: message paused"),
+                Output::Hold(false) => {
+                    tracing::info!("the far end resumed the call: message continues")
+                }
+                Output::Command(Command::Respond { request, code, sdp }) => {
+                    tracing::debug!(
+                        code,
+                        with_sdp = sdp.is_some(),
+                        "answering an in-dialog offer"
+                    );
+                    if let Err(error) = self.dialogue.respond(request, code, sdp) {
+                        tracing::warn!(error = %error_chain(&error), code, "cannot answer an in-dialog request");
+                    }
+                }
+                Output::Command(Command::UpdateMedia(plan)) => {
+                    tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media renegotiated");
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Plan(plan));
+                    }
+                    if let Some(negotiated) = &media.negotiated {
+                        negotiated.send_replace(plan.remote);
+                    }
+                }
+                Output::Command(Command::PauseMedia) => {
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Pause);
+                    }
+                }
+                Output::Command(Command::ResumeMedia) => {
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Resume);
+                    }
+                }
                 Output::Command(Command::Resend {
                     authorization,
                     algorithm,
@@ -150,16 +209,20 @@ impl<D: Dialogue> CallTask<D> {
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
                     let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    *media = Some(
-                        self.media
-                            .start(Arc::clone(&self.socket), plan.remote, stream),
-                    );
+                    let id = self
+                        .media
+                        .start(Arc::clone(&self.socket), plan.remote, stream);
+                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    media.receiver = Some(crate::symmetric::spawn(
+                        Arc::clone(&self.socket),
+                        self.media.clone(),
+                        id,
+                        watched,
+                    ));
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
                 }
-                Output::Command(Command::StopMedia) => {
-                    if let Some(id) = media.take() {
-                        self.media.stop(id);
-                    }
-                }
+                Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
     }
@@ -176,6 +239,27 @@ impl<D: Dialogue> CallTask<D> {
         if let Err(error) = self.recorder.update(&self.record).await {
             tracing::error!(error = %error_chain(&error), "cannot record call status");
         }
+    }
+}
+
+/// The call's media: its stream in the scheduler, and the task reading its RTP socket.
+#[derive(Default)]
+struct Media {
+    id: Option<u64>,
+    /// The far end's address from the SDP, for the symmetric-RTP latch.
+    negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
+    receiver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Media {
+    fn stop(&mut self, scheduler: &MediaHandle) {
+        if let Some(id) = self.id.take() {
+            scheduler.stop(id);
+        }
+        if let Some(receiver) = self.receiver.take() {
+            receiver.abort();
+        }
+        self.negotiated = None;
     }
 }
 
@@ -213,6 +297,8 @@ mod tests {
         events: mpsc::UnboundedReceiver<SipEvent>,
         sent: Sent,
         start: Instant,
+        /// Further gateways a failed INVITE may move on to.
+        gateways_left: usize,
     }
 
     impl Scripted {
@@ -238,6 +324,27 @@ mod tests {
             assert!(authorization.value().starts_with("Digest "));
             self.log("INVITE with credentials");
             Ok(())
+        }
+        fn respond(
+            &mut self,
+            _request: u64,
+            code: u16,
+            _sdp: Option<String>,
+        ) -> Result<(), SipError> {
+            self.log(match code {
+                200 => "200",
+                491 => "491",
+                _ => "other response",
+            });
+            Ok(())
+        }
+        async fn fail_over(&mut self, event: &SipEvent) -> Option<Call> {
+            if !crate::gateways::fails_over(event, &[503]) || self.gateways_left == 0 {
+                return None;
+            }
+            self.gateways_left -= 1;
+            self.log("INVITE to the next gateway");
+            Some(Call::new(now(), CallConfig::new(Duration::from_secs(1))))
         }
         async fn close(&mut self) {}
     }
@@ -304,6 +411,11 @@ mod tests {
 
     /// Starts a call task for a one-second message with a 45 s ring timeout.
     async fn start(auth: Option<DigestAuth>) -> Running {
+        start_with_gateways(auth, 0).await
+    }
+
+    /// [`start`], with `gateways_left` further gateways to fail over to.
+    async fn start_with_gateways(auth: Option<DigestAuth>, gateways_left: usize) -> Running {
         let start = Instant::now();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -319,6 +431,7 @@ mod tests {
                 events,
                 sent: Arc::clone(&sent),
                 start,
+                gateways_left,
             },
             recorder: Arc::clone(&records) as Arc<dyn CallRecorder>,
             media: MediaHandle::spawn_shards(1),
@@ -439,5 +552,67 @@ mod tests {
         call.event(request_terminated());
         call.ends_as((CallState::Disconnected, Cause::NoAnswer, Some(487)))
             .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_503_before_any_ringing_moves_the_call_to_the_next_gateway() {
+        let call = start_with_gateways(None, 1).await;
+        call.event(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        call.at(Duration::from_secs(1)).await;
+        assert_eq!(
+            call.sent(),
+            [("INVITE to the next gateway", Duration::ZERO)]
+        );
+        // The failed attempt is not what EWS shows.
+        assert_eq!(
+            call.records.last(),
+            (CallState::Connecting, Cause::None, None)
+        );
+        call.event(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(SDP_ANSWER.to_vec()),
+        });
+        call.ends_as((CallState::Disconnected, Cause::None, Some(200)))
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_503_after_ringing_or_with_no_gateway_left_ends_the_call() {
+        let call = start_with_gateways(None, 1).await;
+        call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
+        let call = start_with_gateways(None, 0).await;
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_up_call_is_not_moved_to_another_gateway() {
+        let call = start_with_gateways(None, 1).await;
+        let (ack, _acked) = oneshot::channel();
+        call.control.send(Control::Hangup(ack)).unwrap();
+        call.at(Duration::from_millis(10)).await;
+        call.event(SipEvent::NoResponse);
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::None, None))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
     }
 }

@@ -88,6 +88,10 @@ pub struct CallServiceFigures {
     pub rtp_packets_sent: u64,
     /// RTP packets the kernel refused.
     pub rtp_send_errors: u64,
+    /// Each gateway by name, and whether it is up (OPTIONS pings).
+    pub gateways_up: Vec<(String, bool)>,
+    /// Each gateway that registers, by name, and whether it is registered.
+    pub gateways_registered: Vec<(String, bool)>,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.
@@ -99,6 +103,11 @@ pub trait CallService: Send + Sync + 'static {
     /// Returns at once; progress is written through the runtime's recorder as the dialogue
     /// advances.
     async fn place(&self, call: &CallRecord) -> Result<(), PlaceError>;
+    /// [`CallService::place`] through the gateway group `group` (a dial-plan rule's
+    /// `gateway_group`); `None`: the default group. Services without groups ignore it.
+    async fn place_via(&self, call: &CallRecord, _group: Option<&str>) -> Result<(), PlaceError> {
+        self.place(call).await
+    }
     /// Ends the call with this id (CANCEL before answer, BYE after).
     async fn hangup(&self, id: &str) -> Hangup;
     /// Figures for `/metrics`.

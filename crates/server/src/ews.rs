@@ -246,8 +246,8 @@ async fn play_on_phone(
     // Mailbox callers resolve as their mailbox, never by the spelling of their login (which
     // would let another spelling escape, or match, a local name in `dialplan.user_groups`):
     // they get `dialplan.allowed_groups`.
-    let number = match state.dial_plan.resolve(caller.owner(), &number) {
-        Ok(resolved) => resolved.dial,
+    let (number, gateway_group) = match state.dial_plan.resolve(caller.owner(), &number) {
+        Ok(resolved) => (resolved.dial, resolved.gateway_group),
         Err(refusal) => {
             return Ok(play_error(
                 ResponseCode::ErrorPhoneNumberNotDialable,
@@ -327,7 +327,11 @@ async fn play_on_phone(
             ));
         }
     }
-    if let Err(error) = state.calls.place(&record).await {
+    if let Err(error) = state
+        .calls
+        .place_via(&record, gateway_group.as_deref())
+        .await
+    {
         let closed = CallRecord {
             state: CallState::Disconnected,
             cause: Cause::Other,

@@ -4,6 +4,7 @@
 //!   attributes sorted, namespace declarations and whitespace-only text dropped).
 //! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
 //!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
+//! - [`tls`]: a test PKI (root, intermediate, server certificates) made with `openssl`.
 //! - [`http1`]: one hand-written HTTP/1.1 exchange on a kept-alive connection (for NTLM).
 //! - [`mailbox`]: [`mailbox::MailboxDouble`], an EWS mailbox server double (`GetFolder`,
 //!   `GetItem`, `GetAttachment`, `FindItem`) with run-time fault modes and a request log.
@@ -17,6 +18,7 @@ pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
 pub mod private_pg;
+pub mod tls;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -366,6 +368,29 @@ impl Postgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             private: Some((dir, bin)),
         }
+    }
+}
+
+impl Postgres {
+    /// A new, empty database `name` on this server (dropped first if it exists), for a test
+    /// that changes what others share (the schema version); returns its URL.
+    pub async fn own_database(&self, name: &str) -> String {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        tokio::spawn(connection);
+        // DROP/CREATE DATABASE cannot run in a transaction: one statement each.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let (base, _) = self.url.rsplit_once('/').expect("a postgres:// URL");
+        format!("{base}/{name}")
     }
 }
 

@@ -28,13 +28,25 @@
 //! - [`sqlite`]: [`SqliteStore`], the embedded default.
 //! - [`postgres`]: [`PostgresStore`], for several nodes.
 //! - [`conformance`]: the behaviour suite both pass.
+//! - `users`: the account records behind authentication and `openum user|token` (credential
+//!   generations, disabled users, token ids).
+//! - [`history`]: call history, purges, voice-mail deletion and the schema version, for
+//!   administration and retention ([`Store::history`]).
 
 pub mod conformance;
+pub mod history;
 mod postgres;
 mod sqlite;
+mod users;
 
 pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use users::{
+    token_id, Credential, CredentialState, DeletedUser, TokenCredential, TokenInfo, UserSummary,
+    TOKEN_ID_LEN,
+};
+
+pub use history::History;
 
 use async_trait::async_trait;
 use calls::{CallRecord, UnixSeconds};
@@ -213,6 +225,43 @@ pub trait Store: Send + Sync + 'static {
     /// Why the store cannot serve this node right now, if it cannot (e.g. the `LISTEN`
     /// connection is down), for `/readyz`. Queries are checked separately.
     fn unready_reason(&self) -> Option<String> {
+        None
+    }
+
+    // Accounts (`users.rs`). Every change to what a user may log in with (password, disabled,
+    // a token revoked) bumps the user's credential generation in the same statement, so every
+    // process sharing the store stops trusting what it verified before (`auth.rs`).
+
+    /// A user's password hash, credential generation and disabled flag, read in one statement.
+    async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError>;
+    /// A user's credential generation and disabled flag (one primary-key lookup): what a cached
+    /// verification is checked against on every request.
+    async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError>;
+    /// The token with this hash, with its user's generation and disabled flag.
+    async fn token_credential(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenCredential>, StoreError>;
+    /// Replaces a user's password hash and bumps their generation; every other setting is kept.
+    /// `false`: no such user.
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// Disables or enables a user and bumps their generation. `false`: no such user.
+    async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Deletes a user with their tokens and voice-mail item records (call history is kept: it
+    /// is purged by its own retention). `None`: no such user.
+    async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError>;
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<UserSummary>, StoreError>;
+    /// API tokens (of one user, or all), by user then creation time; never their secrets.
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Revokes the token with this id (see [`token_id`]) and bumps its user's generation.
+    /// `None`: no such token; [`StoreError::Conflict`]: the id names more than one.
+    async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError>;
+    /// Revokes every token with this label and bumps their users' generations.
+    async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError>;
+    /// History, retention and administration operations ([`history`]); both real backends
+    /// have them.
+    fn history(&self) -> Option<&dyn History> {
         None
     }
 

@@ -35,7 +35,12 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use calls::{CallRecord, UnixSeconds};
 
-use super::{CallRow, HangupRequest, Store, StoreError, User, VoicemailItem};
+use super::{
+    CallRow, Credential, CredentialState, DeletedUser, HangupRequest, Store, StoreError,
+    TokenCredential, TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
+};
+
+mod history;
 use crate::config::PgSslMode;
 
 const CHANNEL: &str = "openum_hangup";
@@ -79,6 +84,12 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_owner ON calls(owner);
 CREATE INDEX IF NOT EXISTS calls_node_live ON calls(node) WHERE state <> 'Disconnected';
+"#,
+    // Credential generations and disabled users (store/users.rs).
+    r#"
+ALTER TABLE users ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_name);
 "#,
     r#"
 CREATE TABLE IF NOT EXISTS hangup_requests (
@@ -255,6 +266,7 @@ impl PostgresStore {
             .flatten()
             // No row, or max() of an empty table: no migration has run yet.
             .unwrap_or(0);
+        history::guard(i64::from(current))?;
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
             if current < version {
@@ -287,6 +299,16 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(pg)?;
         client.query_opt(&statement, params).await.map_err(pg)
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query_one(&statement, params).await.map_err(pg)
     }
 
     async fn query(
@@ -522,7 +544,8 @@ impl Store for PostgresStore {
         self.execute(
             "INSERT INTO users (name, password_hash, play_on_phone) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,
-                                              play_on_phone = excluded.play_on_phone",
+                                              play_on_phone = excluded.play_on_phone,
+                                              generation = users.generation + 1",
             &[&user.name, &user.password_hash, &user.play_on_phone],
         )
         .await?;
@@ -928,6 +951,226 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(|r| r.try_get(0).map_err(pg)).collect()
     }
+
+    fn history(&self) -> Option<&dyn super::History> {
+        Some(self)
+    }
+
+    async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT name, password_hash, generation, disabled FROM users WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(Credential {
+                name: r.try_get(0).map_err(pg)?,
+                password_hash: r.try_get(1).map_err(pg)?,
+                generation: r.try_get(2).map_err(pg)?,
+                disabled: r.try_get(3).map_err(pg)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT generation, disabled FROM users WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(CredentialState {
+                generation: r.try_get(0).map_err(pg)?,
+                disabled: r.try_get(1).map_err(pg)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn token_credential(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenCredential>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT u.name, u.generation, u.disabled
+                 FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.hash = $1",
+                &[&token_hash],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(TokenCredential {
+                user: r.try_get(0).map_err(pg)?,
+                generation: r.try_get(1).map_err(pg)?,
+                disabled: r.try_get(2).map_err(pg)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE users SET password_hash = $2, generation = generation + 1 WHERE name = $1",
+                &[&name, &password_hash],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE users SET disabled = $2, generation = generation + 1 WHERE name = $1",
+                &[&name, &disabled],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError> {
+        // One statement: every part sees the same snapshot, so the items and the token count
+        // returned are exactly what the cascade removed. Each row carries the counts; with no
+        // item, the LEFT JOIN gives one row of NULL item columns.
+        let rows = self
+            .query(
+                "WITH gone AS (DELETE FROM users WHERE name = $1 RETURNING name)
+                 SELECT (SELECT count(*) FROM gone) AS deleted,
+                        (SELECT count(*) FROM tokens WHERE user_name = $1) AS tokens,
+                        v.id, v.owner, v.has_audio, v.from_text, v.subject, v.duration_ms,
+                        v.created_at
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN voicemail_items v ON v.owner = $1
+                 ORDER BY v.created_at DESC, v.id",
+                &[&name],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let deleted: i64 = first.try_get("deleted").map_err(pg)?;
+        if deleted == 0 {
+            return Ok(None);
+        }
+        let tokens: i64 = first.try_get("tokens").map_err(pg)?;
+        let mut items = Vec::new();
+        for r in &rows {
+            let id: Option<String> = r.try_get("id").map_err(pg)?;
+            if id.is_some() {
+                items.push(to_item(r)?);
+            }
+        }
+        Ok(Some(DeletedUser {
+            tokens: u64::try_from(tokens).unwrap_or_default(),
+            voicemail_items: items,
+        }))
+    }
+
+    async fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT u.name, u.play_on_phone, u.disabled,
+                        (SELECT count(*) FROM tokens t WHERE t.user_name = u.name),
+                        (SELECT count(*) FROM voicemail_items v WHERE v.owner = u.name)
+                 FROM users u ORDER BY u.name",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    name: r.try_get(0).map_err(pg)?,
+                    play_on_phone: r.try_get(1).map_err(pg)?,
+                    disabled: r.try_get(2).map_err(pg)?,
+                    tokens: r.try_get(3).map_err(pg)?,
+                    voicemail_items: r.try_get(4).map_err(pg)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at
+                     FROM tokens WHERE $1::TEXT IS NULL OR user_name = $1
+                     ORDER BY user_name, created_at, hash"
+                ),
+                &[&user],
+            )
+            .await?;
+        rows.iter().map(to_token).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
+        // Revoked only when the id names exactly one token; the users' generations are bumped
+        // in the same statement.
+        let rows = self
+            .query(
+                &format!(
+                    "WITH matching AS (SELECT hash FROM tokens
+                                       WHERE substr(hash, 1, {TOKEN_ID_LEN}) = $1),
+                          gone AS (DELETE FROM tokens
+                                   WHERE hash IN (SELECT hash FROM matching)
+                                     AND (SELECT count(*) FROM matching) = 1
+                                   RETURNING hash, user_name, label, created_at),
+                          bumped AS (UPDATE users SET generation = generation + 1
+                                     WHERE name IN (SELECT user_name FROM gone))
+                     SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at,
+                            (SELECT count(*) FROM matching) AS matching
+                     FROM gone"
+                ),
+                &[&id],
+            )
+            .await?;
+        if let Some(row) = rows.first() {
+            return to_token(row).map(Some);
+        }
+        let matching: i64 = self
+            .query_one(
+                &format!("SELECT count(*) FROM tokens WHERE substr(hash, 1, {TOKEN_ID_LEN}) = $1"),
+                &[&id],
+            )
+            .await?
+            .try_get(0)
+            .map_err(pg)?;
+        if matching > 1 {
+            return Err(StoreError::Conflict(format!(
+                "{matching} tokens with id {id:?} (none was revoked)"
+            )));
+        }
+        Ok(None)
+    }
+
+    async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "WITH gone AS (DELETE FROM tokens WHERE label = $1
+                                   RETURNING hash, user_name, label, created_at),
+                          bumped AS (UPDATE users SET generation = generation + 1
+                                     WHERE name IN (SELECT user_name FROM gone))
+                     SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at
+                     FROM gone ORDER BY user_name, created_at, hash"
+                ),
+                &[&label],
+            )
+            .await?;
+        rows.iter().map(to_token).collect()
+    }
+}
+
+fn to_token(r: &Row) -> Result<TokenInfo, StoreError> {
+    Ok(TokenInfo {
+        id: r.try_get(0).map_err(pg)?,
+        user: r.try_get(1).map_err(pg)?,
+        label: r.try_get(2).map_err(pg)?,
+        created_at: r.try_get(3).map_err(pg)?,
+    })
 }
 
 async fn insert_audio(
