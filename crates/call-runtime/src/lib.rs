@@ -268,7 +268,13 @@ impl CallService for SipCallService {
             self.inner.stack.local_addr().ip(),
             route,
         );
-        let (first, settings) = match route.next().await {
+        // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
+        // matched to the EWS call without a lookup table.
+        let call_id = format!("{}@openum", uuid_part(&record.id));
+        // One span per call, carrying both identities, around everything the task logs
+        // (from the gateway's DNS lookup on).
+        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
+        let (first, settings) = match route.next().instrument(span.clone()).await {
             Ok(Some(attempt)) => attempt,
             Ok(None) => return Err(PlaceError::NoGateway),
             Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
@@ -279,11 +285,6 @@ impl CallService for SipCallService {
             .map_err(PlaceError::MediaSocket)?;
         let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
         let offer = sdp::offer(rtp_local, rand::thread_rng().gen());
-        // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
-        // matched to the EWS call without a lookup table.
-        let call_id = format!("{}@openum", uuid_part(&record.id));
-        // One span per call, carrying both identities, around everything the task logs.
-        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
         let attempt = first.attempt();
         let outgoing = span
             .in_scope(|| {
