@@ -97,8 +97,9 @@ impl SipCallService {
         let gateways = Arc::new(Gateways::new(gateways));
         let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
         tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
-        crate::options::spawn_pings(&stack, &gateways);
-        crate::register::spawn_registrations(&stack, &gateways);
+        let resolver = crate::dns::Resolver::new(&sip.dns_servers);
+        crate::options::spawn_pings(&stack, &gateways, &resolver);
+        crate::register::spawn_registrations(&stack, &gateways, &resolver);
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
@@ -106,7 +107,7 @@ impl SipCallService {
                 stack,
                 media: MediaHandle::spawn(),
                 gateways,
-                resolver: crate::dns::Resolver::new(&sip.dns_servers),
+                resolver,
                 rtp_address: sip.rtp_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
