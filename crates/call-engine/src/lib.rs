@@ -7,6 +7,8 @@
 //! - [`auth`]: whether and how a 401/407 to the INVITE is answered (credentials, the limit of
 //!   two answered challenges, the new INVITE's `Authorization` / `Proxy-Authorization`).
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
+//! - [`offer_answer`]: offer/answer inside the dialog (re-INVITE, UPDATE, hold): answers,
+//!   openum's re-offer, media direction.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
 //! - [`g711`]: µ-law and A-law.
 //! - [`digest`]: Digest authentication (MD5, SHA-256, SHA-512/256) for 401/407.
@@ -32,6 +34,7 @@ pub mod auth;
 pub mod call;
 pub mod digest;
 pub mod g711;
+pub mod offer_answer;
 pub mod rtp;
 pub mod sdp;
 

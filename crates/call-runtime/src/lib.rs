@@ -14,6 +14,8 @@
 //! - [`options`]: OPTIONS pings marking gateways up and down.
 //! - [`register`]: outbound REGISTER for gateways that require it.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
@@ -21,10 +23,12 @@
 pub mod dns;
 pub mod gateways;
 pub mod media;
+pub mod ports;
 pub mod options;
 pub mod register;
 pub mod settings;
 pub mod sip;
+mod symmetric;
 mod task;
 
 use std::collections::HashMap;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use call_engine::auth::{Credentials, DigestAuth};
 use call_engine::call::{Call, CallConfig};
+use call_engine::offer_answer::LocalSession;
 use call_engine::rtp::PreparedAudio;
 use call_engine::sdp;
 use calls::service::Capacity;
@@ -44,7 +49,6 @@ use calls::{
     CallServiceFigures, CallState, Hangup, PlaceError,
 };
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
@@ -68,6 +72,8 @@ struct Inner {
     gateways: Arc<Gateways>,
     resolver: crate::dns::Resolver,
     rtp_address: IpAddr,
+    rtp_port_range: Option<(u16, u16)>,
+    media_public_address: Option<IpAddr>,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
     /// Set once shutdown begins: no new call is placed.
@@ -109,6 +115,8 @@ impl SipCallService {
                 gateways,
                 resolver,
                 rtp_address: sip.rtp_address,
+                rtp_port_range: sip.rtp_port_range,
+                media_public_address: sip.media_public_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
@@ -281,11 +289,17 @@ impl CallService for SipCallService {
             Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
         };
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = UdpSocket::bind(SocketAddr::new(self.inner.rtp_address, 0))
+        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
             .await
             .map_err(PlaceError::MediaSocket)?;
-        let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
-        let offer = sdp::offer(rtp_local, rand::thread_rng().gen());
+        let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
+        // What the far end is told: the public media address behind a NAT, else the bound one.
+        let rtp_local = SocketAddr::new(
+            self.inner.media_public_address.unwrap_or(bound.ip()),
+            bound.port(),
+        );
+        let session_id: u64 = rand::thread_rng().gen();
+        let offer = sdp::offer(rtp_local, session_id);
         let attempt = first.attempt();
         let outgoing = span
             .in_scope(|| {
@@ -295,11 +309,13 @@ impl CallService for SipCallService {
             })
             .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
         let config = call_config(&first.settings, audio.duration());
+        let session = LocalSession::new(rtp_local, session_id);
         let call = Call::with_auth(
             tokio::time::Instant::now().into_std(),
             config,
             digest_auth(&first.settings, &record.dialled),
-        );
+        )
+        .with_session(session.clone());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         lock(&self.inner.live).insert(record.id.clone(), control_tx);
         let task = CallTask {
@@ -312,9 +328,11 @@ impl CallService for SipCallService {
                 number: record.dialled.clone(),
                 call_id,
                 offer,
+                session,
                 outgoing,
                 states_open: true,
                 outcome_done: false,
+                offers: crate::sip::InDialogOffers::default(),
             },
             recorder: Arc::clone(&self.inner.recorder),
             media: self.inner.media.clone(),

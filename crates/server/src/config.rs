@@ -86,6 +86,131 @@ pub struct Config {
     /// `[mailbox]`: the Exchange/grommunio EWS server whose voice mail openum plays. Absent: only
     /// imported items play.
     pub mailbox: Option<MailboxConfig>,
+    /// `[auth]`: throttling of failed logins.
+    pub auth: AuthConfig,
+    /// `[privacy]`: what call records keep of the numbers dialled.
+    pub privacy: PrivacyConfig,
+    /// `[voicemail]`: how long imported voice-mail items are kept.
+    pub voicemail: VoicemailConfig,
+    /// `[cluster]`: heartbeats and failure bounds when several nodes share PostgreSQL.
+    pub cluster: ClusterConfig,
+}
+
+/// `[auth]`: failed logins are counted per client address and per user name; a key that fails
+/// `max_failures` times is locked out (answered 401 without checking its credentials) for
+/// `lockout_secs`, doubling with each further lockout up to `max_lockout_secs`. See
+/// [`crate::throttle`].
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `max_failures`: failed logins of one address or user name before a lockout. Default 5.
+    pub max_failures: u32,
+    /// `failure_window_secs`: a key's failures are forgotten this long after its last one.
+    /// Default 900.
+    pub failure_window_secs: u64,
+    /// `lockout_secs`: the first lockout. Default 60.
+    pub lockout_secs: u64,
+    /// `max_lockout_secs`: the longest lockout. Default 3600.
+    pub max_lockout_secs: u64,
+    /// `max_tracked`: addresses and user names tracked at once (memory bound; the ones that
+    /// failed longest ago are forgotten first). Default 100000.
+    pub max_tracked: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = crate::throttle::ThrottleSettings::default();
+        Self {
+            max_failures: d.max_failures,
+            failure_window_secs: d.failure_window.as_secs(),
+            lockout_secs: d.lockout.as_secs(),
+            max_lockout_secs: d.max_lockout.as_secs(),
+            max_tracked: d.max_tracked,
+        }
+    }
+}
+
+impl From<&AuthConfig> for crate::throttle::ThrottleSettings {
+    fn from(c: &AuthConfig) -> Self {
+        Self {
+            max_failures: c.max_failures,
+            failure_window: std::time::Duration::from_secs(c.failure_window_secs),
+            lockout: std::time::Duration::from_secs(c.lockout_secs),
+            max_lockout: std::time::Duration::from_secs(c.max_lockout_secs),
+            max_tracked: c.max_tracked,
+        }
+    }
+}
+
+/// `[privacy]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// `store_dialled_numbers`: `"full"` (default) or `"masked"` — see
+    /// [`crate::privacy::DialledNumbers`].
+    pub store_dialled_numbers: crate::privacy::DialledNumbers,
+}
+
+/// `[voicemail]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoicemailConfig {
+    /// `retention_days`: imported items (row and audio file) older than this are deleted by the
+    /// retention task. Default 0: kept until deleted with `openum voicemail delete`.
+    pub retention_days: u64,
+}
+
+/// `[cluster]`: how nodes sharing PostgreSQL watch each other (unused with SQLite).
+///
+/// A node writes a heartbeat every `heartbeat_secs`. A node that has not managed to write one
+/// for `fence_after_secs` hangs up its own calls (it may be cut off from the database, and its
+/// peers are about to declare it dead); its peers close the calls of a node whose last heartbeat
+/// is older than `dead_after_secs` as Disconnected/Other. `fence_after_secs` is shorter than
+/// `dead_after_secs` so that a call is never reported Disconnected while its owner still plays it.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `heartbeat_secs`: how often a node writes its heartbeat (and looks for dead peers).
+    /// Default 2.
+    pub heartbeat_secs: u64,
+    /// `fence_after_secs`: a node whose heartbeat has not been written for this long hangs up
+    /// its own calls. Default 6; at least twice `heartbeat_secs`.
+    pub fence_after_secs: u64,
+    /// `dead_after_secs`: a node whose heartbeat is older than this is dead; another node closes
+    /// its live calls. Default 12; at least `fence_after_secs + heartbeat_secs`.
+    pub dead_after_secs: u64,
+    /// `hangup_wait_secs`: how long a node waits for another node to confirm a hang-up it
+    /// forwarded before answering DisconnectPhoneCall with an error. Default 3.
+    pub hangup_wait_secs: u64,
+    /// `audio_cache_mb`: voice-mail audio read from PostgreSQL is kept on this node's disk
+    /// (`<data_dir>/voicemail-cache/`) up to this size, least recently used evicted first.
+    /// Default 256 (8 kHz 16-bit audio: ~1 MB per minute).
+    pub audio_cache_mb: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 2,
+            fence_after_secs: 6,
+            dead_after_secs: 12,
+            hangup_wait_secs: 3,
+            audio_cache_mb: 256,
+        }
+    }
+}
+
+/// `store.postgres_sslmode`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgSslMode {
+    /// Plain TCP (a database on the same host or a trusted network).
+    #[default]
+    Disable,
+    /// TLS, the server's certificate checked against `postgres_ca_file` (or the system's roots)
+    /// and its name against the URL's host — libpq's `verify-full`. openum has no unverified
+    /// TLS mode.
+    VerifyFull,
 }
 
 /// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
@@ -237,6 +362,9 @@ pub struct ClientConfig {
     pub password: Option<String>,
     /// `token` for Bearer authentication.
     pub token: Option<String>,
+    /// `ca_file`: a PEM file of extra trusted roots (a private CA), trusted besides the system's
+    /// root store; `--ca-file` and `OPENUM_CA_FILE` take precedence.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Credentials never reach logs.
@@ -247,6 +375,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -271,12 +400,32 @@ impl Default for AdmissionConfig {
 }
 
 /// `[store]`.
-#[derive(Clone, Default, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres_url`: use PostgreSQL (`postgres://user:password@host:port/db`) instead of the
     /// embedded SQLite file, so that several nodes share calls. `OPENUM_POSTGRES_URL` overrides.
     pub postgres_url: Option<String>,
+    /// `postgres_sslmode`: `disable` (default) or `verify-full` (TLS with rustls; the server's
+    /// certificate and host name are checked).
+    pub postgres_sslmode: PgSslMode,
+    /// `postgres_ca_file`: a PEM file of the CA(s) that sign the PostgreSQL server's certificate;
+    /// the system's roots otherwise.
+    pub postgres_ca_file: Option<PathBuf>,
+    /// `postgres_pool_size`: connections to PostgreSQL for queries (one more is kept for
+    /// `LISTEN`). Default 16.
+    pub postgres_pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            postgres_url: None,
+            postgres_sslmode: PgSslMode::Disable,
+            postgres_ca_file: None,
+            postgres_pool_size: 16,
+        }
+    }
 }
 
 /// `[sip]`.
@@ -295,6 +444,12 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// `user_agent`: the User-Agent header. Default `openum/<version>`.
     pub user_agent: String,
+    /// `rtp_port_range`: `"LOW-HIGH"`, the UDP ports RTP may use (an even one per call), for a
+    /// firewall to open. Default: any free port.
+    pub rtp_port_range: Option<String>,
+    /// `media_public_address`: the address advertised in SDP when RTP reaches this node through
+    /// a NAT (RTP is still bound to `rtp_address`). Default: `rtp_address`.
+    pub media_public_address: Option<std::net::IpAddr>,
     /// `dns_servers`: DNS servers (`ip:port`) gateway host names are resolved with (RFC 3263:
     /// NAPTR, SRV, A/AAAA). Default empty: the system's, from /etc/resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
@@ -308,6 +463,8 @@ impl Default for SipConfig {
             rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
             t1_ms: 500,
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
+            rtp_port_range: None,
+            media_public_address: None,
             dns_servers: Vec::new(),
         }
     }
@@ -422,6 +579,9 @@ impl std::fmt::Debug for StoreConfig {
             .map(|u| u.rsplit_once('@').map_or("<redacted>", |(_, host)| host));
         f.debug_struct("StoreConfig")
             .field("postgres_url", &shown)
+            .field("postgres_sslmode", &self.postgres_sslmode)
+            .field("postgres_ca_file", &self.postgres_ca_file)
+            .field("postgres_pool_size", &self.postgres_pool_size)
             .finish()
     }
 }
@@ -465,6 +625,12 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
             rtp_address: c.rtp_address,
             t1_ms: c.t1_ms,
             user_agent: c.user_agent.clone(),
+            // Checked by `Config::validate`; an unreadable range never gets here.
+            rtp_port_range: c
+                .rtp_port_range
+                .as_deref()
+                .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
+            media_public_address: c.media_public_address,
             dns_servers: c.dns_servers.clone(),
         }
     }
@@ -546,7 +712,7 @@ impl Config {
 }
 
 /// `[server]`.
-#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `listen`: address and port of the HTTP endpoint. Default `127.0.0.1:8080`.
@@ -565,6 +731,71 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// `max_xml_depth`: deepest element nesting accepted in a request. Default 32.
     pub max_xml_depth: usize,
+    /// `tls_cert`: PEM file of the server certificate, then its intermediates (full chain).
+    /// With `tls_key`, the endpoint speaks HTTPS only. Re-read on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`: PEM file of the certificate's private key (PKCS#8, RSA or EC).
+    pub tls_key: Option<PathBuf>,
+    /// `allow_plain_http`: serve Basic credentials over plain HTTP on an address other than
+    /// loopback (e.g. behind a TLS-terminating proxy on a private network). Default false.
+    pub allow_plain_http: bool,
+    /// `metrics_listen`: serve `/metrics` (and `/healthz`, `/readyz`) on this address instead;
+    /// the main listener then answers 404 for `/metrics`. Default: on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `metrics_token`: require `Authorization: Bearer <token>` on `/metrics`. Default: none.
+    pub metrics_token: Option<String>,
+    /// `trusted_proxies`: reverse proxies (addresses or CIDR networks) whose
+    /// `X-Forwarded-For` is believed: the client is the right-most untrusted address in it
+    /// (logs, login throttling). Default none: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// The metrics token never reaches logs.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("node_name", &self.node_name)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_xml_depth", &self.max_xml_depth)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// The certificate and key files, when TLS is configured (validation refuses one without
+    /// the other).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
+    }
+
+    /// Refuses plain HTTP on `listen` (the effective listen address: `--listen` or
+    /// `server.listen`) when it is not loopback, unless TLS is configured or
+    /// `server.allow_plain_http` is set: every login would cross the network in clear.
+    pub fn check_plain_http(&self, listen: SocketAddr) -> Result<(), InvalidValue> {
+        if self.tls_files().is_some() || self.allow_plain_http || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(InvalidValue::new(
+            "server.allow_plain_http",
+            format!(
+                "is false, and {listen} is not a loopback address: Basic credentials would cross the network in clear over plain HTTP; set server.tls_cert and server.tls_key, listen on loopback behind a TLS-terminating proxy, or set server.allow_plain_http = true"
+            ),
+        ))
+    }
 }
 
 impl Default for ServerConfig {
@@ -578,6 +809,12 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             max_xml_depth: 32,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            metrics_listen: None,
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -590,6 +827,9 @@ pub struct EwsConfig {
     pub call_retention_hours: u64,
     /// `[ews.server_version]`: the `ServerVersionInfo` header.
     pub server_version: ServerVersionConfig,
+    /// `history_retention_days`: ended calls older than this are deleted from the store (call
+    /// history, dialled numbers included). Default 90; 0 keeps them forever.
+    pub history_retention_days: u64,
 }
 
 impl Default for EwsConfig {
@@ -597,6 +837,7 @@ impl Default for EwsConfig {
         Self {
             call_retention_hours: 24,
             server_version: ServerVersionConfig::default(),
+            history_retention_days: 90,
         }
     }
 }
@@ -677,12 +918,90 @@ impl Config {
         if self.server.max_concurrent_requests == 0 {
             return bad("server.max_concurrent_requests", "must be at least 1");
         }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => {
+                return bad(
+                    "server.tls_key",
+                    "is missing: server.tls_cert is set, and TLS needs both (or neither)",
+                )
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "server.tls_cert",
+                    "is missing: server.tls_key is set, and TLS needs both (or neither)",
+                )
+            }
+            _ => {}
+        }
+        if self
+            .server
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return bad("server.metrics_token", "must not be empty");
+        }
         crate::dialplan::DialPlan::new(self.dialplan.clone())?;
+        if let Err(error) =
+            crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return Err(InvalidValue::new(
+                format!("server.trusted_proxies[{}]", error.index),
+                format!(
+                    "({:?}) must be an IP address or CIDR network (e.g. 10.0.0.0/8): {}",
+                    error.value, error.source
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("auth.max_failures", u64::from(self.auth.max_failures)),
+            ("auth.failure_window_secs", self.auth.failure_window_secs),
+            ("auth.lockout_secs", self.auth.lockout_secs),
+            ("auth.max_tracked", self.auth.max_tracked as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.auth.max_lockout_secs < self.auth.lockout_secs {
+            return bad(
+                "auth.max_lockout_secs",
+                "must be at least auth.lockout_secs",
+            );
+        }
+        const CENTURY_DAYS: u64 = 36_500;
+        if self.ews.history_retention_days > CENTURY_DAYS {
+            return bad(
+                "ews.history_retention_days",
+                "must be at most 36500 (0 keeps call history forever)",
+            );
+        }
+        if self.voicemail.retention_days > CENTURY_DAYS {
+            return bad(
+                "voicemail.retention_days",
+                "must be at most 36500 (0 keeps voice mail forever)",
+            );
+        }
+        if self.ews.history_retention_days > 0
+            && self.ews.history_retention_days.saturating_mul(24) < self.ews.call_retention_hours
+        {
+            return Err(InvalidValue::new(
+                "ews.history_retention_days",
+                format!(
+                    "({} days) must cover ews.call_retention_hours ({} h): calls are deleted only after clients stop asking about them",
+                    self.ews.history_retention_days, self.ews.call_retention_hours
+                ),
+            ));
+        }
         if self.admission.max_calls_per_user == 0 {
             return bad("admission.max_calls_per_user", "must be at least 1");
         }
         if self.admission.max_calls_per_node == 0 {
             return bad("admission.max_calls_per_node", "must be at least 1");
+        }
+        self.cluster.validate()?;
+        if self.store.postgres_pool_size == 0 {
+            return bad("store.postgres_pool_size", "must be at least 1");
         }
         if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
             return Err(InvalidValue::new(
@@ -706,6 +1025,21 @@ impl Config {
         if self.sip.rtp_address.is_unspecified() {
             return bad(
                 "sip.rtp_address",
+                "must be a concrete address: it is advertised in SDP",
+            );
+        }
+        if let Some(range) = &self.sip.rtp_port_range {
+            if let Err(reason) = call_runtime::ports::parse_port_range(range) {
+                return Err(InvalidValue::new("sip.rtp_port_range", reason));
+            }
+        }
+        if self
+            .sip
+            .media_public_address
+            .is_some_and(|a| a.is_unspecified())
+        {
+            return bad(
+                "sip.media_public_address",
                 "must be a concrete address: it is advertised in SDP",
             );
         }
@@ -758,6 +1092,16 @@ impl Config {
         Ok(())
     }
 
+    /// The PostgreSQL connection settings of `[store]` (the URL aside).
+    pub fn postgres_options(&self) -> crate::store::PgOptions {
+        crate::store::PgOptions {
+            sslmode: self.store.postgres_sslmode,
+            ca_file: self.store.postgres_ca_file.clone(),
+            pool_size: self.store.postgres_pool_size,
+            hangup_wait: std::time::Duration::from_secs(self.cluster.hangup_wait_secs),
+        }
+    }
+
     /// This node's name: configured, else the host name, else `openum`.
     pub fn node_name(&self) -> String {
         self.server
@@ -771,9 +1115,62 @@ impl Config {
     }
 }
 
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        if self.heartbeat_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.heartbeat_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.hangup_wait_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.hangup_wait_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.fence_after_secs < 2 * self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.fence_after_secs",
+                format!(
+                    "({}) must be at least twice cluster.heartbeat_secs ({}): one slow heartbeat must not make a node hang up its calls",
+                    self.fence_after_secs, self.heartbeat_secs
+                ),
+            ));
+        }
+        if self.dead_after_secs < self.fence_after_secs + self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.dead_after_secs",
+                format!(
+                    "({}) must be at least cluster.fence_after_secs + cluster.heartbeat_secs ({}): a node cut off from the database must hang up its calls before its peers declare them Disconnected",
+                    self.dead_after_secs,
+                    self.fence_after_secs + self.heartbeat_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_bounds_that_allow_split_brain_are_refused_naming_the_key() {
+        let problem = Config::parse("[cluster]\nfence_after_secs = 12\ndead_after_secs = 12\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.dead_after_secs"), "{problem}");
+        let problem = Config::parse("[cluster]\nheartbeat_secs = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.fence_after_secs"), "{problem}");
+        let problem = Config::parse("[store]\npostgres_sslmode = \"require\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("postgres_sslmode"), "{problem}");
+    }
 
     #[test]
     fn the_example_file_documents_exactly_the_defaults() {
@@ -849,6 +1246,30 @@ mod tests {
     }
 
     #[test]
+    fn rtp_port_range_and_media_public_address_are_checked_and_passed_on() {
+        let config = Config::parse(
+            "[sip]\nrtp_port_range = \"20000-29999\"\nmedia_public_address = \"203.0.113.7\"\n",
+        )
+        .unwrap();
+        let settings = call_runtime::settings::SipSettings::from(&config.sip);
+        assert_eq!(settings.rtp_port_range, Some((20000, 29999)));
+        assert_eq!(
+            settings.media_public_address,
+            Some(std::net::IpAddr::from([203, 0, 113, 7]))
+        );
+        for bad in ["\"20000\"", "\"30000-20000\"", "\"100-200\""] {
+            let err = Config::parse(&format!("[sip]\nrtp_port_range = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sip.rtp_port_range"), "{err}");
+        }
+        let err = Config::parse("[sip]\nmedia_public_address = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.media_public_address"), "{err}");
+    }
+
+    #[test]
     fn a_mailbox_url_must_be_https_unless_loopback_or_allowed() {
         let parse = |toml: &str| Config::parse(toml).map_err(|e| e.to_string());
         let c =
@@ -871,6 +1292,66 @@ mod tests {
         }
         let err = parse("[mailbox]\news_url = \"https://m/EWS\"\ntimeout_secs = 0\n").unwrap_err();
         assert!(err.contains("mailbox.timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_names_the_missing_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openum.toml");
+        std::fs::write(&path, "[server]\ntls_cert = \"/etc/openum/cert.pem\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.tls_key") && err.contains("openum.toml"),
+            "{err}"
+        );
+        std::fs::write(&path, "[server]\ntls_key = \"/etc/openum/key.pem\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.tls_cert") && err.contains("openum.toml"),
+            "{err}"
+        );
+        let both = Config::parse("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        assert_eq!(
+            both.server.tls_files(),
+            Some((Path::new("c.pem"), Path::new("k.pem")))
+        );
+    }
+
+    #[test]
+    fn plain_http_on_a_public_address_is_refused_unless_allowed_or_tls() {
+        let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let err = ServerConfig::default()
+            .check_plain_http(listen)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.allow_plain_http"), "{err}");
+        for loopback in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:1"] {
+            assert!(ServerConfig::default()
+                .check_plain_http(loopback.parse().unwrap())
+                .is_ok());
+        }
+        let allowed = ServerConfig {
+            allow_plain_http: true,
+            ..ServerConfig::default()
+        };
+        assert!(allowed.check_plain_http(listen).is_ok());
+        let tls = ServerConfig {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..ServerConfig::default()
+        };
+        assert!(tls.check_plain_http(listen).is_ok());
+    }
+
+    #[test]
+    fn the_metrics_token_is_redacted_and_must_not_be_empty() {
+        let c = Config::parse("[server]\nmetrics_token = \"s3cret-token\"\n").unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret-token"), "{debug}");
+        let err = Config::parse("[server]\nmetrics_token = \" \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.metrics_token"), "{err}");
     }
 
     #[test]

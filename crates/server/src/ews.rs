@@ -469,23 +469,12 @@ async fn disconnect_phone_call(
             message: ResponseMessage::success(),
         }));
     }
-    // Another node owns the call's signalling: ask it (through the store) and wait briefly for
-    // it to record the end, so the next GetPhoneCallInformation shows it.
+    // Another node owns the call's signalling: ask it (through the store), which waits — bounded
+    // by `cluster.hangup_wait_secs` — for the owner to confirm the call ended.
     if record.node != state.node {
-        // A failure to ask the owner is an error, never a local hang-up: the owner may still
-        // be playing the call.
+        // A failure to ask the owner, or no confirmation in time, is an error, never a local
+        // hang-up: the owner may still be playing the call.
         state.store.request_hangup(&record.node, &record.id).await?;
-        for _ in 0..40 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if state
-                .registry
-                .get(&record.id)
-                .await?
-                .is_some_and(|r| r.is_finished())
-            {
-                break;
-            }
-        }
         return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
             message: ResponseMessage::success(),
         }));

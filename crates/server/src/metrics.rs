@@ -50,6 +50,15 @@ pub struct MailboxLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `openum_auth_failures_total`.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct AuthFailureLabels {
+    /// `basic`, `bearer` or `other` (the Authorization header's scheme).
+    pub scheme: &'static str,
+    /// Why the login failed (see [`crate::auth::FailureReason`]).
+    pub reason: &'static str,
+}
+
 /// Labels of a gateway's state.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct GatewayLabels {
@@ -78,6 +87,8 @@ pub struct Metrics {
     forward_duration: Histogram,
     forwarding: Gauge,
     pinned: Gauge,
+    auth_failures: Family<AuthFailureLabels, Counter>,
+    auth_lockouts: Counter,
     // Registration needs `&mut Registry`; scrapes build the text under this lock.
     encode_lock: Mutex<()>,
 }
@@ -111,6 +122,18 @@ impl Metrics {
     /// The gauge of forwarded requests in flight.
     pub fn forwarding(&self) -> &Gauge {
         &self.forwarding
+    }
+
+    /// Counts a failed login.
+    pub fn auth_failure(&self, scheme: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthFailureLabels { scheme, reason })
+            .inc();
+    }
+
+    /// Counts a lockout started (of an address or a user name).
+    pub fn auth_lockout(&self) {
+        self.auth_lockouts.inc();
     }
 
     /// Counts a placed call.
@@ -233,6 +256,16 @@ impl Metrics {
             "RTP packets the kernel refused (dropped)",
             ConstCounter::new(figures.rtp_send_errors),
         );
+        registry.register(
+            "auth_failures",
+            "Failed logins by Authorization scheme and reason",
+            self.auth_failures.clone(),
+        );
+        registry.register(
+            "auth_lockouts",
+            "Lockouts started after repeated failed logins (per address or user name)",
+            self.auth_lockouts.clone(),
+        );
         let gateways = Family::<GatewayLabels, Gauge>::default();
         for (name, up) in &figures.gateways_up {
             gateways
@@ -300,6 +333,8 @@ impl Metrics {
             forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             forwarding: Gauge::default(),
             pinned: Gauge::default(),
+            auth_failures: Family::default(),
+            auth_lockouts: Counter::default(),
             encode_lock: Mutex::new(()),
         }
     }

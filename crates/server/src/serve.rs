@@ -24,6 +24,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listen = listen.unwrap_or(config.server.listen);
+    // The front door first: nothing starts (no store, no SIP) behind a door that is refused.
+    config.server.check_plain_http(listen)?;
+    let tls = crate::tls::Tls::from_config(&config.server)?;
+    // From here on SIGHUP reloads the certificate and never ends the process (its default
+    // action would drop every live call without a BYE).
+    crate::tls::reload_on_sighup(tls.clone()).context("cannot watch for SIGHUP")?;
+    // Held until this function returns: `openum restore` refuses a SQLite store in use, and a
+    // second `serve` on the same file is refused. (PostgreSQL nodes may share a directory.)
+    let _in_use = match crate::backup::StoreLocation::of(config) {
+        crate::backup::StoreLocation::Sqlite(_) => Some(crate::backup::DataDirLock::acquire(
+            &config.server.data_dir,
+        )?),
+        crate::backup::StoreLocation::Postgres { .. } => None,
+    };
     let store = crate::open_store(config).await?;
     let node = config.node_name();
     // Nothing this node owned can still be live: a previous process died with it.
@@ -37,7 +51,10 @@ pub async fn serve(
             "closed calls left live by a previous run as Disconnected/Other"
         );
     }
-    let registry = Arc::new(Registry::new(store, node));
+    let retention = crate::retention::spawn(Arc::clone(&store), config.into());
+    let registry = Arc::new(
+        Registry::new(store, node).with_dialled_numbers(config.privacy.store_dialled_numbers),
+    );
     let mailbox = config
         .mailbox
         .as_ref()
@@ -47,8 +64,22 @@ pub async fn serve(
         })
         .transpose()
         .context("cannot set up the mailbox backend ([mailbox])")?;
+    // Audio imported on this node before it lived in the store moves there (PostgreSQL).
+    let moved =
+        crate::voicemail::adopt_local_audio(registry.store().as_ref(), &config.server.data_dir)
+            .await;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved node-local voice-mail audio into the shared store"
+        );
+    }
     let audio = ItemAudio {
-        local: LocalAudio::new(config.server.data_dir.clone()),
+        local: LocalAudio::with_store(
+            config.server.data_dir.clone(),
+            Arc::clone(registry.store()),
+            config.cluster.audio_cache_mb.saturating_mul(1024 * 1024),
+        ),
         mailbox: mailbox.clone(),
     };
     let sip = match config.active_gateway() {
@@ -69,13 +100,29 @@ pub async fn serve(
         // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
         None => Arc::new(NoGateway),
     };
-    listen_for_hangups(registry.store().as_ref(), registry.node(), &calls);
+    listen_for_hangups(&registry, &calls);
+    crate::cluster::start(&registry, &calls, &config.cluster);
+    let metrics = match config.server.metrics_listen {
+        Some(address) => Some(
+            start_metrics_listener(
+                address,
+                crate::metrics_listener::router(
+                    Arc::clone(&registry),
+                    Arc::clone(&calls),
+                    config.server.metrics_token.as_deref(),
+                ),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let state = crate::app_state_with_mailbox(config, registry, calls, mailbox)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         data_dir = %config.server.data_dir.display(),
         node = %state.node,
         gateway = config.active_gateway().map_or("none", |g| g.name.as_str()),
@@ -90,19 +137,50 @@ pub async fn serve(
             sip.shutdown(Duration::from_secs(2)).await;
         }
     };
-    crate::run(config, listener, state, shutdown).await;
+    crate::run_tls(config, listener, state, tls, shutdown).await;
+    if let Some((stop, task)) = metrics {
+        // The task may have ended already (its error was logged); nothing is left to stop.
+        _ = stop.send(());
+        if let Err(error) = task.await {
+            tracing::error!(%error, "the metrics listener task failed");
+        }
+    }
+    retention.abort();
     tracing::info!("openum stopped");
     Ok(())
 }
 
+/// Binds `server.metrics_listen` and serves `router` there until the returned sender fires.
+async fn start_metrics_listener(
+    address: SocketAddr,
+    router: axum::Router,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (server.metrics_listen)"))?;
+    tracing::info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(crate::metrics_listener::serve(listener, router, async {
+        // Sent or dropped: either way the node is stopping.
+        _ = stopped.await;
+    }));
+    Ok((stop, task))
+}
+
 /// Other nodes ask this one to end the calls it owns (PostgreSQL `NOTIFY`); a task hands each
-/// request for this node to the call service. Single-node stores have no such requests.
-pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallService>) {
-    let Some(mut requests) = store.hangup_requests() else {
+/// request for this node to the call service, then confirms it to the asking node once the
+/// call reads ended here. Single-node stores have no such requests.
+pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>) {
+    let store: &dyn Store = registry.store().as_ref();
+    let Some(mut requests) = store.hangup_requests(registry.node()) else {
         return;
     };
     let calls = Arc::clone(calls);
-    let me = node.to_owned();
+    let registry = Arc::clone(registry);
+    let me = registry.node().to_owned();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
@@ -111,6 +189,22 @@ pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallSer
                     tracing::info!(call = %request.call_id, "hang-up requested by another node");
                     if calls.hangup(&request.call_id).await == calls::Hangup::NotLive {
                         tracing::info!(call = %request.call_id, "the call had already ended");
+                    }
+                    // Confirmed only once the store reads it ended: the asking node (and every
+                    // other) answers from the store, and must never read it live after Success.
+                    let ended = match registry.store().call(&request.call_id).await {
+                        Ok(record) => record.is_none_or(|r| r.is_finished()),
+                        Err(error) => {
+                            tracing::error!(call = %request.call_id, error = %error_chain(&error), "cannot read the call a peer asked to end");
+                            false
+                        }
+                    };
+                    if !ended {
+                        // No confirmation: the asking node answers with an error.
+                        tracing::error!(call = %request.call_id, "a hang-up asked by a peer is not recorded in the store yet; not confirmed");
+                    } else if let Err(error) = registry.store().hangup_done(&request.call_id).await
+                    {
+                        tracing::warn!(call = %request.call_id, error = %error_chain(&error), "cannot confirm a hang-up to the node that asked");
                     }
                 }
                 Ok(_) => {}
