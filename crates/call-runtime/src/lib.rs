@@ -23,8 +23,8 @@
 pub mod dns;
 pub mod gateways;
 pub mod media;
-pub mod ports;
 pub mod options;
+pub mod ports;
 pub mod register;
 pub mod settings;
 pub mod sip;

@@ -511,12 +511,14 @@ impl crate::task::Dialogue for RsipDialogue {
                     self.states_open = true;
                     self.outcome_done = false;
                     self.gateway = settings;
-                    return Some(call_engine::call::Call::with_auth(
-                        tokio::time::Instant::now().into_std(),
-                        crate::call_config(&next.settings, self.message),
-                        crate::digest_auth(&next.settings, &self.number),
-                    )
-                    .with_session(self.session.clone()));
+                    return Some(
+                        call_engine::call::Call::with_auth(
+                            tokio::time::Instant::now().into_std(),
+                            crate::call_config(&next.settings, self.message),
+                            crate::digest_auth(&next.settings, &self.number),
+                        )
+                        .with_session(self.session.clone()),
+                    );
                 }
                 Err(error) => {
                     tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
