@@ -222,6 +222,8 @@ pub async fn send_options(
             let code = response.status_code.code();
             match code {
                 100..=199 => {}
+                // rsipstack's own 408 on Timer F carries no To-tag: no peer sent it.
+                408 if !crate::sip::has_to_tag(&response) => return Err(PingError::NoResponse),
                 408 | 500..=599 => return Err(PingError::Refused(code)),
                 _ => return Ok(()),
             }
