@@ -105,8 +105,9 @@ impl SipCallService {
         let gateways = Arc::new(Gateways::new(gateways));
         let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
         tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
-        crate::options::spawn_pings(&stack, &gateways);
-        crate::register::spawn_registrations(&stack, &gateways);
+        let resolver = crate::dns::Resolver::new(&sip.dns_servers);
+        crate::options::spawn_pings(&stack, &gateways, &resolver);
+        crate::register::spawn_registrations(&stack, &gateways, &resolver);
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
@@ -114,7 +115,7 @@ impl SipCallService {
                 stack,
                 media: MediaHandle::spawn(),
                 gateways,
-                resolver: crate::dns::Resolver::new(&sip.dns_servers),
+                resolver,
                 rtp_address: sip.rtp_address,
                 rtp_port_range: sip.rtp_port_range,
                 media_public_address: sip.media_public_address,
@@ -278,7 +279,13 @@ impl CallService for SipCallService {
             self.inner.stack.local_addr().ip(),
             route,
         );
-        let (first, settings) = match route.next().await {
+        // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
+        // matched to the EWS call without a lookup table.
+        let call_id = format!("{}@openum", uuid_part(&record.id));
+        // One span per call, carrying both identities, around everything the task logs
+        // (from the gateway's DNS lookup on).
+        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
+        let (first, settings) = match route.next().instrument(span.clone()).await {
             Ok(Some(attempt)) => attempt,
             Ok(None) => return Err(PlaceError::NoGateway),
             Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
@@ -296,11 +303,6 @@ impl CallService for SipCallService {
         );
         let session_id: u64 = rand::thread_rng().gen();
         let offer = sdp::offer(rtp_local, session_id);
-        // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
-        // matched to the EWS call without a lookup table.
-        let call_id = format!("{}@openum", uuid_part(&record.id));
-        // One span per call, carrying both identities, around everything the task logs.
-        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
         let attempt = first.attempt();
         let outgoing = span
             .in_scope(|| {

@@ -19,9 +19,71 @@ use crate::gateways::{uri_host_port, Gateway, Gateways};
 use crate::settings::{OptionsPing, Transport as GatewayTransport};
 use crate::sip::SipStack;
 
+/// Why an out-of-dialog request (OPTIONS, REGISTER) cannot be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The gateway's host could not be located.
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
+    /// It located to nothing.
+    #[error("the gateway host {0} has no address")]
+    NoAddress(String),
+    /// No connection to it could be found or opened.
+    #[error("no transport to {target}")]
+    Transport {
+        /// Where to.
+        target: String,
+        /// rsipstack's error.
+        #[source]
+        source: Box<rsipstack::Error>,
+    },
+}
+
+/// Where an out-of-dialog request to `host_port` goes, and the Via for it: the host located as
+/// for calls (RFC 3263; the first address), and the local transport it leaves on (the
+/// connection looked up, or opened for TCP), so that Via names that transport and address.
+pub(crate) async fn route_request(
+    stack: &SipStack,
+    resolver: &crate::dns::Resolver,
+    host_port: &str,
+    transport: GatewayTransport,
+) -> Result<(SipAddr, rsipstack::sip::typed::Via), RouteError> {
+    let target = resolver
+        .locate(host_port, transport)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| RouteError::NoAddress(host_port.to_owned()))?;
+    let destination = SipAddr {
+        r#type: Some(match transport {
+            GatewayTransport::Udp => Transport::Udp,
+            GatewayTransport::Tcp => Transport::Tcp,
+        }),
+        addr: target.into(),
+    };
+    let transport_error = |source| RouteError::Transport {
+        target: target.to_string(),
+        source: Box::new(source),
+    };
+    let (connection, _) = stack
+        .endpoint
+        .transport_layer
+        .lookup(&destination, None)
+        .await
+        .map_err(transport_error)?;
+    let via = stack
+        .endpoint
+        .get_via(Some(connection.get_addr().clone()), Some(make_via_branch()))
+        .map_err(transport_error)?;
+    Ok((destination, via))
+}
+
 /// Why a ping counts as failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
+    /// The gateway cannot be reached.
+    #[error("cannot route the OPTIONS")]
+    Route(#[from] RouteError),
     /// The request could not be built from the gateway's settings.
     #[error("invalid gateway setting {0}")]
     Setting(String),
@@ -37,24 +99,34 @@ pub enum PingError {
 }
 
 /// Starts one ping task per gateway that has pings configured; they end with the stack.
-pub(crate) fn spawn_pings(stack: &Arc<SipStack>, gateways: &Arc<Gateways>) {
+pub(crate) fn spawn_pings(
+    stack: &Arc<SipStack>,
+    gateways: &Arc<Gateways>,
+    resolver: &crate::dns::Resolver,
+) {
     for gateway in gateways.all() {
         let Some(ping) = gateway.settings.options else {
             continue;
         };
         let stack = Arc::clone(stack);
         let gateway = Arc::clone(gateway);
+        let resolver = resolver.clone();
         let cancel = stack.cancel_token();
         tokio::spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = ping_loop(&stack, &gateway, ping) => {}
+                () = ping_loop(&stack, &gateway, &resolver, ping) => {}
             }
         });
     }
 }
 
-async fn ping_loop(stack: &SipStack, gateway: &Gateway, ping: OptionsPing) {
+async fn ping_loop(
+    stack: &SipStack,
+    gateway: &Gateway,
+    resolver: &crate::dns::Resolver,
+    ping: OptionsPing,
+) {
     let mut counter = Counter::default();
     let mut ticks = tokio::time::interval(ping.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -62,7 +134,7 @@ async fn ping_loop(stack: &SipStack, gateway: &Gateway, ping: OptionsPing) {
     loop {
         ticks.tick().await;
         seq = seq.wrapping_add(1);
-        let result = send_options(stack, gateway, seq).await;
+        let result = send_options(stack, resolver, gateway, seq).await;
         let answered = result.is_ok();
         if let Err(error) = &result {
             tracing::debug!(gateway = %gateway.name(), error = %calls::error_chain(error), "OPTIONS ping failed");
@@ -103,22 +175,24 @@ impl Counter {
 }
 
 /// Sends one OPTIONS to `gateway` and waits for its final response.
-pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Result<(), PingError> {
+pub async fn send_options(
+    stack: &SipStack,
+    resolver: &crate::dns::Resolver,
+    gateway: &Gateway,
+    seq: u32,
+) -> Result<(), PingError> {
     let settings = &gateway.settings;
     let host_port = uri_host_port(&settings.uri).to_owned();
-    let (transport, suffix) = match settings.transport {
-        GatewayTransport::Udp => (Transport::Udp, ""),
-        GatewayTransport::Tcp => (Transport::Tcp, ";transport=tcp"),
+    let suffix = match settings.transport {
+        GatewayTransport::Udp => "",
+        GatewayTransport::Tcp => ";transport=tcp",
     };
     let target_text = format!("sip:{host_port}{suffix}");
     let target = Uri::try_from(target_text.as_str())
         .map_err(|e| PingError::Setting(format!("uri {target_text:?}: {e}")))?;
     let destination_text = settings.address.clone().unwrap_or(host_port);
-    let destination = SipAddr {
-        r#type: Some(transport),
-        addr: rsipstack::sip::HostWithPort::try_from(destination_text.as_str())
-            .map_err(|e| PingError::Setting(format!("address {destination_text:?}: {e}")))?,
-    };
+    let (destination, via) =
+        route_request(stack, resolver, &destination_text, settings.transport).await?;
     let from_text = settings
         .from
         .clone()
@@ -126,9 +200,6 @@ pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Resu
     let from_uri = Uri::try_from(from_text.as_str())
         .map_err(|e| PingError::Setting(format!("from {from_text:?}: {e}")))?;
     let endpoint = &stack.endpoint;
-    let via = endpoint
-        .get_via(None, Some(make_via_branch()))
-        .map_err(|e| PingError::Send(Box::new(e)))?;
     let from = rsipstack::sip::typed::From {
         display_name: None,
         uri: from_uri,
@@ -151,6 +222,8 @@ pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Resu
             let code = response.status_code.code();
             match code {
                 100..=199 => {}
+                // rsipstack's own 408 on Timer F carries no To-tag: no peer sent it.
+                408 if !crate::sip::has_to_tag(&response) => return Err(PingError::NoResponse),
                 408 | 500..=599 => return Err(PingError::Refused(code)),
                 _ => return Ok(()),
             }

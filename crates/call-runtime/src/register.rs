@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use call_engine::digest;
 use rand::Rng as _;
-use rsipstack::sip::{Header, Method, Response, SipMessage, Transport, Uri};
+use rsipstack::sip::{Header, Method, Response, SipMessage, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transaction::{make_tag, make_via_branch};
-use rsipstack::transport::SipAddr;
 
 use crate::gateways::{split_host_port, uri_host_port, Gateway, Gateways, Registration};
 use crate::settings::{RegisterSettings, Transport as GatewayTransport};
@@ -31,6 +30,9 @@ const MAX_CHALLENGES: u32 = 2;
 /// Why a registration attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
+    /// The registrar cannot be reached.
+    #[error("cannot route the REGISTER")]
+    Route(#[from] crate::options::RouteError),
     /// The request could not be built from the gateway's settings.
     #[error("invalid registration setting {0}")]
     Setting(String),
@@ -57,18 +59,23 @@ pub enum RegisterError {
 }
 
 /// Starts one registration task per gateway that registers; they end with the stack.
-pub(crate) fn spawn_registrations(stack: &Arc<SipStack>, gateways: &Arc<Gateways>) {
+pub(crate) fn spawn_registrations(
+    stack: &Arc<SipStack>,
+    gateways: &Arc<Gateways>,
+    resolver: &crate::dns::Resolver,
+) {
     for gateway in gateways.all() {
         let Some(register) = gateway.settings.register.clone() else {
             continue;
         };
         let stack = Arc::clone(stack);
         let gateway = Arc::clone(gateway);
+        let resolver = resolver.clone();
         let cancel = stack.cancel_token();
         tokio::spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = register_loop(&stack, &gateway, &register) => {}
+                () = register_loop(&stack, &resolver, &gateway, &register) => {}
             }
         });
     }
@@ -84,7 +91,12 @@ pub fn retry_after(failures: u32) -> Duration {
     Duration::from_secs(1_u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }
 
-async fn register_loop(stack: &SipStack, gateway: &Gateway, register: &RegisterSettings) {
+async fn register_loop(
+    stack: &SipStack,
+    resolver: &crate::dns::Resolver,
+    gateway: &Gateway,
+    register: &RegisterSettings,
+) {
     let mut session = Session {
         call_id: format!("{:032x}@openum", rand::thread_rng().gen::<u128>()),
         from_tag: make_tag().to_string(),
@@ -93,7 +105,7 @@ async fn register_loop(stack: &SipStack, gateway: &Gateway, register: &RegisterS
     };
     let mut failures = 0_u32;
     loop {
-        let wait = match session.register(stack, gateway, register).await {
+        let wait = match session.register(stack, resolver, gateway, register).await {
             Ok(granted) => {
                 failures = 0;
                 if gateway.set_registration(Registration::Registered) {
@@ -133,6 +145,7 @@ impl Session {
     async fn register(
         &mut self,
         stack: &SipStack,
+        resolver: &crate::dns::Resolver,
         gateway: &Gateway,
         register: &RegisterSettings,
     ) -> Result<Duration, RegisterError> {
@@ -145,21 +158,13 @@ impl Session {
         let (registrar_name, _) =
             split_host_port(&registrar_host).map_err(RegisterError::Setting)?;
         let aor = format!("sip:{username}@{registrar_name}");
-        let (transport, contact_suffix) = match settings.transport {
-            GatewayTransport::Udp => (Transport::Udp, ""),
-            GatewayTransport::Tcp => (Transport::Tcp, ";transport=tcp"),
+        let contact_suffix = match settings.transport {
+            GatewayTransport::Udp => "",
+            GatewayTransport::Tcp => ";transport=tcp",
         };
         let contact = format!("<sip:{username}@{}{contact_suffix}>", stack.local_addr());
-        let destination_text = settings
-            .address
-            .clone()
-            .unwrap_or_else(|| with_default_port(&registrar_host));
-        let destination = SipAddr {
-            r#type: Some(transport),
-            addr: rsipstack::sip::HostWithPort::try_from(destination_text.as_str()).map_err(
-                |e| RegisterError::Setting(format!("address {destination_text:?}: {e}")),
-            )?,
-        };
+        // The gateway's `address` if set, else the registrar's host, located as for calls.
+        let destination_text = settings.address.clone().unwrap_or(registrar_host);
         let mut authorization: Option<Header> = None;
         let mut challenges = 0;
         loop {
@@ -170,9 +175,13 @@ impl Session {
             let aor_uri = Uri::try_from(aor.as_str())
                 .map_err(|e| RegisterError::Setting(format!("address of record {aor:?}: {e}")))?;
             let endpoint = &stack.endpoint;
-            let via = endpoint
-                .get_via(None, Some(make_via_branch()))
-                .map_err(|e| RegisterError::Send(Box::new(e)))?;
+            let (destination, via) = crate::options::route_request(
+                stack,
+                resolver,
+                &destination_text,
+                settings.transport,
+            )
+            .await?;
             let from = rsipstack::sip::typed::From {
                 display_name: None,
                 uri: aor_uri.clone(),
@@ -205,7 +214,7 @@ impl Session {
             let key = TransactionKey::from_request(&request, TransactionRole::Client)
                 .map_err(|e| RegisterError::Send(Box::new(e)))?;
             let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
-            tx.destination = Some(destination.clone());
+            tx.destination = Some(destination);
             tx.send()
                 .await
                 .map_err(|e| RegisterError::Send(Box::new(e)))?;
@@ -257,14 +266,6 @@ impl Session {
                 _ => return Err(refused(&response)),
             }
         }
-    }
-}
-
-/// `host:port` with 5060 added when no port is given.
-fn with_default_port(host_port: &str) -> String {
-    match split_host_port(host_port) {
-        Ok((_, Some(_))) => host_port.to_owned(),
-        _ => format!("{host_port}:5060"),
     }
 }
 
@@ -349,7 +350,5 @@ mod tests {
         assert_eq!(granted(&r, 600), Duration::from_secs(90));
         let r = parse(&format!("{head}Content-Length: 0\r\n\r\n"));
         assert_eq!(granted(&r, 600), Duration::from_secs(600));
-        assert_eq!(with_default_port("kam.example"), "kam.example:5060");
-        assert_eq!(with_default_port("127.0.0.1:5070"), "127.0.0.1:5070");
     }
 }
