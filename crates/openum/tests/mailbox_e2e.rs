@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,8 @@ fn basic(user: &str, password: &str) -> String {
 struct Node {
     url: String,
     http: reqwest::Client,
+    /// openum's stderr, shown when it does not answer.
+    log: PathBuf,
     _process: Processes,
 }
 
@@ -85,6 +87,7 @@ impl Node {
         Self {
             url: format!("http://127.0.0.1:{http_port}/EWS/Exchange.asmx"),
             http: reqwest::Client::new(),
+            log: dir.join("openum.log"),
             _process: Processes(vec![child]),
         }
     }
@@ -112,7 +115,12 @@ impl Node {
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("{e}"),
+                Err(e) => panic!(
+                    "openum at {} did not answer: {}\n--- its log:\n{}",
+                    self.url,
+                    calls::error_chain(&e),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
             }
         }
     }
@@ -410,7 +418,7 @@ fn calls_started(metrics: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_belong_to_the_mailbox_and_mailbox_errors_reach_the_client_as_exchange_gives_them() {
     let dir = tempfile::tempdir().unwrap();
-    let base = 40000 + (std::process::id() % 40) as u16 * 100;
+    let base = 40000 + (std::process::id() % 10) as u16 * 100;
     let phone = Phone::start(dir.path(), base + 2, base + 50, base + 99);
     let boxes = mailboxes(dir.path()).await;
     let node = Node::start(
