@@ -6,6 +6,8 @@
 //! - [`call`]: the call state machine and the SIP-to-EWS state/cause mapping.
 //! - [`auth`]: whether and how a 401/407 to the INVITE is answered (credentials, the limit of
 //!   two answered challenges, the new INVITE's `Authorization` / `Proxy-Authorization`).
+//! - [`sdes`]: SRTP keying by SDES (`a=crypto`, RFC 4568): the offer's attributes per gateway
+//!   policy, and the answer's choice.
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
 //! - [`g711`]: µ-law and A-law.
@@ -33,6 +35,7 @@ pub mod call;
 pub mod digest;
 pub mod g711;
 pub mod rtp;
+pub mod sdes;
 pub mod sdp;
 
 #[cfg(test)]
