@@ -359,8 +359,14 @@ mod tests {
     fn mandatory_offers_savp_with_both_suites_each_with_its_own_key() {
         let sdp = offer(SrtpPolicy::Mandatory).apply(&plain_offer());
         assert!(sdp.contains("m=audio 40000 RTP/SAVP 0 8 101\r\n"), "{sdp}");
-        let first = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n", inline(7));
-        let second = format!("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n", inline(9));
+        let first = format!(
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+            inline(7)
+        );
+        let second = format!(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+            inline(9)
+        );
         let m = sdp.find("m=audio").unwrap();
         assert!(sdp[m..].contains(&first), "{sdp}");
         assert!(sdp[m..].contains(&second), "{sdp}");
@@ -379,7 +385,10 @@ mod tests {
     fn the_accepted_tag_picks_our_key_and_the_answer_gives_theirs() {
         let a = answer(
             "RTP/SAVP",
-            &[&format!("2 AES_CM_128_HMAC_SHA1_32 inline:{}|2^31|1:4", inline(3))],
+            &[&format!(
+                "2 AES_CM_128_HMAC_SHA1_32 inline:{}|2^31|1:4",
+                inline(3)
+            )],
         );
         let keys = offer(SrtpPolicy::Mandatory).negotiate(&a).unwrap().unwrap();
         assert_eq!(keys.suite, CryptoSuite::AesCm128HmacSha1_32);

@@ -10,6 +10,8 @@
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
+//! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
@@ -17,7 +19,9 @@
 pub mod media;
 pub mod settings;
 pub mod sip;
+pub mod srtp;
 mod task;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +61,8 @@ struct Inner {
     stack: Arc<SipStack>,
     media: MediaHandle,
     gateway: Arc<GatewaySettings>,
+    /// The gateway's TLS client, when signalling to it runs over TLS.
+    tls: Option<Arc<tls::TlsClient>>,
     rtp_address: IpAddr,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
@@ -74,6 +80,18 @@ impl SipCallService {
         sip: &SipSettings,
         gateway: GatewaySettings,
     ) -> Result<Self, SipError> {
+        let tls = if gateway.uses_tls() {
+            let client = tls::TlsClient::new(
+                &gateway.name,
+                &sip::gateway_host(&gateway),
+                sip::gateway_target(&gateway),
+                &gateway.tls,
+            )
+            .map_err(|e| SipError::TlsSetup(Box::new(e)))?;
+            Some(Arc::new(client))
+        } else {
+            None
+        };
         let stack = SipStack::start(sip).await?;
         let gateway_cps = gateway.calls_per_second;
         tracing::info!(sip = %stack.local_addr(), gateway = %gateway.name, "SIP user agent ready");
@@ -84,6 +102,7 @@ impl SipCallService {
                 stack: Arc::new(stack),
                 media: MediaHandle::spawn(),
                 gateway: Arc::new(gateway),
+                tls,
                 rtp_address: sip.rtp_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
@@ -207,16 +226,43 @@ impl CallService for SipCallService {
             .await
             .map_err(PlaceError::MediaSocket)?;
         let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
-        let offer = sdp::offer(rtp_local, rand::thread_rng().gen());
+        let gateway = &self.inner.gateway;
+        let srtp = srtp::CallSrtp::new(gateway.srtp);
+        let offer = srtp.offer(&sdp::offer(rtp_local, rand::thread_rng().gen()));
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
-        let gateway = &self.inner.gateway;
-        let outgoing = self
-            .inner
-            .stack
-            .invite(gateway, &record.dialled, offer.clone(), &call_id, None)
-            .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
+        // Over TLS the INVITE waits for the connection, in the call's task: a connection or
+        // certificate failure ends the call (cause Other) rather than the PlayOnPhone request.
+        let (outgoing, pending) = match &self.inner.tls {
+            Some(client) => (
+                None,
+                Some(RsipDialogue::over_tls(
+                    &self.inner.stack,
+                    Arc::clone(client),
+                    gateway,
+                    &record.dialled,
+                    &offer,
+                    &call_id,
+                )),
+            ),
+            None => (
+                Some(
+                    self.inner
+                        .stack
+                        .invite(
+                            gateway,
+                            &record.dialled,
+                            offer.clone(),
+                            &call_id,
+                            None,
+                            None,
+                        )
+                        .map_err(|e| PlaceError::Signalling(Box::new(e)))?,
+                ),
+                None,
+            ),
+        };
         let auth = gateway.credentials.as_ref().map(|(username, password)| {
             DigestAuth::new(
                 Credentials::new(username.clone(), password.clone()),
@@ -241,6 +287,8 @@ impl CallService for SipCallService {
                 call_id,
                 offer,
                 outgoing,
+                pending,
+                destination: None,
                 states_open: true,
                 outcome_done: false,
             },
@@ -249,6 +297,7 @@ impl CallService for SipCallService {
             record: record.clone(),
             audio,
             socket: Arc::new(socket),
+            srtp,
         };
         let service = self.clone();
         let id = record.id.clone();

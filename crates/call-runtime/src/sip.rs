@@ -48,6 +48,12 @@ pub enum SipError {
     /// rsipstack refused to create the call.
     #[error("cannot send the INVITE")]
     Invite(#[source] Box<rsipstack::Error>),
+    /// The TLS connection to the gateway could not be opened.
+    #[error("no TLS connection to the gateway")]
+    Tls(#[source] Box<crate::tls::TlsConnectError>),
+    /// The gateway's TLS settings are unusable.
+    #[error("unusable TLS settings")]
+    TlsSetup(#[source] Box<crate::tls::TlsSetupError>),
     /// An in-dialog request (CANCEL, BYE) could not be sent.
     #[error("cannot send the {method}")]
     Request {
@@ -83,6 +89,7 @@ impl SipError {
 /// The running SIP stack.
 pub struct SipStack {
     dialogs: Arc<DialogLayer>,
+    endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
     local: SocketAddr,
     cancel: CancellationToken,
 }
@@ -178,6 +185,7 @@ impl SipStack {
         });
         Ok(Self {
             dialogs,
+            endpoint: endpoint.inner.clone(),
             local,
             cancel,
         })
@@ -188,13 +196,25 @@ impl SipStack {
         self.local
     }
 
+    /// Opens (or reuses) the TLS connection to a gateway; returns its address as the transport
+    /// layer keys it, the destination of the INVITE.
+    pub async fn connect_tls(
+        &self,
+        client: &crate::tls::TlsClient,
+    ) -> Result<SipAddr, crate::tls::TlsConnectError> {
+        client
+            .connect(&self.endpoint.transport_layer, &self.cancel)
+            .await
+    }
+
     /// The Request-URI of a call to `number` through `gateway`.
     pub fn request_uri(gateway: &GatewaySettings, number: &str) -> String {
         gateway.uri.replace("{number}", number)
     }
 
     /// Sends an INVITE for `number` through `gateway` with `sdp` as the offer, carrying
-    /// `authorization` (an answer to a previous 401/407) if given.
+    /// `authorization` (an answer to a previous 401/407) if given, to `destination` (an open
+    /// TLS connection's address) or else the gateway's address.
     pub fn invite(
         &self,
         gateway: &GatewaySettings,
@@ -202,6 +222,7 @@ impl SipStack {
         sdp: String,
         call_id: &str,
         authorization: Option<Authorization>,
+        destination: Option<&SipAddr>,
     ) -> Result<OutgoingCall, SipError> {
         let callee_text = Self::request_uri(gateway, number);
         let callee = Uri::try_from(callee_text.as_str())
@@ -213,23 +234,33 @@ impl SipStack {
         let caller = Uri::try_from(from_text.as_str())
             .map_err(|e| SipError::setting("gateway from", &from_text, e))?;
         let transport = match gateway.transport {
+            _ if gateway.uses_tls() => Transport::Tls,
             GatewayTransport::Udp => Transport::Udp,
-            GatewayTransport::Tcp => Transport::Tcp,
+            GatewayTransport::Tcp | GatewayTransport::Tls => Transport::Tcp,
         };
+        // RFC 3261 §8.1.1.8 / RFC 5630 §3.1.3: a request to a SIPS URI has a SIPS Contact; over
+        // TLS to a plain SIP URI the Contact says transport=tls. openum has no TLS listener: the
+        // gateway reaches it back over the connection openum opened (Via `alias`, RFC 5923).
         let contact_text = match gateway.transport {
+            _ if callee_text.starts_with("sips:") => format!("sips:openum@{}", self.local),
+            _ if gateway.uses_tls() => format!("sip:openum@{};transport=tls", self.local),
             GatewayTransport::Udp => format!("sip:openum@{}", self.local),
-            GatewayTransport::Tcp => format!("sip:openum@{};transport=tcp", self.local),
+            GatewayTransport::Tcp | GatewayTransport::Tls => {
+                format!("sip:openum@{};transport=tcp", self.local)
+            }
         };
         let contact = Uri::try_from(contact_text.as_str())
             .map_err(|e| SipError::setting("contact", &contact_text, e))?;
-        let target = match &gateway.address {
-            Some(address) => address.clone(),
-            None => host_port_of(&callee_text),
-        };
-        let destination = SipAddr {
-            r#type: Some(transport),
-            addr: HostWithPort::try_from(target.as_str())
-                .map_err(|e| SipError::setting("gateway address", &target, e))?,
+        let destination = match destination {
+            Some(destination) => destination.clone(),
+            None => {
+                let target = gateway_target(gateway);
+                SipAddr {
+                    r#type: Some(transport),
+                    addr: HostWithPort::try_from(target.as_str())
+                        .map_err(|e| SipError::setting("gateway address", &target, e))?,
+                }
+            }
         };
         let mut headers = gateway
             .headers
@@ -292,20 +323,79 @@ pub(crate) struct RsipDialogue {
     pub(crate) call_id: String,
     /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
     pub(crate) offer: String,
-    pub(crate) outgoing: OutgoingCall,
+    /// The INVITE's handles, once it is sent.
+    pub(crate) outgoing: Option<OutgoingCall>,
+    /// The INVITE still being prepared: a TLS connection being opened (see [`Self::over_tls`]).
+    pub(crate) pending: Option<tokio::task::JoinHandle<Result<(OutgoingCall, SipAddr), SipError>>>,
+    /// Where the INVITE went over TLS (a resent INVITE goes the same way).
+    pub(crate) destination: Option<SipAddr>,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
+}
+
+impl RsipDialogue {
+    /// Opens (or reuses) the gateway's TLS connection, then sends the INVITE over it, in a task
+    /// of its own: the call's task reports a failure as a transport failure (cause Other),
+    /// logged with its reason (e.g. the certificate's issuer is not trusted).
+    pub(crate) fn over_tls(
+        stack: &Arc<SipStack>,
+        client: Arc<crate::tls::TlsClient>,
+        gateway: &Arc<GatewaySettings>,
+        number: &str,
+        offer: &str,
+        call_id: &str,
+    ) -> tokio::task::JoinHandle<Result<(OutgoingCall, SipAddr), SipError>> {
+        use tracing::Instrument as _;
+        let (stack, gateway) = (Arc::clone(stack), Arc::clone(gateway));
+        let (number, offer, call_id) = (number.to_owned(), offer.to_owned(), call_id.to_owned());
+        tokio::spawn(
+            async move {
+                let destination = stack
+                    .connect_tls(&client)
+                    .await
+                    .map_err(|e| SipError::Tls(Box::new(e)))?;
+                let outgoing =
+                    stack.invite(&gateway, &number, offer, &call_id, None, Some(&destination))?;
+                Ok((outgoing, destination))
+            }
+            .instrument(tracing::Span::current()),
+        )
+    }
 }
 
 #[async_trait::async_trait]
 impl crate::task::Dialogue for RsipDialogue {
     async fn next_event(&mut self) -> Option<SipEvent> {
         loop {
+            if let Some(pending) = self.pending.as_mut() {
+                // Awaiting the handle by reference is cancel-safe.
+                let sent = pending.await;
+                self.pending = None;
+                match sent {
+                    Ok(Ok((outgoing, destination))) => {
+                        self.outgoing = Some(outgoing);
+                        self.destination = Some(destination);
+                        self.states_open = true;
+                        self.outcome_done = false;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %calls::error_chain(&error), "cannot send the INVITE");
+                        return Some(SipEvent::TransportFailed);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the INVITE task failed");
+                        return Some(SipEvent::TransportFailed);
+                    }
+                }
+            }
+            let Some(outgoing) = self.outgoing.as_mut() else {
+                return None;
+            };
             if !self.states_open && self.outcome_done {
                 return None;
             }
             tokio::select! {
-                state = self.outgoing.states.recv(), if self.states_open => match state {
+                state = outgoing.states.recv(), if self.states_open => match state {
                     Some(state) => {
                         let event = event_of(&state);
                         answer_in_dialog_request(state, &self.offer);
@@ -315,7 +405,7 @@ impl crate::task::Dialogue for RsipDialogue {
                     }
                     None => self.states_open = false,
                 },
-                result = &mut self.outgoing.outcome, if !self.outcome_done => {
+                result = &mut outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
                     let event = match result {
                         Ok(outcome) => outcome_event(&outcome),
@@ -333,13 +423,21 @@ impl crate::task::Dialogue for RsipDialogue {
     }
 
     async fn cancel(&mut self) -> Result<(), SipError> {
-        let dialog = self.outgoing.dialog.clone();
+        // The engine cancels only after a provisional response, so the INVITE was sent.
+        let Some(outgoing) = &self.outgoing else {
+            return Ok(());
+        };
+        let dialog = outgoing.dialog.clone();
         in_background("CANCEL", async move { dialog.cancel().await });
         Ok(())
     }
 
     async fn bye(&mut self) -> Result<(), SipError> {
-        let dialog = self.outgoing.dialog.clone();
+        // The engine says BYE only to an answered INVITE.
+        let Some(outgoing) = &self.outgoing else {
+            return Ok(());
+        };
+        let dialog = outgoing.dialog.clone();
         in_background("BYE", async move { dialog.bye().await });
         Ok(())
     }
@@ -351,25 +449,35 @@ impl crate::task::Dialogue for RsipDialogue {
             self.offer.clone(),
             &self.call_id,
             Some(authorization),
+            self.destination.as_ref(),
         )?;
-        self.stack.remove_dialog(&self.outgoing.dialog.id());
-        self.outgoing = outgoing;
+        if let Some(previous) = &self.outgoing {
+            self.stack.remove_dialog(&previous.dialog.id());
+        }
+        self.outgoing = Some(outgoing);
         self.states_open = true;
         self.outcome_done = false;
         Ok(())
     }
 
     async fn close(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            // The call ended while its TLS connection was being opened: nothing was sent.
+            pending.abort();
+        }
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return;
+        };
         // Let the transaction layer finish (re-ACKs, the BYE's response) before forgetting it;
         // its outcome no longer changes the call, which has ended.
         if !self.outcome_done
-            && tokio::time::timeout(Duration::from_secs(5), &mut self.outgoing.outcome)
+            && tokio::time::timeout(Duration::from_secs(5), &mut outgoing.outcome)
                 .await
                 .is_err()
         {
             tracing::debug!("INVITE transaction still open 5 s after the call ended");
         }
-        self.stack.remove_dialog(&self.outgoing.dialog.id());
+        self.stack.remove_dialog(&outgoing.dialog.id());
     }
 }
 
@@ -442,21 +550,47 @@ pub fn challenges(outcome: &InviteAsyncResult) -> Option<(bool, Vec<String>)> {
     (!values.is_empty()).then_some((proxy, values))
 }
 
-/// `host:port` of a `sip:user@host:port;params` URI (default port 5060).
-fn host_port_of(uri: &str) -> String {
-    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+/// Where requests to `gateway` go (`host:port`): its `address`, else its URI's host and port.
+pub fn gateway_target(gateway: &GatewaySettings) -> String {
+    match &gateway.address {
+        Some(address) => address.clone(),
+        None => host_port_of(&gateway.uri, gateway.uses_tls()),
+    }
+}
+
+/// The host of a gateway's URI template (the TLS server name).
+pub fn gateway_host(gateway: &GatewaySettings) -> String {
+    let host_port = host_port_of(&gateway.uri, false);
+    match host_port.rsplit_once(':') {
+        Some((host, _)) => host.to_owned(),
+        None => host_port,
+    }
+}
+
+/// `host:port` of a `sip:user@host:port;params` URI (default port 5060, or 5061 for a `sips:`
+/// URI or over TLS).
+fn host_port_of(uri: &str, tls: bool) -> String {
+    let default_port = if tls || uri.starts_with("sips:") {
+        5061
+    } else {
+        5060
+    };
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .unwrap_or(uri);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let host_port = rest.split([';', '?']).next().unwrap_or(rest);
     if host_port.starts_with('[') {
         if host_port.contains("]:") {
             host_port.to_owned()
         } else {
-            format!("{host_port}:5060")
+            format!("{host_port}:{default_port}")
         }
     } else if host_port.contains(':') {
         host_port.to_owned()
     } else {
-        format!("{host_port}:5060")
+        format!("{host_port}:{default_port}")
     }
 }
 
@@ -513,16 +647,63 @@ pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port_of;
+    use super::{gateway_host, gateway_target, host_port_of};
 
     #[test]
     fn host_and_port_come_from_the_uri() {
-        assert_eq!(host_port_of("sip:123@127.0.0.1:5070"), "127.0.0.1:5070");
         assert_eq!(
-            host_port_of("sip:123@pbx.example.com;transport=tcp"),
+            host_port_of("sip:123@127.0.0.1:5070", false),
+            "127.0.0.1:5070"
+        );
+        assert_eq!(
+            host_port_of("sip:123@pbx.example.com;transport=tcp", false),
             "pbx.example.com:5060"
         );
-        assert_eq!(host_port_of("sip:123@[::1]:5070"), "[::1]:5070");
-        assert_eq!(host_port_of("sip:[::1]"), "[::1]:5060");
+        assert_eq!(host_port_of("sip:123@[::1]:5070", false), "[::1]:5070");
+        assert_eq!(host_port_of("sip:[::1]", false), "[::1]:5060");
+    }
+
+    #[test]
+    fn tls_defaults_to_port_5061_and_the_server_name_is_the_uri_host() {
+        assert_eq!(
+            host_port_of("sips:{number}@sbc.example.com", false),
+            "sbc.example.com:5061"
+        );
+        assert_eq!(
+            host_port_of("sip:{number}@sbc.example.com;transport=tls", true),
+            "sbc.example.com:5061"
+        );
+        assert_eq!(host_port_of("sips:1@[::1]", false), "[::1]:5061");
+        let gateway = crate::settings::GatewaySettings {
+            uri: "sips:{number}@sbc.example.com:5067;user=phone".into(),
+            ..test_gateway()
+        };
+        assert_eq!(gateway_host(&gateway), "sbc.example.com");
+        assert_eq!(gateway_target(&gateway), "sbc.example.com:5067");
+        let by_ip = crate::settings::GatewaySettings {
+            uri: "sips:{number}@[2001:db8::1]".into(),
+            ..test_gateway()
+        };
+        assert_eq!(gateway_host(&by_ip), "[2001:db8::1]");
+        assert_eq!(gateway_target(&by_ip), "[2001:db8::1]:5061");
+    }
+
+    fn test_gateway() -> crate::settings::GatewaySettings {
+        crate::settings::GatewaySettings {
+            name: "sbc".into(),
+            uri: String::new(),
+            address: None,
+            transport: crate::settings::Transport::Tls,
+            from: None,
+            display_name: "Voice Mail".into(),
+            credentials: None,
+            ring_timeout_secs: 45,
+            max_concurrent_calls: 1,
+            calls_per_second: 1,
+            headers: Vec::new(),
+            enabled: true,
+            tls: crate::settings::TlsSettings::default(),
+            srtp: crate::settings::SrtpPolicy::Mandatory,
+        }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct CallTask<D> {
     pub(crate) record: CallRecord,
     pub(crate) audio: Arc<PreparedAudio>,
     pub(crate) socket: Arc<UdpSocket>,
+    /// The call's SRTP offer and, once answered, its sender.
+    pub(crate) srtp: crate::srtp::CallSrtp,
 }
 
 impl<D: Dialogue> CallTask<D> {
@@ -75,7 +77,7 @@ impl<D: Dialogue> CallTask<D> {
             let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.dialogue.next_event(), if events_open => match event {
-                    Some(event) => call.handle_sip(now(), event),
+                    Some(event) => call.handle_sip(now(), self.srtp.screen(event)),
                     None => events_open = false,
                 },
                 message = control.recv(), if control_open => match message {
@@ -150,10 +152,12 @@ impl<D: Dialogue> CallTask<D> {
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
                     let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    *media = Some(
-                        self.media
-                            .start(Arc::clone(&self.socket), plan.remote, stream),
-                    );
+                    *media = Some(self.media.start_protected(
+                        Arc::clone(&self.socket),
+                        plan.remote,
+                        stream,
+                        self.srtp.take_sender(),
+                    ));
                 }
                 Output::Command(Command::StopMedia) => {
                     if let Some(id) = media.take() {
@@ -325,6 +329,7 @@ mod tests {
             record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            srtp: crate::srtp::CallSrtp::off(),
         };
         let call = Call::with_auth(now(), config, auth);
         let done = tokio::spawn(async move {
