@@ -289,6 +289,7 @@ impl CallService for SipCallService {
                 outgoing,
                 pending,
                 destination: None,
+                connection: None,
                 states_open: true,
                 outcome_done: false,
             },

@@ -201,7 +201,7 @@ impl SipStack {
     pub async fn connect_tls(
         &self,
         client: &crate::tls::TlsClient,
-    ) -> Result<SipAddr, crate::tls::TlsConnectError> {
+    ) -> Result<(SipAddr, CancellationToken), crate::tls::TlsConnectError> {
         client
             .connect(&self.endpoint.transport_layer, &self.cancel)
             .await
@@ -326,12 +326,20 @@ pub(crate) struct RsipDialogue {
     /// The INVITE's handles, once it is sent.
     pub(crate) outgoing: Option<OutgoingCall>,
     /// The INVITE still being prepared: a TLS connection being opened (see [`Self::over_tls`]).
-    pub(crate) pending: Option<tokio::task::JoinHandle<Result<(OutgoingCall, SipAddr), SipError>>>,
+    pub(crate) pending: Option<tokio::task::JoinHandle<Result<OverTls, SipError>>>,
     /// Where the INVITE went over TLS (a resent INVITE goes the same way).
     pub(crate) destination: Option<SipAddr>,
+    /// Cancelled when the TLS connection carrying the unanswered INVITE closes: a reliable
+    /// transport's failure fails the transaction at once (RFC 3261 §17.1.4) rather than after
+    /// Timer B with a 408 nobody sent. Cleared once the INVITE has its final response.
+    pub(crate) connection: Option<CancellationToken>,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
 }
+
+/// An INVITE sent over a TLS connection: its handles, the connection's address, and the token
+/// cancelled when the connection closes.
+pub(crate) type OverTls = (OutgoingCall, SipAddr, CancellationToken);
 
 impl RsipDialogue {
     /// Opens (or reuses) the gateway's TLS connection, then sends the INVITE over it, in a task
@@ -344,19 +352,19 @@ impl RsipDialogue {
         number: &str,
         offer: &str,
         call_id: &str,
-    ) -> tokio::task::JoinHandle<Result<(OutgoingCall, SipAddr), SipError>> {
+    ) -> tokio::task::JoinHandle<Result<OverTls, SipError>> {
         use tracing::Instrument as _;
         let (stack, gateway) = (Arc::clone(stack), Arc::clone(gateway));
         let (number, offer, call_id) = (number.to_owned(), offer.to_owned(), call_id.to_owned());
         tokio::spawn(
             async move {
-                let destination = stack
+                let (destination, connection) = stack
                     .connect_tls(&client)
                     .await
                     .map_err(|e| SipError::Tls(Box::new(e)))?;
                 let outgoing =
                     stack.invite(&gateway, &number, offer, &call_id, None, Some(&destination))?;
-                Ok((outgoing, destination))
+                Ok((outgoing, destination, connection))
             }
             .instrument(tracing::Span::current()),
         )
@@ -372,9 +380,10 @@ impl crate::task::Dialogue for RsipDialogue {
                 let sent = pending.await;
                 self.pending = None;
                 match sent {
-                    Ok(Ok((outgoing, destination))) => {
+                    Ok(Ok((outgoing, destination, connection))) => {
                         self.outgoing = Some(outgoing);
                         self.destination = Some(destination);
+                        self.connection = Some(connection);
                         self.states_open = true;
                         self.outcome_done = false;
                     }
@@ -394,31 +403,46 @@ impl crate::task::Dialogue for RsipDialogue {
             if !self.states_open && self.outcome_done {
                 return None;
             }
-            tokio::select! {
+            let event = tokio::select! {
+                () = closed(self.connection.as_ref()), if self.connection.is_some() => {
+                    self.connection = None;
+                    tracing::warn!(
+                        "the TLS connection to the gateway closed before the INVITE was answered \
+                         (did it refuse openum's client certificate?)"
+                    );
+                    Some(SipEvent::TransportFailed)
+                }
                 state = outgoing.states.recv(), if self.states_open => match state {
                     Some(state) => {
                         let event = event_of(&state);
                         answer_in_dialog_request(state, &self.offer);
-                        if event.is_some() {
-                            return event;
-                        }
+                        event
                     }
-                    None => self.states_open = false,
+                    None => {
+                        self.states_open = false;
+                        None
+                    }
                 },
                 result = &mut outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
-                    let event = match result {
+                    match result {
                         Ok(outcome) => outcome_event(&outcome),
                         Err(error) => {
                             tracing::error!(%error, "the INVITE transaction task failed");
                             Some(SipEvent::TransportFailed)
                         }
-                    };
-                    if event.is_some() {
-                        return event;
                     }
                 }
+            };
+            let Some(event) = event else { continue };
+            // A challenged INVITE is sent again over the same connection: keep watching it.
+            if !matches!(
+                event,
+                SipEvent::Provisional(_) | SipEvent::Challenged { .. }
+            ) {
+                self.connection = None;
             }
+            return Some(event);
         }
     }
 
@@ -478,6 +502,14 @@ impl crate::task::Dialogue for RsipDialogue {
             tracing::debug!("INVITE transaction still open 5 s after the call ended");
         }
         self.stack.remove_dialog(&outgoing.dialog.id());
+    }
+}
+
+/// Resolves when `connection` is cancelled (its TLS connection closed).
+async fn closed(connection: Option<&CancellationToken>) {
+    match connection {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

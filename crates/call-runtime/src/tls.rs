@@ -244,12 +244,13 @@ impl TlsClient {
     }
 
     /// The gateway's address as rsipstack keys its connections, with a connection to it open in
-    /// `transport`: the cached one if it is still alive, else a new one.
+    /// `transport` (the cached one if it is still alive, else a new one), and the token that is
+    /// cancelled when that connection closes.
     pub async fn connect(
         &self,
         transport: &rsipstack::transport::TransportLayer,
         cancel: &CancellationToken,
-    ) -> Result<SipAddr, TlsConnectError> {
+    ) -> Result<(SipAddr, CancellationToken), TlsConnectError> {
         let address = tokio::net::lookup_host(&self.target)
             .await
             .map_err(|source| TlsConnectError::Resolve {
@@ -266,8 +267,8 @@ impl TlsClient {
             addr: HostWithPort::from(address),
         };
         let mut open = self.open.lock().await;
-        if open.as_ref().is_some_and(|token| !token.is_cancelled()) {
-            return Ok(remote);
+        if let Some(token) = open.as_ref().filter(|token| !token.is_cancelled()) {
+            return Ok((remote, token.clone()));
         }
         let tcp = tokio::net::TcpStream::connect(address)
             .await
@@ -292,7 +293,7 @@ impl TlsClient {
                 .map_err(|e| TlsConnectError::Stack(Box::new(e)))?;
         transport.add_connection(SipConnection::Tls(connection));
         tracing::info!(gateway = %self.target, %address, name = %self.server_name.to_str(), "SIP TLS connection open");
-        *open = Some(token);
-        Ok(remote)
+        *open = Some(token.clone());
+        Ok((remote, token))
     }
 }
