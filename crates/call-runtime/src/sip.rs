@@ -397,9 +397,7 @@ impl crate::task::Dialogue for RsipDialogue {
                     }
                 }
             }
-            let Some(outgoing) = self.outgoing.as_mut() else {
-                return None;
-            };
+            let outgoing = self.outgoing.as_mut()?;
             if !self.states_open && self.outcome_done {
                 return None;
             }

@@ -36,7 +36,8 @@ pub enum SrtpError {
 
 /// Protects the RTP packets of one outgoing stream.
 pub struct SrtpSender {
-    context: Context,
+    /// Boxed: the context is large and rides in the media scheduler's commands.
+    context: Box<Context>,
 }
 
 impl SrtpSender {
@@ -56,7 +57,9 @@ impl SrtpSender {
             provider.crypto(),
         )
         .map_err(|e| SrtpError::Transform(Box::new(e)))?;
-        Ok(Self { context })
+        Ok(Self {
+            context: Box::new(context),
+        })
     }
 
     /// The SRTP packet for the RTP packet `rtp`.
