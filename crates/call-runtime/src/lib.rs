@@ -290,6 +290,7 @@ impl CallService for SipCallService {
                 pending,
                 destination: None,
                 connection: None,
+                tls: self.inner.tls.clone(),
                 states_open: true,
                 outcome_done: false,
             },

@@ -333,6 +333,10 @@ pub(crate) struct RsipDialogue {
     /// transport's failure fails the transaction at once (RFC 3261 §17.1.4) rather than after
     /// Timer B with a 408 nobody sent. Cleared once the INVITE has its final response.
     pub(crate) connection: Option<CancellationToken>,
+    /// The gateway's TLS client: a CANCEL or BYE first reopens a connection that closed
+    /// meanwhile (rsipstack idles stream connections out after 5 minutes), with the gateway's
+    /// own certificate checks.
+    pub(crate) tls: Option<Arc<crate::tls::TlsClient>>,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
 }
@@ -342,6 +346,22 @@ pub(crate) struct RsipDialogue {
 pub(crate) type OverTls = (OutgoingCall, SipAddr, CancellationToken);
 
 impl RsipDialogue {
+    /// Makes sure, over TLS, that the gateway's connection is open (reopening it if it closed);
+    /// a failure is logged with its cause, and the request then fails in rsipstack.
+    fn reopen(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let reopen = self
+            .tls
+            .clone()
+            .map(|client| (client, Arc::clone(&self.stack)));
+        async move {
+            if let Some((client, stack)) = reopen {
+                if let Err(error) = stack.connect_tls(&client).await {
+                    tracing::warn!(error = %calls::error_chain(&error), "cannot reopen the TLS connection to the gateway");
+                }
+            }
+        }
+    }
+
     /// Opens (or reuses) the gateway's TLS connection, then sends the INVITE over it, in a task
     /// of its own: the call's task reports a failure as a transport failure (cause Other),
     /// logged with its reason (e.g. the certificate's issuer is not trusted).
@@ -450,7 +470,11 @@ impl crate::task::Dialogue for RsipDialogue {
             return Ok(());
         };
         let dialog = outgoing.dialog.clone();
-        in_background("CANCEL", async move { dialog.cancel().await });
+        let reopen = self.reopen();
+        in_background("CANCEL", async move {
+            reopen.await;
+            dialog.cancel().await
+        });
         Ok(())
     }
 
@@ -460,7 +484,11 @@ impl crate::task::Dialogue for RsipDialogue {
             return Ok(());
         };
         let dialog = outgoing.dialog.clone();
-        in_background("BYE", async move { dialog.bye().await });
+        let reopen = self.reopen();
+        in_background("BYE", async move {
+            reopen.await;
+            dialog.bye().await
+        });
         Ok(())
     }
 
