@@ -285,7 +285,11 @@ modparam("rr", "enable_double_rr", 1)
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
+        if (loose_route()) {{
+            xlog("L_INFO", "in-dialog $rm over $pr from $si\n");
+            t_relay();
+            exit;
+        }}
         if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
         sl_send_reply("404", "Not here");
         exit;
@@ -428,6 +432,8 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
     assert!(log.contains("relaying INVITE"), "{log}");
     assert!(log.contains("over tls"), "{log}");
     assert!(!log.contains("refusing"), "{log}");
+    // openum's BYE follows the Record-Route back through the proxy, over its TLS connection.
+    assert!(log.contains("in-dialog BYE over tls"), "{log}");
     assert!(openum.log_text().contains("SIP TLS connection open"));
 }
 
