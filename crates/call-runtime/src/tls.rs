@@ -171,6 +171,9 @@ impl TlsClient {
         target: String,
         settings: &TlsSettings,
     ) -> Result<Self, TlsSetupError> {
+        if settings.client_cert.is_some() != settings.client_key.is_some() {
+            return Err(TlsSetupError::ClientPair(name.to_owned()));
+        }
         let mut roots = rustls::RootCertStore::empty();
         match &settings.ca_file {
             Some(path) => {
@@ -226,8 +229,8 @@ impl TlsClient {
                         source,
                     })?
             }
-            (None, None) => builder.with_no_client_auth(),
-            _ => return Err(TlsSetupError::ClientPair(name.to_owned())),
+            // Checked above: both or neither.
+            _ => builder.with_no_client_auth(),
         };
         let host_name = host.trim_start_matches('[').trim_end_matches(']');
         let server_name =
@@ -295,5 +298,57 @@ impl TlsClient {
         tracing::info!(gateway = %self.target, %address, name = %self.server_name.to_str(), "SIP TLS connection open");
         *open = Some(token.clone());
         Ok((remote, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(ca_file: Option<PathBuf>, client_cert: Option<PathBuf>) -> TlsSettings {
+        TlsSettings {
+            ca_file,
+            client_cert,
+            client_key: None,
+        }
+    }
+
+    #[test]
+    fn unusable_files_are_refused_naming_gateway_key_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (ca, expected) in [
+            (&junk, "holds no PEM certificate"),
+            (&missing, "cannot be read"),
+        ] {
+            let error = TlsClient::new(
+                "sbc",
+                "sbc.example.com",
+                "sbc.example.com:5061".into(),
+                &settings(Some(ca.clone()), None),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("\"sbc\""), "{error}");
+            assert!(error.contains("ca_file"), "{error}");
+            assert!(error.contains(&ca.display().to_string()), "{error}");
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let error = TlsClient::new(
+            "sbc",
+            "sbc.example.com",
+            "sbc.example.com:5061".into(),
+            &settings(None, Some(PathBuf::from("/nonexistent/client.pem"))),
+        );
+        match error {
+            Err(TlsSetupError::ClientPair(gateway)) => assert_eq!(gateway, "sbc"),
+            other => panic!("{other:?}"),
+        }
     }
 }
