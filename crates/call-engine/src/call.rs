@@ -36,6 +36,7 @@ pub use calls::{CallState, Cause};
 
 use crate::auth::{Authenticator, Authorization, ChallengeRefusal, DigestAuth};
 use crate::digest::Algorithm;
+use crate::offer_answer::{Description, LocalSession, Negotiated, OfferError};
 use crate::sdp::{self, MediaPlan};
 
 /// A SIP status line.
@@ -100,6 +101,25 @@ pub enum SipEvent {
     TransportFailed,
     /// The far end sent BYE (answered 200 by the SIP layer).
     RemoteBye,
+    /// A re-INVITE or UPDATE in the confirmed dialog (RFC 3264 §8): answer it with
+    /// [`Command::Respond`] carrying the same `request` number (the SIP layer's, any value that
+    /// tells its open requests apart).
+    Offer {
+        /// Which request.
+        request: u64,
+        /// UPDATE (RFC 3311) rather than re-INVITE.
+        update: bool,
+        /// The offer, if the request carried one.
+        sdp: Option<Vec<u8>>,
+    },
+    /// The ACK to a re-INVITE answered 2xx; it carries the answer when that 2xx carried
+    /// openum's offer (a re-INVITE without SDP, RFC 3261 §14.2).
+    Ack {
+        /// The re-INVITE it acknowledges.
+        request: u64,
+        /// The answer, if any.
+        sdp: Option<Vec<u8>>,
+    },
 }
 
 /// Commands for the SIP and media layers.
@@ -113,6 +133,23 @@ pub enum Command {
     StartMedia(MediaPlan),
     /// Stop sending media.
     StopMedia,
+    /// Follow a renegotiated plan (address, codec, payload type, packet time) from the next
+    /// packet on, keeping the place in the message.
+    UpdateMedia(MediaPlan),
+    /// Stop sending for now (the far end holds the call); the stream keeps its place.
+    PauseMedia,
+    /// Send again from where the paused stream stopped.
+    ResumeMedia,
+    /// Answer the in-dialog request [`SipEvent::Offer`] numbered `request` with `code`, carrying
+    /// `sdp` (as `application/sdp`) if given.
+    Respond {
+        /// Which request.
+        request: u64,
+        /// Status code: 200, 488 (offer refused), 491 (an offer of openum's is pending).
+        code: u16,
+        /// The body.
+        sdp: Option<String>,
+    },
     /// Send the INVITE again (same Call-ID and offer, a new transaction) carrying
     /// `authorization`, answering the 401/407 just reported; report the new transaction's events
     /// from now on.
@@ -134,6 +171,11 @@ pub enum Output {
     /// A 401/407 challenge is not answered, for this reason (log it); the [`Output::Status`]
     /// ending the call follows.
     ChallengeRefused(ChallengeRefusal),
+    /// An offer in the dialog is refused (488), for this reason (log it); the session goes on
+    /// as it was.
+    OfferRefused(OfferError),
+    /// The far end put the call on hold (`true`) or took it off hold (`false`) (log it).
+    Hold(bool),
 }
 
 /// Per-call settings.
@@ -147,6 +189,8 @@ pub struct CallConfig {
     pub trailing_silence: Duration,
     /// How long to wait for the final response after CANCEL before giving up locally (64·T1).
     pub cancel_timeout: Duration,
+    /// How long the far end may hold the call before openum hangs up.
+    pub hold_timeout: Duration,
 }
 
 impl CallConfig {
@@ -157,6 +201,7 @@ impl CallConfig {
             message_duration,
             trailing_silence: Duration::from_millis(500),
             cancel_timeout: Duration::from_secs(32),
+            hold_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -183,8 +228,12 @@ enum State {
         reason: CancelReason,
         deadline: Instant,
     },
-    /// Answered; the message is playing and BYE is due at `playback_end`.
-    Connected { playback_end: Instant },
+    /// Answered; the message is playing and BYE is due at `playback_end`, or the far end holds
+    /// the call since `held_since` (the message is paused; `playback_end` moves on resume).
+    Connected {
+        playback_end: Instant,
+        held_since: Option<Instant>,
+    },
     /// Ended.
     Done,
 }
@@ -202,6 +251,13 @@ pub struct Call {
     /// The final status already reported while the SIP side is still being cleaned up (a user
     /// hang-up before any provisional response): what EWS shows no longer changes.
     reported: Option<Status>,
+    /// openum's side of the SDP session (answers and offers in the dialog); without it, offers
+    /// in the dialog are refused.
+    session: Option<LocalSession>,
+    /// The media plan in force, once answered.
+    plan: Option<MediaPlan>,
+    /// The re-INVITE whose 2xx carries openum's offer, until its ACK brings the answer.
+    offer_pending: Option<u64>,
 }
 
 impl Call {
@@ -234,7 +290,29 @@ impl Call {
             authenticator: Authenticator::new(auth),
             last_answered: None,
             reported: None,
+            session: None,
+            plan: None,
+            offer_pending: None,
         }
+    }
+
+    /// Sets openum's side of the SDP session (the address and `o=` session id of the first
+    /// offer), so that re-INVITEs and UPDATEs get RFC 3264 answers.
+    #[must_use]
+    pub fn with_session(mut self, session: LocalSession) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// Whether the far end holds the call (nothing is sent).
+    pub fn is_held(&self) -> bool {
+        matches!(
+            self.state,
+            State::Connected {
+                held_since: Some(_),
+                ..
+            }
+        )
     }
 
     /// The current status.
@@ -270,7 +348,11 @@ impl Call {
         match &self.state {
             State::Dialing { ring_deadline, .. } => Some(*ring_deadline),
             State::Cancelling { deadline, .. } => Some(*deadline),
-            State::Connected { playback_end } => Some(*playback_end),
+            State::Connected {
+                held_since: Some(since),
+                ..
+            } => Some(*since + self.config.hold_timeout),
+            State::Connected { playback_end, .. } => Some(*playback_end),
             State::Done => None,
         }
     }
@@ -285,7 +367,19 @@ impl Call {
                 // No final response to our CANCEL in 64·T1: the transaction is gone.
                 self.finish(Self::cancel_cause(reason), None);
             }
-            State::Connected { playback_end } if now >= playback_end => {
+            State::Connected {
+                held_since: Some(since),
+                ..
+            } if now >= since + self.config.hold_timeout => {
+                // Held for longer than anyone waits for a voice-mail message: end it.
+                self.command(Command::StopMedia);
+                self.command(Command::Bye);
+                self.finish(Cause::None, None);
+            }
+            State::Connected {
+                playback_end,
+                held_since: None,
+            } if now >= playback_end => {
                 self.command(Command::StopMedia);
                 self.command(Command::Bye);
                 self.finish(Cause::None, None);
@@ -359,13 +453,25 @@ impl Call {
                 let plan = sdp.as_deref().map(sdp::parse_answer);
                 match plan {
                     Some(Ok(plan)) => {
+                        // An answer that puts the call on hold from the start (sendonly or
+                        // inactive on the far side) is followed too.
+                        let sends = sdp
+                            .as_deref()
+                            .and_then(|s| Description::parse(s).ok())
+                            .and_then(|d| d.as_answer())
+                            .is_none_or(|n| n.we_send());
                         self.status.state = CallState::Connected;
                         self.state = State::Connected {
                             playback_end: now
                                 + self.config.message_duration
                                 + self.config.trailing_silence,
+                            held_since: None,
                         };
+                        self.plan = Some(plan);
                         self.command(Command::StartMedia(plan));
+                        if !sends {
+                            self.set_held(now, true);
+                        }
                         self.emit_status();
                     }
                     // No answer SDP, port 0, or no codec in common: nothing can be played.
@@ -461,10 +567,131 @@ impl Call {
                 self.command(Command::StopMedia);
                 self.finish(Cause::Other, None);
             }
+            // The dialog ended without us (no ACK to a re-INVITE's 2xx: the SIP layer BYEs).
+            (State::Connected { .. }, SipEvent::NoResponse) => {
+                self.command(Command::StopMedia);
+                self.finish(Cause::Other, None);
+            }
+            (
+                State::Connected { .. },
+                SipEvent::Offer {
+                    request,
+                    update,
+                    sdp,
+                },
+            ) => self.offer_in_dialog(now, request, update, sdp),
+            (State::Connected { .. }, SipEvent::Ack { request, sdp }) => {
+                self.ack_in_dialog(now, request, sdp);
+            }
+            // An offer before the dialog is confirmed, or after the call ended: the INVITE's own
+            // offer/answer is still open, or there is no session left to change.
+            (State::Dialing { .. } | State::Cancelling { .. }, SipEvent::Offer { request, .. }) => {
+                self.respond(request, 491, None);
+            }
+            (State::Done, SipEvent::Offer { request, .. }) => self.respond(request, 481, None),
             // Anything else (a late provisional, a retransmitted 2xx, a BYE for a call that
             // already ended) changes nothing; the SIP layer answers it per the RFC.
             _ => {}
         }
+    }
+
+    /// A re-INVITE or UPDATE in the confirmed dialog (RFC 3264 §8, RFC 6337).
+    fn offer_in_dialog(&mut self, now: Instant, request: u64, update: bool, sdp: Option<Vec<u8>>) {
+        if self.offer_pending.is_some() {
+            // Our offer (in a re-INVITE's 2xx) awaits its answer: RFC 3311 §5.2, RFC 6337 §3.2.
+            self.respond(request, 491, None);
+            return;
+        }
+        let Some(session) = self.session.as_mut() else {
+            self.respond(request, 488, None);
+            return;
+        };
+        match sdp {
+            // An UPDATE without SDP only refreshes the dialog (RFC 4028 session timers).
+            None if update => self.respond(request, 200, None),
+            None => {
+                let offer = session.offer();
+                self.offer_pending = Some(request);
+                self.respond(request, 200, Some(offer));
+            }
+            Some(offer) => match session.answer(&offer) {
+                Ok((answer, negotiated)) => {
+                    self.respond(request, 200, Some(answer));
+                    self.follow(now, negotiated);
+                }
+                Err(refusal) => {
+                    self.outputs.push_back(Output::OfferRefused(refusal));
+                    self.respond(request, 488, None);
+                }
+            },
+        }
+    }
+
+    /// The ACK to a re-INVITE: the answer to our offer if one is pending.
+    fn ack_in_dialog(&mut self, now: Instant, request: u64, sdp: Option<Vec<u8>>) {
+        if self.offer_pending != Some(request) {
+            return;
+        }
+        self.offer_pending = None;
+        let negotiated = sdp
+            .as_deref()
+            .and_then(|s| Description::parse(s).ok())
+            .and_then(|d| d.as_answer());
+        match negotiated {
+            Some(negotiated) => self.follow(now, negotiated),
+            // No usable answer where one is required (RFC 3261 §14.2): the session cannot go
+            // on (RFC 3261 §13.3.1.4 has the UAS end it with BYE).
+            None => {
+                self.outputs
+                    .push_back(Output::OfferRefused(OfferError::NoUsableAudio));
+                self.command(Command::StopMedia);
+                self.command(Command::Bye);
+                self.finish(Cause::Other, None);
+            }
+        }
+    }
+
+    /// Follows a new negotiated session: where and how to send, and whether to.
+    fn follow(&mut self, now: Instant, negotiated: Negotiated) {
+        if negotiated.we_send() && self.plan != Some(negotiated.plan) {
+            self.plan = Some(negotiated.plan);
+            self.command(Command::UpdateMedia(negotiated.plan));
+        }
+        self.set_held(now, !negotiated.we_send());
+    }
+
+    /// Pauses or resumes the message; the end of the message moves by the time it was held.
+    fn set_held(&mut self, now: Instant, hold: bool) {
+        let State::Connected {
+            playback_end,
+            held_since,
+        } = self.state
+        else {
+            return;
+        };
+        match (held_since, hold) {
+            (None, true) => {
+                self.command(Command::PauseMedia);
+                self.outputs.push_back(Output::Hold(true));
+                self.state = State::Connected {
+                    playback_end,
+                    held_since: Some(now),
+                };
+            }
+            (Some(since), false) => {
+                self.command(Command::ResumeMedia);
+                self.outputs.push_back(Output::Hold(false));
+                self.state = State::Connected {
+                    playback_end: playback_end + now.saturating_duration_since(since),
+                    held_since: None,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) {
+        self.command(Command::Respond { request, code, sdp });
     }
 
     /// A challenge that is not answered is a rejection with its status.
@@ -1425,5 +1652,284 @@ mod tests {
             assert!(refusals <= 1, "{refusals} refusals");
             h.assert_ended_at_most_once();
         }
+    }
+
+    // ---- Offer/answer in the dialog (RFC 3264 §8), on virtual time ----
+
+    const MESSAGE: Duration = Duration::from_secs(3);
+
+    /// An answered call (3 s message) with openum's session at 192.0.2.10:40000.
+    fn connected() -> Harness {
+        let mut h = Harness::new();
+        h.call = Call::new(h.now, CallConfig::new(MESSAGE))
+            .with_session(LocalSession::new("192.0.2.10:40000".parse().unwrap(), 7));
+        h.drain();
+        h.sip(answered());
+        h.log.clear();
+        h
+    }
+
+    fn reoffer(request: u64, update: bool, media: &str) -> SipEvent {
+        SipEvent::Offer {
+            request,
+            update,
+            sdp: Some(
+                format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}")
+                    .into_bytes(),
+            ),
+        }
+    }
+
+    /// The response to `request` among the commands: code and body.
+    fn response(h: &Harness, request: u64) -> (u16, Option<String>) {
+        h.commands()
+            .into_iter()
+            .find_map(|c| match c {
+                Command::Respond {
+                    request: r,
+                    code,
+                    sdp,
+                } if *r == request => Some((*code, sdp.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no response to {request}: {:?}", h.log))
+    }
+
+    fn media_commands(h: &Harness) -> Vec<&Command> {
+        h.commands()
+            .into_iter()
+            .filter(|c| !matches!(c, Command::Respond { .. }))
+            .collect()
+    }
+
+    /// Offered attribute → answered attribute and what happens to the media.
+    #[test]
+    fn re_offers_are_answered_with_the_mirrored_direction_and_move_the_media() {
+        let pcmu = "m=audio 6000 RTP/AVP 0\r\n";
+        let rows: &[(&str, &str, &[Command])] = &[
+            ("a=sendonly\r\n", "a=recvonly", &[Command::PauseMedia]),
+            ("a=inactive\r\n", "a=inactive", &[Command::PauseMedia]),
+            ("a=recvonly\r\n", "a=sendonly", &[]),
+            ("a=sendrecv\r\n", "a=sendrecv", &[]),
+            ("", "a=sendrecv", &[]),
+        ];
+        for (attribute, answered, media) in rows {
+            for update in [false, true] {
+                let mut h = connected();
+                h.sip(reoffer(1, update, &format!("{pcmu}{attribute}")));
+                let (code, sdp) = response(&h, 1);
+                let sdp = sdp.unwrap();
+                assert_eq!(code, 200);
+                assert!(sdp.contains(answered), "{attribute} → {sdp}");
+                assert!(sdp.contains("o=openum 7 2 IN IP4 192.0.2.10"), "{sdp}");
+                assert_eq!(
+                    media_commands(&h),
+                    media.iter().collect::<Vec<_>>(),
+                    "{attribute}"
+                );
+                assert_eq!(h.call.status().state, CallState::Connected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_hold_pauses_the_message_and_the_bye_comes_that_much_later() {
+        let mut h = connected();
+        h.advance(Duration::from_secs(1));
+        h.sip(reoffer(
+            1,
+            false,
+            "m=audio 6000 RTP/AVP 0\r\na=sendonly\r\n",
+        ));
+        assert!(h.call.is_held());
+        assert!(h.log.contains(&Output::Hold(true)));
+        // Held for 10 s: no BYE at the original end of the message.
+        h.advance(Duration::from_secs(10));
+        assert!(!h.commands().contains(&&Command::Bye));
+        h.sip(reoffer(
+            2,
+            false,
+            "m=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n",
+        ));
+        let (code, sdp) = response(&h, 2);
+        assert_eq!(code, 200);
+        assert!(sdp.unwrap().contains("o=openum 7 3 "), "a new version");
+        assert_eq!(
+            media_commands(&h),
+            [&Command::PauseMedia, &Command::ResumeMedia]
+        );
+        assert!(!h.call.is_held());
+        // 2.5 s of message and silence were left when the hold began.
+        h.advance(Duration::from_millis(2_499));
+        assert!(!h.call.is_done());
+        h.advance(Duration::from_millis(1));
+        assert_eq!(
+            media_commands(&h)[2..],
+            [&Command::StopMedia, &Command::Bye]
+        );
+        let s = h.call.status();
+        assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
+    }
+
+    #[test]
+    fn a_hold_longer_than_the_hold_timeout_ends_the_call() {
+        let mut h = connected();
+        h.sip(reoffer(
+            1,
+            false,
+            "m=audio 6000 RTP/AVP 0\r\na=inactive\r\n",
+        ));
+        h.advance(CallConfig::new(MESSAGE).hold_timeout - Duration::from_millis(1));
+        assert!(!h.call.is_done());
+        h.advance(Duration::from_millis(1));
+        assert!(h.call.is_done());
+        assert_eq!(h.commands().last(), Some(&&Command::Bye));
+        assert_eq!(h.call.status().cause, Cause::None);
+    }
+
+    #[test]
+    fn a_codec_or_address_change_updates_the_media_in_place() {
+        let mut h = connected();
+        h.sip(reoffer(
+            1,
+            false,
+            "m=audio 7010 RTP/AVP 96 8\r\nc=IN IP4 127.0.0.9\r\na=rtpmap:96 PCMA/8000\r\na=ptime:30\r\n",
+        ));
+        let (_, sdp) = response(&h, 1);
+        let sdp = sdp.unwrap();
+        assert!(sdp.contains("m=audio 40000 RTP/AVP 96\r\n"), "{sdp}");
+        assert_eq!(
+            media_commands(&h),
+            [&Command::UpdateMedia(MediaPlan {
+                remote: "127.0.0.9:7010".parse().unwrap(),
+                codec: sdp::Codec::Pcma,
+                payload_type: 96,
+                ptime_ms: 30,
+            })]
+        );
+        // The same offer again (a session refresh): same version, nothing to change.
+        h.log.clear();
+        h.sip(reoffer(
+            2,
+            false,
+            "m=audio 7010 RTP/AVP 96 8\r\nc=IN IP4 127.0.0.9\r\na=rtpmap:96 PCMA/8000\r\na=ptime:30\r\n",
+        ));
+        assert!(response(&h, 2).1.unwrap().contains("o=openum 7 2 "));
+        assert!(media_commands(&h).is_empty());
+    }
+
+    #[test]
+    fn a_re_invite_without_sdp_gets_our_offer_and_the_ack_brings_the_answer() {
+        let mut h = connected();
+        h.sip(SipEvent::Offer {
+            request: 5,
+            update: false,
+            sdp: None,
+        });
+        let (code, offer) = response(&h, 5);
+        assert_eq!(code, 200);
+        let offer = offer.unwrap();
+        assert!(
+            offer.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"),
+            "{offer}"
+        );
+        assert!(offer.contains("a=sendrecv") && offer.contains("o=openum 7 2 "));
+        // Another offer before the ACK: glare (RFC 3311 §5.2).
+        h.sip(reoffer(6, true, "m=audio 6000 RTP/AVP 0\r\n"));
+        assert_eq!(response(&h, 6), (491, None));
+        // An ACK for another request changes nothing.
+        h.sip(SipEvent::Ack {
+            request: 4,
+            sdp: None,
+        });
+        assert!(!h.call.is_done());
+        h.sip(SipEvent::Ack {
+            request: 5,
+            sdp: Some(
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6002 RTP/AVP 8\r\na=sendonly\r\n".to_vec(),
+            ),
+        });
+        assert!(h.call.is_held(), "their sendonly answer holds the call");
+        assert_eq!(media_commands(&h), [&Command::PauseMedia]);
+        // Offers are answered again once the answer arrived.
+        h.sip(reoffer(7, false, "m=audio 6002 RTP/AVP 8\r\n"));
+        assert_eq!(response(&h, 7).0, 200);
+        assert_eq!(
+            media_commands(&h)[1..],
+            [
+                &Command::UpdateMedia(MediaPlan {
+                    remote: "127.0.0.1:6002".parse().unwrap(),
+                    codec: sdp::Codec::Pcma,
+                    payload_type: 8,
+                    ptime_ms: 20,
+                }),
+                &Command::ResumeMedia
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ack_without_the_answer_ends_the_call() {
+        let mut h = connected();
+        h.sip(SipEvent::Offer {
+            request: 5,
+            update: false,
+            sdp: None,
+        });
+        h.sip(SipEvent::Ack {
+            request: 5,
+            sdp: None,
+        });
+        assert!(h.call.is_done());
+        assert_eq!(media_commands(&h), [&Command::StopMedia, &Command::Bye]);
+        assert_eq!(h.call.status().cause, Cause::Other);
+    }
+
+    #[test]
+    fn unusable_or_untimely_offers_are_refused_and_the_session_goes_on() {
+        let mut h = connected();
+        h.sip(reoffer(1, false, "m=audio 6000 RTP/AVP 18\r\n"));
+        assert_eq!(response(&h, 1), (488, None));
+        assert!(h
+            .log
+            .contains(&Output::OfferRefused(OfferError::NoUsableAudio)));
+        assert!(media_commands(&h).is_empty());
+        // An UPDATE without SDP is a refresh.
+        h.sip(SipEvent::Offer {
+            request: 2,
+            update: true,
+            sdp: None,
+        });
+        assert_eq!(response(&h, 2), (200, None));
+        assert!(!h.call.is_done());
+        // Before the answer, and after the end.
+        let mut h = Harness::new();
+        h.sip(reoffer(3, true, "m=audio 6000 RTP/AVP 0\r\n"));
+        assert_eq!(response(&h, 3), (491, None));
+        h.sip(SipEvent::Rejected(SipStatus::new(486, "Busy Here")));
+        h.sip(reoffer(4, false, "m=audio 6000 RTP/AVP 0\r\n"));
+        assert_eq!(response(&h, 4), (481, None));
+        // Without a session the engine cannot answer: 488.
+        let mut h = Harness::new();
+        h.sip(answered());
+        h.sip(reoffer(5, false, "m=audio 6000 RTP/AVP 0\r\n"));
+        assert_eq!(response(&h, 5), (488, None));
+    }
+
+    #[test]
+    fn an_answer_that_holds_from_the_start_starts_the_media_paused() {
+        let mut h = Harness::new();
+        h.sip(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\na=inactive\r\n".to_vec(),
+            ),
+        });
+        assert!(matches!(
+            h.commands()[..],
+            [Command::StartMedia(_), Command::PauseMedia]
+        ));
+        assert!(h.call.is_held());
+        assert_eq!(h.call.status().state, CallState::Connected);
     }
 }

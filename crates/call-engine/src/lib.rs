@@ -9,6 +9,8 @@
 //! - [`sdes`]: SRTP keying by SDES (`a=crypto`, RFC 4568): the offer's attributes per gateway
 //!   policy, and the answer's choice.
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
+//! - [`offer_answer`]: offer/answer inside the dialog (re-INVITE, UPDATE, hold): answers,
+//!   openum's re-offer, media direction.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
 //! - [`g711`]: µ-law and A-law.
 //! - [`digest`]: Digest authentication (MD5, SHA-256, SHA-512/256) for 401/407.
@@ -34,6 +36,7 @@ pub mod auth;
 pub mod call;
 pub mod digest;
 pub mod g711;
+pub mod offer_answer;
 pub mod rtp;
 pub mod sdes;
 pub mod sdp;

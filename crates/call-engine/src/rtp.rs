@@ -51,14 +51,25 @@ pub struct RtpSeed {
 /// One outgoing stream.
 #[derive(Debug)]
 pub struct RtpStream {
-    payload: Arc<[u8]>,
-    silence: u8,
+    audio: PreparedAudio,
+    codec: Codec,
     payload_type: u8,
     frame_bytes: usize,
     ptime: Duration,
     seed: RtpSeed,
-    start: Instant,
+    /// The first packet's due instant: timestamps count 8 kHz samples of wall time from it
+    /// (RFC 3550 §5.1), across pauses.
+    origin: Instant,
+    /// When packet number `anchor_sent` is due; later packets follow every `ptime`.
+    anchor: Instant,
+    anchor_sent: u32,
+    /// Packets sent so far (the sequence number's offset).
     sent: u32,
+    /// Bytes (samples) of the message played so far: where playback continues after a pause.
+    played: usize,
+    paused: bool,
+    /// The next packet starts a talkspurt (the first, and the first after a pause).
+    marker: bool,
 }
 
 /// RTP header length.
@@ -67,26 +78,27 @@ pub const HEADER_LEN: usize = 12;
 impl RtpStream {
     /// A stream for `plan` whose first packet is due at `start`.
     pub fn new(plan: &MediaPlan, audio: &PreparedAudio, seed: RtpSeed, start: Instant) -> Self {
-        let (payload, silence) = match plan.codec {
-            Codec::Pcmu => (Arc::clone(&audio.pcmu), ULAW_SILENCE),
-            Codec::Pcma => (Arc::clone(&audio.pcma), ALAW_SILENCE),
-        };
         let ptime_ms = plan.ptime_ms.clamp(10, 60);
         Self {
-            payload,
-            silence,
+            audio: audio.clone(),
+            codec: plan.codec,
             payload_type: plan.payload_type & 0x7F,
             frame_bytes: ptime_ms as usize * 8,
             ptime: Duration::from_millis(u64::from(ptime_ms)),
             seed,
-            start,
+            origin: start,
+            anchor: start,
+            anchor_sent: 0,
             sent: 0,
+            played: 0,
+            paused: false,
+            marker: true,
         }
     }
 
-    /// When the next packet is due.
+    /// When the next packet is due (if not paused).
     pub fn next_due(&self) -> Instant {
-        self.start + self.ptime * self.sent
+        self.anchor + self.ptime * (self.sent - self.anchor_sent)
     }
 
     /// Packets sent so far.
@@ -94,37 +106,90 @@ impl RtpStream {
         self.sent
     }
 
+    /// Whether sending is paused (the far end holds the call).
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Bytes of the message (8 kHz samples, silence after the end included) played so far.
+    pub fn played(&self) -> usize {
+        self.played
+    }
+
+    /// The stream's SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.seed.ssrc
+    }
+
+    /// The RTP timestamp of instant `at` on this stream's clock.
+    pub fn timestamp_at(&self, at: Instant) -> u32 {
+        let samples = at.saturating_duration_since(self.origin).as_nanos() * 8 / 1_000_000;
+        // RTP timestamps wrap modulo 2^32 (RFC 3550 §5.1): the truncation is the arithmetic.
+        #[allow(clippy::cast_possible_truncation)]
+        self.seed.timestamp.wrapping_add(samples as u32)
+    }
+
+    /// Stops sending; [`RtpStream::resume`] continues where it stopped.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Sends again from `now`, from where the message was when it paused, starting a new
+    /// talkspurt (marker bit). No-op unless paused.
+    pub fn resume(&mut self, now: Instant) {
+        if self.paused {
+            self.paused = false;
+            self.anchor = now;
+            self.anchor_sent = self.sent;
+            self.marker = true;
+        }
+    }
+
+    /// Follows a renegotiated `plan` (codec, payload type, packet time) from the next packet on,
+    /// keeping the place in the message and the pacing grid.
+    pub fn change_plan(&mut self, plan: &MediaPlan) {
+        let ptime_ms = plan.ptime_ms.clamp(10, 60);
+        if !self.paused {
+            self.anchor = self.next_due();
+            self.anchor_sent = self.sent;
+        }
+        self.codec = plan.codec;
+        self.payload_type = plan.payload_type & 0x7F;
+        self.frame_bytes = ptime_ms as usize * 8;
+        self.ptime = Duration::from_millis(u64::from(ptime_ms));
+    }
+
     /// If a packet is due at `now`, writes it into `out` (replacing its contents) and returns
-    /// true. Call repeatedly until it returns false to catch up after a late wake-up.
+    /// true. Call repeatedly until it returns false to catch up after a late wake-up. Never
+    /// true while paused.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        if now < self.next_due() {
+        let due = self.next_due();
+        if self.paused || now < due {
             return false;
         }
-        let n = self.sent;
-        let sequence = self.seed.sequence.wrapping_add(n as u16);
-        let timestamp = self
-            .seed
-            .timestamp
-            .wrapping_add(n.wrapping_mul(self.frame_bytes as u32));
+        let sequence = self.seed.sequence.wrapping_add(self.sent as u16);
+        let timestamp = self.timestamp_at(due);
+        let (payload, silence) = match self.codec {
+            Codec::Pcmu => (&self.audio.pcmu, ULAW_SILENCE),
+            Codec::Pcma => (&self.audio.pcma, ALAW_SILENCE),
+        };
         out.clear();
         out.reserve(HEADER_LEN + self.frame_bytes);
         out.push(0x80); // V=2, no padding, no extension, no CSRC
-        let marker = if n == 0 { 0x80 } else { 0 };
+        let marker = if self.marker { 0x80 } else { 0 };
+        self.marker = false;
         out.push(marker | self.payload_type);
         out.extend_from_slice(&sequence.to_be_bytes());
         out.extend_from_slice(&timestamp.to_be_bytes());
         out.extend_from_slice(&self.seed.ssrc.to_be_bytes());
-        let offset = n as usize * self.frame_bytes;
-        let available = self
-            .payload
-            .len()
-            .saturating_sub(offset)
-            .min(self.frame_bytes);
+        let offset = self.played;
+        let available = payload.len().saturating_sub(offset).min(self.frame_bytes);
         if available > 0 {
-            out.extend_from_slice(&self.payload[offset..offset + available]);
+            out.extend_from_slice(&payload[offset..offset + available]);
         }
-        out.resize(HEADER_LEN + self.frame_bytes, self.silence);
+        out.resize(HEADER_LEN + self.frame_bytes, silence);
         self.sent += 1;
+        self.played += self.frame_bytes;
         true
     }
 }
@@ -220,5 +285,90 @@ mod tests {
         assert_eq!(p.len(), 12 + 240);
         assert_eq!(u32::from_be_bytes([p[4], p[5], p[6], p[7]]), 240);
         assert_eq!(audio.duration(), Duration::from_secs(1));
+    }
+
+    fn header(p: &[u8]) -> (bool, u8, u16, u32) {
+        (
+            p[1] & 0x80 != 0,
+            p[1] & 0x7F,
+            u16::from_be_bytes([p[2], p[3]]),
+            u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        )
+    }
+
+    #[test]
+    fn a_pause_sends_nothing_and_resume_continues_the_message_where_it_was() {
+        let samples: Vec<i16> = (0..8000).map(|i| (i * 7 % 20000) as i16).collect();
+        let audio = PreparedAudio::from_pcm(&samples);
+        let seed = RtpSeed {
+            ssrc: 9,
+            sequence: 100,
+            timestamp: 1000,
+        };
+        let start = base_instant();
+        let mut s = RtpStream::new(&plan(Codec::Pcmu, 20), &audio, seed, start);
+        let mut p = Vec::new();
+        for _ in 0..10 {
+            assert!(s.poll_transmit(s.next_due(), &mut p));
+        }
+        s.pause();
+        assert!(s.is_paused());
+        let later = start + Duration::from_secs(30);
+        assert!(!s.poll_transmit(later, &mut p), "nothing while paused");
+        assert_eq!(s.packets_sent(), 10);
+        s.resume(later);
+        assert_eq!(s.next_due(), later);
+        assert!(s.poll_transmit(later, &mut p));
+        let (marker, pt, sequence, timestamp) = header(&p);
+        assert!(marker, "a new talkspurt after the pause");
+        assert_eq!(
+            (pt, sequence),
+            (0, 110),
+            "the sequence runs on without a gap"
+        );
+        assert_eq!(
+            timestamp,
+            1000 + 30 * 8000,
+            "the timestamp follows wall time"
+        );
+        assert_eq!(
+            &p[HEADER_LEN..],
+            &audio.pcmu[1600..1760],
+            "the eleventh frame of the message, not the one due by the clock"
+        );
+        assert!(!s.poll_transmit(later, &mut p));
+        assert!(s.poll_transmit(later + Duration::from_millis(20), &mut p));
+        assert!(!header(&p).0);
+    }
+
+    #[test]
+    fn a_new_plan_changes_codec_and_packet_time_in_place() {
+        let samples: Vec<i16> = (0..8000).map(|i| (i * 13 % 30000) as i16).collect();
+        let audio = PreparedAudio::from_pcm(&samples);
+        let seed = RtpSeed {
+            ssrc: 9,
+            sequence: 0,
+            timestamp: 0,
+        };
+        let start = base_instant();
+        let mut s = RtpStream::new(&plan(Codec::Pcmu, 20), &audio, seed, start);
+        let mut p = Vec::new();
+        for _ in 0..5 {
+            assert!(s.poll_transmit(s.next_due(), &mut p));
+        }
+        s.change_plan(&MediaPlan {
+            payload_type: 96,
+            ..plan(Codec::Pcma, 30)
+        });
+        assert_eq!(
+            s.next_due(),
+            start + Duration::from_millis(100),
+            "same grid"
+        );
+        assert!(s.poll_transmit(s.next_due(), &mut p));
+        assert_eq!(p.len(), HEADER_LEN + 240);
+        assert_eq!(header(&p), (false, 96, 5, 800));
+        assert_eq!(&p[HEADER_LEN..], &audio.pcma[800..1040]);
+        assert_eq!(s.next_due(), start + Duration::from_millis(130));
     }
 }

@@ -10,6 +10,8 @@
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
 //! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
@@ -17,9 +19,11 @@
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
 pub mod media;
+pub mod ports;
 pub mod settings;
 pub mod sip;
 pub mod srtp;
+mod symmetric;
 mod task;
 pub mod tls;
 
@@ -31,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use call_engine::auth::{Credentials, DigestAuth};
 use call_engine::call::{Call, CallConfig};
+use call_engine::offer_answer::LocalSession;
 use call_engine::rtp::PreparedAudio;
 use call_engine::sdp;
 use calls::service::Capacity;
@@ -40,7 +45,6 @@ use calls::{
     CallServiceFigures, CallState, Hangup, PlaceError,
 };
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
@@ -64,6 +68,8 @@ struct Inner {
     /// The gateway's TLS client, when signalling to it runs over TLS.
     tls: Option<Arc<tls::TlsClient>>,
     rtp_address: IpAddr,
+    rtp_port_range: Option<(u16, u16)>,
+    media_public_address: Option<IpAddr>,
     live: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
     /// Set once shutdown begins: no new call is placed.
@@ -104,6 +110,8 @@ impl SipCallService {
                 gateway: Arc::new(gateway),
                 tls,
                 rtp_address: sip.rtp_address,
+                rtp_port_range: sip.rtp_port_range,
+                media_public_address: sip.media_public_address,
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
@@ -222,13 +230,19 @@ impl CallService for SipCallService {
         }
         self.take_rate_token()?;
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = UdpSocket::bind(SocketAddr::new(self.inner.rtp_address, 0))
+        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
             .await
             .map_err(PlaceError::MediaSocket)?;
-        let rtp_local = socket.local_addr().map_err(PlaceError::MediaSocket)?;
+        let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
+        // What the far end is told: the public media address behind a NAT, else the bound one.
+        let rtp_local = SocketAddr::new(
+            self.inner.media_public_address.unwrap_or(bound.ip()),
+            bound.port(),
+        );
+        let session_id: u64 = rand::thread_rng().gen();
         let gateway = &self.inner.gateway;
         let srtp = srtp::CallSrtp::new(gateway.srtp);
-        let offer = srtp.offer(&sdp::offer(rtp_local, rand::thread_rng().gen()));
+        let offer = srtp.offer(&sdp::offer(rtp_local, session_id));
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
@@ -274,7 +288,8 @@ impl CallService for SipCallService {
             ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
             ..CallConfig::new(audio.duration())
         };
-        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth);
+        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth)
+            .with_session(LocalSession::new(rtp_local, session_id));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         lock(&self.inner.live).insert(record.id.clone(), control_tx);
         // One span per call, carrying both identities, around everything the task logs.
@@ -293,6 +308,7 @@ impl CallService for SipCallService {
                 tls: self.inner.tls.clone(),
                 states_open: true,
                 outcome_done: false,
+                offers: crate::sip::InDialogOffers::default(),
             },
             recorder: Arc::clone(&self.inner.recorder),
             media: self.inner.media.clone(),

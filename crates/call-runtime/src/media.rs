@@ -107,6 +107,23 @@ enum MediaCommand {
     Stop {
         id: u64,
     },
+    Change {
+        id: u64,
+        change: StreamChange,
+    },
+}
+
+/// A change to a running stream, from offer/answer in the dialog.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StreamChange {
+    /// Send to a new address with a new codec / payload type / packet time.
+    Plan(call_engine::sdp::MediaPlan),
+    /// Send to a new address only (symmetric RTP: where the far end's RTP comes from).
+    Remote(SocketAddr),
+    /// Stop sending for now, keeping the place in the message.
+    Pause,
+    /// Send again from where it paused.
+    Resume,
 }
 
 /// Handle to the scheduler shards.
@@ -183,6 +200,12 @@ impl MediaHandle {
         let _ = self.shard(id).send(MediaCommand::Stop { id });
     }
 
+    /// Changes a running stream (no-op if it stopped).
+    pub fn change(&self, id: u64, change: StreamChange) {
+        // A scheduler that is gone sends nothing any more: there is no stream left to change.
+        let _ = self.shard(id).send(MediaCommand::Change { id, change });
+    }
+
     /// The scheduler's counters.
     pub fn stats(&self) -> &MediaStats {
         &self.stats
@@ -213,6 +236,30 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                     // Its heap entry is discarded when it comes up.
                     streams.remove(&id);
                 }
+                Some(MediaCommand::Change { id, change }) => {
+                    if let Some(entry) = streams.get_mut(&id) {
+                        let due = entry.stream.next_due();
+                        let paused = entry.stream.is_paused();
+                        match change {
+                            StreamChange::Plan(plan) => {
+                                entry.remote = plan.remote;
+                                entry.stream.change_plan(&plan);
+                            }
+                            StreamChange::Remote(remote) => entry.remote = remote,
+                            StreamChange::Pause => entry.stream.pause(),
+                            StreamChange::Resume => {
+                                entry.stream.resume(std::time::Instant::now());
+                            }
+                        }
+                        // A stream whose schedule changed gets a new heap entry; the old one is
+                        // recognised as stale when it comes up.
+                        let (new_due, new_paused) =
+                            (entry.stream.next_due(), entry.stream.is_paused());
+                        if !new_paused && (paused || new_due != due) {
+                            heap.push(Reverse((new_due, id)));
+                        }
+                    }
+                }
             },
             () = tokio::time::sleep_until(next.map_or_else(Instant::now, Instant::from_std)),
                 if next.is_some() =>
@@ -224,6 +271,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                     }
                     heap.pop();
                     let Some(entry) = streams.get_mut(&id) else { continue };
+                    // Paused, or rescheduled by a change (which pushed its own entry).
+                    if entry.stream.is_paused() || entry.stream.next_due() != due {
+                        continue;
+                    }
                     loop {
                         let packet_due = entry.stream.next_due();
                         if !entry.stream.poll_transmit(now, &mut packet) {

@@ -19,6 +19,10 @@ pub struct SipSettings {
     pub t1_ms: u64,
     /// The User-Agent header.
     pub user_agent: String,
+    /// RTP ports to use (inclusive; even ports are taken); `None`: any free port.
+    pub rtp_port_range: Option<(u16, u16)>,
+    /// The address advertised in SDP when it differs from `rtp_address` (behind a NAT).
+    pub media_public_address: Option<IpAddr>,
 }
 
 /// SIP transport to a gateway.

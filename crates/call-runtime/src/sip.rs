@@ -7,17 +7,21 @@ use std::time::Duration;
 
 use call_engine::auth::Authorization;
 use call_engine::call::{SipEvent, SipStatus};
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
 use rsipstack::dialog::DialogId;
-use rsipstack::sip::{Header, HostWithPort, Method, Response, StatusCode, Transport, Uri};
+use rsipstack::sip::prelude::HeadersExt as _;
+use rsipstack::sip::{Header, HostWithPort, Method, Request, Response, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::settings::{GatewaySettings, SipSettings, Transport as GatewayTransport};
 
@@ -339,6 +343,57 @@ pub(crate) struct RsipDialogue {
     pub(crate) tls: Option<Arc<crate::tls::TlsClient>>,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
+    /// Offers in the dialog (re-INVITE, UPDATE) waiting for the engine's answer, by number.
+    pub(crate) offers: InDialogOffers,
+}
+
+/// The in-dialog requests carrying (or asking for) an offer: their response handles until the
+/// engine answers, and the re-INVITEs whose ACK is still to come (by CSeq).
+#[derive(Default)]
+pub(crate) struct InDialogOffers {
+    next: u64,
+    handles: std::collections::HashMap<u64, TransactionHandle>,
+    awaiting_ack: Vec<(u64, u32)>,
+    /// The INVITE's own 2xx was reported: later `Confirmed` states follow in-dialog requests.
+    answered: bool,
+}
+
+impl InDialogOffers {
+    /// Takes a re-INVITE or UPDATE; returns the engine's event.
+    fn offer(&mut self, request: &Request, handle: TransactionHandle) -> SipEvent {
+        self.next += 1;
+        let id = self.next;
+        let update = request.method == Method::Update;
+        if !update {
+            match request.cseq_header().and_then(|c| c.seq()) {
+                Ok(cseq) => self.awaiting_ack.push((id, cseq)),
+                // rsipstack checked the CSeq when it matched the dialog; without it the ACK
+                // cannot be matched, so an answer in it would be missed: say so.
+                Err(error) => {
+                    tracing::warn!(%error, "re-INVITE without a readable CSeq: its ACK is not awaited");
+                }
+            }
+        }
+        self.handles.insert(id, handle);
+        SipEvent::Offer {
+            request: id,
+            update,
+            sdp: (!request.body.is_empty()).then(|| request.body.clone()),
+        }
+    }
+
+    /// A `Confirmed` state after an in-dialog request: the ACK of a re-INVITE we answered, if
+    /// `ack` is one we await.
+    fn ack(&mut self, ack: Option<Request>) -> Option<SipEvent> {
+        let ack = ack?;
+        let cseq = ack.cseq_header().and_then(|c| c.seq()).ok()?;
+        let at = self.awaiting_ack.iter().position(|(_, c)| *c == cseq)?;
+        let (request, _) = self.awaiting_ack.remove(at);
+        Some(SipEvent::Ack {
+            request,
+            sdp: (!ack.body.is_empty()).then_some(ack.body),
+        })
+    }
 }
 
 /// An INVITE sent over a TLS connection: its handles, the connection's address, and the token
@@ -431,9 +486,23 @@ impl crate::task::Dialogue for RsipDialogue {
                     Some(SipEvent::TransportFailed)
                 }
                 state = outgoing.states.recv(), if self.states_open => match state {
+                    Some(DialogState::Updated(_, request, handle))
+                        if matches!(request.method, Method::Invite | Method::Update) =>
+                    {
+                        Some(self.offers.offer(&request, handle))
+                    }
+                    // After the answer, `Confirmed` follows each in-dialog request; after a
+                    // re-INVITE it means its ACK arrived.
+                    Some(DialogState::Confirmed(..)) if self.offers.answered => {
+                        let ack = outgoing.dialog.last_remote_ack();
+                        self.offers.ack(ack)
+                    }
                     Some(state) => {
                         let event = event_of(&state);
-                        answer_in_dialog_request(state, &self.offer);
+                        if matches!(event, Some(SipEvent::Answered { .. })) {
+                            self.offers.answered = true;
+                        }
+                        answer_in_dialog_request(state);
                         event
                     }
                     None => {
@@ -492,6 +561,26 @@ impl crate::task::Dialogue for RsipDialogue {
         Ok(())
     }
 
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError> {
+        let Some(handle) = self.offers.handles.remove(&request) else {
+            tracing::warn!(request, code, "no open in-dialog request to answer");
+            return Ok(());
+        };
+        let headers = sdp
+            .is_some()
+            .then(|| vec![Header::ContentType("application/sdp".into())]);
+        tokio::spawn(
+            async move {
+                let body = sdp.map(String::into_bytes);
+                if let Err(error) = handle.respond(StatusCode::from(code), headers, body).await {
+                    tracing::warn!(error = %calls::error_chain(&error), code, "cannot answer an in-dialog request");
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Ok(())
+    }
+
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
         let outgoing = self.stack.invite(
             &self.gateway,
@@ -547,7 +636,6 @@ fn in_background(
     method: &'static str,
     request: impl std::future::Future<Output = Result<(), rsipstack::Error>> + Send + 'static,
 ) {
-    use tracing::Instrument as _;
     tokio::spawn(
         async move {
             if let Err(source) = request.await {
@@ -559,21 +647,11 @@ fn in_background(
     );
 }
 
-/// Answers re-INVITE/UPDATE with our unchanged session, and OPTIONS/INFO with 200, in a task of
-/// its own so that no answer is lost when the call task moves on.
-fn answer_in_dialog_request(state: DialogState, offer: &str) {
-    let offer = offer.to_owned();
+/// Answers OPTIONS/INFO with 200, in a task of its own so that no answer is lost when the call
+/// task moves on. (Re-INVITE and UPDATE go to the engine: see [`InDialogOffers`].)
+fn answer_in_dialog_request(state: DialogState) {
     tokio::spawn(async move {
         let answered = match state {
-            DialogState::Updated(_, _, handle) => {
-                handle
-                    .respond(
-                        StatusCode::OK,
-                        Some(vec![Header::ContentType("application/sdp".into())]),
-                        Some(offer.into_bytes()),
-                    )
-                    .await
-            }
             DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
                 handle.reply(StatusCode::OK).await
             }

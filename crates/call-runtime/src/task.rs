@@ -18,7 +18,7 @@ use rand::Rng as _;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::MediaHandle;
+use crate::media::{MediaHandle, StreamChange};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -40,6 +40,9 @@ pub(crate) trait Dialogue: Send + 'static {
     async fn bye(&mut self) -> Result<(), SipError>;
     /// Sends the INVITE again, answering a digest challenge.
     fn resend(&mut self, authorization: Authorization) -> Result<(), SipError>;
+    /// Answers the in-dialog request the engine saw as `SipEvent::Offer { request, .. }` with
+    /// `code` and, if given, an `application/sdp` body. Returns once the answer is under way.
+    fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
 }
@@ -69,7 +72,7 @@ impl<D: Dialogue> CallTask<D> {
         mut call: Call,
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> D {
-        let mut media: Option<u64> = None;
+        let mut media = Media::default();
         let mut events_open = true;
         let mut control_open = true;
         self.drain(&mut call, &mut media).await;
@@ -100,13 +103,11 @@ impl<D: Dialogue> CallTask<D> {
             }
             self.drain(&mut call, &mut media).await;
         }
-        if let Some(id) = media.take() {
-            self.media.stop(id);
-        }
+        media.stop(&self.media);
         self.dialogue
     }
 
-    async fn drain(&mut self, call: &mut Call, media: &mut Option<u64>) {
+    async fn drain(&mut self, call: &mut Call, media: &mut Media) {
         while let Some(output) = call.poll_output() {
             match output {
                 Output::Status(status) => self.record_status(&status).await,
@@ -116,6 +117,42 @@ impl<D: Dialogue> CallTask<D> {
                     }
                     _ => tracing::info!(reason = %reason, "digest challenge not answered"),
                 },
+                Output::OfferRefused(reason) => {
+                    tracing::warn!(reason = %error_chain(&reason), "offer in the dialog refused (488)");
+                }
+                Output::Hold(true) => tracing::info!("the far end holds the call: message paused"),
+                Output::Hold(false) => {
+                    tracing::info!("the far end resumed the call: message continues")
+                }
+                Output::Command(Command::Respond { request, code, sdp }) => {
+                    tracing::debug!(
+                        code,
+                        with_sdp = sdp.is_some(),
+                        "answering an in-dialog offer"
+                    );
+                    if let Err(error) = self.dialogue.respond(request, code, sdp) {
+                        tracing::warn!(error = %error_chain(&error), code, "cannot answer an in-dialog request");
+                    }
+                }
+                Output::Command(Command::UpdateMedia(plan)) => {
+                    tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media renegotiated");
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Plan(plan));
+                    }
+                    if let Some(negotiated) = &media.negotiated {
+                        negotiated.send_replace(plan.remote);
+                    }
+                }
+                Output::Command(Command::PauseMedia) => {
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Pause);
+                    }
+                }
+                Output::Command(Command::ResumeMedia) => {
+                    if let Some(id) = media.id {
+                        self.media.change(id, StreamChange::Resume);
+                    }
+                }
                 Output::Command(Command::Resend {
                     authorization,
                     algorithm,
@@ -152,18 +189,23 @@ impl<D: Dialogue> CallTask<D> {
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
                     let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    *media = Some(self.media.start_protected(
+                    let id = self.media.start_protected(
                         Arc::clone(&self.socket),
                         plan.remote,
                         stream,
                         self.srtp.take_sender(),
+                    );
+                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    media.receiver = Some(crate::symmetric::spawn(
+                        Arc::clone(&self.socket),
+                        self.media.clone(),
+                        id,
+                        watched,
                     ));
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
                 }
-                Output::Command(Command::StopMedia) => {
-                    if let Some(id) = media.take() {
-                        self.media.stop(id);
-                    }
-                }
+                Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
     }
@@ -180,6 +222,27 @@ impl<D: Dialogue> CallTask<D> {
         if let Err(error) = self.recorder.update(&self.record).await {
             tracing::error!(error = %error_chain(&error), "cannot record call status");
         }
+    }
+}
+
+/// The call's media: its stream in the scheduler, and the task reading its RTP socket.
+#[derive(Default)]
+struct Media {
+    id: Option<u64>,
+    /// The far end's address from the SDP, for the symmetric-RTP latch.
+    negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
+    receiver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Media {
+    fn stop(&mut self, scheduler: &MediaHandle) {
+        if let Some(id) = self.id.take() {
+            scheduler.stop(id);
+        }
+        if let Some(receiver) = self.receiver.take() {
+            receiver.abort();
+        }
+        self.negotiated = None;
     }
 }
 
@@ -241,6 +304,19 @@ mod tests {
         fn resend(&mut self, authorization: Authorization) -> Result<(), SipError> {
             assert!(authorization.value().starts_with("Digest "));
             self.log("INVITE with credentials");
+            Ok(())
+        }
+        fn respond(
+            &mut self,
+            _request: u64,
+            code: u16,
+            _sdp: Option<String>,
+        ) -> Result<(), SipError> {
+            self.log(match code {
+                200 => "200",
+                491 => "491",
+                _ => "other response",
+            });
             Ok(())
         }
         async fn close(&mut self) {}

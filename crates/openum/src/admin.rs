@@ -160,13 +160,54 @@ pub(crate) async fn voicemail_play_test(
     }
 }
 
-/// `openum config check` (the file was loaded and validated before the command ran).
-pub(crate) fn config_check(path: Option<&Path>) -> ExitCode {
+/// `openum config check` (the file was loaded and validated before the command ran): also
+/// what `serve` checks at start — plain HTTP on a public address, and the TLS certificate and
+/// key (readable, and the key fits the certificate).
+pub(crate) fn config_check(config: &Config, path: Option<&Path>) -> ExitCode {
+    if let Some(refusal) = plain_http_refused(config, config.server.listen, path) {
+        eprintln!("openum: {refusal}");
+        return ExitCode::from(2);
+    }
+    let mut tls = String::new();
+    if let Some((cert, key)) = config.server.tls_files() {
+        match server::tls::load(cert, key) {
+            Ok(loaded) => {
+                tls = format!(
+                    " (TLS: {} certificate(s), leaf sha256 {}, key fits)",
+                    loaded.chain_len, loaded.fingerprint
+                );
+            }
+            Err(error) => {
+                let file =
+                    path.map_or_else(String::new, |p| format!("config file {}: ", p.display()));
+                eprintln!("openum: {file}{}", calls::error_chain(&error));
+                return ExitCode::from(2);
+            }
+        }
+    }
     match path {
-        Some(path) => println!("{}: ok", path.display()),
-        None => println!("no --config given: the embedded defaults apply"),
+        Some(path) => println!("{}: ok{tls}", path.display()),
+        None => println!("no --config given: the embedded defaults apply{tls}"),
     }
     ExitCode::SUCCESS
+}
+
+/// Why `serve` on `listen` must not start on plain HTTP (naming `server.allow_plain_http` and
+/// the file), if it must not.
+pub(crate) fn plain_http_refused(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    path: Option<&Path>,
+) -> Option<String> {
+    let problem = config.server.check_plain_http(listen).err()?;
+    Some(match path {
+        Some(path) => server::config::ConfigError::Invalid {
+            path: path.to_owned(),
+            problem: problem.into(),
+        }
+        .to_string(),
+        None => format!("{problem} (no --config file given: set it in one)"),
+    })
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {

@@ -235,6 +235,13 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { listen, json_logs } => {
+            let effective = listen.unwrap_or(config.server.listen);
+            if let Some(refusal) =
+                admin::plain_http_refused(&config, effective, config_path.as_deref())
+            {
+                eprintln!("openum: {refusal}");
+                return Ok(ExitCode::from(2));
+            }
             init_logging(json_logs);
             server::serve::serve(&config, listen, server::serve::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -263,7 +270,9 @@ async fn run(
             };
             Ok(admin::voicemail_play_test(&config, &authorization, &item).await)
         }
-        Command::Config(ConfigCommand::Check) => Ok(admin::config_check(config_path.as_deref())),
+        Command::Config(ConfigCommand::Check) => {
+            Ok(admin::config_check(&config, config_path.as_deref()))
+        }
         Command::Call {
             endpoint,
             item,

@@ -295,6 +295,12 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// `user_agent`: the User-Agent header. Default `openum/<version>`.
     pub user_agent: String,
+    /// `rtp_port_range`: `"LOW-HIGH"`, the UDP ports RTP may use (an even one per call), for a
+    /// firewall to open. Default: any free port.
+    pub rtp_port_range: Option<String>,
+    /// `media_public_address`: the address advertised in SDP when RTP reaches this node through
+    /// a NAT (RTP is still bound to `rtp_address`). Default: `rtp_address`.
+    pub media_public_address: Option<std::net::IpAddr>,
 }
 
 impl Default for SipConfig {
@@ -305,6 +311,8 @@ impl Default for SipConfig {
             rtp_address: std::net::IpAddr::from([127, 0, 0, 1]),
             t1_ms: 500,
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
+            rtp_port_range: None,
+            media_public_address: None,
         }
     }
 }
@@ -446,6 +454,12 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
             rtp_address: c.rtp_address,
             t1_ms: c.t1_ms,
             user_agent: c.user_agent.clone(),
+            // Checked by `Config::validate`; an unreadable range never gets here.
+            rtp_port_range: c
+                .rtp_port_range
+                .as_deref()
+                .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
+            media_public_address: c.media_public_address,
         }
     }
 }
@@ -543,7 +557,7 @@ impl Config {
 }
 
 /// `[server]`.
-#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `listen`: address and port of the HTTP endpoint. Default `127.0.0.1:8080`.
@@ -562,6 +576,66 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// `max_xml_depth`: deepest element nesting accepted in a request. Default 32.
     pub max_xml_depth: usize,
+    /// `tls_cert`: PEM file of the server certificate, then its intermediates (full chain).
+    /// With `tls_key`, the endpoint speaks HTTPS only. Re-read on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`: PEM file of the certificate's private key (PKCS#8, RSA or EC).
+    pub tls_key: Option<PathBuf>,
+    /// `allow_plain_http`: serve Basic credentials over plain HTTP on an address other than
+    /// loopback (e.g. behind a TLS-terminating proxy on a private network). Default false.
+    pub allow_plain_http: bool,
+    /// `metrics_listen`: serve `/metrics` (and `/healthz`, `/readyz`) on this address instead;
+    /// the main listener then answers 404 for `/metrics`. Default: on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `metrics_token`: require `Authorization: Bearer <token>` on `/metrics`. Default: none.
+    pub metrics_token: Option<String>,
+}
+
+/// The metrics token never reaches logs.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("node_name", &self.node_name)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_xml_depth", &self.max_xml_depth)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// The certificate and key files, when TLS is configured (validation refuses one without
+    /// the other).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
+    }
+
+    /// Refuses plain HTTP on `listen` (the effective listen address: `--listen` or
+    /// `server.listen`) when it is not loopback, unless TLS is configured or
+    /// `server.allow_plain_http` is set: every login would cross the network in clear.
+    pub fn check_plain_http(&self, listen: SocketAddr) -> Result<(), InvalidValue> {
+        if self.tls_files().is_some() || self.allow_plain_http || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(InvalidValue::new(
+            "server.allow_plain_http",
+            format!(
+                "is false, and {listen} is not a loopback address: Basic credentials would cross the network in clear over plain HTTP; set server.tls_cert and server.tls_key, listen on loopback behind a TLS-terminating proxy, or set server.allow_plain_http = true"
+            ),
+        ))
+    }
 }
 
 impl Default for ServerConfig {
@@ -575,6 +649,11 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             max_xml_depth: 32,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -674,6 +753,29 @@ impl Config {
         if self.server.max_concurrent_requests == 0 {
             return bad("server.max_concurrent_requests", "must be at least 1");
         }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => {
+                return bad(
+                    "server.tls_key",
+                    "is missing: server.tls_cert is set, and TLS needs both (or neither)",
+                )
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "server.tls_cert",
+                    "is missing: server.tls_key is set, and TLS needs both (or neither)",
+                )
+            }
+            _ => {}
+        }
+        if self
+            .server
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return bad("server.metrics_token", "must not be empty");
+        }
         crate::dialplan::DialPlan::new(self.dialplan.clone())?;
         if self.admission.max_calls_per_user == 0 {
             return bad("admission.max_calls_per_user", "must be at least 1");
@@ -703,6 +805,21 @@ impl Config {
         if self.sip.rtp_address.is_unspecified() {
             return bad(
                 "sip.rtp_address",
+                "must be a concrete address: it is advertised in SDP",
+            );
+        }
+        if let Some(range) = &self.sip.rtp_port_range {
+            if let Err(reason) = call_runtime::ports::parse_port_range(range) {
+                return Err(InvalidValue::new("sip.rtp_port_range", reason));
+            }
+        }
+        if self
+            .sip
+            .media_public_address
+            .is_some_and(|a| a.is_unspecified())
+        {
+            return bad(
+                "sip.media_public_address",
                 "must be a concrete address: it is advertised in SDP",
             );
         }
@@ -911,6 +1028,30 @@ mod tests {
     }
 
     #[test]
+    fn rtp_port_range_and_media_public_address_are_checked_and_passed_on() {
+        let config = Config::parse(
+            "[sip]\nrtp_port_range = \"20000-29999\"\nmedia_public_address = \"203.0.113.7\"\n",
+        )
+        .unwrap();
+        let settings = call_runtime::settings::SipSettings::from(&config.sip);
+        assert_eq!(settings.rtp_port_range, Some((20000, 29999)));
+        assert_eq!(
+            settings.media_public_address,
+            Some(std::net::IpAddr::from([203, 0, 113, 7]))
+        );
+        for bad in ["\"20000\"", "\"30000-20000\"", "\"100-200\""] {
+            let err = Config::parse(&format!("[sip]\nrtp_port_range = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sip.rtp_port_range"), "{err}");
+        }
+        let err = Config::parse("[sip]\nmedia_public_address = \"0.0.0.0\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sip.media_public_address"), "{err}");
+    }
+
+    #[test]
     fn a_mailbox_url_must_be_https_unless_loopback_or_allowed() {
         let parse = |toml: &str| Config::parse(toml).map_err(|e| e.to_string());
         let c =
@@ -933,6 +1074,66 @@ mod tests {
         }
         let err = parse("[mailbox]\news_url = \"https://m/EWS\"\ntimeout_secs = 0\n").unwrap_err();
         assert!(err.contains("mailbox.timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_names_the_missing_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openum.toml");
+        std::fs::write(&path, "[server]\ntls_cert = \"/etc/openum/cert.pem\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.tls_key") && err.contains("openum.toml"),
+            "{err}"
+        );
+        std::fs::write(&path, "[server]\ntls_key = \"/etc/openum/key.pem\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.tls_cert") && err.contains("openum.toml"),
+            "{err}"
+        );
+        let both = Config::parse("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        assert_eq!(
+            both.server.tls_files(),
+            Some((Path::new("c.pem"), Path::new("k.pem")))
+        );
+    }
+
+    #[test]
+    fn plain_http_on_a_public_address_is_refused_unless_allowed_or_tls() {
+        let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let err = ServerConfig::default()
+            .check_plain_http(listen)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.allow_plain_http"), "{err}");
+        for loopback in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:1"] {
+            assert!(ServerConfig::default()
+                .check_plain_http(loopback.parse().unwrap())
+                .is_ok());
+        }
+        let allowed = ServerConfig {
+            allow_plain_http: true,
+            ..ServerConfig::default()
+        };
+        assert!(allowed.check_plain_http(listen).is_ok());
+        let tls = ServerConfig {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..ServerConfig::default()
+        };
+        assert!(tls.check_plain_http(listen).is_ok());
+    }
+
+    #[test]
+    fn the_metrics_token_is_redacted_and_must_not_be_empty() {
+        let c = Config::parse("[server]\nmetrics_token = \"s3cret-token\"\n").unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret-token"), "{debug}");
+        let err = Config::parse("[server]\nmetrics_token = \" \"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.metrics_token"), "{err}");
     }
 
     #[test]

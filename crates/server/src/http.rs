@@ -461,6 +461,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    serve_tls(listener, router, options, None, shutdown, grace).await;
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake runs on its own task
+/// (bounded by the header-read timeout) with the certificate current at its accept.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    options: HttpOptions,
+    tls: Option<Arc<crate::tls::Tls>>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -498,6 +511,26 @@ pub async fn serve(
                 request
             },
         ));
+        if let Some(tls) = &tls {
+            let acceptor = tls.acceptor();
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let handshake_timeout = options.header_read_timeout;
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        if let Err(error) = watcher.watch(connection).await {
+                            tracing::debug!(%error, %peer, "connection ended with an error");
+                        }
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+                client.close().await;
+            });
+            continue;
+        }
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         tokio::spawn(async move {

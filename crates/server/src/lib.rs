@@ -17,6 +17,8 @@
 //! - [`serve`]: `openum serve` — the node's parts wired together, and the cross-node hang-up
 //!   listener.
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
+//! - [`tls`]: the endpoint's certificate (rustls), reloaded on SIGHUP; [`metrics_listener`]:
+//!   `/metrics` on its own address (`server.metrics_listen`), optionally behind a token.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
@@ -30,10 +32,12 @@ pub mod forward;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod pinned;
 pub mod registry;
 pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod voicemail;
 
 use std::future::Future;
@@ -150,7 +154,30 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()>,
 ) {
+    run_tls(config, listener, state, None, shutdown).await;
+}
+
+/// [`run`], over TLS when `tls` is given. With `server.metrics_listen` set, `/metrics` is not
+/// served here (HTTP 404): [`metrics_listener`] serves it.
+pub async fn run_tls(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<Arc<tls::Tls>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let options = http_options(config);
-    let router = http::router(Arc::new(state), options);
-    http::serve(listener, router, options, shutdown, Duration::from_secs(10)).await;
+    let mut router = http::router(Arc::new(state), options);
+    if config.server.metrics_listen.is_some() {
+        router = router.layer(axum::middleware::from_fn(metrics_listener::not_here));
+    }
+    http::serve_tls(
+        listener,
+        router,
+        options,
+        tls,
+        shutdown,
+        Duration::from_secs(10),
+    )
+    .await;
 }

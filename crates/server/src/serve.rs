@@ -24,6 +24,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listen = listen.unwrap_or(config.server.listen);
+    // The front door first: nothing starts (no store, no SIP) behind a door that is refused.
+    config.server.check_plain_http(listen)?;
+    let tls = crate::tls::Tls::from_config(&config.server)?;
+    // From here on SIGHUP reloads the certificate and never ends the process (its default
+    // action would drop every live call without a BYE).
+    crate::tls::reload_on_sighup(tls.clone()).context("cannot watch for SIGHUP")?;
     let store = crate::open_store(config).await?;
     let node = config.node_name();
     // Nothing this node owned can still be live: a previous process died with it.
@@ -70,12 +76,27 @@ pub async fn serve(
         None => Arc::new(NoGateway),
     };
     listen_for_hangups(registry.store().as_ref(), registry.node(), &calls);
+    let metrics = match config.server.metrics_listen {
+        Some(address) => Some(
+            start_metrics_listener(
+                address,
+                crate::metrics_listener::router(
+                    Arc::clone(&registry),
+                    Arc::clone(&calls),
+                    config.server.metrics_token.as_deref(),
+                ),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let state = crate::app_state_with_mailbox(config, registry, calls, mailbox)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         data_dir = %config.server.data_dir.display(),
         node = %state.node,
         gateway = config.active_gateway().map_or("none", |g| g.name.as_str()),
@@ -90,9 +111,36 @@ pub async fn serve(
             sip.shutdown(Duration::from_secs(2)).await;
         }
     };
-    crate::run(config, listener, state, shutdown).await;
+    crate::run_tls(config, listener, state, tls, shutdown).await;
+    if let Some((stop, task)) = metrics {
+        // The task may have ended already (its error was logged); nothing is left to stop.
+        _ = stop.send(());
+        if let Err(error) = task.await {
+            tracing::error!(%error, "the metrics listener task failed");
+        }
+    }
     tracing::info!("openum stopped");
     Ok(())
+}
+
+/// Binds `server.metrics_listen` and serves `router` there until the returned sender fires.
+async fn start_metrics_listener(
+    address: SocketAddr,
+    router: axum::Router,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (server.metrics_listen)"))?;
+    tracing::info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(crate::metrics_listener::serve(listener, router, async {
+        // Sent or dropped: either way the node is stopping.
+        _ = stopped.await;
+    }));
+    Ok((stop, task))
 }
 
 /// Other nodes ask this one to end the calls it owns (PostgreSQL `NOTIFY`); a task hands each

@@ -43,9 +43,8 @@ fn elements_under_body(nodes: &[Node]) -> Vec<&Node> {
     nodes[body + 1..].iter().collect()
 }
 
-#[tokio::test]
-async fn rule_1_every_reply_starts_with_the_xml_declaration() {
-    let server = TestServer::start().await;
+async fn rule_1_every_reply_starts_with_the_xml_declaration(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server).await {
         assert!(
             reply
@@ -58,9 +57,8 @@ async fn rule_1_every_reply_starts_with_the_xml_declaration() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_2_responses_carry_a_non_self_closing_header_with_server_version_info() {
-    let server = TestServer::start().await;
+async fn rule_2_responses_carry_a_non_self_closing_header_with_server_version_info(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server)
         .await
         .iter()
@@ -83,9 +81,8 @@ async fn rule_2_responses_carry_a_non_self_closing_header_with_server_version_in
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_3_server_version_info_has_four_integers_and_a_version() {
-    let server = TestServer::start().await;
+async fn rule_3_server_version_info_has_four_integers_and_a_version(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let reply = server.ews(get_info("x")).await;
     let nodes = outline(&reply.body);
     let svi = nodes
@@ -112,9 +109,8 @@ async fn rule_3_server_version_info_has_four_integers_and_a_version() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_4_header_then_body_then_exactly_one_response_element() {
-    let server = TestServer::start().await;
+async fn rule_4_header_then_body_then_exactly_one_response_element(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server)
         .await
         .iter()
@@ -137,9 +133,8 @@ async fn rule_4_header_then_body_then_exactly_one_response_element() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_5_response_class_is_always_success_or_error() {
-    let server = TestServer::start().await;
+async fn rule_5_response_class_is_always_success_or_error(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server)
         .await
         .iter()
@@ -153,9 +148,8 @@ async fn rule_5_response_class_is_always_success_or_error() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_6_success_starts_with_response_code_then_the_required_payload() {
-    let server = TestServer::start().await;
+async fn rule_6_success_starts_with_response_code_then_the_required_payload(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let replies = sample_replies(&server).await;
     let expected_payload = [Some("PhoneCallId"), Some("PhoneCallInformation"), None];
     for (reply, payload) in replies[..3].iter().zip(expected_payload) {
@@ -181,9 +175,8 @@ async fn rule_6_success_starts_with_response_code_then_the_required_payload() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_7_errors_have_message_text_code_and_link_key_zero_in_order() {
-    let server = TestServer::start().await;
+async fn rule_7_errors_have_message_text_code_and_link_key_zero_in_order(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let replies = sample_replies(&server).await;
     for reply in &replies[3..6] {
         let nodes = outline(&reply.body);
@@ -203,9 +196,8 @@ async fn rule_7_errors_have_message_text_code_and_link_key_zero_in_order() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_8_phone_call_information_children_are_types_elements_in_schema_order() {
-    let server = TestServer::start().await;
+async fn rule_8_phone_call_information_children_are_types_elements_in_schema_order(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     server
         .add_call("busy", "alice", CallState::Disconnected, Cause::UserBusy)
         .await;
@@ -242,9 +234,8 @@ async fn rule_8_phone_call_information_children_are_types_elements_in_schema_ord
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_9_every_response_code_sent_is_a_member_of_the_enumeration() {
-    let server = TestServer::start().await;
+async fn rule_9_every_response_code_sent_is_a_member_of_the_enumeration(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server).await {
         for node in outline(&reply.body)
             .iter()
@@ -260,9 +251,8 @@ async fn rule_9_every_response_code_sent_is_a_member_of_the_enumeration() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_10_errors_are_200_faults_are_500_with_an_unqualified_open_detail() {
-    let server = TestServer::start().await;
+async fn rule_10_errors_are_200_faults_are_500_with_an_unqualified_open_detail(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server).await {
         let nodes = outline(&reply.body);
         if let Some(fault) = nodes.iter().find(|n| n.local == "Fault") {
@@ -289,9 +279,8 @@ async fn rule_10_errors_are_200_faults_are_500_with_an_unqualified_open_detail()
     server.stop().await;
 }
 
-#[tokio::test]
-async fn rule_11_content_type_is_text_xml_utf8() {
-    let server = TestServer::start().await;
+async fn rule_11_content_type_is_text_xml_utf8(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     for reply in sample_replies(&server).await {
         assert_eq!(
             reply.headers["content-type"].to_str().unwrap(),
@@ -300,3 +289,17 @@ async fn rule_11_content_type_is_text_xml_utf8() {
     }
     server.stop().await;
 }
+
+over_http_and_https!(
+    rule_1_every_reply_starts_with_the_xml_declaration,
+    rule_2_responses_carry_a_non_self_closing_header_with_server_version_info,
+    rule_3_server_version_info_has_four_integers_and_a_version,
+    rule_4_header_then_body_then_exactly_one_response_element,
+    rule_5_response_class_is_always_success_or_error,
+    rule_6_success_starts_with_response_code_then_the_required_payload,
+    rule_7_errors_have_message_text_code_and_link_key_zero_in_order,
+    rule_8_phone_call_information_children_are_types_elements_in_schema_order,
+    rule_9_every_response_code_sent_is_a_member_of_the_enumeration,
+    rule_10_errors_are_200_faults_are_500_with_an_unqualified_open_detail,
+    rule_11_content_type_is_text_xml_utf8,
+);

@@ -117,9 +117,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     ]
 }
 
-#[tokio::test]
-async fn hostile_requests_get_their_specific_fault_and_the_server_survives() {
-    let server = TestServer::start().await;
+async fn hostile_requests_get_their_specific_fault_and_the_server_survives(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     server
         .add_call("bobs-call", "bob", CallState::Connected, Cause::None)
         .await;
@@ -154,9 +153,8 @@ async fn hostile_requests_get_their_specific_fault_and_the_server_survives() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn schema_violations_report_line_position_and_a_precise_violation() {
-    let server = TestServer::start().await;
+async fn schema_violations_report_line_position_and_a_precise_violation(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let body = format!(
         "<soap:Envelope xmlns:soap=\"{S}\" xmlns:m=\"{M}\">\n  <soap:Body>\n    <m:DisconnectPhoneCall>\n      <m:PhoneCallId/>\n    </m:DisconnectPhoneCall>\n  </soap:Body>\n</soap:Envelope>"
     );
@@ -199,9 +197,8 @@ async fn schema_violations_report_line_position_and_a_precise_violation() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn authentication_failures_get_401_with_challenges_and_no_body() {
-    let server = TestServer::start().await;
+async fn authentication_failures_get_401_with_challenges_and_no_body(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let wrong_password = TestServer::basic("alice", "guess");
     let unknown_user = TestServer::basic("mallory", PASSWORD);
     for auth in [
@@ -231,9 +228,8 @@ async fn authentication_failures_get_401_with_challenges_and_no_body() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn benign_variations_from_real_clients_are_accepted() {
-    let server = TestServer::start().await;
+async fn benign_variations_from_real_clients_are_accepted(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     server
         .add_call("c", "alice", CallState::Connected, Cause::None)
         .await;
@@ -266,9 +262,8 @@ async fn benign_variations_from_real_clients_are_accepted() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn other_paths_and_methods() {
-    let server = TestServer::start().await;
+async fn other_paths_and_methods(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let get = server
         .client
         .get(server.url("/EWS/Exchange.asmx"))
@@ -298,3 +293,11 @@ async fn other_paths_and_methods() {
     assert_eq!(missing.status(), 404);
     server.stop().await;
 }
+
+over_http_and_https!(
+    hostile_requests_get_their_specific_fault_and_the_server_survives,
+    schema_violations_report_line_position_and_a_precise_violation,
+    authentication_failures_get_401_with_challenges_and_no_body,
+    benign_variations_from_real_clients_are_accepted,
+    other_paths_and_methods,
+);

@@ -30,9 +30,8 @@ async fn expect(server: &TestServer, body: String, status: u16, expected: Respon
     reply
 }
 
-#[tokio::test]
-async fn play_on_phone_success_and_every_error_validate() {
-    let server = TestServer::start().await;
+async fn play_on_phone_success_and_every_error_validate(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let item = server.add_item("alice", true).await;
     let silent = server.add_item("alice", false).await;
     let bobs = server.add_item("bob", true).await;
@@ -145,9 +144,8 @@ async fn play_on_phone_success_and_every_error_validate() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn play_on_phone_without_a_gateway_says_so() {
-    let server = TestServer::start_with(Config::default(), false).await;
+async fn play_on_phone_without_a_gateway_says_so(scheme: Scheme) {
+    let server = TestServer::start_over(scheme, Config::default(), false).await;
     let item = server.add_item("alice", true).await;
     expect(
         &server,
@@ -160,9 +158,8 @@ async fn play_on_phone_without_a_gateway_says_so() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn get_phone_call_information_reports_every_state_and_validates() {
-    let server = TestServer::start().await;
+async fn get_phone_call_information_reports_every_state_and_validates(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let states = [
         (
             CallState::Connecting,
@@ -261,9 +258,8 @@ async fn get_phone_call_information_reports_every_state_and_validates() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn finished_calls_expire_after_the_retention_period() {
-    let server = TestServer::start().await;
+async fn finished_calls_expire_after_the_retention_period(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     server
         .add_call("old", "alice", CallState::Disconnected, Cause::None)
         .await;
@@ -287,9 +283,8 @@ async fn finished_calls_expire_after_the_retention_period() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn disconnect_phone_call_success_idempotence_and_errors_validate() {
-    let server = TestServer::start().await;
+async fn disconnect_phone_call_success_idempotence_and_errors_validate(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     server
         .add_call("live", "alice", CallState::Alerted, Cause::None)
         .await;
@@ -333,9 +328,8 @@ async fn disconnect_phone_call_success_idempotence_and_errors_validate() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn every_fault_validates_and_is_http_500() {
-    let server = TestServer::start().await;
+async fn every_fault_validates_and_is_http_500(scheme: Scheme) {
+    let server = TestServer::over(scheme).await;
     let cases: Vec<(String, ResponseCode)> = vec![
         ("<not xml".into(), ResponseCode::ErrorInvalidRequest),
         (envelope(Some("Exchange2010"), r#"<m:PlayOnPhone><m:DialString>1</m:DialString></m:PlayOnPhone>"#), ResponseCode::ErrorSchemaValidation),
@@ -357,11 +351,10 @@ async fn every_fault_validates_and_is_http_500() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_request_flood_gets_server_busy_with_a_back_off_hint() {
+async fn a_request_flood_gets_server_busy_with_a_back_off_hint(scheme: Scheme) {
     let mut config = Config::default();
     config.server.max_concurrent_requests = 1;
-    let server = TestServer::start_with(config, true).await;
+    let server = TestServer::start_over(scheme, config, true).await;
     let item = server.add_item("alice", true).await;
     // Warm the credential cache so the held request is inside the handler quickly.
     expect(
@@ -421,3 +414,13 @@ fn the_validator_rejects_what_the_schema_forbids() {
     let bad = r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetPhoneCallInformationResponse ResponseClass="Success" xmlns="http://schemas.microsoft.com/exchange/services/2006/messages"><ResponseCode>NoError</ResponseCode><PhoneCallInformation><PhoneCallState xmlns="http://schemas.microsoft.com/exchange/services/2006/types">connected</PhoneCallState></PhoneCallInformation></GetPhoneCallInformationResponse></s:Body></s:Envelope>"#;
     assert!(Validator::shared().validate(bad).is_err());
 }
+
+over_http_and_https!(
+    play_on_phone_success_and_every_error_validate,
+    play_on_phone_without_a_gateway_says_so,
+    get_phone_call_information_reports_every_state_and_validates,
+    finished_calls_expire_after_the_retention_period,
+    disconnect_phone_call_success_idempotence_and_errors_validate,
+    every_fault_validates_and_is_http_500,
+    a_request_flood_gets_server_busy_with_a_back_off_hint,
+);

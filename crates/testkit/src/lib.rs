@@ -4,6 +4,7 @@
 //!   attributes sorted, namespace declarations and whitespace-only text dropped).
 //! - [`Validator`]: validates documents against the official `messages.xsd`/`types.xsd` with
 //!   `xmllint`. A missing `xmllint` is a test failure, never a skip.
+//! - [`tls`]: a test PKI (root, intermediate, server certificates) made with `openssl`.
 //! - [`http1`]: one hand-written HTTP/1.1 exchange on a kept-alive connection (for NTLM).
 //! - [`mailbox`]: [`mailbox::MailboxDouble`], an EWS mailbox server double (`GetFolder`,
 //!   `GetItem`, `GetAttachment`, `FindItem`) with run-time fault modes and a request log.
@@ -16,6 +17,7 @@
 pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
+pub mod tls;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ews_proto::{PhoneCallInformation, Response, ResponseCode, ResponseDocument};
 
+pub mod capture;
 pub mod phone;
 
 pub const PASSWORD: &str = "e2e password";
@@ -39,6 +40,10 @@ pub struct Options {
     pub gateway_password: Option<&'static str>,
     pub audio_seconds: f32,
     pub ring_timeout_secs: u64,
+    /// Extra SIPp arguments (e.g. `-m 1`: exit after one call, status 0 if it succeeded).
+    pub sipp_args: Vec<String>,
+    /// Extra lines appended to the `[sip]` section of openum's configuration.
+    pub sip_config: String,
 }
 
 impl Default for Options {
@@ -49,6 +54,8 @@ impl Default for Options {
             gateway_password: None,
             audio_seconds: 2.0,
             ring_timeout_secs: 30,
+            sipp_args: Vec::new(),
+            sip_config: String::new(),
         }
     }
 }
@@ -61,6 +68,8 @@ pub struct Harness {
     pub item: String,
     pub sipp_messages: PathBuf,
     pub sipp_port: u16,
+    /// SIPp's RTP port (`-mp`).
+    pub sipp_media_port: u16,
     openum: Child,
     sipp: Child,
 }
@@ -155,7 +164,8 @@ impl Harness {
             .args(["-key", "user", "alice", "-key", "pass", "secret"])
             .arg("-trace_msg")
             .arg("-message_file")
-            .arg(&sipp_messages);
+            .arg(&sipp_messages)
+            .args(&options.sipp_args);
         if options.tcp {
             sipp.args(["-t", "t1"]);
         }
@@ -173,12 +183,13 @@ impl Harness {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:{http_port}\"\ndata_dir = \"{}\"\nnode_name = \"e2e\"\n\
-                 [sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n\
+                 [sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n{}\
                  [[dialplan.rule]]\ngroup = \"silent\"\nkind = \"national\"\nmask = \"7xxxxxxxxx\"\ndial = \"000xxxxxxxxx\"\n\
                  [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n\
                  [[gateway]]\nname = \"sipp\"\nuri = \"sip:{{number}}@127.0.0.1:{sipp_port}\"\n\
                  transport = \"{}\"\nring_timeout_secs = {}\n{password}",
                 dir.path().join("data").display(),
+                options.sip_config,
                 if options.tcp { "tcp" } else { "udp" },
                 options.ring_timeout_secs,
             ),
@@ -199,6 +210,7 @@ impl Harness {
             item,
             sipp_messages,
             sipp_port,
+            sipp_media_port: media_port,
             openum,
             sipp,
         }
@@ -315,6 +327,23 @@ impl Harness {
             assert!(
                 Instant::now() < deadline,
                 "SIPp never saw {needle:?}\n{}",
+                self.sipp_trace()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (up to `within`) for SIPp to exit (run with `-m N`); its status: success when
+    /// every call passed the scenario.
+    pub async fn sipp_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.sipp.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIPp still running\n{}",
                 self.sipp_trace()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -129,6 +129,7 @@ pub struct TestServer {
     pub calls: Arc<FakeCalls>,
     pub token: String,
     pub client: reqwest::Client,
+    pub scheme: Scheme,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -140,12 +141,87 @@ pub struct Reply {
     pub body: String,
 }
 
+/// What the conformance suites run over: each test runs once per scheme
+/// ([`over_http_and_https!`]), with the same assertions.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Scheme {
+    Http,
+    /// TLS with a certificate chain from a test CA made by `openssl` at test time; the client
+    /// trusts only that CA's root.
+    Https,
+}
+
+/// One test PKI per test binary: (its directory, the root, a served certificate).
+fn test_pki() -> &'static (tempfile::TempDir, std::path::PathBuf, testkit::tls::Issued) {
+    static PKI: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf, testkit::tls::Issued)> =
+        std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = testkit::tls::TestCa::new(dir.path());
+        let issued = ca.issue("server", "localhost", 1, testkit::tls::KeyFormat::EcPkcs8);
+        (dir, ca.root.clone(), issued)
+    })
+}
+
+/// Generates `over_http::NAME` and `over_https::NAME` tests calling `NAME(Scheme)`.
+#[allow(
+    unused_macros,
+    reason = "used by the conformance suites, not every test binary"
+)]
+macro_rules! over_http_and_https {
+    ($($name:ident),* $(,)?) => {
+        mod over_http {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::support::Scheme::Http).await;
+                }
+            )*
+        }
+        mod over_https {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::support::Scheme::Https).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(
+    unused_imports,
+    reason = "used by the conformance suites, not every test binary"
+)]
+pub(crate) use over_http_and_https;
+
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(Config::default(), true).await
     }
 
-    pub async fn start_with(mut config: Config, gateway: bool) -> Self {
+    pub async fn start_with(config: Config, gateway: bool) -> Self {
+        Self::start_over(Scheme::Http, config, gateway).await
+    }
+
+    /// [`TestServer::start`] over `scheme`.
+    pub async fn over(scheme: Scheme) -> Self {
+        Self::start_over(scheme, Config::default(), true).await
+    }
+
+    pub async fn start_over(scheme: Scheme, mut config: Config, gateway: bool) -> Self {
+        let mut client = reqwest::Client::builder();
+        let mut tls = None;
+        if scheme == Scheme::Https {
+            let (_, root, issued) = test_pki();
+            config.server.tls_cert = Some(issued.chain.clone());
+            config.server.tls_key = Some(issued.key.clone());
+            tls = server::tls::Tls::from_config(&config.server).unwrap();
+            let root = std::fs::read(root).unwrap();
+            client = client
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+                .https_only(true);
+        }
         let dir = tempfile::tempdir().unwrap();
         config.server.data_dir = dir.path().to_owned();
         config.server.node_name = Some("test-node".into());
@@ -177,7 +253,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server::run(&config, listener, state, async {
+            server::run_tls(&config, listener, state, tls, async {
                 let _ = stopped.await;
             })
             .await;
@@ -187,7 +263,8 @@ impl TestServer {
             sqlite,
             calls,
             token,
-            client: reqwest::Client::new(),
+            client: client.build().unwrap(),
+            scheme,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -195,7 +272,10 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.scheme {
+            Scheme::Http => format!("http://{}{path}", self.addr),
+            Scheme::Https => format!("https://{}{path}", self.addr),
+        }
     }
 
     pub fn basic(user: &str, password: &str) -> String {

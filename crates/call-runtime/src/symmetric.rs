@@ -1,0 +1,131 @@
+//! Symmetric RTP (RFC 4961): a call's RTP goes to where the far end's RTP comes from. Behind a
+//! NAT the address in the far end's SDP is its private one; the first RTP packet it sends shows
+//! the public address and port its NAT maps, and openum sends there from then on. The latch is
+//! taken again after each renegotiation (a new address in an offer or answer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::media::{MediaHandle, StreamChange};
+
+/// Where to send, given what arrived. Pure, so that its rules are tested without sockets.
+#[derive(Debug)]
+pub(crate) struct Latch {
+    /// The address the far end's SDP gave.
+    negotiated: SocketAddr,
+    /// The source of the far end's RTP since that negotiation.
+    latched: Option<SocketAddr>,
+}
+
+impl Latch {
+    pub(crate) fn new(negotiated: SocketAddr) -> Self {
+        Self {
+            negotiated,
+            latched: None,
+        }
+    }
+
+    /// A datagram `data` from `from`: the new destination if it is the far end's first RTP
+    /// packet since the negotiation and comes from elsewhere than the SDP said.
+    pub(crate) fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) -> Option<SocketAddr> {
+        if self.latched.is_some() || !looks_like_rtp(data) {
+            return None;
+        }
+        self.latched = Some(from);
+        (from != self.negotiated).then_some(from)
+    }
+
+    /// The SDP gave a new address: send there until the far end's RTP shows otherwise.
+    pub(crate) fn renegotiated(&mut self, negotiated: SocketAddr) {
+        if negotiated != self.negotiated {
+            self.negotiated = negotiated;
+            self.latched = None;
+        }
+    }
+}
+
+/// RTP version 2 with a payload type outside 64–95, where RTCP packet types fall when they
+/// share the port (RFC 5761 §4).
+pub(crate) fn looks_like_rtp(data: &[u8]) -> bool {
+    data.len() >= 12 && data[0] >> 6 == 2 && !(64..=95).contains(&(data[1] & 0x7f))
+}
+
+/// Reads the call's RTP socket for as long as the call's media run (abort the task to stop),
+/// moving stream `stream` to where the far end's RTP comes from.
+pub(crate) fn spawn(
+    socket: Arc<UdpSocket>,
+    media: MediaHandle,
+    stream: u64,
+    mut negotiated: watch::Receiver<SocketAddr>,
+) -> tokio::task::JoinHandle<()> {
+    use tracing::Instrument as _;
+    tokio::spawn(
+        async move {
+            let mut latch = Latch::new(*negotiated.borrow_and_update());
+            let mut buffer = vec![0_u8; 2048];
+            loop {
+                tokio::select! {
+                    received = socket.recv_from(&mut buffer) => match received {
+                        Ok((len, from)) => {
+                            if let Some(to) = latch.on_datagram(from, &buffer[..len]) {
+                                tracing::info!(%from, sdp = %latch.negotiated, "symmetric RTP: sending where the far end's RTP comes from");
+                                media.change(stream, StreamChange::Remote(to));
+                            }
+                        }
+                        // ICMP errors surface here on some systems (port unreachable): they say
+                        // nothing about where to send, and the socket stays usable.
+                        Err(error) => tracing::debug!(%error, "RTP receive error"),
+                    },
+                    changed = negotiated.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        latch.renegotiated(*negotiated.borrow_and_update());
+                    }
+                }
+            }
+        }
+        .instrument(tracing::Span::current()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(pt: u8) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.resize(172, 0);
+        p
+    }
+
+    #[test]
+    fn the_first_rtp_packet_decides_and_later_ones_do_not() {
+        let sdp: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let nat: SocketAddr = "198.51.100.1:61000".parse().unwrap();
+        let other: SocketAddr = "198.51.100.1:61002".parse().unwrap();
+        let mut latch = Latch::new(sdp);
+        assert_eq!(latch.on_datagram(nat, b"not rtp"), None);
+        assert_eq!(latch.on_datagram(nat, &rtp(200)), None, "RTCP SR (mux)");
+        assert_eq!(latch.on_datagram(nat, &rtp(0)), Some(nat));
+        assert_eq!(latch.on_datagram(other, &rtp(0)), None, "latched");
+        // A renegotiation to a new address opens the latch again.
+        latch.renegotiated("10.0.0.5:4002".parse().unwrap());
+        assert_eq!(latch.on_datagram(other, &rtp(8)), Some(other));
+        // RTP from where the SDP said changes nothing.
+        let mut latch = Latch::new(sdp);
+        assert_eq!(latch.on_datagram(sdp, &rtp(0)), None);
+        assert_eq!(latch.on_datagram(nat, &rtp(0)), None);
+    }
+
+    #[test]
+    fn rtp_is_told_from_rtcp_and_junk() {
+        assert!(looks_like_rtp(&rtp(0)) && looks_like_rtp(&rtp(0x80 | 8)));
+        assert!(!looks_like_rtp(&rtp(72)) && !looks_like_rtp(&rtp(0x80 | 72)));
+        assert!(!looks_like_rtp(&[0x80, 0, 0]));
+        assert!(!looks_like_rtp(&[0x40; 20]));
+    }
+}
