@@ -192,6 +192,53 @@ pub enum SdesError {
     SessionParameter(String),
 }
 
+/// `sdp` with `attributes` after its audio media line, whose profile becomes `RTP/SAVP` when
+/// `savp` (openum's SDP: one audio stream).
+pub fn with_crypto(sdp: &str, attributes: &[CryptoAttribute], savp: bool) -> String {
+    let mut out = String::with_capacity(sdp.len() + 80 * attributes.len());
+    for line in sdp.split_inclusive('\n') {
+        match line.strip_prefix("m=audio ") {
+            Some(rest) => {
+                let rest = if savp {
+                    rest.replacen(" RTP/AVP ", " RTP/SAVP ", 1)
+                } else {
+                    rest.to_owned()
+                };
+                out.push_str("m=audio ");
+                out.push_str(&rest);
+                for attribute in attributes {
+                    out.push_str(&attribute.line());
+                    out.push_str("\r\n");
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// The tag of the first crypto attribute of `suite` in the first audio stream of the far end's
+/// offer `sdp` (attributes openum cannot read are skipped).
+pub fn offered_tag(sdp: &[u8], suite: CryptoSuite) -> Option<u32> {
+    let text = String::from_utf8_lossy(sdp);
+    let mut audio_seen = false;
+    let mut in_audio = false;
+    for line in text.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            in_audio = !audio_seen && media.starts_with("audio ");
+            audio_seen |= in_audio;
+        } else if let Some(value) = line.strip_prefix("a=crypto:") {
+            if in_audio {
+                match CryptoAttribute::parse(value) {
+                    Ok(attribute) if attribute.suite == suite => return Some(attribute.tag),
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The keys of a call whose answer accepted SRTP.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct SrtpKeys {
@@ -248,26 +295,7 @@ impl SdesOffer {
         if self.policy == SrtpPolicy::Off {
             return sdp.to_owned();
         }
-        let mut out = String::with_capacity(sdp.len() + 160);
-        for line in sdp.split_inclusive('\n') {
-            match line.strip_prefix("m=audio ") {
-                Some(rest) => {
-                    let rest = if self.policy == SrtpPolicy::Mandatory {
-                        rest.replacen(" RTP/AVP ", " RTP/SAVP ", 1)
-                    } else {
-                        rest.to_owned()
-                    };
-                    out.push_str("m=audio ");
-                    out.push_str(&rest);
-                    for attribute in &self.offered {
-                        out.push_str(&attribute.line());
-                        out.push_str("\r\n");
-                    }
-                }
-                None => out.push_str(line),
-            }
-        }
-        out
+        with_crypto(sdp, &self.offered, self.policy == SrtpPolicy::Mandatory)
     }
 
     /// What the answer `sdp` decided: `Ok(Some(keys))` for SRTP, `Ok(None)` for plain RTP
@@ -474,6 +502,41 @@ mod tests {
             .as_bytes(),
         );
         assert_eq!(offer(SrtpPolicy::Optional).negotiate(&a), Ok(None));
+    }
+
+    #[test]
+    fn a_later_offer_is_answered_with_the_tag_of_its_attribute_for_our_suite() {
+        let offer = format!(
+            "v=0\r\nm=audio 6000 RTP/SAVP 0\r\na=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{}\r\na=crypto:7 AES_CM_128_HMAC_SHA1_32 inline:{}\r\nm=video 1 RTP/SAVP 96\r\na=crypto:9 AES_CM_128_HMAC_SHA1_32 inline:{}\r\n",
+            inline(1),
+            inline(2),
+            inline(3)
+        );
+        assert_eq!(
+            offered_tag(offer.as_bytes(), CryptoSuite::AesCm128HmacSha1_32),
+            Some(7)
+        );
+        assert_eq!(
+            offered_tag(
+                b"v=0\r\nm=audio 6000 RTP/AVP 0\r\n",
+                CryptoSuite::AesCm128HmacSha1_32
+            ),
+            None
+        );
+        let attribute = CryptoAttribute {
+            tag: 7,
+            suite: CryptoSuite::AesCm128HmacSha1_32,
+            key: MasterKey::from_material(&[9; 30]),
+        };
+        let answer = with_crypto(&plain_offer(), &[attribute.clone()], true);
+        assert!(
+            answer.contains("m=audio 40000 RTP/SAVP 0 8 101\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("{}\r\n", attribute.line())),
+            "{answer}"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! what openum sends.
 
 use call_engine::call::SipEvent;
-use call_engine::sdes::{CryptoSuite, SdesError, SdesOffer, SrtpKeys, SrtpPolicy};
+use call_engine::sdes::{
+    CryptoAttribute, CryptoSuite, MasterKey, SdesError, SdesOffer, SrtpKeys, SrtpPolicy,
+};
 use rtc_srtp::context::Context;
 use rtc_srtp::crypto::providers::RingProvider;
 use rtc_srtp::crypto::RTCCryptoProvider as _;
@@ -91,6 +93,11 @@ pub(crate) fn send(
 pub(crate) struct CallSrtp {
     offer: SdesOffer,
     sender: Option<SrtpSender>,
+    /// The suite and openum's key in use, once the answer accepted SRTP.
+    negotiated: Option<(CryptoSuite, MasterKey)>,
+    /// In-dialog offers (re-INVITE, UPDATE) still to be answered: the tag their crypto
+    /// attribute for our suite has (`None`: they carry none).
+    offers: std::collections::HashMap<u64, Option<u32>>,
 }
 
 impl CallSrtp {
@@ -105,6 +112,8 @@ impl CallSrtp {
         Self {
             offer: SdesOffer::new(policy, material),
             sender: None,
+            negotiated: None,
+            offers: std::collections::HashMap::new(),
         }
     }
 
@@ -124,6 +133,16 @@ impl CallSrtp {
     /// an answer without SDP, which ends the call with cause Other and the 2xx's code after a
     /// BYE (nothing may be sent in the clear, nor with keys the far end does not know).
     pub(crate) fn screen(&mut self, event: SipEvent) -> SipEvent {
+        if let SipEvent::Offer { request, sdp, .. } = &event {
+            if let Some((suite, _)) = &self.negotiated {
+                let tag = sdp
+                    .as_deref()
+                    .map(|sdp| call_engine::sdes::offered_tag(sdp, *suite));
+                // An offerless re-INVITE: openum's answer is an offer, tag 1.
+                self.offers.insert(*request, tag.unwrap_or(Some(1)));
+            }
+            return event;
+        }
         let SipEvent::Answered {
             status,
             sdp: Some(sdp),
@@ -136,13 +155,14 @@ impl CallSrtp {
             .negotiate(&sdp)
             .map_err(SrtpError::from)
             .and_then(|keys| match keys {
-                Some(keys) => Ok(Some((keys.suite, SrtpSender::new(&keys)?))),
+                Some(keys) => Ok(Some((keys.suite, SrtpSender::new(&keys)?, keys.local))),
                 None => Ok(None),
             });
         match negotiated {
-            Ok(Some((suite, sender))) => {
+            Ok(Some((suite, sender, local))) => {
                 tracing::info!(suite = suite.name(), "SRTP negotiated");
                 self.sender = Some(sender);
+                self.negotiated = Some((suite, local));
             }
             Ok(None) => {
                 if self.offer.policy() == SrtpPolicy::Optional {
@@ -161,6 +181,36 @@ impl CallSrtp {
         SipEvent::Answered {
             status,
             sdp: Some(sdp),
+        }
+    }
+
+    /// The engine's answer `sdp` to in-dialog offer `request`, with the crypto attribute that
+    /// keeps the call's SRTP (same suite and key: the stream goes on under the same context).
+    /// An offer without a crypto attribute for that suite gets the engine's answer unchanged,
+    /// and the log says so.
+    pub(crate) fn answer(&mut self, request: u64, sdp: Option<String>) -> Option<String> {
+        let tag = self.offers.remove(&request);
+        let sdp = sdp?;
+        let Some((suite, key)) = &self.negotiated else {
+            return Some(sdp);
+        };
+        match tag.flatten() {
+            Some(tag) => Some(call_engine::sdes::with_crypto(
+                &sdp,
+                &[CryptoAttribute {
+                    tag,
+                    suite: *suite,
+                    key: key.clone(),
+                }],
+                self.offer.policy() == SrtpPolicy::Mandatory,
+            )),
+            None => {
+                tracing::warn!(
+                    suite = suite.name(),
+                    "the far end's new offer has no a=crypto for the call's SRTP suite: answered without one"
+                );
+                Some(sdp)
+            }
         }
     }
 
@@ -248,6 +298,55 @@ mod tests {
         );
         assert!(srtp.take_sender().is_none());
     }
+
+    #[test]
+    fn in_dialog_answers_keep_the_negotiated_suite_and_key_under_the_offers_tag() {
+        let mut srtp = CallSrtp::new(SrtpPolicy::Mandatory);
+        let offered = srtp.offer("v=0\r\nm=audio 4000 RTP/AVP 0 8 101\r\n");
+        let our_line = offered
+            .lines()
+            .find(|l| l.starts_with("a=crypto:2 "))
+            .unwrap()
+            .to_owned();
+        let our_key = our_line.rsplit_once("inline:").unwrap().1.to_owned();
+        let answer = format!(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/SAVP 0\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{THEIRS}\r\n"
+        );
+        srtp.screen(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(answer.into_bytes()),
+        });
+        assert!(srtp.take_sender().is_some());
+        // A re-INVITE (hold) offering the suite under tag 4.
+        let reoffer = format!(
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/SAVP 0\r\na=sendonly\r\na=crypto:4 AES_CM_128_HMAC_SHA1_32 inline:{THEIRS}\r\n"
+        );
+        srtp.screen(SipEvent::Offer {
+            request: 1,
+            update: false,
+            sdp: Some(reoffer.into_bytes()),
+        });
+        let engine_answer = "v=0\r\nm=audio 4000 RTP/AVP 0\r\na=recvonly\r\n".to_owned();
+        let answered = srtp.answer(1, Some(engine_answer)).unwrap();
+        assert!(
+            answered.contains("m=audio 4000 RTP/SAVP 0\r\n"),
+            "{answered}"
+        );
+        assert!(
+            answered.contains(&format!(
+                "a=crypto:4 AES_CM_128_HMAC_SHA1_32 inline:{our_key}\r\n"
+            )),
+            "{answered}"
+        );
+        // Without SRTP nothing changes.
+        let mut off = CallSrtp::off();
+        assert_eq!(
+            off.answer(1, Some("v=0\r\n".into())).as_deref(),
+            Some("v=0\r\n")
+        );
+    }
+
+    const THEIRS: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgIC";
 
     #[test]
     fn an_accepting_answer_yields_a_sender_and_passes_through_unchanged() {

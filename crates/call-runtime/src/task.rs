@@ -130,6 +130,7 @@ impl<D: Dialogue> CallTask<D> {
                         with_sdp = sdp.is_some(),
                         "answering an in-dialog offer"
                     );
+                    let sdp = self.srtp.answer(request, sdp);
                     if let Err(error) = self.dialogue.respond(request, code, sdp) {
                         tracing::warn!(error = %error_chain(&error), code, "cannot answer an in-dialog request");
                     }
