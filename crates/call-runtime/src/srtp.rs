@@ -133,15 +133,36 @@ impl CallSrtp {
     /// an answer without SDP, which ends the call with cause Other and the 2xx's code after a
     /// BYE (nothing may be sent in the clear, nor with keys the far end does not know).
     pub(crate) fn screen(&mut self, event: SipEvent) -> SipEvent {
-        if let SipEvent::Offer { request, sdp, .. } = &event {
-            if let Some((suite, _)) = &self.negotiated {
-                let tag = sdp
-                    .as_deref()
-                    .map(|sdp| call_engine::sdes::offered_tag(sdp, *suite));
-                // An offerless re-INVITE: openum's answer is an offer, tag 1.
-                self.offers.insert(*request, tag.unwrap_or(Some(1)));
-            }
-            return event;
+        if let SipEvent::Offer {
+            request,
+            update,
+            sdp,
+        } = event
+        {
+            let Some((suite, _)) = &self.negotiated else {
+                return SipEvent::Offer {
+                    request,
+                    update,
+                    sdp,
+                };
+            };
+            let tag = sdp
+                .as_deref()
+                .map(|sdp| call_engine::sdes::offered_tag(sdp, *suite));
+            // An offerless re-INVITE: openum's answer is an offer, tag 1.
+            self.offers.insert(request, tag.unwrap_or(Some(1)));
+            // The engine negotiates the stream (codec, address, direction) as RTP/AVP; the
+            // profile and crypto attribute are this module's, put back into the answer.
+            let sdp = sdp.map(|sdp| {
+                String::from_utf8_lossy(&sdp)
+                    .replacen(" RTP/SAVP ", " RTP/AVP ", 1)
+                    .into_bytes()
+            });
+            return SipEvent::Offer {
+                request,
+                update,
+                sdp,
+            };
         }
         let SipEvent::Answered {
             status,
@@ -321,11 +342,19 @@ mod tests {
         let reoffer = format!(
             "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/SAVP 0\r\na=sendonly\r\na=crypto:4 AES_CM_128_HMAC_SHA1_32 inline:{THEIRS}\r\n"
         );
-        srtp.screen(SipEvent::Offer {
+        let seen = srtp.screen(SipEvent::Offer {
             request: 1,
             update: false,
             sdp: Some(reoffer.into_bytes()),
         });
+        // The engine sees the stream as RTP/AVP (it does not know SRTP).
+        let SipEvent::Offer {
+            sdp: Some(seen), ..
+        } = seen
+        else {
+            panic!("{seen:?}")
+        };
+        assert!(String::from_utf8_lossy(&seen).contains("m=audio 6000 RTP/AVP 0\r\n"));
         let engine_answer = "v=0\r\nm=audio 4000 RTP/AVP 0\r\na=recvonly\r\n".to_owned();
         let answered = srtp.answer(1, Some(engine_answer)).unwrap();
         assert!(
