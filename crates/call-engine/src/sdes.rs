@@ -528,7 +528,7 @@ mod tests {
             suite: CryptoSuite::AesCm128HmacSha1_32,
             key: MasterKey::from_material(&[9; 30]),
         };
-        let answer = with_crypto(&plain_offer(), &[attribute.clone()], true);
+        let answer = with_crypto(&plain_offer(), std::slice::from_ref(&attribute), true);
         assert!(
             answer.contains("m=audio 40000 RTP/SAVP 0 8 101\r\n"),
             "{answer}"
