@@ -18,6 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::srtp::{send, SrtpSender};
+
 /// Resolution and range of the lateness histogram.
 const BUCKET_US: u64 = 50;
 const BUCKETS: usize = 2000; // 0..100 ms
@@ -100,6 +102,7 @@ enum MediaCommand {
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        srtp: Option<SrtpSender>,
     },
     Stop {
         id: u64,
@@ -162,12 +165,24 @@ impl MediaHandle {
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
+        self.start_protected(socket, remote, stream, None)
+    }
+
+    /// [`Self::start`], every packet protected by `srtp` when given (see [`crate::srtp`]).
+    pub fn start_protected(
+        &self,
+        socket: Arc<UdpSocket>,
+        remote: SocketAddr,
+        stream: RtpStream,
+        srtp: Option<SrtpSender>,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sent = self.shard(id).send(MediaCommand::Start {
             id,
             socket,
             remote,
             stream,
+            srtp,
         });
         if sent.is_err() {
             // The shard's task only ends when the runtime shuts down (or it panicked).
@@ -201,6 +216,7 @@ struct Entry {
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     stream: RtpStream,
+    srtp: Option<SrtpSender>,
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStats>) {
@@ -212,9 +228,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
         tokio::select! {
             command = rx.recv() => match command {
                 None => break,
-                Some(MediaCommand::Start { id, socket, remote, stream }) => {
+                Some(MediaCommand::Start { id, socket, remote, stream, srtp }) => {
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream });
+                    streams.insert(id, Entry { socket, remote, stream, srtp });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -266,7 +282,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         }
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
-                        match entry.socket.try_send_to(&packet, entry.remote) {
+                        match send(entry.srtp.as_mut(), &entry.socket, &packet, entry.remote) {
                             Ok(_) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
                             Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                         };

@@ -9,11 +9,10 @@
 
 use std::sync::Arc;
 
-use rsipstack::sip::{Method, SipMessage, Transport, Uri};
+use rsipstack::sip::{Method, SipMessage, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transaction::{make_tag, make_via_branch};
-use rsipstack::transport::SipAddr;
 
 use crate::gateways::{uri_host_port, Gateway, Gateways};
 use crate::settings::{OptionsPing, Transport as GatewayTransport};
@@ -28,6 +27,9 @@ pub enum PingError {
     /// rsipstack could not send it.
     #[error("cannot send the OPTIONS")]
     Send(#[source] Box<rsipstack::Error>),
+    /// No connection to the gateway (over TLS: the connection or the certificate check failed).
+    #[error("cannot reach the gateway")]
+    Connect(#[source] Box<crate::sip::SipError>),
     /// No final response came (Timer F).
     #[error("no response")]
     NoResponse,
@@ -106,19 +108,23 @@ impl Counter {
 pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Result<(), PingError> {
     let settings = &gateway.settings;
     let host_port = uri_host_port(&settings.uri).to_owned();
-    let (transport, suffix) = match settings.transport {
-        GatewayTransport::Udp => (Transport::Udp, ""),
-        GatewayTransport::Tcp => (Transport::Tcp, ";transport=tcp"),
+    // Over TLS: a sips: target for a sips: URI, else transport=tls (RFC 3261 §26.2.2).
+    let sips = settings.uri.starts_with("sips:");
+    let (scheme, suffix) = match settings.transport {
+        _ if sips => ("sips", ""),
+        _ if gateway.tls.is_some() => ("sip", ";transport=tls"),
+        GatewayTransport::Udp => ("sip", ""),
+        GatewayTransport::Tcp | GatewayTransport::Tls => ("sip", ";transport=tcp"),
     };
-    let target_text = format!("sip:{host_port}{suffix}");
+    let target_text = format!("{scheme}:{host_port}{suffix}");
     let target = Uri::try_from(target_text.as_str())
         .map_err(|e| PingError::Setting(format!("uri {target_text:?}: {e}")))?;
-    let destination_text = settings.address.clone().unwrap_or(host_port);
-    let destination = SipAddr {
-        r#type: Some(transport),
-        addr: rsipstack::sip::HostWithPort::try_from(destination_text.as_str())
-            .map_err(|e| PingError::Setting(format!("address {destination_text:?}: {e}")))?,
-    };
+    // Over TLS a port is needed to connect: the URI's, else 5061.
+    let destination_text = crate::sip::gateway_target(settings);
+    let (destination, transport) = stack
+        .destination(gateway, &destination_text)
+        .await
+        .map_err(|e| PingError::Connect(Box::new(e)))?;
     let from_text = settings
         .from
         .clone()
@@ -126,8 +132,8 @@ pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Resu
     let from_uri = Uri::try_from(from_text.as_str())
         .map_err(|e| PingError::Setting(format!("from {from_text:?}: {e}")))?;
     let endpoint = &stack.endpoint;
-    let via = endpoint
-        .get_via(None, Some(make_via_branch()))
+    let via = stack
+        .via(transport)
         .map_err(|e| PingError::Send(Box::new(e)))?;
     let from = rsipstack::sip::typed::From {
         display_name: None,

@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use call_engine::digest;
 use rand::Rng as _;
-use rsipstack::sip::{Header, Method, Response, SipMessage, Transport, Uri};
+use rsipstack::sip::{Header, Method, Response, SipMessage, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transaction::{make_tag, make_via_branch};
-use rsipstack::transport::SipAddr;
 
 use crate::gateways::{split_host_port, uri_host_port, Gateway, Gateways, Registration};
 use crate::settings::{RegisterSettings, Transport as GatewayTransport};
@@ -37,6 +36,10 @@ pub enum RegisterError {
     /// rsipstack could not send it.
     #[error("cannot send the REGISTER")]
     Send(#[source] Box<rsipstack::Error>),
+    /// No connection to the registrar (over TLS: the connection or the certificate check
+    /// failed).
+    #[error("cannot reach the registrar")]
+    Connect(#[source] Box<crate::sip::SipError>),
     /// No final response came (Timer F).
     #[error("no response from the registrar")]
     NoResponse,
@@ -144,22 +147,29 @@ impl Session {
         let registrar_host = uri_host_port(&register.registrar).to_owned();
         let (registrar_name, _) =
             split_host_port(&registrar_host).map_err(RegisterError::Setting)?;
-        let aor = format!("sip:{username}@{registrar_name}");
-        let (transport, contact_suffix) = match settings.transport {
-            GatewayTransport::Udp => (Transport::Udp, ""),
-            GatewayTransport::Tcp => (Transport::Tcp, ";transport=tcp"),
+        // A sips: registrar (RFC 3261 §10.2.1, §26.2.2): a SIPS address of record and Contact;
+        // over TLS to a sip: one, the Contact says transport=tls.
+        let sips = register.registrar.starts_with("sips:");
+        let scheme = if sips { "sips" } else { "sip" };
+        let aor = format!("{scheme}:{username}@{registrar_name}");
+        let contact_suffix = match settings.transport {
+            _ if sips => "",
+            _ if gateway.tls.is_some() => ";transport=tls",
+            GatewayTransport::Udp => "",
+            GatewayTransport::Tcp | GatewayTransport::Tls => ";transport=tcp",
         };
-        let contact = format!("<sip:{username}@{}{contact_suffix}>", stack.local_addr());
+        let contact = format!(
+            "<{scheme}:{username}@{}{contact_suffix}>",
+            stack.local_addr()
+        );
         let destination_text = settings
             .address
             .clone()
-            .unwrap_or_else(|| with_default_port(&registrar_host));
-        let destination = SipAddr {
-            r#type: Some(transport),
-            addr: rsipstack::sip::HostWithPort::try_from(destination_text.as_str()).map_err(
-                |e| RegisterError::Setting(format!("address {destination_text:?}: {e}")),
-            )?,
-        };
+            .unwrap_or_else(|| with_default_port(&registrar_host, sips || gateway.tls.is_some()));
+        let (destination, transport) = stack
+            .destination(gateway, &destination_text)
+            .await
+            .map_err(|e| RegisterError::Connect(Box::new(e)))?;
         let mut authorization: Option<Header> = None;
         let mut challenges = 0;
         loop {
@@ -170,8 +180,8 @@ impl Session {
             let aor_uri = Uri::try_from(aor.as_str())
                 .map_err(|e| RegisterError::Setting(format!("address of record {aor:?}: {e}")))?;
             let endpoint = &stack.endpoint;
-            let via = endpoint
-                .get_via(None, Some(make_via_branch()))
+            let via = stack
+                .via(transport)
                 .map_err(|e| RegisterError::Send(Box::new(e)))?;
             let from = rsipstack::sip::typed::From {
                 display_name: None,
@@ -261,9 +271,10 @@ impl Session {
 }
 
 /// `host:port` with 5060 added when no port is given.
-fn with_default_port(host_port: &str) -> String {
+fn with_default_port(host_port: &str, tls: bool) -> String {
     match split_host_port(host_port) {
         Ok((_, Some(_))) => host_port.to_owned(),
+        _ if tls => format!("{host_port}:5061"),
         _ => format!("{host_port}:5060"),
     }
 }
@@ -349,7 +360,8 @@ mod tests {
         assert_eq!(granted(&r, 600), Duration::from_secs(90));
         let r = parse(&format!("{head}Content-Length: 0\r\n\r\n"));
         assert_eq!(granted(&r, 600), Duration::from_secs(600));
-        assert_eq!(with_default_port("kam.example"), "kam.example:5060");
-        assert_eq!(with_default_port("127.0.0.1:5070"), "127.0.0.1:5070");
+        assert_eq!(with_default_port("kam.example", false), "kam.example:5060");
+        assert_eq!(with_default_port("kam.example", true), "kam.example:5061");
+        assert_eq!(with_default_port("127.0.0.1:5070", true), "127.0.0.1:5070");
     }
 }

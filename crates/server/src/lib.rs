@@ -32,8 +32,8 @@
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
-pub mod client_address;
 pub mod backup;
+pub mod client_address;
 pub mod cluster;
 pub mod config;
 pub mod dialplan;
@@ -51,8 +51,8 @@ pub mod registry;
 pub mod retention;
 pub mod serve;
 pub mod store;
-pub mod tls;
 pub mod throttle;
+pub mod tls;
 pub mod voicemail;
 
 use std::future::Future;

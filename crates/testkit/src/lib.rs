@@ -17,8 +17,8 @@
 pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
-pub mod tls;
 pub mod private_pg;
+pub mod tls;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

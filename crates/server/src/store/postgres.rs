@@ -957,7 +957,8 @@ impl Store for PostgresStore {
     }
 
     async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError> {
-        let row = self.query_opt(
+        let row = self
+            .query_opt(
                 "SELECT name, password_hash, generation, disabled FROM users WHERE name = $1",
                 &[&name],
             )
@@ -974,7 +975,8 @@ impl Store for PostgresStore {
     }
 
     async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
-        let row = self.query_opt(
+        let row = self
+            .query_opt(
                 "SELECT generation, disabled FROM users WHERE name = $1",
                 &[&name],
             )
@@ -992,7 +994,8 @@ impl Store for PostgresStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<TokenCredential>, StoreError> {
-        let row = self.query_opt(
+        let row = self
+            .query_opt(
                 "SELECT u.name, u.generation, u.disabled
                  FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.hash = $1",
                 &[&token_hash],
@@ -1009,7 +1012,8 @@ impl Store for PostgresStore {
     }
 
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
-        let n = self.execute(
+        let n = self
+            .execute(
                 "UPDATE users SET password_hash = $2, generation = generation + 1 WHERE name = $1",
                 &[&name, &password_hash],
             )
@@ -1018,7 +1022,8 @@ impl Store for PostgresStore {
     }
 
     async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
-        let n = self.execute(
+        let n = self
+            .execute(
                 "UPDATE users SET disabled = $2, generation = generation + 1 WHERE name = $1",
                 &[&name, &disabled],
             )
@@ -1030,7 +1035,8 @@ impl Store for PostgresStore {
         // One statement: every part sees the same snapshot, so the items and the token count
         // returned are exactly what the cascade removed. Each row carries the counts; with no
         // item, the LEFT JOIN gives one row of NULL item columns.
-        let rows = self.query(
+        let rows = self
+            .query(
                 "WITH gone AS (DELETE FROM users WHERE name = $1 RETURNING name)
                  SELECT (SELECT count(*) FROM gone) AS deleted,
                         (SELECT count(*) FROM tokens WHERE user_name = $1) AS tokens,
@@ -1064,7 +1070,8 @@ impl Store for PostgresStore {
     }
 
     async fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
-        let rows = self.query(
+        let rows = self
+            .query(
                 "SELECT u.name, u.play_on_phone, u.disabled,
                         (SELECT count(*) FROM tokens t WHERE t.user_name = u.name),
                         (SELECT count(*) FROM voicemail_items v WHERE v.owner = u.name)
@@ -1086,7 +1093,8 @@ impl Store for PostgresStore {
     }
 
     async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self.query(
+        let rows = self
+            .query(
                 &format!(
                     "SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at
                      FROM tokens WHERE $1::TEXT IS NULL OR user_name = $1
@@ -1101,7 +1109,8 @@ impl Store for PostgresStore {
     async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
         // Revoked only when the id names exactly one token; the users' generations are bumped
         // in the same statement.
-        let rows = self.query(
+        let rows = self
+            .query(
                 &format!(
                     "WITH matching AS (SELECT hash FROM tokens
                                        WHERE substr(hash, 1, {TOKEN_ID_LEN}) = $1),
@@ -1121,7 +1130,8 @@ impl Store for PostgresStore {
         if let Some(row) = rows.first() {
             return to_token(row).map(Some);
         }
-        let matching: i64 = self.query_one(
+        let matching: i64 = self
+            .query_one(
                 &format!("SELECT count(*) FROM tokens WHERE substr(hash, 1, {TOKEN_ID_LEN}) = $1"),
                 &[&id],
             )
@@ -1137,7 +1147,8 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self.query(
+        let rows = self
+            .query(
                 &format!(
                     "WITH gone AS (DELETE FROM tokens WHERE label = $1
                                    RETURNING hash, user_name, label, created_at),

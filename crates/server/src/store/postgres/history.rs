@@ -69,7 +69,8 @@ impl PostgresStore {
 #[async_trait]
 impl History for PostgresStore {
     async fn calls(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = self.query(
+        let rows = self
+            .query(
                 "SELECT * FROM calls
                  WHERE ($1::TEXT IS NULL OR owner = $1) AND ($2::BIGINT IS NULL OR created_at >= $2)
                  ORDER BY created_at, id",
@@ -80,7 +81,8 @@ impl History for PostgresStore {
     }
 
     async fn purge_ended_calls(&self, ended_before: UnixSeconds) -> Result<usize, StoreError> {
-        let n = self.execute(
+        let n = self
+            .execute(
                 "DELETE FROM calls WHERE state = 'Disconnected' AND ended_at < $1",
                 &[&ended_before],
             )
@@ -90,7 +92,8 @@ impl History for PostgresStore {
     }
 
     async fn all_voicemail_items(&self) -> Result<Vec<VoicemailItem>, StoreError> {
-        let rows = self.query("SELECT * FROM voicemail_items ORDER BY created_at, id", &[])
+        let rows = self
+            .query("SELECT * FROM voicemail_items ORDER BY created_at, id", &[])
             .await?;
         rows.iter().map(to_item).collect()
     }
@@ -98,7 +101,8 @@ impl History for PostgresStore {
     async fn delete_voicemail_item(&self, id: &str) -> Result<ItemDeletion, StoreError> {
         // One statement: the row is deleted only if no live call plays it. Every part of it
         // reads the same snapshot, taken before the delete (`present`, `live`).
-        let row = self.query_one(
+        let row = self
+            .query_one(
                 "WITH live AS (
                      SELECT coalesce(array_agg(id ORDER BY created_at, id), '{}') AS ids
                      FROM calls WHERE item_id = $1 AND state <> 'Disconnected'
