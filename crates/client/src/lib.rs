@@ -65,9 +65,6 @@ pub enum Error {
     /// The HTTP client could not be set up (e.g. no TLS back end).
     #[error("cannot set up the HTTP client: {}", calls::error_chain(.0))]
     Setup(#[source] reqwest::Error),
-    /// The TLS configuration could not be built.
-    #[error("cannot set up TLS: {0}")]
-    Tls(#[source] Box<rustls::Error>),
     /// The endpoint URL is not an absolute `http://` or `https://` URL.
     #[error("invalid URL {url:?}: {problem}")]
     InvalidUrl {
@@ -400,33 +397,6 @@ impl Client {
         Ok(Self {
             http,
             url,
-            auth,
-            version: ExchangeVersion::Exchange2010,
-        })
-    }
-
-    /// A client for `url` that trusts exactly the certificates in `roots` (e.g. a private CA's
-    /// root), not the built-in ones; TLS 1.2+ with rustls (ring).
-    pub fn with_root_store(
-        url: impl Into<String>,
-        auth: Auth,
-        roots: rustls::RootCertStore,
-    ) -> Result<Self, Error> {
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Tls(Box::new(error)))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("openum-client/", env!("CARGO_PKG_VERSION")))
-            .use_preconfigured_tls(tls)
-            .build()
-            .map_err(Error::Setup)?;
-        Ok(Self {
-            http,
-            url: url.into(),
             auth,
             version: ExchangeVersion::Exchange2010,
         })

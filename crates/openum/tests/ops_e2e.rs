@@ -248,6 +248,13 @@ async fn a_backup_taken_during_a_live_call_restores_to_a_store_that_plays_the_it
     }
     assert!(out.contains(&live));
 
+    // Another user cannot delete alice's item.
+    let (code, _, err) = run(
+        &h.config,
+        &["voicemail", "delete", "--user", "bob", &h.item],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"bob\" has no voice-mail item"), "{err}");
     // Now the item plays nowhere on this node: deleting it removes row and audio.
     let audio: Vec<_> = std::fs::read_dir(data.join("voicemail")).unwrap().collect();
     assert_eq!(audio.len(), 1);
@@ -420,18 +427,9 @@ async fn serve_purges_old_history_at_start_and_logs_the_count() {
 #[tokio::test]
 async fn store_commands_find_postgresql_as_serve_does_and_check_its_schema() {
     let pg = testkit::Postgres::start();
-    let name = format!("openum_ops_{}", std::process::id());
-    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&statement).await.unwrap();
-    }
-    let url = format!("{}/{name}", pg.url.rsplit_once('/').unwrap().0);
+    let url = pg
+        .own_database(&format!("openum_ops_{}", std::process::id()))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("openum.toml");
     std::fs::write(

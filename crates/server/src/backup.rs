@@ -86,17 +86,28 @@ impl std::fmt::Display for StoreLocation {
     }
 }
 
-/// An exclusive lock on a data directory, held by `openum serve` while it runs and by
-/// `openum restore` while it writes (released when dropped, or when the process dies).
+/// A lock on a data directory: shared by every `openum serve` using it while it runs
+/// ([`DataDirLock::in_use`]), exclusive for `openum restore` while it writes
+/// ([`DataDirLock::exclusive`]), so a restore never replaces a store a server has open.
+/// Released when dropped, or when the process dies (`flock`).
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
 }
 
 impl DataDirLock {
-    /// Takes the lock on `data_dir` (creating the directory), or fails saying the directory is
-    /// in use.
-    pub fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
+    /// The lock a running server holds (several servers may share it); fails only while a
+    /// restore writes.
+    pub fn in_use(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::take(data_dir, false)
+    }
+
+    /// The lock a restore holds; fails, saying so, while any server uses the directory.
+    pub fn exclusive(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::take(data_dir, true)
+    }
+
+    fn take(data_dir: &Path, exclusive: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join(LOCK_FILE);
@@ -107,16 +118,29 @@ impl DataDirLock {
             .open(&path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
         #[cfg(unix)]
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
-                "the data directory {} is in use by a running openum (it holds {}); stop it first",
-                data_dir.display(),
-                path.display()
-            ),
-            Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("cannot lock {}", path.display()))
+        {
+            use rustix::fs::FlockOperation::{NonBlockingLockExclusive, NonBlockingLockShared};
+            let operation = if exclusive {
+                NonBlockingLockExclusive
+            } else {
+                NonBlockingLockShared
+            };
+            match rustix::fs::flock(&file, operation) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) if exclusive => bail!(
+                    "the data directory {} is in use by a running openum (it holds {}); stop it first",
+                    data_dir.display(),
+                    path.display()
+                ),
+                Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                    "the data directory {} is being restored from a backup (`openum restore` holds {}); start openum when it has finished",
+                    data_dir.display(),
+                    path.display()
+                ),
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot lock {}", path.display()))
+                }
             }
         }
         Ok(Self { _file: file })
@@ -293,7 +317,7 @@ pub fn restore(dir: &Path, data_dir: &Path, force: bool) -> anyhow::Result<Backu
         })
         .with_context(|| format!("cannot restore {}", backup_db.display()));
     }
-    let _lock = DataDirLock::acquire(data_dir)?;
+    let _lock = DataDirLock::exclusive(data_dir)?;
     let target = data_dir.join(DB_FILE);
     let audio_dir = data_dir.join("voicemail");
     let has_audio = std::fs::read_dir(&audio_dir).is_ok_and(|mut d| d.next().is_some());
@@ -370,13 +394,23 @@ mod tests {
     }
 
     #[test]
-    fn a_held_data_directory_cannot_be_locked_again() {
+    fn servers_share_a_data_directory_and_a_restore_waits_for_all_of_them() {
         let dir = tempfile::tempdir().unwrap();
-        let held = DataDirLock::acquire(dir.path()).unwrap();
-        let error = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
+        let first = DataDirLock::in_use(dir.path()).unwrap();
+        let second = DataDirLock::in_use(dir.path()).unwrap();
+        let error = DataDirLock::exclusive(dir.path()).unwrap_err().to_string();
         assert!(error.contains("in use by a running openum"), "{error}");
-        drop(held);
-        DataDirLock::acquire(dir.path()).unwrap();
+        drop(first);
+        assert!(
+            DataDirLock::exclusive(dir.path()).is_err(),
+            "one server still runs"
+        );
+        drop(second);
+        let restoring = DataDirLock::exclusive(dir.path()).unwrap();
+        let error = DataDirLock::in_use(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("being restored"), "{error}");
+        drop(restoring);
+        DataDirLock::in_use(dir.path()).unwrap();
     }
 
     #[tokio::test]

@@ -30,12 +30,11 @@ pub async fn serve(
     // From here on SIGHUP reloads the certificate and never ends the process (its default
     // action would drop every live call without a BYE).
     crate::tls::reload_on_sighup(tls.clone()).context("cannot watch for SIGHUP")?;
-    // Held until this function returns: `openum restore` refuses a SQLite store in use, and a
-    // second `serve` on the same file is refused. (PostgreSQL nodes may share a directory.)
+    // Held until this function returns: `openum restore` refuses a SQLite store in use.
     let _in_use = match crate::backup::StoreLocation::of(config) {
-        crate::backup::StoreLocation::Sqlite(_) => Some(crate::backup::DataDirLock::acquire(
-            &config.server.data_dir,
-        )?),
+        crate::backup::StoreLocation::Sqlite(_) => {
+            Some(crate::backup::DataDirLock::in_use(&config.server.data_dir)?)
+        }
         crate::backup::StoreLocation::Postgres { .. } => None,
     };
     let store = crate::open_store(config).await?;

@@ -158,26 +158,12 @@ async fn sqlite_history_purges_ended_calls_and_guards_items_in_use() {
     history_story(&store, "sq").await;
 }
 
-/// A database of its own on the test server (the schema-version test changes it).
-async fn own_database(pg: &testkit::Postgres, name: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        client.batch_execute(&statement).await.unwrap();
-    }
-    let (base, _) = pg.url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 #[tokio::test]
 async fn postgresql_history_purges_ended_calls_and_guards_items_in_use() {
     let pg = testkit::Postgres::start();
-    let url = own_database(&pg, &format!("openum_hist_{}", std::process::id())).await;
+    let url = pg
+        .own_database(&format!("openum_hist_{}", std::process::id()))
+        .await;
     let store = PostgresStore::connect(&url).await.unwrap();
     history_story(&store, "pg").await;
 }
@@ -382,7 +368,9 @@ async fn sqlite_refuses_a_schema_newer_than_this_binary_naming_both_versions() {
 #[tokio::test]
 async fn postgresql_refuses_a_schema_newer_than_this_binary_naming_both_versions() {
     let pg = testkit::Postgres::start();
-    let url = own_database(&pg, &format!("openum_schema_{}", std::process::id())).await;
+    let url = pg
+        .own_database(&format!("openum_schema_{}", std::process::id()))
+        .await;
     drop(PostgresStore::connect(&url).await.unwrap());
     let status = PostgresStore::schema_status_at(&url).await.unwrap();
     assert_eq!(status.stored, status.known);
@@ -410,4 +398,38 @@ async fn postgresql_refuses_a_schema_newer_than_this_binary_naming_both_versions
         .await
         .unwrap()
         .too_new());
+}
+
+#[test]
+fn retention_settings_out_of_range_are_refused_naming_the_key() {
+    use server::config::Config;
+    for (text, key) in [
+        (
+            "[ews]\nhistory_retention_days = 36501\n",
+            "ews.history_retention_days",
+        ),
+        (
+            "[voicemail]\nretention_days = 99999\n",
+            "voicemail.retention_days",
+        ),
+        (
+            "[ews]\ncall_retention_hours = 72\nhistory_retention_days = 2\n",
+            "ews.history_retention_days",
+        ),
+        (
+            "[privacy]\nstore_dialled_numbers = \"hashed\"\n",
+            "store_dialled_numbers",
+        ),
+    ] {
+        let error = Config::parse(text).unwrap_err().to_string();
+        assert!(error.contains(key), "{text}: {error}");
+    }
+    let config = Config::parse(
+        "[ews]\nhistory_retention_days = 0\n[privacy]\nstore_dialled_numbers = \"masked\"\n[voicemail]\nretention_days = 30\n",
+    )
+    .unwrap();
+    assert_eq!(config.ews.history_retention_days, 0);
+    assert_eq!(config.privacy.store_dialled_numbers, DialledNumbers::Masked);
+    let policy = RetentionPolicy::from(&config);
+    assert_eq!((policy.history_days, policy.voicemail_days), (0, 30));
 }

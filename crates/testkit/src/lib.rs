@@ -371,6 +371,29 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// A new, empty database `name` on this server (dropped first if it exists), for a test
+    /// that changes what others share (the schema version); returns its URL.
+    pub async fn own_database(&self, name: &str) -> String {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        tokio::spawn(connection);
+        // DROP/CREATE DATABASE cannot run in a transaction: one statement each.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let (base, _) = self.url.rsplit_once('/').expect("a postgres:// URL");
+        format!("{base}/{name}")
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some((dir, bin)) = &self.private {

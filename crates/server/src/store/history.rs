@@ -66,6 +66,20 @@ pub struct SchemaTooNew {
     pub known: i64,
 }
 
+impl SchemaTooNew {
+    /// Refuses a store at version `stored` when this binary knows only up to `known`.
+    pub(crate) fn check(backend: &'static str, stored: i64, known: i64) -> Result<(), StoreError> {
+        if stored > known {
+            return Err(StoreError::Backend(Box::new(Self {
+                backend,
+                stored,
+                known,
+            })));
+        }
+        Ok(())
+    }
+}
+
 /// The store operations for history, retention and administration.
 #[async_trait]
 pub trait History: Send + Sync {

@@ -15,15 +15,7 @@ pub(crate) fn known_version() -> i64 {
 
 /// Refuses a database whose schema is newer than this binary knows.
 pub(crate) fn guard(stored: i64) -> Result<(), StoreError> {
-    let known = known_version();
-    if stored > known {
-        return Err(StoreError::Backend(Box::new(SchemaTooNew {
-            backend: "PostgreSQL",
-            stored,
-            known,
-        })));
-    }
-    Ok(())
+    SchemaTooNew::check("PostgreSQL", stored, known_version())
 }
 
 /// The version recorded in `openum_schema` (0 when the table does not exist yet).

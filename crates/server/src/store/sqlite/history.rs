@@ -17,15 +17,7 @@ pub(crate) fn known_version() -> i64 {
 
 /// Refuses a database whose schema is newer than this binary knows.
 pub(crate) fn guard(stored: i64) -> Result<(), StoreError> {
-    let known = known_version();
-    if stored > known {
-        return Err(StoreError::Backend(Box::new(SchemaTooNew {
-            backend: "SQLite",
-            stored,
-            known,
-        })));
-    }
-    Ok(())
+    SchemaTooNew::check("SQLite", stored, known_version())
 }
 
 fn stored_version(conn: &Connection) -> Result<i64, StoreError> {
