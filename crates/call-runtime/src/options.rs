@@ -132,9 +132,7 @@ pub async fn send_options(stack: &SipStack, gateway: &Gateway, seq: u32) -> Resu
     let from_uri = Uri::try_from(from_text.as_str())
         .map_err(|e| PingError::Setting(format!("from {from_text:?}: {e}")))?;
     let endpoint = &stack.endpoint;
-    let via = stack
-        .via(transport)
-        .map_err(|e| PingError::Send(Box::new(e)))?;
+    let via = stack.via(transport).map_err(PingError::Send)?;
     let from = rsipstack::sip::typed::From {
         display_name: None,
         uri: from_uri,

@@ -180,9 +180,7 @@ impl Session {
             let aor_uri = Uri::try_from(aor.as_str())
                 .map_err(|e| RegisterError::Setting(format!("address of record {aor:?}: {e}")))?;
             let endpoint = &stack.endpoint;
-            let via = stack
-                .via(transport)
-                .map_err(|e| RegisterError::Send(Box::new(e)))?;
+            let via = stack.via(transport).map_err(RegisterError::Send)?;
             let from = rsipstack::sip::typed::From {
                 display_name: None,
                 uri: aor_uri.clone(),

@@ -224,7 +224,7 @@ impl SipStack {
     pub(crate) fn via(
         &self,
         transport: Transport,
-    ) -> Result<rsipstack::sip::typed::Via, rsipstack::Error> {
+    ) -> Result<rsipstack::sip::typed::Via, Box<rsipstack::Error>> {
         let layer = &self.endpoint.transport_layer;
         let address = (transport != Transport::Udp)
             .then(|| {
@@ -242,6 +242,7 @@ impl SipStack {
             .flatten();
         self.endpoint
             .get_via(address, Some(rsipstack::transaction::make_via_branch()))
+            .map_err(Box::new)
     }
 
     /// Where a request outside dialogs to `gateway` goes: over TLS its connection to

@@ -31,6 +31,10 @@ use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with call_load; this benchmark reports no memory figure"
+)]
 mod proc_stats;
 use proc_stats::{cpu_time, seconds_and_levels};
 
