@@ -33,12 +33,17 @@ impl Openum {
     /// Starts openum on `http`/`sip` with one gateway described by `gateway` (TOML lines), and
     /// a user with the chirp message.
     fn start(dir: &Path, http: u16, sip: u16, gateway: &str) -> Self {
+        Self::start_with_sip(dir, http, sip, "", gateway)
+    }
+
+    /// [`Self::start`], with `sip_extra` (TOML lines) in `[sip]`.
+    fn start_with_sip(dir: &Path, http: u16, sip: u16, sip_extra: &str, gateway: &str) -> Self {
         let config = dir.join("openum.toml");
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
-                 [[gateway]]\n{gateway}\n",
+                 {sip_extra}\n[[gateway]]\n{gateway}\n",
                 dir.join("data").display()
             ),
         )
@@ -181,7 +186,7 @@ fn make_ca(dir: &Path, name: &str, leaves: &[&str]) {
     let ext = dir.join("leaf.ext");
     std::fs::write(
         &ext,
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        "subjectAltName=DNS:localhost,DNS:sbc.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
     for leaf in leaves {
@@ -570,4 +575,90 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
         "one INVITE reached the proxy:\n{relayed}"
     );
     assert!(relayed.contains("over tls"), "{relayed}");
+}
+
+/// dnsmasq answering for `sbc.test` from `records` (its command-line options) on
+/// `127.0.0.1:port`; stopped when dropped.
+struct Dnsmasq(std::process::Child);
+
+impl Dnsmasq {
+    fn start(port: u16, records: &[String]) -> Self {
+        let child = Command::new("timeout")
+            .arg("300")
+            .arg("dnsmasq")
+            .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .arg("--local=/sbc.test/")
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq is required for the DNS test (apt-get install dnsmasq-base)");
+        Self(child)
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        // Best effort: the process may already have exited.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// RFC 3263 for a `sips:` gateway: NAPTR `SIPS+D2T` (a `SIP+D2U` one of better order is passed
+/// over) → SRV `_sips._tcp` under a name only the NAPTR gives → the target's address and port;
+/// the certificate is checked against the configured host `sbc.test`, which the proxy's
+/// certificate names, not the SRV target `proxy.sbc.test`, which it does not.
+#[tokio::test]
+async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_as_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, sip, phone_sip, dns, tls, udp) = (49100, 49101, 49102, 49105, 49110, 49111);
+    make_ca(dir.path(), "test", &["localhost"]);
+    let _dnsmasq = Dnsmasq::start(
+        dns,
+        &[
+            "--naptr-record=sbc.test,5,10,S,SIP+D2U,,_sip._udp.plain.sbc.test".to_owned(),
+            "--naptr-record=sbc.test,10,10,S,SIPS+D2T,,_sips._tcp.via-naptr.sbc.test".to_owned(),
+            format!("--srv-host=_sip._udp.plain.sbc.test,proxy.sbc.test,{udp},10,1"),
+            format!("--srv-host=_sips._tcp.via-naptr.sbc.test,proxy.sbc.test,{tls},10,1"),
+            "--host-record=proxy.sbc.test,127.0.0.1".to_owned(),
+        ],
+    );
+    let phone = Phone::start_with(dir.path(), phone_sip, 49150, 49199, Some("srtp-mand"));
+    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
+    let openum = Openum::start_with_sip(
+        dir.path(),
+        http,
+        sip,
+        &format!("dns_servers = [\"127.0.0.1:{dns}\"]"),
+        &format!(
+            "uri = \"sips:{{number}}@sbc.test\"\nca_file = \"{}\"\nsrtp = \"mandatory\"",
+            dir.path().join("test-ca.pem").display()
+        ),
+    );
+    let info = openum.call_until_ended().await;
+    let log = openum.log_text();
+    assert_eq!(
+        element(&info, "ConnectionFailureCause").as_deref(),
+        Some("None"),
+        "{info}\n{log}\n{}",
+        kamailio.log_text()
+    );
+    openum.assert_phone_heard_the_message(&phone);
+    assert!(log.contains("gateway host resolved"), "{log}");
+    assert!(log.contains(&format!("127.0.0.1:{tls}")), "{log}");
+    assert!(log.contains("name=sbc.test"), "{log}");
+    let relayed = kamailio.log_text();
+    assert!(relayed.contains("relaying INVITE"), "{relayed}");
+    // Over TLS, not the UDP port the SIP+D2U NAPTR leads to.
+    assert!(!relayed.contains("refusing"), "{relayed}");
 }
