@@ -615,6 +615,38 @@ mod tests {
     }
 
     #[test]
+    fn each_tls_gateway_gets_its_client_and_an_unusable_file_of_any_gateway_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let tls = |name: &str, ca_file: Option<std::path::PathBuf>| GatewaySettings {
+            uri: "sips:{number}@sbc.example.com".into(),
+            tls: crate::settings::TlsSettings {
+                ca_file,
+                ..crate::settings::TlsSettings::default()
+            },
+            ..gateway(name, "g", 0, 1)
+        };
+        // A CA certificate the repository already has as a test fixture.
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../mailbox/tests/fixtures/ca.pem");
+        let gateways =
+            Gateways::new(vec![gateway("plain", "g", 0, 1), tls("sbc", Some(ca))]).unwrap();
+        assert!(gateways.all()[0].tls.is_none());
+        assert!(gateways.all()[1].tls.is_some());
+        let error = Gateways::new(vec![
+            gateway("plain", "g", 0, 1),
+            tls("second", Some(junk.clone())),
+        ])
+        .err()
+        .expect("an unusable ca_file fails the start")
+        .to_string();
+        assert!(error.contains("\"second\""), "{error}");
+        assert!(error.contains("ca_file"), "{error}");
+        assert!(error.contains(&junk.display().to_string()), "{error}");
+    }
+
+    #[test]
     fn equal_priorities_share_calls_by_weight_and_weight_zero_comes_last() {
         let gateways = Gateways::new(vec![
             gateway("heavy", "g", 0, 3),
