@@ -31,10 +31,7 @@ use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with call_load; this benchmark reports no memory figure"
-)]
+#[allow(dead_code, reason = "shared helpers: memory is not reported here")]
 mod proc_stats;
 use proc_stats::{cpu_time, seconds_and_levels};
 
@@ -167,6 +164,7 @@ loadmodule "rr.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "siputils.so"
+loadmodule "textops.so"
 loadmodule "tls.so"
 modparam("tls", "config", "{}")
 modparam("rr", "enable_double_rr", 1)
@@ -276,6 +274,12 @@ async fn run(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (secs, ns) = seconds_and_levels(&[200]);
+    if let Ok(filter) = std::env::var("OPENUM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     certificates(dir.path());
@@ -285,7 +289,21 @@ async fn main() {
         sipp(&peers, "uas_multi.xml", 48572, 48800),
         kamailio(dir.path(), 48580, 48581, 48572),
     ]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kamailio listens once its configuration is loaded (polled in /proc/net/tcp: connecting
+    // to a loopback port in the ephemeral range can connect to itself).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(&format!("0100007F:{:04X} 00000000:0000 0A", 48580)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "kamailio did not open its TLS port 48580"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let sqlite = SqliteStore::open(&dir.path().join("openum.db")).unwrap();
     let store: Arc<dyn Store> = Arc::new(sqlite);
@@ -316,7 +334,7 @@ async fn main() {
     let modes = [
         (
             "plain RTP, SIP/UDP (baseline)",
-            48560,
+            48540,
             GatewayConfig {
                 uri: "sip:{number}@127.0.0.1:48570".into(),
                 ..base.clone()
@@ -324,7 +342,7 @@ async fn main() {
         ),
         (
             "SRTP (SDES), SIP/UDP",
-            48561,
+            48541,
             GatewayConfig {
                 uri: "sip:{number}@127.0.0.1:48571".into(),
                 srtp: SrtpMode::Mandatory,
@@ -333,7 +351,7 @@ async fn main() {
         ),
         (
             "plain RTP, SIP/TLS via Kamailio",
-            48562,
+            48542,
             GatewayConfig {
                 uri: "sip:{number}@localhost:48580;transport=tls".into(),
                 transport: SipTransport::Tls,
@@ -345,9 +363,11 @@ async fn main() {
     ];
     println!("| calls | mode | connected | CPU µs per call·s | ratio | lateness p99 ms | ratio | setup CPU µs per call | ratio | send errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for n in ns {
+    for (level, n) in ns.into_iter().enumerate() {
         let mut baseline: Option<Measured> = None;
         for (name, port, gateway) in &modes {
+            // A port per level: the previous level's stack may still hold its socket.
+            let port = port + 3 * level as u16;
             let sip = SipConfig {
                 listen: format!("127.0.0.1:{port}").parse().unwrap(),
                 ..SipConfig::default()
