@@ -14,7 +14,8 @@
 //! - [`options`]: OPTIONS pings marking gateways up and down.
 //! - [`register`]: outbound REGISTER for gateways that require it.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
-//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
+//! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
 //! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
@@ -28,6 +29,7 @@ pub mod media;
 pub mod options;
 pub mod ports;
 pub mod register;
+pub mod rtcp;
 pub mod settings;
 pub mod sip;
 pub mod srtp;
@@ -289,9 +291,10 @@ impl CallService for SipCallService {
             Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
         };
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
-            .await
-            .map_err(PlaceError::MediaSocket)?;
+        let (socket, rtcp_socket) =
+            ports::bind_pair(self.inner.rtp_address, self.inner.rtp_port_range)
+                .await
+                .map_err(PlaceError::MediaSocket)?;
         let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
         // What the far end is told: the public media address behind a NAT, else the bound one.
         let rtp_local = SocketAddr::new(
@@ -380,6 +383,7 @@ impl CallService for SipCallService {
             audio,
             socket: Arc::new(socket),
             srtp,
+            rtcp_socket: Arc::new(rtcp_socket),
         };
         let service = self.clone();
         let id = record.id.clone();
@@ -423,6 +427,7 @@ impl CallService for SipCallService {
                     )
                 })
                 .collect(),
+            ..rtcp_figures(self.inner.media.rtcp_stats())
         }
     }
 
@@ -464,6 +469,23 @@ pub(crate) fn digest_auth(gateway: &GatewaySettings, number: &str) -> Option<Dig
             rand::thread_rng().gen(),
         )
     })
+}
+
+/// The RTCP part of the figures.
+fn rtcp_figures(stats: &rtcp::RtcpStats) -> CallServiceFigures {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Microsecond sums as seconds: f64 holds them exactly far beyond any uptime.
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = |us: u64| us as f64 / 1e6;
+    CallServiceFigures {
+        rtcp_sender_reports_sent: stats.sender_reports_sent.load(Relaxed),
+        rtcp_reports_received: stats.reports_received.load(Relaxed),
+        rtcp_packets_lost: stats.packets_lost.load(Relaxed),
+        rtcp_jitter_seconds_total: seconds(stats.jitter_us_total.load(Relaxed)),
+        rtcp_round_trip_seconds_total: seconds(stats.round_trip_us_total.load(Relaxed)),
+        rtcp_round_trips: stats.round_trips.load(Relaxed),
+        ..CallServiceFigures::default()
+    }
 }
 
 /// The random part of a PhoneCallId (its base64 decodes to `uuid@node`); the id itself otherwise.

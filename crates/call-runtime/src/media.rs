@@ -18,6 +18,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::rtcp::{RtcpStats, StreamCounters};
 use crate::srtp::{send, SrtpSender};
 
 /// Resolution and range of the lateness histogram.
@@ -103,6 +104,7 @@ enum MediaCommand {
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
+        counters: Option<Arc<StreamCounters>>,
     },
     Stop {
         id: u64,
@@ -132,6 +134,7 @@ pub struct MediaHandle {
     shards: Arc<[mpsc::UnboundedSender<MediaCommand>]>,
     next_id: Arc<AtomicU64>,
     stats: Arc<MediaStats>,
+    rtcp: Arc<RtcpStats>,
 }
 
 impl MediaHandle {
@@ -155,6 +158,7 @@ impl MediaHandle {
             shards,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
+            rtcp: Arc::default(),
         }
     }
 
@@ -165,16 +169,18 @@ impl MediaHandle {
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
-        self.start_protected(socket, remote, stream, None)
+        self.start_with(socket, remote, stream, None, None)
     }
 
-    /// [`Self::start`], every packet protected by `srtp` when given (see [`crate::srtp`]).
-    pub fn start_protected(
+    /// [`Self::start`], every packet protected by `srtp` when given (see [`crate::srtp`]), and
+    /// what is sent counted into `counters` (for RTCP) when given.
+    pub fn start_with(
         &self,
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
+        counters: Option<Arc<StreamCounters>>,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sent = self.shard(id).send(MediaCommand::Start {
@@ -183,6 +189,7 @@ impl MediaHandle {
             remote,
             stream,
             srtp,
+            counters,
         });
         if sent.is_err() {
             // The shard's task only ends when the runtime shuts down (or it panicked).
@@ -210,6 +217,11 @@ impl MediaHandle {
     pub fn stats(&self) -> &MediaStats {
         &self.stats
     }
+
+    /// RTCP figures of every call.
+    pub fn rtcp_stats(&self) -> &Arc<RtcpStats> {
+        &self.rtcp
+    }
 }
 
 struct Entry {
@@ -217,6 +229,7 @@ struct Entry {
     remote: SocketAddr,
     stream: RtpStream,
     srtp: Option<SrtpSender>,
+    counters: Option<Arc<StreamCounters>>,
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStats>) {
@@ -226,11 +239,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
+            // Commands first: a pause or a new destination queued before a packet fell due
+            // applies to that packet.
+            biased;
             command = rx.recv() => match command {
                 None => break,
-                Some(MediaCommand::Start { id, socket, remote, stream, srtp }) => {
+                Some(MediaCommand::Start { id, socket, remote, stream, srtp, counters }) => {
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream, srtp });
+                    streams.insert(id, Entry { socket, remote, stream, srtp, counters });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -283,7 +299,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
                         match send(entry.srtp.as_mut(), &entry.socket, &packet, entry.remote) {
-                            Ok(_) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => {
+                                // RTCP counts the RTP payload octets (RFC 3550 §6.4.1), before
+                                // any SRTP tag.
+                                if let Some(counters) = &entry.counters {
+                                    counters.count(packet.len() - call_engine::rtp::HEADER_LEN);
+                                }
+                                stats.packets_sent.fetch_add(1, Ordering::Relaxed)
+                            }
                             Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }

@@ -396,7 +396,7 @@ pub(crate) struct RsipDialogue {
     pub(crate) message: Duration,
     pub(crate) number: String,
     pub(crate) call_id: String,
-    /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
+    /// Our first offer, sent again when a digest challenge is answered.
     pub(crate) offer: String,
     /// Our SDP before SRTP is applied, for the offer of a new attempt (whose gateway may
     /// want another SRTP policy).

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::{MediaHandle, StreamChange};
+use crate::rtcp::{Rtcp, StreamCounters};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -75,6 +76,8 @@ pub(crate) struct CallTask<D> {
     pub(crate) socket: Arc<UdpSocket>,
     /// The call's SRTP offer and, once answered, its sender.
     pub(crate) srtp: crate::srtp::CallSrtp,
+    /// The RTCP socket (RTP port + 1), unused with rtcp-mux.
+    pub(crate) rtcp_socket: Arc<UdpSocket>,
 }
 
 impl<D: Dialogue> CallTask<D> {
@@ -221,27 +224,76 @@ impl<D: Dialogue> CallTask<D> {
                     // Spread stream phases over the packet time (see media.rs).
                     let phase =
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
-                    let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
+                    let origin = now() + phase;
+                    let stream = RtpStream::new(&plan, &self.audio, seed, origin);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    let id = self.media.start_protected(
+                    let counters = Arc::new(StreamCounters::default());
+                    let srtp = self.srtp.take_sender();
+                    media.protected = srtp.is_some();
+                    let id = self.media.start_with(
                         Arc::clone(&self.socket),
                         plan.remote,
                         stream,
-                        self.srtp.take_sender(),
+                        srtp,
+                        Some(Arc::clone(&counters)),
                     );
-                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    let (negotiated, _) = tokio::sync::watch::channel(plan.remote);
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
+                    media.rtcp_stream = Some(crate::rtcp::Stream {
+                        ssrc: seed.ssrc,
+                        first_timestamp: seed.timestamp,
+                        origin,
+                        counters,
+                        cname: self.cname(),
+                    });
+                }
+                // Follows StartMedia: RTCP, then the task reading the RTP socket (which hands
+                // it RTCP when they share the port).
+                Output::Command(Command::StartRtcp { mux }) => {
+                    let (Some(id), Some(negotiated), Some(stream)) =
+                        (media.id, &media.negotiated, media.rtcp_stream.take())
+                    else {
+                        continue;
+                    };
+                    // An SRTP call sends no RTCP: it would have to be SRTCP (RFC 3711 §3.4),
+                    // which openum does not do yet; plain RTCP beside SRTP would give away the
+                    // stream's SSRC and counts, and the far end drops it.
+                    let rtcp = if media.protected {
+                        tracing::info!("no RTCP on an SRTP call (SRTCP is not implemented)");
+                        None
+                    } else {
+                        let socket = if mux { &self.socket } else { &self.rtcp_socket };
+                        tracing::debug!(mux, "RTCP started");
+                        Some(Rtcp::start(
+                            Arc::clone(socket),
+                            mux,
+                            negotiated.subscribe(),
+                            stream,
+                            Arc::clone(self.media.rtcp_stats()),
+                        ))
+                    };
                     media.receiver = Some(crate::symmetric::spawn(
                         Arc::clone(&self.socket),
                         self.media.clone(),
                         id,
-                        watched,
+                        negotiated.subscribe(),
+                        rtcp.as_ref().filter(|_| mux).map(|rtcp| rtcp.muxed.clone()),
                     ));
-                    media.negotiated = Some(negotiated);
-                    media.id = Some(id);
+                    media.rtcp = rtcp;
                 }
                 Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
+    }
+
+    /// The SDES CNAME of the call's streams (RFC 3550 §6.5.1: `user@host`).
+    fn cname(&self) -> String {
+        let host = self
+            .socket
+            .local_addr()
+            .map_or_else(|_| "openum".to_owned(), |a| a.ip().to_string());
+        format!("openum@{host}")
     }
 
     async fn record_status(&mut self, status: &Status) {
@@ -266,6 +318,11 @@ struct Media {
     /// The far end's address from the SDP, for the symmetric-RTP latch.
     negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
     receiver: Option<tokio::task::JoinHandle<()>>,
+    /// Between StartMedia and StartRtcp: what RTCP reports on.
+    rtcp_stream: Option<crate::rtcp::Stream>,
+    rtcp: Option<Rtcp>,
+    /// The stream is sent as SRTP.
+    protected: bool,
 }
 
 impl Media {
@@ -276,6 +333,10 @@ impl Media {
         if let Some(receiver) = self.receiver.take() {
             receiver.abort();
         }
+        if let Some(mut rtcp) = self.rtcp.take() {
+            rtcp.stop();
+        }
+        self.rtcp_stream = None;
         self.negotiated = None;
     }
 }
@@ -473,6 +534,7 @@ mod tests {
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
             srtp: crate::srtp::CallSrtp::new(first),
+            rtcp_socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
         };
         let call = Call::with_auth(now(), config, auth);
         let done = tokio::spawn(async move {

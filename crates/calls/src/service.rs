@@ -92,6 +92,18 @@ pub struct CallServiceFigures {
     pub gateways_up: Vec<(String, bool)>,
     /// Each gateway that registers, by name, and whether it is registered.
     pub gateways_registered: Vec<(String, bool)>,
+    /// RTCP compound packets sent (each with a Sender Report).
+    pub rtcp_sender_reports_sent: u64,
+    /// Report blocks about our streams received from far ends.
+    pub rtcp_reports_received: u64,
+    /// Packets the far ends reported lost.
+    pub rtcp_packets_lost: u64,
+    /// Sum of the reported interarrival jitter, seconds.
+    pub rtcp_jitter_seconds_total: f64,
+    /// Sum of the measured round-trip times, seconds.
+    pub rtcp_round_trip_seconds_total: f64,
+    /// Round-trip times measured.
+    pub rtcp_round_trips: u64,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.

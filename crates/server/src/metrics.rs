@@ -292,6 +292,36 @@ impl Metrics {
             "1 while the gateway's outbound registration is accepted, else 0 (registering gateways only)",
             registered,
         );
+        registry.register(
+            "rtcp_sender_reports_sent",
+            "RTCP compound packets sent (Sender Report + SDES, BYE at the end)",
+            ConstCounter::new(figures.rtcp_sender_reports_sent),
+        );
+        registry.register(
+            "rtcp_reports_received",
+            "RTCP report blocks about openum's streams received from far ends",
+            ConstCounter::new(figures.rtcp_reports_received),
+        );
+        registry.register(
+            "rtcp_packets_lost",
+            "RTP packets the far ends reported lost (RTCP cumulative loss)",
+            ConstCounter::new(figures.rtcp_packets_lost),
+        );
+        registry.register(
+            "rtcp_jitter_seconds",
+            "Sum of the interarrival jitter far ends reported (divide by rtcp_reports_received)",
+            ConstCounter::new(figures.rtcp_jitter_seconds_total),
+        );
+        registry.register(
+            "rtcp_round_trip_seconds",
+            "Sum of the RTCP round-trip times measured (divide by rtcp_round_trips)",
+            ConstCounter::new(figures.rtcp_round_trip_seconds_total),
+        );
+        registry.register(
+            "rtcp_round_trips",
+            "RTCP round-trip times measured",
+            ConstCounter::new(figures.rtcp_round_trips),
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -366,6 +396,9 @@ mod tests {
                 rtp_send_errors: 0,
                 gateways_up: vec![("pbx".into(), true), ("trunk".into(), false)],
                 gateways_registered: vec![("trunk".into(), false)],
+                rtcp_reports_received: 3,
+                rtcp_round_trip_seconds_total: 0.03,
+                ..CallServiceFigures::default()
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
         );
@@ -376,6 +409,8 @@ mod tests {
             "openum_calls_ended_total{cause=\"UserBusy\"} 1",
             "openum_calls_live 2",
             "openum_rtp_packets_sent_total 150",
+            "openum_rtcp_reports_received_total 3",
+            "openum_rtcp_round_trip_seconds_total 0.03",
             "openum_calls_by_state{state=\"Alerted\"} 1",
             "openum_gateway_up{gateway=\"pbx\"} 1",
             "openum_gateway_up{gateway=\"trunk\"} 0",
