@@ -24,9 +24,9 @@ use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::phone::{chirp_wav, correlation, Phone};
 use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
 
-/// Ports 45000-45999 are this suite's; each test takes its own block of 200.
+/// Ports 45000-45999 are this suite's; each test (0 to 5) takes its own block of 160.
 fn base_port(test: u16) -> u16 {
-    45000 + test * 200
+    45000 + test * 160
 }
 
 /// What a [`Cluster`] runs.
@@ -43,6 +43,8 @@ struct Setup {
     wav: Option<PathBuf>,
     /// The data directory (one node only).
     data_dir: Option<PathBuf>,
+    /// Node 0's PostgreSQL URL, when it differs from the others' (through a proxy).
+    first_node_pg_url: Option<String>,
 }
 
 impl Setup {
@@ -56,6 +58,7 @@ impl Setup {
             phone_port: None,
             wav: None,
             data_dir: None,
+            first_node_pg_url: None,
         }
     }
 }
@@ -92,6 +95,7 @@ impl Cluster {
             phone_port,
             wav,
             data_dir,
+            first_node_pg_url,
         } = setup;
         let dir = tempfile::tempdir().unwrap();
         let base = base_port(test);
@@ -132,8 +136,10 @@ impl Cluster {
                             .unwrap_or_else(|| dir.path().join(format!("data{i}")))
                             .display(),
                         std::process::id(),
-                        pg_url
+                        first_node_pg_url
                             .as_ref()
+                            .filter(|_| i == 0)
+                            .or(pg_url.as_ref())
                             .map_or(String::new(), |url| format!("postgres_url = \"{url}\"\n")),
                         base + 4 + i,
                     ),
@@ -410,8 +416,10 @@ async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound() {
     let pg = testkit::Postgres::start();
-    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "sigkill");
-    let mut cluster = Cluster::start(1, &db.url, 2, "", FAST_CLUSTER);
+    let db = pg
+        .own_database(&format!("openum_sigkill_{}", std::process::id()))
+        .await;
+    let mut cluster = Cluster::start(1, &db, 2, "", FAST_CLUSTER);
     let id = cluster
         .client(0)
         .play_on_phone(&cluster.item, "2005551000")
@@ -450,10 +458,12 @@ async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_requests() {
     let pg = testkit::Postgres::start();
-    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "cap");
+    let db = pg
+        .own_database(&format!("openum_cap_{}", std::process::id()))
+        .await;
     let cluster = Cluster::start(
         2,
-        &db.url,
+        &db,
         3,
         "",
         &format!("{FAST_CLUSTER}[admission]\nmax_calls_per_user = 2\n"),
@@ -502,14 +512,16 @@ async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_request
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_imported_through_one_node_plays_through_the_others() {
     let pg = testkit::Postgres::start();
-    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "audio");
+    let db = pg
+        .own_database(&format!("openum_audio_{}", std::process::id()))
+        .await;
     let base = base_port(3);
     let phone_dir = tempfile::tempdir().unwrap();
-    let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 199);
+    let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 159);
     let wav = phone_dir.path().join("chirp.wav");
     chirp_wav(&wav);
     let cluster = Cluster::start_with(Setup {
-        pg_url: Some(db.url.clone()),
+        pg_url: Some(db.clone()),
         extra: FAST_CLUSTER.into(),
         phone_port: Some(phone.sip_port),
         wav: Some(wav.clone()),
@@ -673,8 +685,6 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     }
     for id in &again {
         client.disconnect_phone_call(id).await.unwrap();
-        node.wait_state(0, id, S::Disconnected, Duration::from_secs(5))
-            .await;
     }
     // A restart reads the same records from the disk.
     node.kill(0, "TERM");
@@ -689,4 +699,130 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
         client.get_phone_call_information(&answered).await.unwrap(),
         second
     );
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut, as a network failure between one node and
+/// its database (the other nodes keep theirs).
+struct Cuttable {
+    port: u16,
+    cut: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cuttable {
+    fn start(to: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (cut, cut_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut connections = tokio::task::JoinSet::new();
+                tokio::pin!(cut_rx);
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((mut client, _)) = accepted else { continue };
+                            connections.spawn(async move {
+                                if let Ok(mut server) =
+                                    tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                                {
+                                    // Ends when either side closes or the proxy is cut.
+                                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                                }
+                            });
+                        }
+                        _ = &mut cut_rx => break,
+                    }
+                }
+                // Cut: every connection dropped, nothing accepted any more.
+                connections.abort_all();
+                drop(listener);
+            });
+        });
+        Self {
+            port,
+            cut: Some(cut),
+            thread: Some(thread),
+        }
+    }
+
+    fn cut(&mut self) {
+        if let Some(cut) = self.cut.take() {
+            // The proxy thread may have ended already; either way nothing passes any more.
+            let _ = cut.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Cuttable {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// A node cut off from its database (its peers still reach it) hangs up its own call — SIPp
+/// sees the BYE — before its peer declares the node dead and reports the call
+/// Disconnected/Other: never Disconnected while the owner still plays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_hangs_up_before_its_peer_declares_it_dead() {
+    let pg = testkit::private_pg::PrivatePostgres::start();
+    let mut proxy = Cuttable::start(pg.port);
+    let mut cluster = Cluster::start_with(Setup {
+        pg_url: Some(pg.url.clone()),
+        first_node_pg_url: Some(
+            pg.url
+                .replace(&format!(":{}/", pg.port), &format!(":{}/", proxy.port)),
+        ),
+        extra: FAST_CLUSTER.into(),
+        ..Setup::new(5, 2)
+    });
+    let id = cluster
+        .client(0)
+        .play_on_phone(&cluster.item, "2005555000")
+        .await
+        .unwrap();
+    cluster
+        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
+        .await;
+    assert_eq!(cluster.byes(), 0);
+    proxy.cut();
+    let started = Instant::now();
+    loop {
+        let byes_before = cluster.byes();
+        let info = cluster
+            .client(1)
+            .get_phone_call_information(&id)
+            .await
+            .unwrap();
+        if info.phone_call_state == S::Disconnected {
+            assert_eq!(
+                info.connection_failure_cause,
+                C::Other,
+                "{}",
+                cluster.logs()
+            );
+            assert!(
+                byes_before >= 1,
+                "the peer reported the call ended before its owner hung up\n{}",
+                cluster.logs()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the peer never declared the cut-off node dead: {info:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.kill(0, "KILL");
 }

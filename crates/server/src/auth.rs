@@ -157,14 +157,14 @@ pub enum Identified {
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum FailureReason {
+    /// A local user with another password.
+    BadPassword,
     /// Right password or token, but the user is disabled (`openum user disable`).
     Disabled,
     /// The mailbox server refused the credentials (after openum's own users did).
     MailboxRefused,
     /// Not a well-formed Basic or Bearer credential.
     Malformed,
-    /// A local user with another password.
-    BadPassword,
     /// The address or user name is locked out after repeated failures; not checked.
     Throttled,
     /// No token with this value (never issued, or revoked).
@@ -179,10 +179,10 @@ impl FailureReason {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::BadPassword => "bad_password",
             Self::Disabled => "disabled",
             Self::MailboxRefused => "mailbox_refused",
             Self::Malformed => "malformed",
-            Self::BadPassword => "bad_password",
             Self::Throttled => "throttled",
             Self::UnknownToken => "unknown_token",
             Self::UnknownUser => "unknown_user",

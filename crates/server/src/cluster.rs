@@ -74,8 +74,18 @@ pub fn start(registry: &Arc<Registry>, calls: &Arc<dyn CallService>, config: &Cl
                 );
                 fenced = true;
             }
-            for id in live {
-                calls.hangup(&id).await;
+            // All at once: each hang-up waits for its call task's acknowledgement.
+            let hangups: Vec<_> = live
+                .into_iter()
+                .map(|id| {
+                    let calls = Arc::clone(&calls);
+                    tokio::spawn(async move { calls.hangup(&id).await })
+                })
+                .collect();
+            for hangup in hangups {
+                if let Err(error) = hangup.await {
+                    tracing::error!(%error, "a fencing hang-up did not finish");
+                }
             }
         }
     });

@@ -384,7 +384,8 @@ impl std::fmt::Debug for ClientConfig {
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionConfig {
-    /// `max_calls_per_user`: live calls one user may have on this node. Default 3.
+    /// `max_calls_per_user`: live calls one user may have (with PostgreSQL, on all nodes
+    /// together). Default 3.
     pub max_calls_per_user: usize,
     /// `max_calls_per_node`: live calls on this node. Default 2000.
     pub max_calls_per_node: usize,

@@ -263,7 +263,16 @@ impl Registry {
                 local.calls.remove(&record.id);
             }
         }
+        // While the store refuses writes, a change queues behind the refused ones at once
+        // instead of waiting out its own timeout: a call task records through here before it
+        // sends its BYE, and a node cut off from its database must still hang up promptly.
+        if self.queue_if_retrying(record) {
+            return Ok(());
+        }
         let _turn = self.writes.lock().await;
+        if self.queue_if_retrying(record) {
+            return Ok(());
+        }
         match bounded_write(self.store.as_ref(), record).await {
             Ok(()) => {
                 // This write is the newest state: an older one still waiting is obsolete.
@@ -280,6 +289,20 @@ impl Registry {
                 Ok(())
             }
         }
+    }
+
+    /// Queues `record` for the retry task if one is running (the store is refusing writes).
+    /// Checked under the `pending` lock, where the retry task decides to stop, so a queued change
+    /// is never left without a task to write it.
+    fn queue_if_retrying(&self, record: &CallRecord) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut pending = lock(&self.pending);
+        if !self.retrying.load(Ordering::Acquire) {
+            return false;
+        }
+        pending.insert(record.id.clone(), record.clone());
+        self.metrics.set_unwritten(pending.len());
+        true
     }
 
     /// Call changes the store has refused and that are not written yet.
@@ -321,13 +344,21 @@ impl Registry {
                             failed = true;
                             metrics.store_write_failed();
                             tracing::warn!(call = %record.id, error = %calls::error_chain(&error), "the store still refuses a call change");
+                            // The store is refusing: the others wait for the next round rather
+                            // than each wait out its own timeout now.
+                            break;
                         }
                     }
                 }
-                let left = lock(&pending).len();
+                let left = {
+                    let pending = lock(&pending);
+                    if pending.is_empty() {
+                        retrying.store(false, Ordering::Release);
+                    }
+                    pending.len()
+                };
                 metrics.set_unwritten(left);
                 if left == 0 {
-                    retrying.store(false, Ordering::Release);
                     tracing::info!("every refused call change is written now");
                     return;
                 }

@@ -41,6 +41,18 @@ async fn postgresql_carries_hang_up_requests_between_nodes_and_their_confirmatio
     let node2 = PostgresStore::connect(&pg.url).await.unwrap();
     let me = format!("node-1-{}", std::process::id());
     let mut requests = Store::hangup_requests(&node1, &me).unwrap();
+    // A node answers only once it listens (its /readyz says so); the confirmation comes through
+    // the asking node's LISTEN connection.
+    let started = std::time::Instant::now();
+    for node in [&node1, &node2] {
+        while let Some(why) = node.unready_reason() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never listening: {why}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let asking = {
         let (node2, me) = (node2.clone(), me.clone());
         tokio::spawn(async move { node2.request_hangup(&me, "some-call").await })
@@ -122,10 +134,12 @@ async fn postgresql_per_user_cap_holds_across_nodes_under_concurrent_admission()
 async fn postgresql_closes_a_dead_nodes_calls_exactly_once_and_never_lets_them_back() {
     let pg = testkit::Postgres::start();
     // A database of its own: "older than zero seconds" is every node of the database.
-    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "dead");
+    let db = pg
+        .own_database(&format!("openum_dead_{}", std::process::id()))
+        .await;
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(PostgresStore::connect(&db.url).await.unwrap());
+        nodes.push(PostgresStore::connect(&db).await.unwrap());
     }
     let tag = format!("dead-{}", std::process::id());
     let dead = format!("{tag}-node");
