@@ -133,6 +133,12 @@ pub enum Command {
     StartMedia(MediaPlan),
     /// Stop sending media.
     StopMedia,
+    /// Start RTCP for the stream just started (RFC 3550): on the RTP port when `mux` (the answer
+    /// accepted `a=rtcp-mux`, RFC 5761), else on the next port. It ends with the media.
+    StartRtcp {
+        /// RTCP shares the RTP port.
+        mux: bool,
+    },
     /// Follow a renegotiated plan (address, codec, payload type, packet time) from the next
     /// packet on, keeping the place in the message.
     UpdateMedia(MediaPlan),
@@ -455,11 +461,12 @@ impl Call {
                     Some(Ok(plan)) => {
                         // An answer that puts the call on hold from the start (sendonly or
                         // inactive on the far side) is followed too.
-                        let sends = sdp
+                        let negotiated = sdp
                             .as_deref()
                             .and_then(|s| Description::parse(s).ok())
-                            .and_then(|d| d.as_answer())
-                            .is_none_or(|n| n.we_send());
+                            .and_then(|d| d.as_answer());
+                        let sends = negotiated.is_none_or(|n| n.we_send());
+                        let mux = negotiated.is_some_and(|n| n.rtcp_mux);
                         self.status.state = CallState::Connected;
                         self.state = State::Connected {
                             playback_end: now
@@ -469,6 +476,7 @@ impl Call {
                         };
                         self.plan = Some(plan);
                         self.command(Command::StartMedia(plan));
+                        self.command(Command::StartRtcp { mux });
                         if !sends {
                             self.set_held(now, true);
                         }
@@ -547,11 +555,10 @@ impl Call {
                 // The user hung up before anything answered, and nothing ever did.
                 self.finish(Cause::None, None);
             }
+            // Nothing answered before Timer B: Unavailable, with no SIP status, since no peer
+            // sent one (a local "408" would read as the gateway's answer).
             (State::Dialing { .. }, SipEvent::NoResponse) => {
-                self.finish(
-                    Cause::Unavailable,
-                    Some(SipStatus::new(408, "Request Timeout")),
-                );
+                self.finish(Cause::Unavailable, None);
             }
             (State::Cancelling { reason, .. }, SipEvent::NoResponse) => {
                 self.finish(Self::cancel_cause(reason), None);
@@ -616,8 +623,10 @@ impl Call {
             }
             Some(offer) => match session.answer(&offer) {
                 Ok((answer, negotiated)) => {
-                    self.respond(request, 200, Some(answer));
+                    // The media change first: it is in force before the far end reads the
+                    // answer (a hold sends nothing once the 200 is out).
                     self.follow(now, negotiated);
+                    self.respond(request, 200, Some(answer));
                 }
                 Err(refusal) => {
                     self.outputs.push_back(Output::OfferRefused(refusal));
@@ -1024,11 +1033,14 @@ mod tests {
         h.sip(ringing());
         h.sip(answered());
         assert_eq!(h.call.status().state, CallState::Connected);
-        assert!(matches!(h.commands()[..], [Command::StartMedia(_)]));
+        assert!(matches!(
+            h.commands()[..],
+            [Command::StartMedia(_), Command::StartRtcp { mux: false }]
+        ));
         h.advance(Duration::from_millis(3499));
         assert!(!h.call.is_done());
         h.advance(Duration::from_millis(1));
-        assert_eq!(h.commands()[1..], [&Command::StopMedia, &Command::Bye]);
+        assert_eq!(h.commands()[2..], [&Command::StopMedia, &Command::Bye]);
         let s = h.call.status();
         assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
         assert_eq!(s.sip, Some(SipStatus::new(200, "OK")));
@@ -1101,12 +1113,12 @@ mod tests {
         h.sip(answered());
         h.call.hang_up(h.now);
         h.drain();
-        assert_eq!(h.commands()[1..], [&Command::StopMedia, &Command::Bye]);
+        assert_eq!(h.commands()[2..], [&Command::StopMedia, &Command::Bye]);
         assert_eq!(h.call.status().cause, Cause::None);
         // Idempotent.
         h.call.hang_up(h.now);
         h.drain();
-        assert_eq!(h.commands().len(), 3);
+        assert_eq!(h.commands().len(), 4);
     }
 
     #[test]
@@ -1116,14 +1128,14 @@ mod tests {
         h.sip(answered());
         h.advance(Duration::from_secs(1));
         h.sip(SipEvent::RemoteBye);
-        assert_eq!(h.commands()[1..], [&Command::StopMedia]);
+        assert_eq!(h.commands()[2..], [&Command::StopMedia]);
         let s = h.call.status();
         assert_eq!((s.state, s.cause), (CallState::Disconnected, Cause::None));
         assert_eq!(h.call.poll_timeout(), None);
     }
 
     #[test]
-    fn no_response_at_all_is_unavailable_with_a_local_408() {
+    fn no_response_at_all_is_unavailable_with_no_sip_status() {
         let mut h = Harness::new();
         h.sip(SipEvent::NoResponse);
         let s = h.call.status();
@@ -1131,7 +1143,7 @@ mod tests {
             (s.state, s.cause),
             (CallState::Disconnected, Cause::Unavailable)
         );
-        assert_eq!(s.sip, Some(SipStatus::new(408, "Request Timeout")));
+        assert_eq!(s.sip, None, "no peer sent a status");
     }
 
     #[test]
@@ -1330,7 +1342,10 @@ mod tests {
         h.sip(ringing());
         h.sip(answered());
         assert_eq!(h.call.status().state, CallState::Connected);
-        assert!(matches!(h.commands()[..], [_, Command::StartMedia(_)]));
+        assert!(matches!(
+            h.commands()[..],
+            [_, Command::StartMedia(_), Command::StartRtcp { .. }]
+        ));
     }
 
     #[test]
@@ -1576,7 +1591,10 @@ mod tests {
         let mut h = Harness::authenticated();
         h.sip(answered());
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
-        assert!(matches!(h.commands()[..], [Command::StartMedia(_)]));
+        assert!(matches!(
+            h.commands()[..],
+            [Command::StartMedia(_), Command::StartRtcp { .. }]
+        ));
         h.hang_up();
         let log = h.log.len();
         h.sip(challenge_401(&[RFC7616_CHALLENGE]));
@@ -1743,6 +1761,10 @@ mod tests {
         ));
         assert!(h.call.is_held());
         assert!(h.log.contains(&Output::Hold(true)));
+        // The pause is ordered before the answer goes out.
+        let commands = h.commands();
+        let at = |wanted: fn(&Command) -> bool| commands.iter().position(|c| wanted(c)).unwrap();
+        assert!(at(|c| *c == Command::PauseMedia) < at(|c| matches!(c, Command::Respond { .. })));
         // Held for 10 s: no BYE at the original end of the message.
         h.advance(Duration::from_secs(10));
         assert!(!h.commands().contains(&&Command::Bye));
@@ -1927,7 +1949,11 @@ mod tests {
         });
         assert!(matches!(
             h.commands()[..],
-            [Command::StartMedia(_), Command::PauseMedia]
+            [
+                Command::StartMedia(_),
+                Command::StartRtcp { mux: false },
+                Command::PauseMedia
+            ]
         ));
         assert!(h.call.is_held());
         assert_eq!(h.call.status().state, CallState::Connected);

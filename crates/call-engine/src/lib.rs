@@ -12,6 +12,7 @@
 //! - [`offer_answer`]: offer/answer inside the dialog (re-INVITE, UPDATE, hold): answers,
 //!   openum's re-offer, media direction.
 //! - [`rtp`]: the paced RTP sender for one stream, and the shared prepared audio.
+//! - [`rtcp`]: Sender Reports, SDES, BYE for that stream; the far end's reports about it.
 //! - [`g711`]: µ-law and A-law.
 //! - [`digest`]: Digest authentication (MD5, SHA-256, SHA-512/256) for 401/407.
 //!
@@ -37,6 +38,7 @@ pub mod call;
 pub mod digest;
 pub mod g711;
 pub mod offer_answer;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdes;
 pub mod sdp;

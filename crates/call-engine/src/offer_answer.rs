@@ -442,7 +442,7 @@ impl LocalSession {
             "m=audio {} RTP/AVP 0 8 {TELEPHONE_EVENT_PT}\r\n\
              a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
              a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n\
-             a=ptime:20\r\na=sendrecv\r\n",
+             a=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n",
             self.address.port()
         );
         // Always a new version: the offer follows whatever was answered last.

@@ -72,6 +72,16 @@ pub struct RtpStream {
     marker: bool,
 }
 
+/// The RTP timestamp (8 kHz) of `at` for a stream whose first packet, due at `origin`, carried
+/// `first`: wall time since `origin` in samples, modulo 2^32 (RFC 3550 §5.1). RTCP Sender Reports
+/// use it to tie an NTP time to the stream's clock.
+pub fn timestamp_at(first: u32, origin: Instant, at: Instant) -> u32 {
+    let samples = at.saturating_duration_since(origin).as_nanos() * 8 / 1_000_000;
+    // RTP timestamps wrap modulo 2^32: the truncation is the arithmetic.
+    #[allow(clippy::cast_possible_truncation)]
+    first.wrapping_add(samples as u32)
+}
+
 /// RTP header length.
 pub const HEADER_LEN: usize = 12;
 
@@ -123,10 +133,7 @@ impl RtpStream {
 
     /// The RTP timestamp of instant `at` on this stream's clock.
     pub fn timestamp_at(&self, at: Instant) -> u32 {
-        let samples = at.saturating_duration_since(self.origin).as_nanos() * 8 / 1_000_000;
-        // RTP timestamps wrap modulo 2^32 (RFC 3550 §5.1): the truncation is the arithmetic.
-        #[allow(clippy::cast_possible_truncation)]
-        self.seed.timestamp.wrapping_add(samples as u32)
+        timestamp_at(self.seed.timestamp, self.origin, at)
     }
 
     /// Stops sending; [`RtpStream::resume`] continues where it stopped.

@@ -119,7 +119,8 @@ pub fn offer(local: SocketAddr, session_id: u64) -> String {
         s,
         "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n"
     );
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    // RTCP may share the RTP port if the answer accepts it (RFC 5761); openum listens on both.
+    s.push_str("a=ptime:20\r\na=rtcp-mux\r\na=sendrecv\r\n");
     s
 }
 

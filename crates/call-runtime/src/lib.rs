@@ -9,8 +9,13 @@
 //!
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
+//! - [`dns`]: RFC 3263 location of gateways given by host name (NAPTR, SRV, A/AAAA).
+//! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
+//! - [`options`]: OPTIONS pings marking gateways up and down.
+//! - [`register`]: outbound REGISTER for gateways that require it.
 //! - [`media`]: the RTP scheduler tasks that pace every stream.
-//! - [`ports`]: the RTP port of a call (`rtp_port_range`).
+//! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
+//! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
 //! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
@@ -18,8 +23,13 @@
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
+pub mod dns;
+pub mod gateways;
 pub mod media;
+pub mod options;
 pub mod ports;
+pub mod register;
+pub mod rtcp;
 pub mod settings;
 pub mod sip;
 pub mod srtp;
@@ -48,12 +58,13 @@ use rand::Rng as _;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
+use crate::gateways::Gateways;
 use crate::media::MediaHandle;
 use crate::settings::{GatewaySettings, SipSettings};
 use crate::sip::{RsipDialogue, SipError, SipStack};
 use crate::task::{CallTask, Control, Dialogue as _};
 
-/// Places calls through one SIP gateway.
+/// Places calls through SIP gateway groups.
 #[derive(Clone)]
 pub struct SipCallService {
     inner: Arc<Inner>,
@@ -64,9 +75,10 @@ struct Inner {
     audio_source: Arc<dyn AudioSource>,
     stack: Arc<SipStack>,
     media: MediaHandle,
-    gateway: Arc<GatewaySettings>,
-    /// The gateway's TLS client, when signalling to it runs over TLS.
-    tls: Option<Arc<tls::TlsClient>>,
+    gateways: Arc<Gateways>,
+    resolver: crate::dns::Resolver,
+    /// The TLS client of each gateway reached over TLS, by gateway name.
+    tls: HashMap<String, Arc<tls::TlsClient>>,
     rtp_address: IpAddr,
     rtp_port_range: Option<(u16, u16)>,
     media_public_address: Option<IpAddr>,
@@ -74,40 +86,52 @@ struct Inner {
     audio: Mutex<HashMap<String, Weak<PreparedAudio>>>,
     /// Set once shutdown begins: no new call is placed.
     closing: std::sync::atomic::AtomicBool,
-    /// Token bucket of the gateway's calls-per-second cap: (tokens, last refill).
-    rate: Mutex<(f64, std::time::Instant)>,
 }
 
 impl SipCallService {
-    /// Starts the SIP stack and the media scheduler.
+    /// Starts the SIP stack and the media scheduler, with one gateway.
     pub async fn start(
         recorder: Arc<dyn CallRecorder>,
         audio_source: Arc<dyn AudioSource>,
         sip: &SipSettings,
         gateway: GatewaySettings,
     ) -> Result<Self, SipError> {
-        let tls = if gateway.uses_tls() {
+        Self::start_with_gateways(recorder, audio_source, sip, vec![gateway]).await
+    }
+
+    /// Starts the SIP stack, the media scheduler and the OPTIONS pings, with `gateways` in
+    /// configuration order (unrouted calls go to the first one's group).
+    pub async fn start_with_gateways(
+        recorder: Arc<dyn CallRecorder>,
+        audio_source: Arc<dyn AudioSource>,
+        sip: &SipSettings,
+        gateways: Vec<GatewaySettings>,
+    ) -> Result<Self, SipError> {
+        let mut tls = HashMap::new();
+        for gateway in gateways.iter().filter(|g| g.uses_tls()) {
             let client = tls::TlsClient::new(
                 &gateway.name,
-                &sip::gateway_host(&gateway),
-                sip::gateway_target(&gateway),
+                &sip::gateway_host(gateway),
+                sip::gateway_target(gateway),
                 &gateway.tls,
             )
             .map_err(|e| SipError::TlsSetup(Box::new(e)))?;
-            Some(Arc::new(client))
-        } else {
-            None
-        };
-        let stack = SipStack::start(sip).await?;
-        let gateway_cps = gateway.calls_per_second;
-        tracing::info!(sip = %stack.local_addr(), gateway = %gateway.name, "SIP user agent ready");
+            tls.insert(gateway.name.clone(), Arc::new(client));
+        }
+        let stack = Arc::new(SipStack::start(sip).await?);
+        let gateways = Arc::new(Gateways::new(gateways));
+        let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
+        tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
+        crate::options::spawn_pings(&stack, &gateways);
+        crate::register::spawn_registrations(&stack, &gateways);
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
                 audio_source,
-                stack: Arc::new(stack),
+                stack,
                 media: MediaHandle::spawn(),
-                gateway: Arc::new(gateway),
+                gateways,
+                resolver: crate::dns::Resolver::new(&sip.dns_servers),
                 tls,
                 rtp_address: sip.rtp_address,
                 rtp_port_range: sip.rtp_port_range,
@@ -115,9 +139,13 @@ impl SipCallService {
                 live: Mutex::new(HashMap::new()),
                 audio: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
-                rate: Mutex::new((f64::from(gateway_cps), std::time::Instant::now())),
             }),
         })
+    }
+
+    /// The gateways and their live state.
+    pub fn gateways(&self) -> &Gateways {
+        &self.inner.gateways
     }
 
     /// The SIP listener's address.
@@ -172,28 +200,6 @@ impl SipCallService {
         self.inner.stack.shutdown();
     }
 
-    /// Spends one token of the calls-per-second bucket, or says when to retry.
-    fn take_rate_token(&self) -> Result<(), PlaceError> {
-        let cps = f64::from(self.inner.gateway.calls_per_second);
-        let mut bucket = lock(&self.inner.rate);
-        let now = std::time::Instant::now();
-        let (tokens, last) = *bucket;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * cps).min(cps);
-        if tokens < 1.0 {
-            *bucket = (tokens, now);
-            // At most 1000 ms (cps ≥ 1 and tokens ≥ 0): the cast cannot truncate.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let retry_in_ms = ((1.0 - tokens) / cps * 1000.0).ceil() as u64;
-            return Err(PlaceError::OverCapacity(Capacity::GatewayRate {
-                gateway: self.inner.gateway.name.clone(),
-                per_second: self.inner.gateway.calls_per_second,
-                retry_in_ms,
-            }));
-        }
-        *bucket = (tokens - 1.0, now);
-        Ok(())
-    }
-
     async fn prepared_audio(&self, item_id: &str) -> Result<Arc<PreparedAudio>, AudioError> {
         let cached = lock(&self.inner.audio).get(item_id).and_then(Weak::upgrade);
         if let Some(audio) = cached {
@@ -214,25 +220,92 @@ impl SipCallService {
 #[async_trait]
 impl CallService for SipCallService {
     fn available(&self) -> bool {
-        self.inner.gateway.enabled
+        !self.inner.gateways.is_empty()
     }
 
     async fn place(&self, record: &CallRecord) -> Result<(), PlaceError> {
+        self.place_via(record, None).await
+    }
+
+    async fn place_via(&self, record: &CallRecord, group: Option<&str>) -> Result<(), PlaceError> {
         if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(PlaceError::ShuttingDown);
         }
-        let cap = self.inner.gateway.max_concurrent_calls;
-        if self.live_calls() >= cap {
-            return Err(PlaceError::OverCapacity(Capacity::GatewayCalls {
-                gateway: self.inner.gateway.name.clone(),
-                cap,
-            }));
+        let mut route = self.inner.gateways.route(group, &mut rand::thread_rng());
+        if route.is_empty() {
+            return Err(PlaceError::NoGateway);
         }
-        self.take_rate_token()?;
+        // Gateways that require registration take calls only once registered: a call waits
+        // (bounded) for a first registration under way, and skips a gateway not registered.
+        let mut unregistered = None;
+        let mut registered = Vec::with_capacity(route.len());
+        for gateway in route {
+            let state = match &gateway.settings.register {
+                Some(register) => gateway.ready_for_calls(register.call_wait).await,
+                None => gateways::Registration::NotRequired,
+            };
+            match state {
+                gateways::Registration::NotRequired | gateways::Registration::Registered => {
+                    registered.push(gateway);
+                }
+                state => {
+                    tracing::warn!(call = %record.id, gateway = %gateway.name(), ?state, "gateway skipped: not registered");
+                    unregistered.get_or_insert(gateways::NotRegistered {
+                        gateway: gateway.name().to_owned(),
+                        state,
+                    });
+                }
+            }
+        }
+        route = registered;
+        if route.is_empty() {
+            if let Some(error) = unregistered {
+                return Err(PlaceError::Signalling(Box::new(error)));
+            }
+            return Err(PlaceError::NoGateway);
+        }
+        // The caps apply to the gateway the call starts on: the first of the route that has
+        // room. Gateways without room are skipped; with none left, the first one's cap is said.
+        let mut refused = None;
+        let mut start = None;
+        for (i, gateway) in route.iter().enumerate() {
+            match gateway
+                .check_calls_cap()
+                .and_then(|()| gateway.take_rate_token())
+            {
+                Ok(()) => {
+                    start = Some(i);
+                    break;
+                }
+                Err(capacity) => {
+                    refused.get_or_insert(capacity);
+                }
+            }
+        }
+        let Some(start) = start else {
+            return Err(PlaceError::OverCapacity(refused.unwrap_or_else(|| {
+                Capacity::GatewayCalls {
+                    gateway: route[0].name().to_owned(),
+                    cap: route[0].settings.max_concurrent_calls,
+                }
+            })));
+        };
+        route.drain(..start);
+        let mut route = gateways::Route::new(
+            self.inner.resolver.clone(),
+            self.inner.stack.local_addr().ip(),
+            route,
+        );
+        let (first, settings) = match route.next().await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Err(PlaceError::NoGateway),
+            Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
+        };
         let audio = self.prepared_audio(&record.item_id).await?;
-        let socket = ports::bind_rtp(self.inner.rtp_address, self.inner.rtp_port_range)
-            .await
-            .map_err(PlaceError::MediaSocket)?;
+        let (socket, rtcp_socket) =
+            ports::bind_pair(self.inner.rtp_address, self.inner.rtp_port_range)
+                .await
+                .map_err(PlaceError::MediaSocket)?;
         let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
         // What the far end is told: the public media address behind a NAT, else the bound one.
         let rtp_local = SocketAddr::new(
@@ -240,72 +313,74 @@ impl CallService for SipCallService {
             bound.port(),
         );
         let session_id: u64 = rand::thread_rng().gen();
-        let gateway = &self.inner.gateway;
-        let srtp = srtp::CallSrtp::new(gateway.srtp);
+        let srtp = srtp::CallSrtp::new(settings.srtp);
         let offer = srtp.offer(&sdp::offer(rtp_local, session_id));
         // The SIP Call-ID is derived from the PhoneCallId's random part so that a trace can be
         // matched to the EWS call without a lookup table.
         let call_id = format!("{}@openum", uuid_part(&record.id));
+        // One span per call, carrying both identities, around everything the task logs.
+        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
+        let attempt = first.attempt();
         // Over TLS the INVITE waits for the connection, in the call's task: a connection or
         // certificate failure ends the call (cause Other) rather than the PlayOnPhone request.
-        let (outgoing, pending) = match &self.inner.tls {
+        let tls_client = self.inner.tls.get(&settings.name).cloned();
+        let (outgoing, pending) = match &tls_client {
             Some(client) => (
                 None,
-                Some(RsipDialogue::over_tls(
-                    &self.inner.stack,
-                    Arc::clone(client),
-                    gateway,
-                    &record.dialled,
-                    &offer,
-                    &call_id,
-                )),
+                Some(span.in_scope(|| {
+                    RsipDialogue::over_tls(
+                        &self.inner.stack,
+                        Arc::clone(client),
+                        &settings,
+                        &record.dialled,
+                        &offer,
+                        &call_id,
+                    )
+                })),
             ),
             None => (
                 Some(
-                    self.inner
-                        .stack
-                        .invite(
-                            gateway,
+                    span.in_scope(|| {
+                        self.inner.stack.invite(
+                            &settings,
                             &record.dialled,
                             offer.clone(),
                             &call_id,
                             None,
                             None,
                         )
-                        .map_err(|e| PlaceError::Signalling(Box::new(e)))?,
+                    })
+                    .map_err(|e| PlaceError::Signalling(Box::new(e)))?,
                 ),
                 None,
             ),
         };
-        let auth = gateway.credentials.as_ref().map(|(username, password)| {
-            DigestAuth::new(
-                Credentials::new(username.clone(), password.clone()),
-                SipStack::request_uri(gateway, &record.dialled),
-                rand::thread_rng().gen(),
-            )
-        });
-        let config = CallConfig {
-            ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
-            ..CallConfig::new(audio.duration())
-        };
-        let call = Call::with_auth(tokio::time::Instant::now().into_std(), config, auth)
-            .with_session(LocalSession::new(rtp_local, session_id));
+        let config = call_config(&first.settings, audio.duration());
+        let session = LocalSession::new(rtp_local, session_id);
+        let call = Call::with_auth(
+            tokio::time::Instant::now().into_std(),
+            config,
+            digest_auth(&first.settings, &record.dialled),
+        )
+        .with_session(session.clone());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         lock(&self.inner.live).insert(record.id.clone(), control_tx);
-        // One span per call, carrying both identities, around everything the task logs.
-        let span = tracing::info_span!("call", phone_call_id = %record.id, sip_call_id = %call_id);
         let task = CallTask {
             dialogue: RsipDialogue {
                 stack: Arc::clone(&self.inner.stack),
-                gateway: Arc::clone(gateway),
+                gateway: settings,
+                attempt,
+                next: route,
+                message: audio.duration(),
                 number: record.dialled.clone(),
                 call_id,
                 offer,
+                session,
                 outgoing,
                 pending,
                 destination: None,
                 connection: None,
-                tls: self.inner.tls.clone(),
+                tls: tls_client,
                 states_open: true,
                 outcome_done: false,
                 offers: crate::sip::InDialogOffers::default(),
@@ -315,6 +390,7 @@ impl CallService for SipCallService {
             record: record.clone(),
             audio,
             socket: Arc::new(socket),
+            rtcp_socket: Arc::new(rtcp_socket),
             srtp,
         };
         let service = self.clone();
@@ -339,6 +415,27 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            gateways_up: self
+                .inner
+                .gateways
+                .all()
+                .iter()
+                .map(|g| (g.name().to_owned(), g.is_up()))
+                .collect(),
+            gateways_registered: self
+                .inner
+                .gateways
+                .all()
+                .iter()
+                .filter(|g| g.registration() != gateways::Registration::NotRequired)
+                .map(|g| {
+                    (
+                        g.name().to_owned(),
+                        g.registration() == gateways::Registration::Registered,
+                    )
+                })
+                .collect(),
+            ..rtcp_figures(self.inner.media.rtcp_stats())
         }
     }
 
@@ -360,6 +457,42 @@ impl CallService for SipCallService {
             tracing::warn!(call = %id, "hang-up not acknowledged within 5 s; it proceeds in the background");
         }
         Hangup::Ending
+    }
+}
+
+/// The engine settings of a call attempt through `gateway`.
+pub(crate) fn call_config(gateway: &GatewaySettings, message: Duration) -> CallConfig {
+    CallConfig {
+        ring_timeout: Duration::from_secs(gateway.ring_timeout_secs),
+        ..CallConfig::new(message)
+    }
+}
+
+/// The digest answerer of a call attempt through `gateway`, if it has credentials.
+pub(crate) fn digest_auth(gateway: &GatewaySettings, number: &str) -> Option<DigestAuth> {
+    gateway.credentials.as_ref().map(|(username, password)| {
+        DigestAuth::new(
+            Credentials::new(username.clone(), password.clone()),
+            SipStack::request_uri(gateway, number),
+            rand::thread_rng().gen(),
+        )
+    })
+}
+
+/// The RTCP part of the figures.
+fn rtcp_figures(stats: &rtcp::RtcpStats) -> CallServiceFigures {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Microsecond sums as seconds: f64 holds them exactly far beyond any uptime.
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = |us: u64| us as f64 / 1e6;
+    CallServiceFigures {
+        rtcp_sender_reports_sent: stats.sender_reports_sent.load(Relaxed),
+        rtcp_reports_received: stats.reports_received.load(Relaxed),
+        rtcp_packets_lost: stats.packets_lost.load(Relaxed),
+        rtcp_jitter_seconds_total: seconds(stats.jitter_us_total.load(Relaxed)),
+        rtcp_round_trip_seconds_total: seconds(stats.round_trip_us_total.load(Relaxed)),
+        rtcp_round_trips: stats.round_trips.load(Relaxed),
+        ..CallServiceFigures::default()
     }
 }
 

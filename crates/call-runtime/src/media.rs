@@ -18,6 +18,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::rtcp::{RtcpStats, StreamCounters};
 use crate::srtp::{send, SrtpSender};
 
 /// Resolution and range of the lateness histogram.
@@ -102,6 +103,7 @@ enum MediaCommand {
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        counters: Option<Arc<StreamCounters>>,
         srtp: Option<SrtpSender>,
     },
     Stop {
@@ -132,6 +134,7 @@ pub struct MediaHandle {
     shards: Arc<[mpsc::UnboundedSender<MediaCommand>]>,
     next_id: Arc<AtomicU64>,
     stats: Arc<MediaStats>,
+    rtcp: Arc<RtcpStats>,
 }
 
 impl MediaHandle {
@@ -155,6 +158,7 @@ impl MediaHandle {
             shards,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
+            rtcp: Arc::default(),
         }
     }
 
@@ -165,15 +169,17 @@ impl MediaHandle {
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
-        self.start_protected(socket, remote, stream, None)
+        self.start_counted(socket, remote, stream, None, None)
     }
 
-    /// [`Self::start`], every packet protected by `srtp` when given (see [`crate::srtp`]).
-    pub fn start_protected(
+    /// Like [`MediaHandle::start`], counting what is sent into `counters` (for RTCP), every
+    /// packet protected by `srtp` when given (see [`crate::srtp`]).
+    pub fn start_counted(
         &self,
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        counters: Option<Arc<StreamCounters>>,
         srtp: Option<SrtpSender>,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -182,6 +188,7 @@ impl MediaHandle {
             socket,
             remote,
             stream,
+            counters,
             srtp,
         });
         if sent.is_err() {
@@ -210,12 +217,18 @@ impl MediaHandle {
     pub fn stats(&self) -> &MediaStats {
         &self.stats
     }
+
+    /// RTCP figures of every call.
+    pub fn rtcp_stats(&self) -> &Arc<RtcpStats> {
+        &self.rtcp
+    }
 }
 
 struct Entry {
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     stream: RtpStream,
+    counters: Option<Arc<StreamCounters>>,
     srtp: Option<SrtpSender>,
 }
 
@@ -226,11 +239,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
+            // Commands first: a pause or a new destination queued before a packet fell due
+            // applies to that packet.
+            biased;
             command = rx.recv() => match command {
                 None => break,
-                Some(MediaCommand::Start { id, socket, remote, stream, srtp }) => {
+                Some(MediaCommand::Start { id, socket, remote, stream, counters, srtp }) => {
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream, srtp });
+                    streams.insert(id, Entry { socket, remote, stream, counters, srtp });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -282,8 +298,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         }
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
+                        // Counted as RTP payload (before SRTP's tag), as RTCP reports it.
                         match send(entry.srtp.as_mut(), &entry.socket, &packet, entry.remote) {
-                            Ok(_) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => {
+                                if let Some(counters) = &entry.counters {
+                                    counters.count(packet.len() - call_engine::rtp::HEADER_LEN);
+                                }
+                                stats.packets_sent.fetch_add(1, Ordering::Relaxed)
+                            }
                             Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                         };
                     }

@@ -1,5 +1,5 @@
-//! The RTP port of a call: any free port, or an even one from `[sip] rtp_port_range` (RFC 3550
-//! §11: RTP on an even port, RTCP on the next one), so that a firewall can open just the range.
+//! The RTP and RTCP ports of a call (RFC 3550 §11: RTP on an even port, RTCP on the next one):
+//! any free pair, or one from `[sip] rtp_port_range`, so that a firewall can open just the range.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -7,8 +7,51 @@ use std::net::{IpAddr, SocketAddr};
 use rand::Rng as _;
 use tokio::net::UdpSocket;
 
+/// How many kernel-chosen ports are tried for a free pair before giving up.
+const FREE_PAIR_TRIES: usize = 64;
+
+/// Binds the RTP socket (even port) and the RTCP socket (the next port) on `ip`: a pair the
+/// kernel offers, or one in `range` (inclusive), tried from a random one on so that calls spread
+/// over the range.
+pub(crate) async fn bind_pair(
+    ip: IpAddr,
+    range: Option<(u16, u16)>,
+) -> io::Result<(UdpSocket, UdpSocket)> {
+    if range.is_some() {
+        let mut taken = Vec::new();
+        loop {
+            // Sockets whose neighbour was taken stay bound (in `taken`) until a pair is found,
+            // so the search moves on; bind_rtp fails once the range is exhausted.
+            let rtp = bind_rtp(ip, range).await?;
+            // bind_rtp only returns ports whose successor is in the range.
+            let port = rtp.local_addr()?.port();
+            match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+                Ok(rtcp) => return Ok((rtp, rtcp)),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => taken.push(rtp),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    for _ in 0..FREE_PAIR_TRIES {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 == 1 || port == u16::MAX {
+            continue;
+        }
+        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free even/odd port pair for RTP/RTCP in {FREE_PAIR_TRIES} tries"),
+    ))
+}
+
 /// Binds a UDP socket for RTP on `ip`: a port chosen by the kernel, or an even port in
-/// `range` (inclusive), tried from a random one on so that calls spread over the range.
+/// `range` (inclusive) whose successor (for RTCP) is in the range too.
 pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<UdpSocket> {
     let Some((low, high)) = range else {
         return UdpSocket::bind(SocketAddr::new(ip, 0)).await;
@@ -18,7 +61,7 @@ pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Resul
     if count == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("the RTP port range {low}-{high} has no even port"),
+            format!("the RTP port range {low}-{high} has no even/odd port pair"),
         ));
     }
     let start = rand::thread_rng().gen_range(0..count);
@@ -36,7 +79,7 @@ pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Resul
     ))
 }
 
-/// The even ports of `low..=high`.
+/// The even ports of `low..=high` whose successor is in the range too.
 struct EvenPorts {
     first: u16,
     count: usize,
@@ -55,15 +98,15 @@ impl EvenPorts {
 
 fn even_ports(low: u16, high: u16) -> EvenPorts {
     let first = low.saturating_add(low % 2);
-    let count = if first > high || first % 2 == 1 {
+    let count = if first >= high || first % 2 == 1 {
         0
     } else {
-        usize::from((high - first) / 2) + 1
+        usize::from((high - first - 1) / 2) + 1
     };
     EvenPorts { first, count }
 }
 
-/// Reads `"LOW-HIGH"` (inclusive, LOW ≤ HIGH, at least one even port, LOW ≥ 1024).
+/// Reads `"LOW-HIGH"` (inclusive, LOW ≤ HIGH, at least one even/odd pair, LOW ≥ 1024).
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let (low, high) = text
         .split_once('-')
@@ -81,7 +124,9 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(format!("{text:?} ends before it starts"));
     }
     if even_ports(low, high).len() == 0 {
-        return Err(format!("{text:?} has no even port for RTP"));
+        return Err(format!(
+            "{text:?} has no even port with the next one free for RTCP"
+        ));
     }
     Ok((low, high))
 }
@@ -93,14 +138,15 @@ mod tests {
     #[test]
     fn ranges_are_read_and_checked() {
         assert_eq!(parse_port_range("20000-29999"), Ok((20000, 29999)));
-        assert_eq!(parse_port_range(" 40001 - 40002 "), Ok((40001, 40002)));
+        assert_eq!(parse_port_range(" 40001 - 40003 "), Ok((40001, 40003)));
         for bad in [
             "",
             "20000",
             "a-b",
             "30000-20000",
             "80-90",
-            "40001-40001",
+            "40001-40002",
+            "40000-40000",
             "1-70000",
         ] {
             assert!(parse_port_range(bad).is_err(), "{bad:?}");
@@ -110,12 +156,27 @@ mod tests {
     #[test]
     fn only_even_ports_are_candidates() {
         let e = even_ports(40001, 40006);
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 2);
         assert_eq!(
             (0..e.len()).map(|n| e.nth_port(n)).collect::<Vec<_>>(),
-            [40002, 40004, 40006]
+            [40002, 40004],
+            "40006 has no successor in the range"
         );
+        assert_eq!(even_ports(40000, 40001).len(), 1);
         assert_eq!(even_ports(65535, 65535).len(), 0);
+    }
+
+    #[tokio::test]
+    async fn pairs_are_even_and_odd_neighbours() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for range in [None, Some((46960, 46969))] {
+            let (rtp, rtcp) = bind_pair(ip, range).await.unwrap();
+            let (a, b) = (
+                rtp.local_addr().unwrap().port(),
+                rtcp.local_addr().unwrap().port(),
+            );
+            assert!(a % 2 == 0 && b == a + 1, "{a} {b}");
+        }
     }
 
     #[tokio::test]

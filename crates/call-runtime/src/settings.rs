@@ -23,6 +23,8 @@ pub struct SipSettings {
     pub rtp_port_range: Option<(u16, u16)>,
     /// The address advertised in SDP when it differs from `rtp_address` (behind a NAT).
     pub media_public_address: Option<IpAddr>,
+    /// DNS servers gateway host names are resolved with; empty: the system's (resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// SIP transport to a gateway.
@@ -79,6 +81,43 @@ pub struct GatewaySettings {
     pub tls: TlsSettings,
     /// SRTP for the call's media.
     pub srtp: SrtpPolicy,
+    /// The group dial-plan rules route to; calls are tried on the group's gateways in
+    /// [`GatewaySettings::priority`] order.
+    pub group: String,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// Share of calls among gateways of equal priority (0: only when the others failed).
+    pub weight: u32,
+    /// Final responses after which the call moves on to the group's next gateway (besides no
+    /// response at all and a transport failure, which always do), unless a provisional response
+    /// other than 100 already arrived.
+    pub failover_codes: Vec<u16>,
+    /// OPTIONS pings that mark the gateway up or down; `None`: never pinged, always up.
+    pub options: Option<OptionsPing>,
+    /// Outbound registration (RFC 3261 §10) the gateway requires before it takes calls.
+    pub register: Option<RegisterSettings>,
+}
+
+/// A gateway's outbound registration.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct RegisterSettings {
+    /// The registrar's URI (the REGISTER's Request-URI; the AoR is `sip:<username>@<its host>`).
+    pub registrar: String,
+    /// The registration lifetime asked for, in seconds.
+    pub expires_secs: u32,
+    /// How long a new call waits for the first registration to complete.
+    pub call_wait: std::time::Duration,
+}
+
+/// A gateway's OPTIONS pings.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct OptionsPing {
+    /// Time between two pings.
+    pub interval: std::time::Duration,
+    /// Unanswered (or 5xx-answered) pings in a row that mark an up gateway down.
+    pub down_after: u32,
+    /// Answered pings in a row that mark a down gateway up.
+    pub up_after: u32,
 }
 
 impl GatewaySettings {
@@ -109,6 +148,12 @@ impl std::fmt::Debug for GatewaySettings {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("calls_per_second", &self.calls_per_second)
             .field("enabled", &self.enabled)
+            .field("group", &self.group)
+            .field("priority", &self.priority)
+            .field("weight", &self.weight)
+            .field("failover_codes", &self.failover_codes)
+            .field("options", &self.options)
+            .field("register", &self.register)
             .field("tls", &self.tls)
             .field("srtp", &self.srtp)
             .finish_non_exhaustive()
@@ -134,6 +179,12 @@ mod tests {
             calls_per_second: 1,
             headers: Vec::new(),
             enabled: true,
+            group: "default".into(),
+            priority: 0,
+            weight: 1,
+            failover_codes: vec![408, 503],
+            options: None,
+            register: None,
             tls: TlsSettings::default(),
             srtp: SrtpPolicy::Off,
         };

@@ -93,7 +93,8 @@ impl SipError {
 /// The running SIP stack.
 pub struct SipStack {
     dialogs: Arc<DialogLayer>,
-    endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
+    /// The transaction layer, for requests outside dialogs (OPTIONS pings).
+    pub(crate) endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
     local: SocketAddr,
     cancel: CancellationToken,
 }
@@ -193,6 +194,11 @@ impl SipStack {
             local,
             cancel,
         })
+    }
+
+    /// A token cancelled when the stack stops.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// The address SIP is bound to.
@@ -323,10 +329,18 @@ impl SipStack {
 pub(crate) struct RsipDialogue {
     pub(crate) stack: Arc<SipStack>,
     pub(crate) gateway: Arc<GatewaySettings>,
+    /// The attempt through `gateway`, counted in its live calls.
+    pub(crate) attempt: crate::gateways::AttemptGuard,
+    /// The gateways (and resolved addresses) still to try if this attempt fails over.
+    pub(crate) next: crate::gateways::Route,
+    /// The message's duration (for the engine of a new attempt).
+    pub(crate) message: Duration,
     pub(crate) number: String,
     pub(crate) call_id: String,
-    /// Our SDP; a re-INVITE or UPDATE is answered with it unchanged.
+    /// Our first offer, sent again when a digest challenge is answered.
     pub(crate) offer: String,
+    /// Our side of the session (advertised address, `o=` numbers), for a new attempt's engine.
+    pub(crate) session: call_engine::offer_answer::LocalSession,
     /// The INVITE's handles, once it is sent.
     pub(crate) outgoing: Option<OutgoingCall>,
     /// The INVITE still being prepared: a TLS connection being opened (see [`Self::over_tls`]).
@@ -512,6 +526,14 @@ impl crate::task::Dialogue for RsipDialogue {
                 },
                 result = &mut outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
+                    if let Ok(Err(error)) = &result {
+                        // The real cause of a send failure, in the call's span.
+                        tracing::warn!(
+                            gateway = %self.gateway.name,
+                            error = %calls::error_chain(error),
+                            "the INVITE failed without a response"
+                        );
+                    }
                     match result {
                         Ok(outcome) => outcome_event(&outcome),
                         Err(error) => {
@@ -597,6 +619,68 @@ impl crate::task::Dialogue for RsipDialogue {
         self.states_open = true;
         self.outcome_done = false;
         Ok(())
+    }
+
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<call_engine::call::Call> {
+        if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
+            return None;
+        }
+        loop {
+            let (next, settings) = match self.next.next().await {
+                Ok(Some(attempt)) => attempt,
+                Ok(None) => return None,
+                Err(error) => {
+                    // Already logged with the host; the call ends with the failed attempt's
+                    // outcome.
+                    tracing::debug!(error = %calls::error_chain(&error), "no gateway left");
+                    return None;
+                }
+            };
+            let failed = std::mem::replace(&mut self.attempt, next.attempt());
+            tracing::warn!(
+                from = %failed.gateway().name(),
+                to = %next.name(),
+                address = ?settings.address,
+                outcome = ?event,
+                "moving the call to the next gateway"
+            );
+            drop(failed);
+            // A TLS gateway reached by failover is dialled by rsipstack, not `tls::TlsClient`
+            // (not carried over yet): its certificate check then fails safe, as a transport
+            // failure.
+            match self.stack.invite(
+                &settings,
+                &self.number,
+                self.offer.clone(),
+                &self.call_id,
+                None,
+                None,
+            ) {
+                Ok(outgoing) => {
+                    if let Some(previous) = &self.outgoing {
+                        self.stack.remove_dialog(&previous.dialog.id());
+                    }
+                    self.outgoing = Some(outgoing);
+                    self.tls = None;
+                    self.destination = None;
+                    self.connection = None;
+                    self.states_open = true;
+                    self.outcome_done = false;
+                    self.gateway = settings;
+                    return Some(
+                        call_engine::call::Call::with_auth(
+                            tokio::time::Instant::now().into_std(),
+                            crate::call_config(&next.settings, self.message),
+                            crate::digest_auth(&next.settings, &self.number),
+                        )
+                        .with_session(self.session.clone()),
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
+                }
+            }
+        }
     }
 
     async fn close(&mut self) {
@@ -730,6 +814,16 @@ fn host_port_of(uri: &str, tls: bool) -> String {
     }
 }
 
+/// Whether a response's To header carries a tag.
+pub(crate) fn has_to_tag(response: &Response) -> bool {
+    use rsipstack::sip::prelude::HeadersExt as _;
+    response
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
 /// The status line of an rsipstack response.
 pub fn status_of(response: &Response) -> SipStatus {
     SipStatus::new(
@@ -760,6 +854,12 @@ pub fn event_of(state: &DialogState) -> Option<SipEvent> {
 /// `Challenged` (the engine decides whether to answer it), any other final failure `Rejected`.
 pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
     match outcome {
+        // rsipstack reports Timer B (and C) as a 408 it makes from our own request, so without
+        // a To-tag; any UAS or proxy sending a final response tags it (RFC 3261 §8.2.6.2). No
+        // peer sent it: it is no response at all.
+        Ok((_, Some(response))) if response.status_code.code() == 408 && !has_to_tag(response) => {
+            Some(SipEvent::NoResponse)
+        }
         Ok((_, Some(response))) if response.status_code.code() >= 300 => {
             Some(match challenges(outcome) {
                 Some((proxy, challenges)) => SipEvent::Challenged {
@@ -840,6 +940,12 @@ mod tests {
             enabled: true,
             tls: crate::settings::TlsSettings::default(),
             srtp: crate::settings::SrtpPolicy::Mandatory,
+            group: "default".into(),
+            priority: 0,
+            weight: 1,
+            failover_codes: vec![408, 503],
+            options: None,
+            register: None,
         }
     }
 }

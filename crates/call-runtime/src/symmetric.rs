@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::media::{MediaHandle, StreamChange};
 
@@ -54,12 +54,14 @@ pub(crate) fn looks_like_rtp(data: &[u8]) -> bool {
 }
 
 /// Reads the call's RTP socket for as long as the call's media run (abort the task to stop),
-/// moving stream `stream` to where the far end's RTP comes from.
+/// moving stream `stream` to where the far end's RTP comes from, and handing RTCP that shares
+/// the port (rtcp-mux) to `rtcp`.
 pub(crate) fn spawn(
     socket: Arc<UdpSocket>,
     media: MediaHandle,
     stream: u64,
     mut negotiated: watch::Receiver<SocketAddr>,
+    rtcp: Option<mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>>,
 ) -> tokio::task::JoinHandle<()> {
     use tracing::Instrument as _;
     tokio::spawn(
@@ -70,7 +72,13 @@ pub(crate) fn spawn(
                 tokio::select! {
                     received = socket.recv_from(&mut buffer) => match received {
                         Ok((len, from)) => {
-                            if let Some(to) = latch.on_datagram(from, &buffer[..len]) {
+                            let data = &buffer[..len];
+                            if let Some(rtcp) = rtcp.as_ref().filter(|_| call_engine::rtcp::is_rtcp(data)) {
+                                // The RTCP task gone means the media are stopping: nothing to do.
+                                let _ = rtcp.send((data.to_vec(), from));
+                                continue;
+                            }
+                            if let Some(to) = latch.on_datagram(from, data) {
                                 tracing::info!(%from, sdp = %latch.negotiated, "symmetric RTP: sending where the far end's RTP comes from");
                                 media.change(stream, StreamChange::Remote(to));
                             }

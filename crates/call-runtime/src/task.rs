@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::{MediaHandle, StreamChange};
+use crate::rtcp::{Rtcp, StreamCounters};
 use crate::sip::SipError;
 
 /// A request to a running call's task.
@@ -43,6 +44,10 @@ pub(crate) trait Dialogue: Send + 'static {
     /// Answers the in-dialog request the engine saw as `SipEvent::Offer { request, .. }` with
     /// `code` and, if given, an `application/sdp` body. Returns once the answer is under way.
     fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError>;
+    /// The INVITE ended with `event` before any early dialog or answer, and no hang-up is
+    /// under way: if `event` is one that moves a call on (see [`crate::gateways::fails_over`])
+    /// and a gateway is left, sends the INVITE there and returns the new attempt's engine.
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<Call>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
 }
@@ -61,6 +66,8 @@ pub(crate) struct CallTask<D> {
     pub(crate) record: CallRecord,
     pub(crate) audio: Arc<PreparedAudio>,
     pub(crate) socket: Arc<UdpSocket>,
+    /// The RTCP socket (RTP port + 1), unused with rtcp-mux.
+    pub(crate) rtcp_socket: Arc<UdpSocket>,
     /// The call's SRTP offer and, once answered, its sender.
     pub(crate) srtp: crate::srtp::CallSrtp,
 }
@@ -73,6 +80,9 @@ impl<D: Dialogue> CallTask<D> {
         mut control: mpsc::UnboundedReceiver<Control>,
     ) -> D {
         let mut media = Media::default();
+        // A provisional response other than 100 (an early dialog) or an answer arrived: from
+        // then on the call stays with its gateway (RFC 3261).
+        let mut committed = false;
         let mut events_open = true;
         let mut control_open = true;
         self.drain(&mut call, &mut media).await;
@@ -80,7 +90,23 @@ impl<D: Dialogue> CallTask<D> {
             let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.dialogue.next_event(), if events_open => match event {
-                    Some(event) => call.handle_sip(now(), self.srtp.screen(event)),
+                    Some(event) => {
+                        let event = self.srtp.screen(event);
+                        committed |= match &event {
+                            SipEvent::Provisional(status) => status.code != 100,
+                            SipEvent::Answered { .. } => true,
+                            _ => false,
+                        };
+                        let next = if committed || call.is_hanging_up() {
+                            None
+                        } else {
+                            self.dialogue.fail_over(&event).await
+                        };
+                        match next {
+                            Some(next) => call = next,
+                            None => call.handle_sip(now(), event),
+                        }
+                    }
                     None => events_open = false,
                 },
                 message = control.recv(), if control_open => match message {
@@ -188,27 +214,66 @@ impl<D: Dialogue> CallTask<D> {
                     // Spread stream phases over the packet time (see media.rs).
                     let phase =
                         Duration::from_micros(rng.gen_range(0..u64::from(plan.ptime_ms) * 1000));
-                    let stream = RtpStream::new(&plan, &self.audio, seed, now() + phase);
+                    let origin = now() + phase;
+                    let stream = RtpStream::new(&plan, &self.audio, seed, origin);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
-                    let id = self.media.start_protected(
+                    let counters = Arc::new(StreamCounters::default());
+                    let id = self.media.start_counted(
                         Arc::clone(&self.socket),
                         plan.remote,
                         stream,
+                        Some(Arc::clone(&counters)),
                         self.srtp.take_sender(),
                     );
-                    let (negotiated, watched) = tokio::sync::watch::channel(plan.remote);
+                    let (negotiated, _) = tokio::sync::watch::channel(plan.remote);
+                    media.negotiated = Some(negotiated);
+                    media.id = Some(id);
+                    media.rtcp_stream = Some(crate::rtcp::Stream {
+                        ssrc: seed.ssrc,
+                        first_timestamp: seed.timestamp,
+                        origin,
+                        counters,
+                        cname: self.cname(),
+                    });
+                }
+                // Follows StartMedia: RTCP, then the task reading the RTP socket (which hands
+                // it RTCP when they share the port).
+                Output::Command(Command::StartRtcp { mux }) => {
+                    let (Some(id), Some(negotiated), Some(stream)) =
+                        (media.id, &media.negotiated, media.rtcp_stream.take())
+                    else {
+                        continue;
+                    };
+                    let socket = if mux { &self.socket } else { &self.rtcp_socket };
+                    let rtcp = Rtcp::start(
+                        Arc::clone(socket),
+                        mux,
+                        negotiated.subscribe(),
+                        stream,
+                        Arc::clone(self.media.rtcp_stats()),
+                    );
+                    tracing::debug!(mux, "RTCP started");
                     media.receiver = Some(crate::symmetric::spawn(
                         Arc::clone(&self.socket),
                         self.media.clone(),
                         id,
-                        watched,
+                        negotiated.subscribe(),
+                        mux.then(|| rtcp.muxed.clone()),
                     ));
-                    media.negotiated = Some(negotiated);
-                    media.id = Some(id);
+                    media.rtcp = Some(rtcp);
                 }
                 Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
         }
+    }
+
+    /// The SDES CNAME of the call's streams (RFC 3550 §6.5.1: `user@host`).
+    fn cname(&self) -> String {
+        let host = self
+            .socket
+            .local_addr()
+            .map_or_else(|_| "openum".to_owned(), |a| a.ip().to_string());
+        format!("openum@{host}")
     }
 
     async fn record_status(&mut self, status: &Status) {
@@ -233,6 +298,9 @@ struct Media {
     /// The far end's address from the SDP, for the symmetric-RTP latch.
     negotiated: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
     receiver: Option<tokio::task::JoinHandle<()>>,
+    /// Between StartMedia and StartRtcp: what RTCP reports on.
+    rtcp_stream: Option<crate::rtcp::Stream>,
+    rtcp: Option<Rtcp>,
 }
 
 impl Media {
@@ -243,6 +311,10 @@ impl Media {
         if let Some(receiver) = self.receiver.take() {
             receiver.abort();
         }
+        if let Some(mut rtcp) = self.rtcp.take() {
+            rtcp.stop();
+        }
+        self.rtcp_stream = None;
         self.negotiated = None;
     }
 }
@@ -281,6 +353,8 @@ mod tests {
         events: mpsc::UnboundedReceiver<SipEvent>,
         sent: Sent,
         start: Instant,
+        /// Further gateways a failed INVITE may move on to.
+        gateways_left: usize,
     }
 
     impl Scripted {
@@ -319,6 +393,14 @@ mod tests {
                 _ => "other response",
             });
             Ok(())
+        }
+        async fn fail_over(&mut self, event: &SipEvent) -> Option<Call> {
+            if !crate::gateways::fails_over(event, &[503]) || self.gateways_left == 0 {
+                return None;
+            }
+            self.gateways_left -= 1;
+            self.log("INVITE to the next gateway");
+            Some(Call::new(now(), CallConfig::new(Duration::from_secs(1))))
         }
         async fn close(&mut self) {}
     }
@@ -385,6 +467,11 @@ mod tests {
 
     /// Starts a call task for a one-second message with a 45 s ring timeout.
     async fn start(auth: Option<DigestAuth>) -> Running {
+        start_with_gateways(auth, 0).await
+    }
+
+    /// [`start`], with `gateways_left` further gateways to fail over to.
+    async fn start_with_gateways(auth: Option<DigestAuth>, gateways_left: usize) -> Running {
         let start = Instant::now();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -400,12 +487,14 @@ mod tests {
                 events,
                 sent: Arc::clone(&sent),
                 start,
+                gateways_left,
             },
             recorder: Arc::clone(&records) as Arc<dyn CallRecorder>,
             media: MediaHandle::spawn_shards(1),
             record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            rtcp_socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
             srtp: crate::srtp::CallSrtp::off(),
         };
         let call = Call::with_auth(now(), config, auth);
@@ -521,5 +610,67 @@ mod tests {
         call.event(request_terminated());
         call.ends_as((CallState::Disconnected, Cause::NoAnswer, Some(487)))
             .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_503_before_any_ringing_moves_the_call_to_the_next_gateway() {
+        let call = start_with_gateways(None, 1).await;
+        call.event(SipEvent::Provisional(SipStatus::new(100, "Trying")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        call.at(Duration::from_secs(1)).await;
+        assert_eq!(
+            call.sent(),
+            [("INVITE to the next gateway", Duration::ZERO)]
+        );
+        // The failed attempt is not what EWS shows.
+        assert_eq!(
+            call.records.last(),
+            (CallState::Connecting, Cause::None, None)
+        );
+        call.event(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(SDP_ANSWER.to_vec()),
+        });
+        call.ends_as((CallState::Disconnected, Cause::None, Some(200)))
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_503_after_ringing_or_with_no_gateway_left_ends_the_call() {
+        let call = start_with_gateways(None, 1).await;
+        call.event(SipEvent::Provisional(SipStatus::new(180, "Ringing")));
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
+        let call = start_with_gateways(None, 0).await;
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::Unavailable, Some(503)))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_up_call_is_not_moved_to_another_gateway() {
+        let call = start_with_gateways(None, 1).await;
+        let (ack, _acked) = oneshot::channel();
+        call.control.send(Control::Hangup(ack)).unwrap();
+        call.at(Duration::from_millis(10)).await;
+        call.event(SipEvent::NoResponse);
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::None, None))
+            .await;
+        assert!(sent.is_empty(), "{sent:?}");
     }
 }

@@ -88,6 +88,22 @@ pub struct CallServiceFigures {
     pub rtp_packets_sent: u64,
     /// RTP packets the kernel refused.
     pub rtp_send_errors: u64,
+    /// Each gateway by name, and whether it is up (OPTIONS pings).
+    pub gateways_up: Vec<(String, bool)>,
+    /// Each gateway that registers, by name, and whether it is registered.
+    pub gateways_registered: Vec<(String, bool)>,
+    /// RTCP compound packets sent (each with a Sender Report).
+    pub rtcp_sender_reports_sent: u64,
+    /// Report blocks about our streams received from far ends.
+    pub rtcp_reports_received: u64,
+    /// Packets the far ends reported lost.
+    pub rtcp_packets_lost: u64,
+    /// Sum of the reported interarrival jitter, seconds.
+    pub rtcp_jitter_seconds_total: f64,
+    /// Sum of the measured round-trip times, seconds.
+    pub rtcp_round_trip_seconds_total: f64,
+    /// Round-trip times measured.
+    pub rtcp_round_trips: u64,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.
@@ -99,6 +115,11 @@ pub trait CallService: Send + Sync + 'static {
     /// Returns at once; progress is written through the runtime's recorder as the dialogue
     /// advances.
     async fn place(&self, call: &CallRecord) -> Result<(), PlaceError>;
+    /// [`CallService::place`] through the gateway group `group` (a dial-plan rule's
+    /// `gateway_group`); `None`: the default group. Services without groups ignore it.
+    async fn place_via(&self, call: &CallRecord, _group: Option<&str>) -> Result<(), PlaceError> {
+        self.place(call).await
+    }
     /// Ends the call with this id (CANCEL before answer, BYE after).
     async fn hangup(&self, id: &str) -> Hangup;
     /// Figures for `/metrics`.

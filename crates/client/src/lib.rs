@@ -16,6 +16,16 @@
 //! client.disconnect_phone_call(&call).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! An `https` endpoint is trusted through the system's root store and the webpki roots; an
+//! on-premises Exchange with a private CA needs [`ClientOptions::ca_file`] (with
+//! [`Client::with_options`]). Errors are classes, each keeping its cause chain: a bad URL or CA
+//! file when the client is made ([`Error::InvalidUrl`], [`Error::CaFile`]); no HTTP answer
+//! ([`Error::Transport`] with a [`TransportCause`]: connection refused, DNS failure, timeout,
+//! certificate not trusted / for another name / expired, …); then what the server answered.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use ews_proto::{
     decode_response, encode_request, DisconnectPhoneCall, ExchangeVersion, Fault,
@@ -55,13 +65,36 @@ pub enum Error {
     /// The HTTP client could not be set up (e.g. no TLS back end).
     #[error("cannot set up the HTTP client: {}", calls::error_chain(.0))]
     Setup(#[source] reqwest::Error),
-    /// The TLS configuration could not be built.
-    #[error("cannot set up TLS: {0}")]
-    Tls(#[source] Box<rustls::Error>),
-    /// The server could not be reached, the request could not be built (e.g. a malformed URL),
-    /// or the connection failed. The message includes the whole cause chain.
-    #[error("cannot reach the EWS endpoint: {}", calls::error_chain(.0))]
-    Transport(#[source] reqwest::Error),
+    /// The endpoint URL is not an absolute `http://` or `https://` URL.
+    #[error("invalid URL {url:?}: {problem}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        #[source]
+        problem: UrlProblem,
+    },
+    /// The extra CA file (`ClientOptions::ca_file`) cannot be used.
+    #[error("cannot use the CA file {}: {problem}", path.display())]
+    CaFile {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: CaFileProblem,
+    },
+    /// No HTTP answer: the server could not be reached, did not complete the TLS handshake, or
+    /// did not answer in time. `cause` is the class; the message adds the whole cause chain.
+    #[error("cannot reach the EWS endpoint {url}: {} ({})", cause.describe(), calls::error_chain(source))]
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// The class of the failure, read from the cause chain.
+        cause: TransportCause,
+        /// The HTTP client's error (its chain holds the OS, DNS or TLS error).
+        #[source]
+        source: reqwest::Error,
+    },
     /// HTTP 401: the credentials were refused.
     #[error("the server refused the credentials (HTTP 401)")]
     Unauthorized,
@@ -109,6 +142,182 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The class of a transport failure.
+    pub fn transport_cause(&self) -> Option<TransportCause> {
+        match self {
+            Self::Transport { cause, .. } => Some(*cause),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with an endpoint URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlProblem {
+    /// It does not parse (e.g. no scheme: "relative URL without a base").
+    #[error("{0} (give the whole URL, e.g. https://mail.example.com/EWS/Exchange.asmx)")]
+    Parse(#[source] url::ParseError),
+    /// Its scheme is neither `http` nor `https`.
+    #[error("the scheme is {0:?}, not http or https")]
+    Scheme(String),
+}
+
+/// What is wrong with a CA file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaFileProblem {
+    /// It cannot be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// It is not a PEM certificate bundle, or a certificate in it is not usable as a root.
+    #[error("not a usable PEM certificate bundle: {}", calls::error_chain(.0))]
+    Pem(#[source] reqwest::Error),
+    /// It holds no PEM certificate at all.
+    #[error("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    NoCertificate,
+}
+
+/// Why a request got no HTTP answer, as read from the cause chain.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum TransportCause {
+    /// The server's certificate has expired (or is not valid yet).
+    CertificateExpired,
+    /// The server's certificate is not valid for the host name in the URL.
+    CertificateHostnameMismatch,
+    /// The server's certificate is signed by no trusted CA (unknown issuer): the system roots
+    /// and the CA file do not vouch for it.
+    CertificateNotTrusted,
+    /// Another certificate problem (revoked, wrong usage, bad signature, …).
+    CertificateRejected,
+    /// Nothing listens on the port (connection refused).
+    ConnectionRefused,
+    /// The server closed or reset the connection without an answer.
+    ConnectionReset,
+    /// The host name does not resolve.
+    DnsFailure,
+    /// The server did not answer within the timeout.
+    Timeout,
+    /// The TLS handshake failed for another reason (e.g. the server does not speak TLS).
+    Tls,
+    /// Anything else (the message has the whole chain).
+    Other,
+}
+
+impl TransportCause {
+    /// A short description, e.g. "connection refused".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::CertificateExpired => "certificate expired or not yet valid",
+            Self::CertificateHostnameMismatch => {
+                "certificate not valid for this host name (hostname mismatch)"
+            }
+            Self::CertificateNotTrusted => "certificate not trusted (unknown issuer)",
+            Self::CertificateRejected => "certificate rejected",
+            Self::ConnectionRefused => "connection refused",
+            Self::ConnectionReset => "connection closed without an answer",
+            Self::DnsFailure => "DNS failure (the host name does not resolve)",
+            Self::Timeout => "timed out",
+            Self::Tls => "TLS handshake failed",
+            Self::Other => "transport failure",
+        }
+    }
+
+    /// Whether this is one of the certificate classes.
+    pub fn is_certificate(self) -> bool {
+        matches!(
+            self,
+            Self::CertificateExpired
+                | Self::CertificateHostnameMismatch
+                | Self::CertificateNotTrusted
+                | Self::CertificateRejected
+        )
+    }
+
+    /// Reads the class from `error`'s cause chain: a rustls certificate error, an OS error
+    /// kind, hyper-util's "dns error", or reqwest's own timeout flag.
+    fn of(error: &reqwest::Error) -> Self {
+        let layers = layers(error);
+        if let Some(tls) = layers
+            .iter()
+            .find_map(|l| l.downcast_ref::<rustls::Error>())
+        {
+            return Self::of_tls(tls);
+        }
+        if error.is_timeout() {
+            return Self::Timeout;
+        }
+        for layer in &layers {
+            if let Some(io) = layer.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => return Self::ConnectionRefused,
+                    std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe => return Self::ConnectionReset,
+                    std::io::ErrorKind::TimedOut => return Self::Timeout,
+                    _ => {}
+                }
+            }
+            // hyper-util's connector and hyper name these steps so (their types are private).
+            match layer.to_string().as_str() {
+                "dns error" => return Self::DnsFailure,
+                "connection closed before message completed" => return Self::ConnectionReset,
+                _ => {}
+            }
+        }
+        Self::Other
+    }
+
+    fn of_tls(error: &rustls::Error) -> Self {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => Self::CertificateNotTrusted,
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    Self::CertificateHostnameMismatch
+                }
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => Self::CertificateExpired,
+                _ => Self::CertificateRejected,
+            },
+            _ => Self::Tls,
+        }
+    }
+}
+
+/// `error` and its causes, outermost first, with the payloads of `io::Error`s (whose `source`
+/// skips them: rustls's errors travel inside two of them).
+fn layers<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut layers = Vec::new();
+    let mut next = Some(error);
+    while let Some(layer) = next {
+        layers.push(layer);
+        let mut io = layer.downcast_ref::<std::io::Error>();
+        while let Some(payload) = io.and_then(std::io::Error::get_ref) {
+            let payload: &(dyn std::error::Error + 'static) = payload;
+            layers.push(payload);
+            io = payload.downcast_ref::<std::io::Error>();
+        }
+        next = layer.source();
+    }
+    layers
+}
+
+/// Settings of a [`Client`] beyond its URL and identity.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// A PEM file of extra trusted root certificates (a private CA), trusted besides the
+    /// system's root store and the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// The longest one request may take, connection included; none by default.
+    pub timeout: Option<Duration>,
 }
 
 /// An EWS client for one endpoint and identity.
@@ -121,45 +330,81 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `url` (e.g. `https://mail.example.com/EWS/Exchange.asmx`).
+    /// A client for `url` (e.g. `https://mail.example.com/EWS/Exchange.asmx`), trusting the
+    /// system's root store (and the webpki roots).
     pub fn new(url: impl Into<String>, auth: Auth) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("openum-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(Error::Setup)?;
+        Self::with_options(url, auth, &ClientOptions::default())
+    }
+
+    /// A client for `url` with `options` (an extra CA file, a timeout).
+    pub fn with_options(
+        url: impl Into<String>,
+        auth: Auth,
+        options: &ClientOptions,
+    ) -> Result<Self, Error> {
+        let url = url.into();
+        match url::Url::parse(&url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            Ok(parsed) => {
+                let scheme = parsed.scheme().to_owned();
+                return Err(Error::InvalidUrl {
+                    url,
+                    problem: UrlProblem::Scheme(scheme),
+                });
+            }
+            Err(e) => {
+                return Err(Error::InvalidUrl {
+                    url,
+                    problem: UrlProblem::Parse(e),
+                })
+            }
+        }
+        let builder = || {
+            let builder = reqwest::Client::builder()
+                .use_rustls_tls()
+                .user_agent(concat!("openum-client/", env!("CARGO_PKG_VERSION")));
+            match options.timeout {
+                Some(timeout) => builder.timeout(timeout),
+                None => builder,
+            }
+        };
+        let mut http = builder();
+        if let Some(path) = &options.ca_file {
+            let ca_error = |problem| Error::CaFile {
+                path: path.clone(),
+                problem,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(CaFileProblem::Read(e)))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ca_error(CaFileProblem::Pem(e)))?;
+            if certificates.is_empty() {
+                return Err(ca_error(CaFileProblem::NoCertificate));
+            }
+            // The certificates are parsed only when a client is built: build one with them
+            // alone first, so that a bad certificate is blamed on the file.
+            certificates
+                .iter()
+                .fold(builder().tls_built_in_root_certs(false), |b, c| {
+                    b.add_root_certificate(c.clone())
+                })
+                .build()
+                .map_err(|e| ca_error(CaFileProblem::Pem(e)))?;
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().map_err(Error::Setup)?;
         Ok(Self {
             http,
-            url: url.into(),
+            url,
             auth,
             version: ExchangeVersion::Exchange2010,
         })
     }
 
-    /// A client for `url` that trusts exactly the certificates in `roots` (e.g. a private CA's
-    /// root), not the built-in ones; TLS 1.2+ with rustls (ring).
-    pub fn with_root_store(
-        url: impl Into<String>,
-        auth: Auth,
-        roots: rustls::RootCertStore,
-    ) -> Result<Self, Error> {
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Tls(Box::new(error)))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("openum-client/", env!("CARGO_PKG_VERSION")))
-            .use_preconfigured_tls(tls)
-            .build()
-            .map_err(Error::Setup)?;
-        Ok(Self {
-            http,
-            url: url.into(),
-            auth,
-            version: ExchangeVersion::Exchange2010,
-        })
+    /// The endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Sends `RequestServerVersion` `version` instead of `Exchange2010`.
@@ -230,6 +475,15 @@ impl Client {
         }
     }
 
+    fn transport(&self, error: reqwest::Error) -> Error {
+        Error::Transport {
+            url: self.url.clone(),
+            cause: TransportCause::of(&error),
+            // The URL leads the message already.
+            source: error.without_url(),
+        }
+    }
+
     async fn send(&self, body: Request) -> Result<Response, Error> {
         let envelope = RequestEnvelope {
             header: RequestHeader {
@@ -250,7 +504,7 @@ impl Client {
             Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
             Auth::Bearer(token) => request.bearer_auth(token),
         };
-        let reply = request.send().await.map_err(Error::Transport)?;
+        let reply = request.send().await.map_err(|e| self.transport(e))?;
         let status = reply.status().as_u16();
         if status == 401 {
             return Err(Error::Unauthorized);
@@ -258,7 +512,7 @@ impl Client {
         if status != 200 && status != 500 {
             return Err(Error::Status(status));
         }
-        let bytes = reply.bytes().await.map_err(Error::Transport)?;
+        let bytes = reply.bytes().await.map_err(|e| self.transport(e))?;
         match decode_response(&bytes).map_err(Error::Decode)? {
             ResponseDocument::Response(r) if status == 200 => Ok(r.body),
             ResponseDocument::Fault(f) => Err(Error::Fault(Box::new(f))),
@@ -352,7 +606,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_connection_names_the_os_error_in_the_message() {
+    async fn refused_connection_names_the_class_and_the_os_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "http://{}/EWS/Exchange.asmx",
@@ -360,27 +614,47 @@ mod tests {
         );
         drop(listener);
         let err = bearer(&url).disconnect_phone_call("x").await.unwrap_err();
-        assert!(matches!(err, Error::Transport(_)), "{err:?}");
+        assert_eq!(
+            err.transport_cause(),
+            Some(TransportCause::ConnectionRefused),
+            "{err:?}"
+        );
         let text = err.to_string();
         assert!(
-            text.starts_with("cannot reach the EWS endpoint: error sending request"),
+            text.starts_with(&format!(
+                "cannot reach the EWS endpoint {url}: connection refused (error sending request"
+            )),
             "{text}"
         );
-        assert!(text.contains("Connection refused"), "{text}");
+        assert!(text.contains("Connection refused (os error"), "{text}");
         let source = std::error::Error::source(&err).unwrap();
         assert!(source.downcast_ref::<reqwest::Error>().is_some());
     }
 
-    #[tokio::test]
-    async fn malformed_url_names_the_parse_error() {
-        let err = bearer("mail.example.com/EWS/Exchange.asmx")
-            .get_phone_call_information("x")
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Transport(_)), "{err:?}");
-        let text = err.to_string();
-        assert!(text.contains("builder error"), "{text}");
-        assert!(text.contains("relative URL without a base"), "{text}");
+    #[test]
+    fn malformed_url_is_refused_when_the_client_is_made_naming_the_parse_error() {
+        let err = Client::new(
+            "mail.example.com/EWS/Exchange.asmx",
+            Auth::Bearer("t".into()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "invalid URL \"mail.example.com/EWS/Exchange.asmx\": relative URL without a base \
+             (give the whole URL, e.g. https://mail.example.com/EWS/Exchange.asmx)"
+        );
+        let err = Client::new("ftp://mail.example.com/EWS", Auth::Bearer("t".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid URL \"ftp://mail.example.com/EWS\": the scheme is \"ftp\", not http or https"
+        );
+        let err = Client::new("http://[::1/EWS", Auth::Bearer("t".into())).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid URL \"http://[::1/EWS\": invalid IPv6"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

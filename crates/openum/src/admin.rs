@@ -1,7 +1,7 @@
 //! The administration commands: users, API tokens, voice-mail items, configuration check. They
 //! work on the store the service uses, found the same way (`--config`, `--data-dir`).
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +16,13 @@ pub(crate) async fn user_add(
     password_stdin: bool,
     disable_play_on_phone: bool,
 ) -> anyhow::Result<ExitCode> {
-    let password = read_password(password_stdin)?;
+    let password = match read_password(name, password_stdin)? {
+        Ok(password) => password,
+        Err(problem) => {
+            eprintln!("openum: {problem}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if password.is_empty() {
         eprintln!("openum: the password is empty");
         return Ok(ExitCode::from(2));
@@ -25,9 +31,15 @@ pub(crate) async fn user_add(
         eprintln!("openum: a user name must be non-empty and contain no ':' or control characters");
         return Ok(ExitCode::from(2));
     }
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     let hash = server::auth::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    // An existing user gets only a new password (Play on Phone, enabled state and tokens are
+    // kept; the old password is refused at once everywhere) unless a setting is asked for.
+    if !disable_play_on_phone && store.set_password(name, &hash).await? {
+        eprintln!("password of user {name} changed");
+        return Ok(ExitCode::SUCCESS);
+    }
     store
         .upsert_user(User {
             name: name.to_owned(),
@@ -45,7 +57,7 @@ pub(crate) async fn token_create(
     name: &str,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     if store.user(name).await?.is_none() {
         eprintln!("openum: no user named {name:?} (add it with `openum user add`)");
         return Ok(ExitCode::from(2));
@@ -64,7 +76,7 @@ pub(crate) async fn voicemail_import(
     from: &str,
     subject: &str,
 ) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     match server::voicemail::import(
         store.as_ref(),
         &config.server.data_dir,
@@ -88,7 +100,7 @@ pub(crate) async fn voicemail_import(
 
 /// `openum voicemail list`.
 pub(crate) async fn voicemail_list(config: &Config, user: &str) -> anyhow::Result<ExitCode> {
-    let store = server::open_store(config).await?;
+    let store = crate::ops::open_store(config).await?;
     for item in store.voicemail_items(user).await? {
         println!(
             "{}\t{:.1}s\t{}\t{}",
@@ -210,13 +222,30 @@ pub(crate) fn plain_http_refused(
     })
 }
 
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
-    if !from_stdin {
-        anyhow::bail!("pass --password-stdin and write the password to standard input");
+/// The password of `user add`: one line of standard input with `--password-stdin`; else asked
+/// twice on the terminal without echo (rpassword). `Ok(Err(problem))` is a usage error: no
+/// terminal to ask on, or two different answers.
+fn read_password(name: &str, from_stdin: bool) -> anyhow::Result<Result<String, String>> {
+    if from_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the password from standard input")?;
+        return Ok(Ok(input.lines().next().unwrap_or_default().to_owned()));
     }
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("cannot read the password from standard input")?;
-    Ok(input.lines().next().unwrap_or_default().to_owned())
+    if !std::io::stdin().is_terminal() {
+        return Ok(Err(
+            "standard input is not a terminal, so there is no one to ask for the \
+                       password: pass --password-stdin and write it to standard input"
+                .to_owned(),
+        ));
+    }
+    let first = rpassword::prompt_password(format!("Password for {name}: "))
+        .context("cannot read the password from the terminal")?;
+    let second = rpassword::prompt_password("The same password again: ")
+        .context("cannot read the password from the terminal")?;
+    if first != second {
+        return Ok(Err("the two passwords differ; nothing was saved".to_owned()));
+    }
+    Ok(Ok(first))
 }

@@ -2,7 +2,9 @@
 //! and end calls through any EWS endpoint.
 //!
 //! Exit codes: 0 success; 1 runtime or transport failure; 2 usage or configuration error;
-//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused.
+//! 3 the EWS server answered with an error or a SOAP fault; 4 credentials refused; 5 (`watch`,
+//! `call --wait`) the call ended with a failure cause; `migrate --check`: 10 migrations pending,
+//! 11 the store's schema is newer than this binary. README "The openum command" has the table.
 //!
 //! # Layout
 //!
@@ -11,9 +13,14 @@
 //! - `admin`: users, tokens, voice-mail items, configuration check.
 //! - `remote`: the call commands, through the EWS client.
 //! - `watch`: following a call, and the `--json` output (serde_json).
+//! - `users`: `user list|disable|enable|delete`, `token list|revoke`.
+//! - `ops`: call history, voice-mail deletion, backup/restore, schema migrations; which store
+//!   the service uses (and the default configuration file).
 
 mod admin;
+mod ops;
 mod remote;
+mod users;
 mod watch;
 
 use std::path::PathBuf;
@@ -32,7 +39,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "openum", version, propagate_version = true)]
 struct Cli {
-    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    /// Configuration file (TOML). Without it, /etc/openum/openum.toml if it exists, else the
+    /// embedded defaults.
     #[arg(long, short = 'c', global = true, env = "OPENUM_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (overrides `server.data_dir`).
@@ -65,6 +73,30 @@ enum Command {
     /// Check a configuration file and report the first problem (key, file and line).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Call history: list or export the calls the store keeps.
+    #[command(subcommand)]
+    Calls(ops::CallsCommand),
+    /// Copy the SQLite store and its audio files into a new or empty directory, consistently,
+    /// while `serve` runs.
+    Backup {
+        /// The backup directory.
+        dir: PathBuf,
+    },
+    /// Replace the SQLite store and its audio files with a backup (stop `serve` first).
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+        /// Replace an existing store and audio files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply pending schema migrations; with --check only report (exit 0 current, 10 pending,
+    /// 11 newer than this binary).
+    Migrate {
+        /// Report only, change nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Place a call that plays a voice-mail item (EWS PlayOnPhone); prints the PhoneCallId.
     Call {
         #[command(flatten)]
@@ -125,6 +157,14 @@ pub(crate) struct Endpoint {
     /// User for Basic authentication (password from OPENUM_PASSWORD or the config file).
     #[arg(long, env = "OPENUM_USER")]
     pub(crate) user: Option<String>,
+    /// A PEM file of extra trusted CA certificates for an https URL (a private CA), besides the
+    /// system's root store [config: client.ca_file].
+    #[arg(long, env = "OPENUM_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Seconds one request may take, connecting included.
+    #[arg(long, env = "OPENUM_TIMEOUT", default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +191,14 @@ enum VoicemailCommand {
         #[arg(long)]
         user: String,
     },
+    /// Delete a voice-mail item (record and audio); refused while a live call plays it.
+    Delete {
+        /// The owning user.
+        #[arg(long)]
+        user: String,
+        /// The item's ItemId.
+        id: String,
+    },
     /// Check the mailbox backend ([mailbox]) with one item: log in to the mailbox server as the
     /// user, fetch the item's voice message and decode it, as a call would. Credentials: --user
     /// with OPENUM_PASSWORD, or OPENUM_TOKEN (a Bearer token), or [client] in the config file.
@@ -166,7 +214,8 @@ enum VoicemailCommand {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a user, or set the password of an existing one.
+    /// Add a user, or set the password of an existing one. On a terminal the password is asked
+    /// twice, without echo.
     Add {
         /// The login name.
         name: String,
@@ -176,6 +225,28 @@ enum UserCommand {
         /// Create the user with Play on Phone disabled.
         #[arg(long)]
         disable_play_on_phone: bool,
+    },
+    /// List users: name, enabled or disabled, Play on Phone, token and voice-mail counts.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: its password and tokens are refused at once, by every server on the store.
+    Disable {
+        /// The login name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The login name.
+        name: String,
+    },
+    /// Delete a user with its API tokens and imported voice-mail items (records and audio
+    /// files); its call history is kept until retention removes it.
+    Delete {
+        /// The login name.
+        name: String,
     },
 }
 
@@ -189,6 +260,24 @@ enum TokenCommand {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// List API tokens (id, user, created, label; never the secret).
+    List {
+        /// Only this user's tokens.
+        name: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id (from `token list`), or every token with a label; refused at once
+    /// by every server on the store.
+    Revoke {
+        /// The token's id.
+        #[arg(required_unless_present = "label", conflicts_with = "label")]
+        id: Option<String>,
+        /// Revoke every token with this label instead.
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,7 +288,8 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let config_path = ops::config_path(cli.config);
+    let mut config = match Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("openum: {error}");
@@ -219,7 +309,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config, cli.config)) {
+    match runtime.block_on(run(cli.command, config, config_path)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("openum: {error:#}");
@@ -254,6 +344,20 @@ async fn run(
         Command::Token(TokenCommand::Create { name, label }) => {
             admin::token_create(&config, &name, &label).await
         }
+        Command::User(UserCommand::List { json }) => users::user_list(&config, json).await,
+        Command::User(UserCommand::Disable { name }) => {
+            users::user_set_disabled(&config, &name, true).await
+        }
+        Command::User(UserCommand::Enable { name }) => {
+            users::user_set_disabled(&config, &name, false).await
+        }
+        Command::User(UserCommand::Delete { name }) => users::user_delete(&config, &name).await,
+        Command::Token(TokenCommand::List { name, json }) => {
+            users::token_list(&config, name.as_deref(), json).await
+        }
+        Command::Token(TokenCommand::Revoke { id, label }) => {
+            users::token_revoke(&config, id.as_deref(), label.as_deref()).await
+        }
         Command::Voicemail(VoicemailCommand::Import {
             user,
             file,
@@ -264,7 +368,12 @@ async fn run(
             admin::voicemail_list(&config, &user).await
         }
         Command::Voicemail(VoicemailCommand::PlayTest { user, item }) => {
-            let endpoint = Endpoint { url: None, user };
+            let endpoint = Endpoint {
+                url: None,
+                user,
+                ca_file: None,
+                timeout: 30,
+            };
             let Some(authorization) = remote::authorization(&endpoint, &config) else {
                 return Ok(ExitCode::from(2));
             };
@@ -273,6 +382,13 @@ async fn run(
         Command::Config(ConfigCommand::Check) => {
             Ok(admin::config_check(&config, config_path.as_deref()))
         }
+        Command::Calls(command) => ops::calls(&config, command).await,
+        Command::Voicemail(VoicemailCommand::Delete { user, id }) => {
+            ops::voicemail_delete(&config, &user, &id).await
+        }
+        Command::Backup { dir } => ops::backup(&config, &dir),
+        Command::Restore { dir, force } => ops::restore(&config, &dir, force),
+        Command::Migrate { check } => ops::migrate(&config, check).await,
         Command::Call {
             endpoint,
             item,
@@ -297,8 +413,13 @@ fn init_logging(json: bool) {
         // rsipstack logs whole SIP messages (dialled numbers, digest headers) at info: keep it
         // at warn unless OPENUM_LOG asks for more.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn"));
+    // Colour codes only for a person at a terminal: not in files, journald or pipes, nor when
+    // NO_COLOR (https://no-color.org) is set.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

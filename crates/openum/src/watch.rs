@@ -4,8 +4,10 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ews_proto::{PhoneCallInformation, PhoneCallState, ResponseCode};
+use ews_proto::{ConnectionFailureCause, PhoneCallInformation, PhoneCallState, ResponseCode};
 use serde::Serialize;
+
+use crate::remote::{exit, Report};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -64,6 +66,42 @@ pub(crate) fn json_hung_up() -> String {
     })
 }
 
+/// The JSON object a call command writes to stderr for an error with `--json`:
+/// `{"error":…,"class":…,"exit_code":…}` — `class` is e.g. `connection_refused`,
+/// `certificate_not_trusted`, `invalid_url`, `unauthorized`, `ews_error`, `usage`, `call_failed`.
+pub(crate) fn json_error(message: &str, class: &str, exit_code: u8) -> String {
+    #[derive(Serialize)]
+    struct Failure<'a> {
+        error: &'a str,
+        class: &'a str,
+        exit_code: u8,
+    }
+    json_line(&Failure {
+        error: message,
+        class,
+        exit_code,
+    })
+}
+
+/// The exit code of a call that ended: 0 without a failure cause, else 5 (said on stderr).
+fn ended(info: &PhoneCallInformation, as_json: bool) -> ExitCode {
+    if info.connection_failure_cause == ConnectionFailureCause::None {
+        return ExitCode::SUCCESS;
+    }
+    let mut message = format!(
+        "the call ended with {}",
+        info.connection_failure_cause.as_str()
+    );
+    if let Some(code) = info.sip_response_code {
+        message.push_str(&format!(" (SIP {code}"));
+        if let Some(text) = &info.sip_response_text {
+            message.push_str(&format!(" {text}"));
+        }
+        message.push(')');
+    }
+    Report { json: as_json }.fail(exit::CALL_FAILED, "call_failed", &message)
+}
+
 /// `value` as one line of JSON. These plain structs always serialise; were one not to, the line
 /// would be JSON `null` rather than a panic.
 fn json_line<T: Serialize>(value: &T) -> String {
@@ -72,7 +110,8 @@ fn json_line<T: Serialize>(value: &T) -> String {
 
 /// Polls until the call is Disconnected. On a terminal (and without `--json`) one progress line
 /// is redrawn with a spinner and the elapsed time; otherwise each change is printed on its own
-/// line (text, or JSON lines with `--json`). Exit code 0 when the call ended.
+/// line (text, or JSON lines with `--json`). Exit code 0 when the call ended without a failure
+/// cause, 5 (said on stderr) when it ended busy, unanswered, unavailable or otherwise failed.
 pub(crate) async fn follow(client: &client::Client, id: &str, as_json: bool) -> ExitCode {
     let live = !as_json && std::io::stdout().is_terminal();
     let started = Instant::now();
@@ -85,7 +124,7 @@ pub(crate) async fn follow(client: &client::Client, id: &str, as_json: bool) -> 
                 if live {
                     println!();
                 }
-                return crate::remote::client_failure(&error);
+                return Report { json: as_json }.client(&error);
             }
         };
         let text = describe(&info);
@@ -112,7 +151,7 @@ pub(crate) async fn follow(client: &client::Client, id: &str, as_json: bool) -> 
             if live {
                 println!();
             }
-            return ExitCode::SUCCESS;
+            return ended(&info, as_json);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -122,7 +161,6 @@ pub(crate) async fn follow(client: &client::Client, id: &str, as_json: bool) -> 
 mod tests {
     use super::*;
 
-    use ews_proto::ConnectionFailureCause;
     use serde_json::Value;
 
     /// Quotes, backslashes, control characters (C0, DEL, C1) and non-ASCII text.
@@ -171,6 +209,16 @@ mod tests {
             json_call_id("AbrJd11T1k9Ft+uEv6pRi/4="),
             r#"{"phone_call_id":"AbrJd11T1k9Ft+uEv6pRi/4="}"#
         );
+    }
+
+    #[test]
+    fn error_json_with_hostile_text_parses_back_to_the_same_fields() {
+        let line = json_error(HOSTILE, "connection_refused", 1);
+        assert!(!line.contains('\n'), "one line: {line}");
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["error"].as_str(), Some(HOSTILE));
+        assert_eq!(value["class"], "connection_refused");
+        assert_eq!(value["exit_code"], 1);
     }
 
     #[test]

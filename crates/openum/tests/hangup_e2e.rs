@@ -1,6 +1,7 @@
-//! Hang-ups the far end can count on, end to end against SIPp: SIGTERM hangs every live call up
-//! before it drains HTTP, even with a slow client holding a connection open (decisions §19). The
-//! far end's side is read from a tcpdump capture.
+//! Hang-ups the far end can count on, end to end against SIPp: the end of the message reads
+//! Disconnected when the BYE is sent, whatever becomes of it (decisions §16), and SIGTERM hangs
+//! every live call up before it drains HTTP, even with a slow client holding a connection open
+//! (decisions §19). The far end's side is read from its trace or a tcpdump capture.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,11 +15,148 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ews_proto::PhoneCallState as S;
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::capture::Capture;
 use support::{Harness, Options};
 
 const CALL: Duration = Duration::from_secs(30);
+
+/// BYE requests SIPp has received so far (the first and its retransmissions).
+fn byes_received(h: &Harness) -> usize {
+    h.sipp_trace()
+        .split("-----------------------------------------------")
+        .filter(|m| m.contains("message received") && m.contains("BYE sip:"))
+        .count()
+}
+
+#[tokio::test]
+async fn the_end_of_the_message_reads_disconnected_while_its_bye_is_still_unanswered() {
+    let options = Options {
+        scenario: "uas_deaf_bye.xml",
+        audio_seconds: 1.0,
+        ..Options::default()
+    };
+    let h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    let done = h
+        .wait_for(&id, CALL, |i| i.phone_call_state == S::Disconnected)
+        .await;
+    assert_eq!(done.connection_failure_cause, C::None);
+    assert_eq!(done.sip_response_code, Some(200));
+    let at_disconnected = byes_received(&h);
+    // The BYE transaction is still retransmitting (T1 = 100 ms: for 6.4 s) after the call read
+    // Disconnected: the status did not wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while byes_received(&h) <= at_disconnected.max(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no BYE retransmission after Disconnected ({at_disconnected} BYEs)\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "Disconnected was read after {at_disconnected} BYE(s); {} arrived in the end",
+        byes_received(&h)
+    );
+}
+
+#[tokio::test]
+async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels_after_the_late_180(
+) {
+    let options = Options {
+        scenario: "uas_late_ringing.xml",
+        tcp: true,
+        sipp_args: vec!["-m".into(), "1".into()],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
+    // At once: the next read already says Disconnected/None …
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None),
+        "{info:?}"
+    );
+    assert!(
+        !h.sipp_trace().contains("SIP/2.0 180"),
+        "the far end had not rung yet"
+    );
+    // … and forever after, while the far end rings late and gets its CANCEL.
+    let deadline = std::time::Instant::now() + CALL;
+    while !h.sipp_trace().contains("ACK sip:") {
+        let info = h.info(&id).await;
+        assert_eq!(
+            (info.phone_call_state, info.connection_failure_cause),
+            (S::Disconnected, C::None),
+            "{info:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CANCEL/ACK\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
+    let trace = h.sipp_trace();
+    let ringing = trace.find("SIP/2.0 180").unwrap();
+    let cancel = trace.find("CANCEL sip:").expect("a CANCEL");
+    assert!(
+        ringing < cancel,
+        "CANCEL only after the provisional (RFC 3261 §9.1)"
+    );
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None)
+    );
+}
+
+#[tokio::test]
+async fn a_hang_up_before_any_response_acks_and_byes_a_late_200_and_stays_disconnected() {
+    let options = Options {
+        scenario: "uas_late_answer.xml",
+        tcp: true,
+        sipp_args: vec!["-m".into(), "1".into()],
+        ..Options::default()
+    };
+    let mut h = Harness::start(options).await;
+    let id = h.play("2005551234").await;
+    assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None),
+        "{info:?}"
+    );
+    // The late 200 is ACKed and BYEd (SIPp fails the call otherwise); EWS never sees it.
+    let deadline = std::time::Instant::now() + CALL;
+    while !h.sipp_trace().contains("BYE sip:") {
+        let info = h.info(&id).await;
+        assert_eq!(
+            (info.phone_call_state, info.connection_failure_cause),
+            (S::Disconnected, C::None),
+            "{info:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no BYE\n{}",
+            h.sipp_trace()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
+    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
+    let info = h.info(&id).await;
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None)
+    );
+}
 
 #[tokio::test]
 async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_once() {

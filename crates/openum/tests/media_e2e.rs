@@ -112,7 +112,7 @@ async fn a_pbx_hold_gets_recvonly_no_rtp_flows_while_held_and_the_message_resume
 }
 
 #[tokio::test]
-async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
+async fn codec_and_port_changes_a_re_invite_without_sdp_and_glare_are_handled() {
     let options = Options {
         scenario: "uas_reoffer.xml",
         audio_seconds: 4.0,
@@ -158,28 +158,34 @@ async fn codec_and_port_changes_and_a_re_invite_without_sdp_are_followed() {
         "o= version 3: {offer}"
     );
     let ack3 = message(&packets, "ACK ", "CSeq: 3 ACK");
+    // An offer crossing ours (before the ACK's answer): 491 (RFC 3311 §5.2), and nothing moved.
+    let glare = message(&packets, "SIP/2.0 491", "CSeq: 4 UPDATE");
+    assert!(glare > ok3 && glare < ack3);
     // (3) The UPDATE refresh got its 200 (SIPp checked) and changed nothing.
-    message(&packets, "SIP/2.0 200", "CSeq: 4 UPDATE");
+    message(&packets, "SIP/2.0 200", "CSeq: 5 UPDATE");
 
-    let first = rtp_to(&packets[..ok2], &[mp, mp2]);
-    let second = rtp_to(&packets[ack2..ok3], &[mp, mp2]);
-    let third = rtp_to(&packets[ack3..], &[mp, mp2]);
-    eprintln!(
-        "RTP packets: {} PCMU to {mp}, {} PCMA to {mp2}, {} PCMU to {mp}",
-        first.len(),
-        second.len(),
-        third.len()
+    // Where each of our packets went, as runs of (port, payload type) in capture order: PCMU to
+    // the first port, PCMA to the second, PCMU to the first again. Each switch follows the SIP
+    // message that caused it (the re-INVITE offering PCMA; the ACK carrying the answer).
+    let invite2 = message(&packets, "INVITE ", "CSeq: 2 INVITE");
+    let mut runs: Vec<(usize, u16, u8, usize)> = Vec::new(); // (first index, port, pt, count)
+    for (i, p) in packets.iter().enumerate() {
+        if !(p.is_rtp() && [mp, mp2].contains(&p.dst_port) && !p.text().starts_with("SIP")) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(run) if run.1 == p.dst_port && run.2 == p.payload_type() => run.3 += 1,
+            _ => runs.push((i, p.dst_port, p.payload_type(), 1)),
+        }
+    }
+    eprintln!("RTP runs (first capture index, port, payload type, packets): {runs:?}");
+    assert_eq!(
+        runs.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
+        [(mp, 0), (mp2, 8), (mp, 0)],
+        "{runs:?} (SIP at {invite2} {ok2} {ack2} {ok3} {ack3})"
     );
-    assert!(!first.is_empty() && !second.is_empty() && !third.is_empty());
-    assert!(first
-        .iter()
-        .all(|p| p.dst_port == mp && p.payload_type() == 0));
-    assert!(second
-        .iter()
-        .all(|p| p.dst_port == mp2 && p.payload_type() == 8));
-    assert!(third
-        .iter()
-        .all(|p| p.dst_port == mp && p.payload_type() == 0));
+    assert!(runs[1].0 > invite2 && runs[1].0 < ok3, "{runs:?}");
+    assert!(runs[2].0 > ack3, "{runs:?}");
     let all = rtp_to(&packets, &[mp, mp2]);
     assert_contiguous(&all);
     // 4 s of message and 0.5 s of silence: 225 packets, whatever the renegotiations.

@@ -270,14 +270,17 @@ async fn ews_over_tls_survives_a_certificate_reload_during_a_live_call() {
     let mut node = start(0, &cert, &key, &ca.root, 8.0).await;
     let url = format!("https://localhost:{}/EWS/Exchange.asmx", node.port);
 
-    // The Rust client, trusting only the test root.
-    let alice = client::Client::with_root_store(
+    // The Rust client, given the test root as its CA file.
+    let alice = client::Client::with_options(
         url.clone(),
         client::Auth::Basic {
             user: "alice".into(),
             password: PASSWORD.into(),
         },
-        roots(&ca.root),
+        &client::ClientOptions {
+            ca_file: Some(ca.root.clone()),
+            ..client::ClientOptions::default()
+        },
     )
     .unwrap();
     let id = alice.play_on_phone(&node.item, "2005551234").await.unwrap();
@@ -347,6 +350,29 @@ async fn ews_over_tls_survives_a_certificate_reload_during_a_live_call() {
     assert!(verbose.contains("CN=openum e2e second"), "{verbose}");
     let (ok, answer, verbose) = curl(&ca.root, &ews_args, &url);
     assert!(ok && answer.contains(">Connected<"), "{answer}{verbose}");
+    // The CLI too, over a new connection (`openum status --ca-file`).
+    let status = Command::new(openum_bin())
+        .args([
+            "status",
+            &id,
+            "--json",
+            "--url",
+            &url,
+            "--user",
+            "alice",
+            "--ca-file",
+        ])
+        .arg(&ca.root)
+        .env("OPENUM_PASSWORD", PASSWORD)
+        .env_remove("OPENUM_CONFIG")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && printed.contains("Connected"),
+        "{printed}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     // The old connection still answers, on the old certificate.
     assert!(get_status(&mut old, "/healthz").await.contains("200"));
     assert_eq!(served_leaf(&old), leaf_der(&first.leaf));

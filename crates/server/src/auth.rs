@@ -1,16 +1,27 @@
 //! Authentication: HTTP Basic against Argon2id password hashes, and Bearer API tokens.
 //!
 //! Argon2 is deliberately slow (tens of milliseconds), and EWS clients send their credentials on
-//! every request. A successful verification is therefore remembered for a short time under a
-//! SHA-256 digest of the `Authorization` header (never the plaintext), so a client's steady stream
-//! of requests costs one Argon2 run (or token lookup) per [`CACHE_TTL`]. Failures are never
-//! cached.
+//! every request. A successful password verification is therefore remembered for a short time
+//! under a SHA-256 digest of the `Authorization` header (never the plaintext), together with the
+//! user's *credential generation* (`store/users.rs`). Every later request checks that generation
+//! against the store (one primary-key lookup) before trusting the memory: a password reset,
+//! `openum user disable` or `openum token revoke` in any process sharing the store bumps it, so
+//! the change takes effect at once everywhere. Bearer tokens are looked up on every request (one
+//! lookup, with the user's disabled flag). Failures are never cached.
+//!
+//! Failed logins are logged (`login failed`: the user name as given, the client address, the
+//! scheme and the reason, never a secret), counted in `openum_auth_failures_total{scheme,reason}`
+//! and throttled per client address and per user name ([`crate::throttle`]). A request without
+//! an `Authorization` header is a challenge, not a failure; a scheme openum does not check
+//! itself (NTLM, Negotiate without a mailbox server) is counted but neither logged above debug
+//! nor throttled, since clients offer such schemes first as a matter of course.
 //!
 //! API tokens are 256 random bits, so a fast hash (SHA-256) is the right way to store them: a
 //! slow hash protects low-entropy secrets, which these are not.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -21,12 +32,18 @@ use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::client_address::TrustedProxies;
 use crate::mailbox::{MailboxCaller, MailboxService};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::throttle::{Throttle, ThrottleSettings};
 
-/// How long a verified Basic credential is remembered.
+/// How long a verified Basic credential is remembered (each use still checks the user's
+/// credential generation in the store).
 pub const CACHE_TTL: Duration = Duration::from_secs(120);
 const CACHE_MAX: usize = 10_000;
+/// User names longer than this are cut in logs and throttling keys (memory bound).
+const MAX_LOGGED_NAME: usize = 128;
 
 /// Prefix of openum API tokens (makes them recognisable in secret scanners).
 pub const TOKEN_PREFIX: &str = "oum_";
@@ -136,97 +153,311 @@ pub enum Identified {
     MailboxUnavailable(mailbox_client::MailboxError),
 }
 
-/// Identifies the caller of a request: local users and tokens first, then (with `[mailbox]`)
-/// the mailbox server with the caller's own header.
+/// Why a login failed (the `reason` of the log line and of `openum_auth_failures_total`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// Right password or token, but the user is disabled (`openum user disable`).
+    Disabled,
+    /// The mailbox server refused the credentials (after openum's own users did).
+    MailboxRefused,
+    /// Not a well-formed Basic or Bearer credential.
+    Malformed,
+    /// A local user with another password.
+    BadPassword,
+    /// The address or user name is locked out after repeated failures; not checked.
+    Throttled,
+    /// No token with this value (never issued, or revoked).
+    UnknownToken,
+    /// No local user with this name.
+    UnknownUser,
+    /// A scheme openum does not check itself (e.g. NTLM without a mailbox server).
+    UnsupportedScheme,
+}
+
+impl FailureReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::MailboxRefused => "mailbox_refused",
+            Self::Malformed => "malformed",
+            Self::BadPassword => "bad_password",
+            Self::Throttled => "throttled",
+            Self::UnknownToken => "unknown_token",
+            Self::UnknownUser => "unknown_user",
+            Self::UnsupportedScheme => "unsupported_scheme",
+        }
+    }
+}
+
+/// What a request presents, as far as logs may show it.
+struct Presented {
+    /// `basic`, `bearer` or `other`.
+    scheme: &'static str,
+    /// The Basic user name as given (cut to [`MAX_LOGGED_NAME`] characters).
+    user: Option<String>,
+}
+
+impl Presented {
+    fn of(value: &str) -> Self {
+        let (scheme, rest) = split_scheme(value);
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Self {
+                scheme: "bearer",
+                user: None,
+            };
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Self {
+                scheme: "other",
+                user: None,
+            };
+        }
+        Self {
+            scheme: "basic",
+            user: basic_pair(rest).map(|(user, _)| user.chars().take(MAX_LOGGED_NAME).collect()),
+        }
+    }
+}
+
+fn split_scheme(value: &str) -> (&str, &str) {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    (scheme, rest.trim())
+}
+
+/// The user name and password of a Basic credential; `None` when it is not base64 of UTF-8 with
+/// a ':' (RFC 7617 §2).
+fn basic_pair(encoded: &str) -> Option<(String, String)> {
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+}
+
+/// How a client address is shown in logs.
+struct Shown(Option<IpAddr>);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// Identifies the caller of a request from `client`: local users and tokens first, then (with
+/// `[mailbox]`) the mailbox server with the caller's own header. Failures are logged, counted and
+/// throttled here.
 pub async fn identify(
     local: &Authenticator,
     mailbox: Option<&MailboxService>,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
 ) -> Result<Identified, StoreError> {
-    if let Some(name) = local.authenticate(headers).await? {
-        return Ok(Identified::Caller(Caller::Local(name)));
-    }
-    let (Some(mailbox), Some(value)) = (
-        mailbox,
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    ) else {
+    let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        // A header with non-visible-ASCII bytes carries no credential openum could have
+        // issued: it is answered like a missing one (401).
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(Identified::Refused);
     };
-    Ok(match mailbox.verify(value).await {
-        Ok(Some(caller)) => Identified::Caller(Caller::Mailbox {
-            caller,
-            authorization: value.trim().to_owned(),
-            via: None,
-        }),
-        Ok(None) => Identified::Refused,
-        Err(error) => Identified::MailboxUnavailable(error),
-    })
+    let key: [u8; 32] = Sha256::digest(value.trim().as_bytes()).into();
+    if let Some(name) = local.cached(&key).await? {
+        return Ok(Identified::Caller(Caller::Local(name)));
+    }
+    let presented = Presented::of(value);
+    // A token is checked before the lockouts: the lookup is cheap, and a valid token (256 random
+    // bits) cannot be a guess, so a client with one keeps working while its address is locked.
+    let mut checked = None;
+    if presented.scheme == "bearer" {
+        match local.verify(value, key).await? {
+            Ok(name) => return Ok(Identified::Caller(Caller::Local(name))),
+            Err(reason) => checked = Some(reason),
+        }
+    }
+    let now = Instant::now();
+    if let Some(lockout) = local
+        .throttle
+        .locked(client, presented.user.as_deref(), now)
+    {
+        tracing::debug!(
+            locked = lockout.by.as_str(),
+            remaining_secs = lockout.remaining.as_secs(),
+            "login not checked: locked out"
+        );
+        local.failed(&presented, client, FailureReason::Throttled, now);
+        return Ok(Identified::Refused);
+    }
+    let checked = match checked {
+        Some(reason) => Err(reason),
+        None => local.verify(value, key).await?,
+    };
+    let mut reason = match checked {
+        Ok(name) => {
+            local.throttle.succeeded(client, &name);
+            return Ok(Identified::Caller(Caller::Local(name)));
+        }
+        Err(reason) => reason,
+    };
+    if let (Some(mailbox), false) = (mailbox, reason == FailureReason::Disabled) {
+        match mailbox.verify(value).await {
+            Ok(Some(caller)) => {
+                let name = presented.user.as_deref().unwrap_or(&caller.login);
+                local.throttle.succeeded(client, name);
+                return Ok(Identified::Caller(Caller::Mailbox {
+                    caller,
+                    authorization: value.trim().to_owned(),
+                    via: None,
+                }));
+            }
+            Ok(None) => reason = FailureReason::MailboxRefused,
+            Err(error) => return Ok(Identified::MailboxUnavailable(error)),
+        }
+    }
+    local.failed(&presented, client, reason, now);
+    Ok(Identified::Refused)
 }
 
-/// Verifies request credentials against the store.
+/// A remembered password verification.
+struct Verified {
+    name: String,
+    generation: i64,
+    at: Instant,
+}
+
+/// Verifies request credentials against the store, and throttles failures.
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    throttle: Throttle,
+    proxies: TrustedProxies,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Authenticator {
-    /// An authenticator over `store`.
+    /// An authenticator over `store`, with the default throttling and no trusted proxies.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
             verified: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(ThrottleSettings::default()),
+            proxies: TrustedProxies::default(),
+            metrics: None,
         }
     }
 
-    /// The authenticated user for these request headers, or `None` (→ 401).
+    /// With these throttling rules.
+    #[must_use]
+    pub fn with_throttle(mut self, settings: ThrottleSettings) -> Self {
+        self.throttle = Throttle::new(settings);
+        self
+    }
+
+    /// With these trusted reverse proxies.
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Counting failures in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The client address of a request from `peer` (see [`crate::client_address`]).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.proxies.client(peer, headers)
+    }
+
+    /// The authenticated local user for these request headers, or `None` (→ 401). No
+    /// throttling, logging or mailbox server: [`identify`] is the request path.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, StoreError> {
         let Some(value) = headers
             .get(axum::http::header::AUTHORIZATION)
-            // A header with non-visible-ASCII bytes carries no credential openum could have
-            // issued: it is answered like a missing one (401).
             .and_then(|v| v.to_str().ok())
         else {
             return Ok(None);
         };
         let key: [u8; 32] = Sha256::digest(value.trim().as_bytes()).into();
-        if let Some(name) = self.cached(&key) {
+        if let Some(name) = self.cached(&key).await? {
             return Ok(Some(name));
         }
-        let user = self.verify(value).await?;
-        if let Some(name) = &user {
-            self.remember(key, name);
-        }
-        Ok(user)
+        Ok(self.verify(value, key).await?.ok())
     }
 
-    async fn verify(&self, value: &str) -> Result<Option<String>, StoreError> {
-        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
-        let rest = rest.trim();
+    /// Logs, counts and throttles a failed login.
+    fn failed(
+        &self,
+        presented: &Presented,
+        client: Option<IpAddr>,
+        reason: FailureReason,
+        now: Instant,
+    ) {
+        if let Some(metrics) = &self.metrics {
+            metrics.auth_failure(presented.scheme, reason.as_str());
+        }
+        let user = presented.user.as_deref().unwrap_or_default();
+        if reason == FailureReason::UnsupportedScheme {
+            tracing::debug!(user, client = %Shown(client), scheme = presented.scheme, reason = reason.as_str(), "login not checked: unsupported scheme");
+            return;
+        }
+        tracing::warn!(user, client = %Shown(client), scheme = presented.scheme, reason = reason.as_str(), "login failed");
+        if reason == FailureReason::Throttled {
+            return;
+        }
+        for lockout in self.throttle.failed(client, presented.user.as_deref(), now) {
+            if let Some(metrics) = &self.metrics {
+                metrics.auth_lockout();
+            }
+            tracing::warn!(
+                locked = lockout.by.as_str(),
+                user,
+                client = %Shown(client),
+                secs = lockout.remaining.as_secs(),
+                "too many failed logins: locked out"
+            );
+        }
+    }
+
+    async fn verify(
+        &self,
+        value: &str,
+        key: [u8; 32],
+    ) -> Result<Result<String, FailureReason>, StoreError> {
+        let (scheme, rest) = split_scheme(value);
         if scheme.eq_ignore_ascii_case("bearer") {
             if rest.is_empty() {
-                return Ok(None);
+                return Ok(Err(FailureReason::Malformed));
             }
-            return self.store.token_user(&token_hash(rest)).await;
+            return Ok(
+                match self.store.token_credential(&token_hash(rest)).await? {
+                    None => Err(FailureReason::UnknownToken),
+                    Some(token) if token.disabled => Err(FailureReason::Disabled),
+                    Some(token) => Ok(token.user),
+                },
+            );
         }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Ok(None);
+            return Ok(Err(FailureReason::UnsupportedScheme));
         }
-        // Not base64, not UTF-8 or without ':' is not a Basic credential: 401, as for a wrong
-        // password (RFC 7617 §2).
-        let Some((user, password)) = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-        else {
-            return Ok(None);
+        let Some((user, password)) = basic_pair(rest) else {
+            return Ok(Err(FailureReason::Malformed));
         };
-        let Some(record) = self.store.user(&user).await? else {
-            return Ok(None);
+        let record = self.store.credential(&user).await?;
+        // An unknown user costs one Argon2 run too, so the answer's timing does not tell which
+        // names exist.
+        let hash = match &record {
+            Some(record) => record.password_hash.clone(),
+            None => dummy_hash().to_owned(),
         };
-        let hash = record.password_hash.clone();
         let ok = tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {
             // verify_password's only error is "this password does not match".
             Ok(parsed) => Ok(Argon2::default()
@@ -236,32 +467,73 @@ impl Authenticator {
         })
         .await
         .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let Some(record) = record else {
+            return Ok(Err(FailureReason::UnknownUser));
+        };
         match ok {
-            Ok(ok) => Ok(ok.then_some(record.name)),
+            Ok(true) if record.disabled => Ok(Err(FailureReason::Disabled)),
+            Ok(true) => {
+                self.remember(key, &record.name, record.generation);
+                Ok(Ok(record.name))
+            }
+            Ok(false) => Ok(Err(FailureReason::BadPassword)),
             Err(error) => {
                 // Nobody can log in as this user until the password is set again.
                 tracing::error!(user = %record.name, %error, "stored password hash is unreadable; reset it with `openum user add`");
-                Ok(None)
+                Ok(Err(FailureReason::BadPassword))
             }
         }
     }
 
-    fn remember(&self, key: [u8; 32], name: &str) {
+    fn remember(&self, key: [u8; 32], name: &str, generation: i64) {
         let mut cache = calls::sync::lock(&self.verified);
         if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            cache.retain(|_, v| v.at.elapsed() < CACHE_TTL);
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
         }
-        cache.insert(key, (name.to_owned(), Instant::now()));
+        cache.insert(
+            key,
+            Verified {
+                name: name.to_owned(),
+                generation,
+                at: Instant::now(),
+            },
+        );
     }
 
-    fn cached(&self, key: &[u8; 32]) -> Option<String> {
-        let cache = calls::sync::lock(&self.verified);
-        let (name, at) = cache.get(key)?;
-        (at.elapsed() < CACHE_TTL).then(|| name.clone())
+    /// The user of a remembered verification, if the store still holds the generation it was
+    /// made at and the user is enabled; otherwise the memory is dropped.
+    async fn cached(&self, key: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let (name, generation) = {
+            let cache = calls::sync::lock(&self.verified);
+            match cache.get(key) {
+                Some(v) if v.at.elapsed() < CACHE_TTL => (v.name.clone(), v.generation),
+                _ => return Ok(None),
+            }
+        };
+        match self.store.credential_state(&name).await? {
+            Some(state) if state.generation == generation && !state.disabled => Ok(Some(name)),
+            _ => {
+                calls::sync::lock(&self.verified).remove(key);
+                Ok(None)
+            }
+        }
     }
+}
+
+/// A valid Argon2id hash of a password nobody knows, to verify unknown users' passwords against.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+        // Hashing a fresh random password with a random salt cannot fail; were it to, an empty
+        // string makes every unknown-user check fail to parse, which refuses them all the same.
+        hash_password(&secret).unwrap_or_default()
+    })
 }
 
 #[cfg(test)]
@@ -357,6 +629,133 @@ mod tests {
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_disabled_or_revoked_credential_is_refused_at_once_despite_the_cache() {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        store
+            .upsert_user(User {
+                name: "alice".into(),
+                password_hash: hash_password("old").unwrap(),
+                play_on_phone: false,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_token("alice", &token_hash("oum_t"), "t")
+            .await
+            .unwrap();
+        // Two authenticators: two processes sharing the store.
+        let (a, b) = (
+            Authenticator::new(Arc::clone(&store) as Arc<dyn Store>),
+            Authenticator::new(Arc::clone(&store) as Arc<dyn Store>),
+        );
+        for auth in [&a, &b] {
+            assert_eq!(
+                auth.authenticate(&basic("alice", "old")).await.unwrap(),
+                Some("alice".into())
+            );
+        }
+        store
+            .set_password("alice", &hash_password("new").unwrap())
+            .await
+            .unwrap();
+        for auth in [&a, &b] {
+            assert_eq!(
+                auth.authenticate(&basic("alice", "old")).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                auth.authenticate(&basic("alice", "new")).await.unwrap(),
+                Some("alice".into())
+            );
+        }
+        assert!(!store.user("alice").await.unwrap().unwrap().play_on_phone);
+        store.set_user_disabled("alice", true).await.unwrap();
+        for auth in [&a, &b] {
+            assert_eq!(
+                auth.authenticate(&basic("alice", "new")).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                auth.authenticate(&headers("Bearer oum_t")).await.unwrap(),
+                None
+            );
+        }
+        store.set_user_disabled("alice", false).await.unwrap();
+        assert_eq!(
+            a.authenticate(&headers("Bearer oum_t")).await.unwrap(),
+            Some("alice".into())
+        );
+        store.revoke_tokens_labelled("t").await.unwrap();
+        assert_eq!(
+            a.authenticate(&headers("Bearer oum_t")).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_by_reason_and_a_locked_out_address_is_not_checked() {
+        let metrics = Arc::new(Metrics::new());
+        let auth = authenticator()
+            .await
+            .with_metrics(Arc::clone(&metrics))
+            .with_throttle(ThrottleSettings {
+                max_failures: 2,
+                ..ThrottleSettings::default()
+            });
+        let client = Some(IpAddr::from([192, 0, 2, 9]));
+        let refused = |r: Identified| matches!(r, Identified::Refused);
+        for (h, reason) in [
+            (basic("alice", "wrong"), "bad_password"),
+            (basic("nobody", "x"), "unknown_user"),
+        ] {
+            assert!(refused(identify(&auth, None, &h, client).await.unwrap()));
+            let text = metrics.render(&calls::CallServiceFigures::default(), &[]);
+            let line =
+                format!("openum_auth_failures_total{{scheme=\"basic\",reason=\"{reason}\"}} 1");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        // Locked out now: even the right password is refused, and counted as throttled.
+        assert!(refused(
+            identify(&auth, None, &basic("alice", "s3cret"), client)
+                .await
+                .unwrap()
+        ));
+        let text = metrics.render(&calls::CallServiceFigures::default(), &[]);
+        assert!(
+            text.contains("reason=\"throttled\"} 1")
+                && text.contains("openum_auth_lockouts_total 1"),
+            "{text}"
+        );
+        // A valid token is no guess: it works from the locked address.
+        assert!(matches!(
+            identify(&auth, None, &headers("Bearer oum_known"), client)
+                .await
+                .unwrap(),
+            Identified::Caller(Caller::Local(name)) if name == "alice"
+        ));
+        // Another address is not locked.
+        let other = Some(IpAddr::from([192, 0, 2, 10]));
+        assert!(matches!(
+            identify(&auth, None, &basic("alice", "s3cret"), other)
+                .await
+                .unwrap(),
+            Identified::Caller(Caller::Local(name)) if name == "alice"
+        ));
+        // No header is a challenge, not a failure.
+        assert!(refused(
+            identify(&auth, None, &HeaderMap::new(), other)
+                .await
+                .unwrap()
+        ));
+        let text = metrics.render(&calls::CallServiceFigures::default(), &[]);
+        assert_eq!(
+            text.matches("openum_auth_failures_total{").count(),
+            3,
+            "{text}"
         );
     }
 

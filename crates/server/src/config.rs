@@ -86,6 +86,131 @@ pub struct Config {
     /// `[mailbox]`: the Exchange/grommunio EWS server whose voice mail openum plays. Absent: only
     /// imported items play.
     pub mailbox: Option<MailboxConfig>,
+    /// `[auth]`: throttling of failed logins.
+    pub auth: AuthConfig,
+    /// `[privacy]`: what call records keep of the numbers dialled.
+    pub privacy: PrivacyConfig,
+    /// `[voicemail]`: how long imported voice-mail items are kept.
+    pub voicemail: VoicemailConfig,
+    /// `[cluster]`: heartbeats and failure bounds when several nodes share PostgreSQL.
+    pub cluster: ClusterConfig,
+}
+
+/// `[auth]`: failed logins are counted per client address and per user name; a key that fails
+/// `max_failures` times is locked out (answered 401 without checking its credentials) for
+/// `lockout_secs`, doubling with each further lockout up to `max_lockout_secs`. See
+/// [`crate::throttle`].
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `max_failures`: failed logins of one address or user name before a lockout. Default 5.
+    pub max_failures: u32,
+    /// `failure_window_secs`: a key's failures are forgotten this long after its last one.
+    /// Default 900.
+    pub failure_window_secs: u64,
+    /// `lockout_secs`: the first lockout. Default 60.
+    pub lockout_secs: u64,
+    /// `max_lockout_secs`: the longest lockout. Default 3600.
+    pub max_lockout_secs: u64,
+    /// `max_tracked`: addresses and user names tracked at once (memory bound; the ones that
+    /// failed longest ago are forgotten first). Default 100000.
+    pub max_tracked: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = crate::throttle::ThrottleSettings::default();
+        Self {
+            max_failures: d.max_failures,
+            failure_window_secs: d.failure_window.as_secs(),
+            lockout_secs: d.lockout.as_secs(),
+            max_lockout_secs: d.max_lockout.as_secs(),
+            max_tracked: d.max_tracked,
+        }
+    }
+}
+
+impl From<&AuthConfig> for crate::throttle::ThrottleSettings {
+    fn from(c: &AuthConfig) -> Self {
+        Self {
+            max_failures: c.max_failures,
+            failure_window: std::time::Duration::from_secs(c.failure_window_secs),
+            lockout: std::time::Duration::from_secs(c.lockout_secs),
+            max_lockout: std::time::Duration::from_secs(c.max_lockout_secs),
+            max_tracked: c.max_tracked,
+        }
+    }
+}
+
+/// `[privacy]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// `store_dialled_numbers`: `"full"` (default) or `"masked"` — see
+    /// [`crate::privacy::DialledNumbers`].
+    pub store_dialled_numbers: crate::privacy::DialledNumbers,
+}
+
+/// `[voicemail]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoicemailConfig {
+    /// `retention_days`: imported items (row and audio file) older than this are deleted by the
+    /// retention task. Default 0: kept until deleted with `openum voicemail delete`.
+    pub retention_days: u64,
+}
+
+/// `[cluster]`: how nodes sharing PostgreSQL watch each other (unused with SQLite).
+///
+/// A node writes a heartbeat every `heartbeat_secs`. A node that has not managed to write one
+/// for `fence_after_secs` hangs up its own calls (it may be cut off from the database, and its
+/// peers are about to declare it dead); its peers close the calls of a node whose last heartbeat
+/// is older than `dead_after_secs` as Disconnected/Other. `fence_after_secs` is shorter than
+/// `dead_after_secs` so that a call is never reported Disconnected while its owner still plays it.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `heartbeat_secs`: how often a node writes its heartbeat (and looks for dead peers).
+    /// Default 2.
+    pub heartbeat_secs: u64,
+    /// `fence_after_secs`: a node whose heartbeat has not been written for this long hangs up
+    /// its own calls. Default 6; at least twice `heartbeat_secs`.
+    pub fence_after_secs: u64,
+    /// `dead_after_secs`: a node whose heartbeat is older than this is dead; another node closes
+    /// its live calls. Default 12; at least `fence_after_secs + heartbeat_secs`.
+    pub dead_after_secs: u64,
+    /// `hangup_wait_secs`: how long a node waits for another node to confirm a hang-up it
+    /// forwarded before answering DisconnectPhoneCall with an error. Default 3.
+    pub hangup_wait_secs: u64,
+    /// `audio_cache_mb`: voice-mail audio read from PostgreSQL is kept on this node's disk
+    /// (`<data_dir>/voicemail-cache/`) up to this size, least recently used evicted first.
+    /// Default 256 (8 kHz 16-bit audio: ~1 MB per minute).
+    pub audio_cache_mb: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 2,
+            fence_after_secs: 6,
+            dead_after_secs: 12,
+            hangup_wait_secs: 3,
+            audio_cache_mb: 256,
+        }
+    }
+}
+
+/// `store.postgres_sslmode`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgSslMode {
+    /// Plain TCP (a database on the same host or a trusted network).
+    #[default]
+    Disable,
+    /// TLS, the server's certificate checked against `postgres_ca_file` (or the system's roots)
+    /// and its name against the URL's host — libpq's `verify-full`. openum has no unverified
+    /// TLS mode.
+    VerifyFull,
 }
 
 /// `[mailbox]`: the mailbox server. Its users log in to openum with their own credentials, which
@@ -237,6 +362,9 @@ pub struct ClientConfig {
     pub password: Option<String>,
     /// `token` for Bearer authentication.
     pub token: Option<String>,
+    /// `ca_file`: a PEM file of extra trusted roots (a private CA), trusted besides the system's
+    /// root store; `--ca-file` and `OPENUM_CA_FILE` take precedence.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Credentials never reach logs.
@@ -247,6 +375,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -271,12 +400,32 @@ impl Default for AdmissionConfig {
 }
 
 /// `[store]`.
-#[derive(Clone, Default, Deserialize, Eq, PartialEq)]
+#[derive(Clone, Deserialize, Eq, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres_url`: use PostgreSQL (`postgres://user:password@host:port/db`) instead of the
     /// embedded SQLite file, so that several nodes share calls. `OPENUM_POSTGRES_URL` overrides.
     pub postgres_url: Option<String>,
+    /// `postgres_sslmode`: `disable` (default) or `verify-full` (TLS with rustls; the server's
+    /// certificate and host name are checked).
+    pub postgres_sslmode: PgSslMode,
+    /// `postgres_ca_file`: a PEM file of the CA(s) that sign the PostgreSQL server's certificate;
+    /// the system's roots otherwise.
+    pub postgres_ca_file: Option<PathBuf>,
+    /// `postgres_pool_size`: connections to PostgreSQL for queries (one more is kept for
+    /// `LISTEN`). Default 16.
+    pub postgres_pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            postgres_url: None,
+            postgres_sslmode: PgSslMode::Disable,
+            postgres_ca_file: None,
+            postgres_pool_size: 16,
+        }
+    }
 }
 
 /// `[sip]`.
@@ -301,6 +450,9 @@ pub struct SipConfig {
     /// `media_public_address`: the address advertised in SDP when RTP reaches this node through
     /// a NAT (RTP is still bound to `rtp_address`). Default: `rtp_address`.
     pub media_public_address: Option<std::net::IpAddr>,
+    /// `dns_servers`: DNS servers (`ip:port`) gateway host names are resolved with (RFC 3263:
+    /// NAPTR, SRV, A/AAAA). Default empty: the system's, from /etc/resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for SipConfig {
@@ -313,6 +465,7 @@ impl Default for SipConfig {
             user_agent: format!("openum/{}", env!("CARGO_PKG_VERSION")),
             rtp_port_range: None,
             media_public_address: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -375,6 +528,35 @@ pub struct GatewayConfig {
     pub headers: Vec<String>,
     /// `enabled`. Default true.
     pub enabled: bool,
+    /// `group`: the gateway group dial-plan rules route to (`gateway_group` on a rule). Default
+    /// `default`. Calls no rule routes go to the group of the first enabled gateway.
+    pub group: String,
+    /// `priority`: within a group, lower is tried first. Default: the gateway's position among
+    /// the `[[gateway]]` tables (0, 1, 2 …), so gateways without one are tried in file order.
+    pub priority: Option<u32>,
+    /// `weight`: share of calls among gateways of equal priority; 0 is tried only after the
+    /// others of its priority. Default 1.
+    pub weight: u32,
+    /// `failover_codes`: final responses (300-699) after which a call moves on to the group's
+    /// next gateway, unless a provisional response other than 100 came first. No response at
+    /// all (Timer B) and a transport failure always move on. Default `[408, 503]`.
+    pub failover_codes: Vec<u16>,
+    /// `options_interval_secs`: seconds between OPTIONS pings marking the gateway up or down;
+    /// 0 (the default) sends none and the gateway counts as up.
+    pub options_interval_secs: u64,
+    /// `options_down_after`: unanswered pings in a row that mark the gateway down. Default 2.
+    pub options_down_after: u32,
+    /// `options_up_after`: answered pings in a row that mark a down gateway up again. Default 1.
+    pub options_up_after: u32,
+    /// `register`: register with the gateway (RFC 3261 §10) using `username`/`password`, and
+    /// send calls through it only while registered. Default false.
+    pub register: bool,
+    /// `registrar`: the REGISTER's Request-URI. Default `sip:<host:port of uri>`.
+    pub registrar: Option<String>,
+    /// `register_expires_secs`: the registration lifetime asked for. Default 600.
+    pub register_expires_secs: u32,
+    /// `register_wait_secs`: how long a new call waits for the first registration. Default 5.
+    pub register_wait_secs: u64,
     /// `ca_file`: PEM CA certificates the gateway's TLS certificate must chain to. Default: the
     /// system's root certificates.
     pub ca_file: Option<PathBuf>,
@@ -401,6 +583,13 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("calls_per_second", &self.calls_per_second)
             .field("enabled", &self.enabled)
+            .field("group", &self.group)
+            .field("priority", &self.priority)
+            .field("weight", &self.weight)
+            .field("failover_codes", &self.failover_codes)
+            .field("options_interval_secs", &self.options_interval_secs)
+            .field("register", &self.register)
+            .field("registrar", &self.registrar)
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
@@ -418,6 +607,9 @@ impl std::fmt::Debug for StoreConfig {
             .map(|u| u.rsplit_once('@').map_or("<redacted>", |(_, host)| host));
         f.debug_struct("StoreConfig")
             .field("postgres_url", &shown)
+            .field("postgres_sslmode", &self.postgres_sslmode)
+            .field("postgres_ca_file", &self.postgres_ca_file)
+            .field("postgres_pool_size", &self.postgres_pool_size)
             .finish()
     }
 }
@@ -438,6 +630,17 @@ impl Default for GatewayConfig {
             calls_per_second: 10,
             headers: Vec::new(),
             enabled: true,
+            group: "default".into(),
+            priority: None,
+            weight: 1,
+            failover_codes: vec![408, 503],
+            options_interval_secs: 0,
+            options_down_after: 2,
+            options_up_after: 1,
+            register: false,
+            registrar: None,
+            register_expires_secs: 600,
+            register_wait_secs: 5,
             ca_file: None,
             client_cert: None,
             client_key: None,
@@ -460,6 +663,7 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
                 .as_deref()
                 .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
             media_public_address: c.media_public_address,
+            dns_servers: c.dns_servers.clone(),
         }
     }
 }
@@ -491,6 +695,27 @@ impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
                 .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
                 .collect(),
             enabled: g.enabled,
+            group: g.group.clone(),
+            priority: g.priority.unwrap_or(0),
+            weight: g.weight,
+            failover_codes: g.failover_codes.clone(),
+            options: (g.options_interval_secs > 0).then(|| call_runtime::settings::OptionsPing {
+                interval: std::time::Duration::from_secs(g.options_interval_secs),
+                down_after: g.options_down_after,
+                up_after: g.options_up_after,
+            }),
+            register: g
+                .register
+                .then(|| call_runtime::settings::RegisterSettings {
+                    registrar: g.registrar.clone().unwrap_or_else(|| {
+                        format!(
+                            "sip:{}",
+                            call_runtime::gateways::uri_host_port(&g.uri.replace("{number}", ""))
+                        )
+                    }),
+                    expires_secs: g.register_expires_secs,
+                    call_wait: std::time::Duration::from_secs(g.register_wait_secs),
+                }),
             tls: call_runtime::settings::TlsSettings {
                 ca_file: g.ca_file.clone(),
                 client_cert: g.client_cert.clone(),
@@ -554,6 +779,23 @@ impl Config {
     pub fn active_gateway(&self) -> Option<&GatewayConfig> {
         self.gateways.iter().find(|g| g.enabled)
     }
+
+    /// Every enabled gateway as the runtime takes it, in file order; a gateway without a
+    /// `priority` gets its position among the `[[gateway]]` tables.
+    pub fn gateway_settings(&self) -> Vec<call_runtime::settings::GatewaySettings> {
+        self.gateways
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.enabled)
+            .map(|(i, g)| {
+                let mut settings = call_runtime::settings::GatewaySettings::from(g);
+                settings.priority = g
+                    .priority
+                    .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX));
+                settings
+            })
+            .collect()
+    }
 }
 
 /// `[server]`.
@@ -589,6 +831,10 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `metrics_token`: require `Authorization: Bearer <token>` on `/metrics`. Default: none.
     pub metrics_token: Option<String>,
+    /// `trusted_proxies`: reverse proxies (addresses or CIDR networks) whose
+    /// `X-Forwarded-For` is believed: the client is the right-most untrusted address in it
+    /// (logs, login throttling). Default none: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The metrics token never reaches logs.
@@ -607,6 +853,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls_key", &self.tls_key)
             .field("allow_plain_http", &self.allow_plain_http)
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
@@ -654,6 +901,7 @@ impl Default for ServerConfig {
             allow_plain_http: false,
             metrics_listen: None,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -666,6 +914,9 @@ pub struct EwsConfig {
     pub call_retention_hours: u64,
     /// `[ews.server_version]`: the `ServerVersionInfo` header.
     pub server_version: ServerVersionConfig,
+    /// `history_retention_days`: ended calls older than this are deleted from the store (call
+    /// history, dialled numbers included). Default 90; 0 keeps them forever.
+    pub history_retention_days: u64,
 }
 
 impl Default for EwsConfig {
@@ -673,6 +924,7 @@ impl Default for EwsConfig {
         Self {
             call_retention_hours: 24,
             server_version: ServerVersionConfig::default(),
+            history_retention_days: 90,
         }
     }
 }
@@ -777,11 +1029,66 @@ impl Config {
             return bad("server.metrics_token", "must not be empty");
         }
         crate::dialplan::DialPlan::new(self.dialplan.clone())?;
+        if let Err(error) =
+            crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return Err(InvalidValue::new(
+                format!("server.trusted_proxies[{}]", error.index),
+                format!(
+                    "({:?}) must be an IP address or CIDR network (e.g. 10.0.0.0/8): {}",
+                    error.value, error.source
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("auth.max_failures", u64::from(self.auth.max_failures)),
+            ("auth.failure_window_secs", self.auth.failure_window_secs),
+            ("auth.lockout_secs", self.auth.lockout_secs),
+            ("auth.max_tracked", self.auth.max_tracked as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.auth.max_lockout_secs < self.auth.lockout_secs {
+            return bad(
+                "auth.max_lockout_secs",
+                "must be at least auth.lockout_secs",
+            );
+        }
+        const CENTURY_DAYS: u64 = 36_500;
+        if self.ews.history_retention_days > CENTURY_DAYS {
+            return bad(
+                "ews.history_retention_days",
+                "must be at most 36500 (0 keeps call history forever)",
+            );
+        }
+        if self.voicemail.retention_days > CENTURY_DAYS {
+            return bad(
+                "voicemail.retention_days",
+                "must be at most 36500 (0 keeps voice mail forever)",
+            );
+        }
+        if self.ews.history_retention_days > 0
+            && self.ews.history_retention_days.saturating_mul(24) < self.ews.call_retention_hours
+        {
+            return Err(InvalidValue::new(
+                "ews.history_retention_days",
+                format!(
+                    "({} days) must cover ews.call_retention_hours ({} h): calls are deleted only after clients stop asking about them",
+                    self.ews.history_retention_days, self.ews.call_retention_hours
+                ),
+            ));
+        }
         if self.admission.max_calls_per_user == 0 {
             return bad("admission.max_calls_per_user", "must be at least 1");
         }
         if self.admission.max_calls_per_node == 0 {
             return bad("admission.max_calls_per_node", "must be at least 1");
+        }
+        self.cluster.validate()?;
+        if self.store.postgres_pool_size == 0 {
+            return bad("store.postgres_pool_size", "must be at least 1");
         }
         if self.sip.listen.ip().is_unspecified() && self.sip.public_address.is_none() {
             return Err(InvalidValue::new(
@@ -860,6 +1167,7 @@ impl Config {
                     format!("entry {h:?} is not \"Name: value\""),
                 ));
             }
+            crate::gateways::validate(i, g, &self.sip)?;
             for (key, value) in [
                 ("ring_timeout_secs", g.ring_timeout_secs),
                 ("max_concurrent_calls", g.max_concurrent_calls as u64),
@@ -873,7 +1181,18 @@ impl Config {
                 }
             }
         }
+        crate::gateways::validate_routes(self)?;
         Ok(())
+    }
+
+    /// The PostgreSQL connection settings of `[store]` (the URL aside).
+    pub fn postgres_options(&self) -> crate::store::PgOptions {
+        crate::store::PgOptions {
+            sslmode: self.store.postgres_sslmode,
+            ca_file: self.store.postgres_ca_file.clone(),
+            pool_size: self.store.postgres_pool_size,
+            hangup_wait: std::time::Duration::from_secs(self.cluster.hangup_wait_secs),
+        }
     }
 
     /// This node's name: configured, else the host name, else `openum`.
@@ -889,9 +1208,62 @@ impl Config {
     }
 }
 
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        if self.heartbeat_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.heartbeat_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.hangup_wait_secs == 0 {
+            return Err(InvalidValue::new(
+                "cluster.hangup_wait_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.fence_after_secs < 2 * self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.fence_after_secs",
+                format!(
+                    "({}) must be at least twice cluster.heartbeat_secs ({}): one slow heartbeat must not make a node hang up its calls",
+                    self.fence_after_secs, self.heartbeat_secs
+                ),
+            ));
+        }
+        if self.dead_after_secs < self.fence_after_secs + self.heartbeat_secs {
+            return Err(InvalidValue::new(
+                "cluster.dead_after_secs",
+                format!(
+                    "({}) must be at least cluster.fence_after_secs + cluster.heartbeat_secs ({}): a node cut off from the database must hang up its calls before its peers declare them Disconnected",
+                    self.dead_after_secs,
+                    self.fence_after_secs + self.heartbeat_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_bounds_that_allow_split_brain_are_refused_naming_the_key() {
+        let problem = Config::parse("[cluster]\nfence_after_secs = 12\ndead_after_secs = 12\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.dead_after_secs"), "{problem}");
+        let problem = Config::parse("[cluster]\nheartbeat_secs = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("cluster.fence_after_secs"), "{problem}");
+        let problem = Config::parse("[store]\npostgres_sslmode = \"require\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("postgres_sslmode"), "{problem}");
+    }
 
     #[test]
     fn the_example_file_documents_exactly_the_defaults() {

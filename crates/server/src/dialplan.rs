@@ -99,6 +99,10 @@ pub struct RuleConfig {
     pub mask: String,
     /// `dial`: what the gateway is sent; its `x`s take the mask's wildcard digits in order.
     pub dial: String,
+    /// `gateway_group`: the `[[gateway]]` group the numbers this rule allows are dialled
+    /// through. Default: the group of the first enabled gateway.
+    #[serde(default)]
+    pub gateway_group: Option<String>,
 }
 
 /// Why a number may not be dialled (`ErrorPhoneNumberNotDialable`).
@@ -128,6 +132,8 @@ pub struct Resolved {
     pub dial: String,
     /// The rule group that allowed it, if a rule did.
     pub group: Option<String>,
+    /// The gateway group to dial it through (the rule's `gateway_group`); `None`: the default.
+    pub gateway_group: Option<String>,
 }
 
 /// A validated dial plan.
@@ -210,6 +216,7 @@ impl DialPlan {
                     kind,
                     dial: canonical,
                     group: None,
+                    gateway_group: None,
                 }),
             };
         }
@@ -227,6 +234,7 @@ impl DialPlan {
                         kind,
                         dial,
                         group: Some(rule.group.clone()),
+                        gateway_group: rule.gateway_group.clone(),
                     });
                 }
                 matched_but_forbidden = true;
@@ -483,6 +491,7 @@ mod tests {
                     kind: NumberKind::National,
                     mask: mask.into(),
                     dial: dial.into(),
+                    gateway_group: None,
                 }],
                 ..DialPlanConfig::default()
             };

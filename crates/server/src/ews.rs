@@ -246,8 +246,8 @@ async fn play_on_phone(
     // Mailbox callers resolve as their mailbox, never by the spelling of their login (which
     // would let another spelling escape, or match, a local name in `dialplan.user_groups`):
     // they get `dialplan.allowed_groups`.
-    let number = match state.dial_plan.resolve(caller.owner(), &number) {
-        Ok(resolved) => resolved.dial,
+    let (number, gateway_group) = match state.dial_plan.resolve(caller.owner(), &number) {
+        Ok(resolved) => (resolved.dial, resolved.gateway_group),
         Err(refusal) => {
             return Ok(play_error(
                 ResponseCode::ErrorPhoneNumberNotDialable,
@@ -327,7 +327,11 @@ async fn play_on_phone(
             ));
         }
     }
-    if let Err(error) = state.calls.place(&record).await {
+    if let Err(error) = state
+        .calls
+        .place_via(&record, gateway_group.as_deref())
+        .await
+    {
         let closed = CallRecord {
             state: CallState::Disconnected,
             cause: Cause::Other,
@@ -465,23 +469,12 @@ async fn disconnect_phone_call(
             message: ResponseMessage::success(),
         }));
     }
-    // Another node owns the call's signalling: ask it (through the store) and wait briefly for
-    // it to record the end, so the next GetPhoneCallInformation shows it.
+    // Another node owns the call's signalling: ask it (through the store), which waits — bounded
+    // by `cluster.hangup_wait_secs` — for the owner to confirm the call ended.
     if record.node != state.node {
-        // A failure to ask the owner is an error, never a local hang-up: the owner may still
-        // be playing the call.
+        // A failure to ask the owner, or no confirmation in time, is an error, never a local
+        // hang-up: the owner may still be playing the call.
         state.store.request_hangup(&record.node, &record.id).await?;
-        for _ in 0..40 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if state
-                .registry
-                .get(&record.id)
-                .await?
-                .is_some_and(|r| r.is_finished())
-            {
-                break;
-            }
-        }
         return Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
             message: ResponseMessage::success(),
         }));

@@ -184,7 +184,8 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
                         Ok(bytes) => bytes,
                         Err(response) => return response,
                     };
-                    ews_post(&shared, &parts.headers, &bytes, client.as_ref()).await
+                    let address = client_address(&shared, &parts.extensions, &parts.headers);
+                    ews_post(&shared, &parts.headers, &bytes, client.as_ref(), address).await
                 };
                 return tokio::time::timeout_at(deadline, local)
                     .await
@@ -224,6 +225,7 @@ async fn rest_of_body(
 /// Paths match case-insensitively, as IIS matches them and as EWS clients spell them.
 async fn answer_locally(shared: &Shared, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let address = client_address(shared, &parts.extensions, &parts.headers);
     let (method, headers) = (parts.method, parts.headers);
     let path = parts.uri.path().to_ascii_lowercase();
     let get = method == Method::GET || method == Method::HEAD;
@@ -232,7 +234,7 @@ async fn answer_locally(shared: &Shared, request: Request) -> Response {
             if method == Method::POST {
                 // DefaultBodyLimit applies here too: past the cap this is a length error → 413.
                 match axum::body::to_bytes(body, shared.max_body_bytes).await {
-                    Ok(bytes) => ews_post(shared, &headers, &bytes, None).await,
+                    Ok(bytes) => ews_post(shared, &headers, &bytes, None, address).await,
                     Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
                 }
             } else {
@@ -282,6 +284,9 @@ async fn ready(shared: &Shared) -> Response {
             format!("{unwritten} call change(s) not yet written to the store\n"),
         )
             .into_response();
+    }
+    if let Some(reason) = shared.app.store.unready_reason() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response();
     }
     match shared.app.store.user("").await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
@@ -371,11 +376,24 @@ async fn pinned_caller(
     }))
 }
 
+/// The client's address (behind trusted proxies): logs and login throttling. `None` when the
+/// request did not come through the accept loop (in-process tests).
+fn client_address(
+    shared: &Shared,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<Peer>()
+        .map(|peer| shared.app.auth.client_address(peer.0.ip(), headers))
+}
+
 async fn ews_post(
     shared: &Shared,
     headers: &HeaderMap,
     body: &[u8],
     client: Option<&Arc<ClientConnection>>,
+    address: Option<std::net::IpAddr>,
 ) -> Response {
     let Ok(_permit) = shared.in_flight.try_acquire() else {
         return xml_answer(ews::fault(&Fault::server_busy(1000)));
@@ -401,7 +419,9 @@ async fn ews_post(
             return xml_answer(ews::handle(app, &caller, body).await);
         }
     }
-    let caller = match crate::auth::identify(&app.auth, app.mailbox.as_deref(), headers).await {
+    let caller = match crate::auth::identify(&app.auth, app.mailbox.as_deref(), headers, address)
+        .await
+    {
         Ok(Identified::Caller(caller)) => caller,
         Ok(Identified::Refused) => return unauthorized(offer_ntlm),
         Ok(Identified::MailboxUnavailable(error)) => {

@@ -5,7 +5,9 @@
 //! - [`config`]: the TOML configuration (every key optional; unknown keys refused by name).
 //! - [`http`]: routing (case-insensitive EWS paths, schema files, health), the 401 challenge,
 //!   body/time limits, the accept loop and graceful shutdown.
-//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from.
+//! - [`auth`]: HTTP Basic (Argon2id) and Bearer API tokens; who a request comes from; failed
+//!   logins logged and counted. [`throttle`]: their lockouts. [`client_address`]: the client
+//!   behind trusted reverse proxies.
 //! - [`mailbox`]: the mailbox backend — callers checked and voice mail fetched with their own
 //!   credentials from Exchange/grommunio, decoded audio cached.
 //! - [`forward`]: one EWS URL — every other EWS and Autodiscover request forwarded to the
@@ -19,24 +21,37 @@
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.
 //! - [`tls`]: the endpoint's certificate (rustls), reloaded on SIGHUP; [`metrics_listener`]:
 //!   `/metrics` on its own address (`server.metrics_listen`), optionally behind a token.
+//! - [`backup`]: `openum backup`/`restore` of the SQLite store and its audio files, and the lock
+//!   that tells a data directory in use.
+//! - [`retention`], [`privacy`]: the periodic purge of old call history, expired and orphaned
+//!   voice-mail audio; masking of dialled numbers in stored records.
+//! - [`cluster`]: several nodes on PostgreSQL — heartbeats, closing a dead peer's calls, and
+//!   fencing this node's calls when it is cut off from the database.
 //! - [`voicemail`], [`dialstring`], [`dialplan`]: ItemIds and stored audio (the
 //!   [`calls::AudioSource`] of this node's imported items), DialString
 //!   normalisation, and the dial plan (classification, premium/international refusal, rules).
 
 pub mod auth;
+pub mod backup;
+pub mod client_address;
+pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod dialstring;
 pub mod ews;
 pub mod forward;
+pub mod gateways;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
 pub mod metrics_listener;
 pub mod pinned;
+pub mod privacy;
 pub mod registry;
+pub mod retention;
 pub mod serve;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod voicemail;
 
@@ -64,7 +79,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn crate::store:
         .or_else(|| config.store.postgres_url.clone());
     match url {
         Some(url) => Ok(Arc::new(
-            crate::store::PostgresStore::connect(&url)
+            crate::store::PostgresStore::connect_with(&url, &config.postgres_options())
                 .await
                 .context("cannot connect to PostgreSQL (store.postgres_url)")?,
         )),
@@ -122,7 +137,13 @@ pub fn app_state_with_mailbox(
         forwarder,
         dial_plan,
         admission: config.admission.clone(),
-        auth: Authenticator::new(Arc::clone(&store)),
+        auth: Authenticator::new(Arc::clone(&store))
+            .with_throttle((&config.auth).into())
+            .with_trusted_proxies(
+                crate::client_address::TrustedProxies::parse(&config.server.trusted_proxies)
+                    .context("invalid server.trusted_proxies")?,
+            )
+            .with_metrics(Arc::clone(registry.metrics())),
         node: registry.node().to_owned(),
         store,
         registry,

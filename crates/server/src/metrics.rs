@@ -50,6 +50,22 @@ pub struct MailboxLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `openum_auth_failures_total`.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct AuthFailureLabels {
+    /// `basic`, `bearer` or `other` (the Authorization header's scheme).
+    pub scheme: &'static str,
+    /// Why the login failed (see [`crate::auth::FailureReason`]).
+    pub reason: &'static str,
+}
+
+/// Labels of a gateway's state.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct GatewayLabels {
+    /// The gateway's `name`.
+    pub gateway: String,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -71,6 +87,8 @@ pub struct Metrics {
     forward_duration: Histogram,
     forwarding: Gauge,
     pinned: Gauge,
+    auth_failures: Family<AuthFailureLabels, Counter>,
+    auth_lockouts: Counter,
     // Registration needs `&mut Registry`; scrapes build the text under this lock.
     encode_lock: Mutex<()>,
 }
@@ -104,6 +122,18 @@ impl Metrics {
     /// The gauge of forwarded requests in flight.
     pub fn forwarding(&self) -> &Gauge {
         &self.forwarding
+    }
+
+    /// Counts a failed login.
+    pub fn auth_failure(&self, scheme: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthFailureLabels { scheme, reason })
+            .inc();
+    }
+
+    /// Counts a lockout started (of an address or a user name).
+    pub fn auth_lockout(&self) {
+        self.auth_lockouts.inc();
     }
 
     /// Counts a placed call.
@@ -226,6 +256,72 @@ impl Metrics {
             "RTP packets the kernel refused (dropped)",
             ConstCounter::new(figures.rtp_send_errors),
         );
+        registry.register(
+            "auth_failures",
+            "Failed logins by Authorization scheme and reason",
+            self.auth_failures.clone(),
+        );
+        registry.register(
+            "auth_lockouts",
+            "Lockouts started after repeated failed logins (per address or user name)",
+            self.auth_lockouts.clone(),
+        );
+        let gateways = Family::<GatewayLabels, Gauge>::default();
+        for (name, up) in &figures.gateways_up {
+            gateways
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*up));
+        }
+        registry.register(
+            "gateway_up",
+            "1 while the gateway counts as up (answers OPTIONS pings, or is not pinged), else 0",
+            gateways,
+        );
+        let registered = Family::<GatewayLabels, Gauge>::default();
+        for (name, yes) in &figures.gateways_registered {
+            registered
+                .get_or_create(&GatewayLabels {
+                    gateway: name.clone(),
+                })
+                .set(i64::from(*yes));
+        }
+        registry.register(
+            "gateway_registered",
+            "1 while the gateway's outbound registration is accepted, else 0 (registering gateways only)",
+            registered,
+        );
+        registry.register(
+            "rtcp_sender_reports_sent",
+            "RTCP compound packets sent (Sender Report + SDES, BYE at the end)",
+            ConstCounter::new(figures.rtcp_sender_reports_sent),
+        );
+        registry.register(
+            "rtcp_reports_received",
+            "RTCP report blocks about openum's streams received from far ends",
+            ConstCounter::new(figures.rtcp_reports_received),
+        );
+        registry.register(
+            "rtcp_packets_lost",
+            "RTP packets the far ends reported lost (RTCP cumulative loss)",
+            ConstCounter::new(figures.rtcp_packets_lost),
+        );
+        registry.register(
+            "rtcp_jitter_seconds",
+            "Sum of the interarrival jitter far ends reported (divide by rtcp_reports_received)",
+            ConstCounter::new(figures.rtcp_jitter_seconds_total),
+        );
+        registry.register(
+            "rtcp_round_trip_seconds",
+            "Sum of the RTCP round-trip times measured (divide by rtcp_round_trips)",
+            ConstCounter::new(figures.rtcp_round_trip_seconds_total),
+        );
+        registry.register(
+            "rtcp_round_trips",
+            "RTCP round-trip times measured",
+            ConstCounter::new(figures.rtcp_round_trips),
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -267,6 +363,8 @@ impl Metrics {
             forward_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             forwarding: Gauge::default(),
             pinned: Gauge::default(),
+            auth_failures: Family::default(),
+            auth_lockouts: Counter::default(),
             encode_lock: Mutex::new(()),
         }
     }
@@ -296,6 +394,11 @@ mod tests {
                 live_calls: 2,
                 rtp_packets_sent: 150,
                 rtp_send_errors: 0,
+                gateways_up: vec![("pbx".into(), true), ("trunk".into(), false)],
+                gateways_registered: vec![("trunk".into(), false)],
+                rtcp_reports_received: 3,
+                rtcp_round_trip_seconds_total: 0.03,
+                ..CallServiceFigures::default()
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
         );
@@ -306,7 +409,12 @@ mod tests {
             "openum_calls_ended_total{cause=\"UserBusy\"} 1",
             "openum_calls_live 2",
             "openum_rtp_packets_sent_total 150",
+            "openum_rtcp_reports_received_total 3",
+            "openum_rtcp_round_trip_seconds_total 0.03",
             "openum_calls_by_state{state=\"Alerted\"} 1",
+            "openum_gateway_up{gateway=\"pbx\"} 1",
+            "openum_gateway_up{gateway=\"trunk\"} 0",
+            "openum_gateway_registered{gateway=\"trunk\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }

@@ -22,7 +22,8 @@ const PRUNE_EVERY: usize = 1024;
 /// Which concurrency cap refused a call.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum Refused {
-    /// The user's live calls on this node reached the cap.
+    /// The user's live calls reached the cap (on this node, and in a shared store on every
+    /// node).
     PerUser(usize),
     /// This node's live calls reached the cap.
     PerNode(usize),
@@ -39,6 +40,8 @@ pub struct Registry {
     /// Store writes of call changes, one at a time, so a retry never overwrites a newer state.
     writes: Arc<tokio::sync::Mutex<()>>,
     retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// What the stored record keeps of the dialled number (`[privacy]`).
+    dialled_numbers: crate::privacy::DialledNumbers,
 }
 
 /// A store write that takes longer counts as refused (a database gone silent must not hold the
@@ -73,7 +76,16 @@ impl Registry {
             pending: Arc::default(),
             writes: Arc::default(),
             retrying: Arc::default(),
+            dialled_numbers: crate::privacy::DialledNumbers::default(),
         }
+    }
+
+    /// Stores dialled numbers as `mode` says (`[privacy] store_dialled_numbers`); the records
+    /// in memory, which the call dials, keep the full number.
+    #[must_use]
+    pub fn with_dialled_numbers(mut self, mode: crate::privacy::DialledNumbers) -> Self {
+        self.dialled_numbers = mode;
+        self
     }
 
     /// The metrics calls are counted in.
@@ -166,16 +178,58 @@ impl Registry {
             }
             local.calls.insert(record.id.clone(), record.clone());
         }
-        if let Err(e) = self.insert(record).await {
-            write(&self.local).calls.remove(&record.id);
-            return Err(e);
+        // A shared store counts every node's calls, atomically with the insert.
+        match self
+            .store
+            .insert_call_capped(&self.as_stored(record), per_user)
+            .await
+        {
+            Ok(true) => {
+                self.after_insert(record);
+                Ok(Ok(()))
+            }
+            Ok(false) => {
+                write(&self.local).calls.remove(&record.id);
+                Ok(Err(Refused::PerUser(per_user)))
+            }
+            Err(e) => {
+                write(&self.local).calls.remove(&record.id);
+                Err(e)
+            }
         }
-        Ok(Ok(()))
+    }
+
+    /// The ids of the live calls this node owns.
+    pub fn live_ids(&self) -> Vec<String> {
+        read(&self.local)
+            .calls
+            .values()
+            .filter(|r| r.node == self.node && !r.is_finished())
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// Records a new call placed by this node.
     pub async fn insert(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.store.insert_call(record).await?;
+        self.store.insert_call(&self.as_stored(record)).await?;
+        self.after_insert(record);
+        Ok(())
+    }
+
+    /// The record as the store keeps it: the dialled number masked when
+    /// `[privacy] store_dialled_numbers = "masked"` (memory keeps it whole while the call lives;
+    /// updates never write the number again).
+    fn as_stored<'r>(&self, record: &'r CallRecord) -> std::borrow::Cow<'r, CallRecord> {
+        if self.dialled_numbers == crate::privacy::DialledNumbers::Full {
+            std::borrow::Cow::Borrowed(record)
+        } else {
+            let mut stored = record.clone();
+            stored.dialled = self.dialled_numbers.apply(&record.dialled);
+            std::borrow::Cow::Owned(stored)
+        }
+    }
+
+    fn after_insert(&self, record: &CallRecord) {
         let mut local = write(&self.local);
         local.inserts_since_prune += 1;
         if local.inserts_since_prune >= PRUNE_EVERY {
@@ -188,7 +242,6 @@ impl Registry {
         if record.node == self.node {
             local.calls.insert(record.id.clone(), record.clone());
         }
-        Ok(())
     }
 
     /// Records a state change. Memory moves on at once (a hung-up call reads Disconnected and
@@ -325,6 +378,57 @@ mod tests {
 
     #[async_trait]
     impl Store for Refusing {
+        async fn credential(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::Credential>, StoreError> {
+            self.inner.credential(n).await
+        }
+        async fn credential_state(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::CredentialState>, StoreError> {
+            self.inner.credential_state(n).await
+        }
+        async fn token_credential(
+            &self,
+            h: &str,
+        ) -> Result<Option<crate::store::TokenCredential>, StoreError> {
+            self.inner.token_credential(h).await
+        }
+        async fn set_password(&self, n: &str, h: &str) -> Result<bool, StoreError> {
+            self.inner.set_password(n, h).await
+        }
+        async fn set_user_disabled(&self, n: &str, d: bool) -> Result<bool, StoreError> {
+            self.inner.set_user_disabled(n, d).await
+        }
+        async fn delete_user(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::DeletedUser>, StoreError> {
+            self.inner.delete_user(n).await
+        }
+        async fn users(&self) -> Result<Vec<crate::store::UserSummary>, StoreError> {
+            self.inner.users().await
+        }
+        async fn tokens(
+            &self,
+            u: Option<&str>,
+        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
+            self.inner.tokens(u).await
+        }
+        async fn revoke_token(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::store::TokenInfo>, StoreError> {
+            self.inner.revoke_token(id).await
+        }
+        async fn revoke_tokens_labelled(
+            &self,
+            l: &str,
+        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
+            self.inner.revoke_tokens_labelled(l).await
+        }
         async fn upsert_user(&self, user: crate::store::User) -> Result<(), StoreError> {
             self.inner.upsert_user(user).await
         }

@@ -30,6 +30,13 @@ pub async fn serve(
     // From here on SIGHUP reloads the certificate and never ends the process (its default
     // action would drop every live call without a BYE).
     crate::tls::reload_on_sighup(tls.clone()).context("cannot watch for SIGHUP")?;
+    // Held until this function returns: `openum restore` refuses a SQLite store in use.
+    let _in_use = match crate::backup::StoreLocation::of(config) {
+        crate::backup::StoreLocation::Sqlite(_) => {
+            Some(crate::backup::DataDirLock::in_use(&config.server.data_dir)?)
+        }
+        crate::backup::StoreLocation::Postgres { .. } => None,
+    };
     let store = crate::open_store(config).await?;
     let node = config.node_name();
     // Nothing this node owned can still be live: a previous process died with it.
@@ -43,7 +50,10 @@ pub async fn serve(
             "closed calls left live by a previous run as Disconnected/Other"
         );
     }
-    let registry = Arc::new(Registry::new(store, node));
+    let retention = crate::retention::spawn(Arc::clone(&store), config.into());
+    let registry = Arc::new(
+        Registry::new(store, node).with_dialled_numbers(config.privacy.store_dialled_numbers),
+    );
     let mailbox = config
         .mailbox
         .as_ref()
@@ -53,17 +63,31 @@ pub async fn serve(
         })
         .transpose()
         .context("cannot set up the mailbox backend ([mailbox])")?;
+    // Audio imported on this node before it lived in the store moves there (PostgreSQL).
+    let moved =
+        crate::voicemail::adopt_local_audio(registry.store().as_ref(), &config.server.data_dir)
+            .await;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved node-local voice-mail audio into the shared store"
+        );
+    }
     let audio = ItemAudio {
-        local: LocalAudio::new(config.server.data_dir.clone()),
+        local: LocalAudio::with_store(
+            config.server.data_dir.clone(),
+            Arc::clone(registry.store()),
+            config.cluster.audio_cache_mb.saturating_mul(1024 * 1024),
+        ),
         mailbox: mailbox.clone(),
     };
     let sip = match config.active_gateway() {
-        Some(gateway) => Some(
-            SipCallService::start(
+        Some(_) => Some(
+            SipCallService::start_with_gateways(
                 Arc::clone(&registry) as _,
                 Arc::new(audio),
                 &(&config.sip).into(),
-                gateway.into(),
+                config.gateway_settings(),
             )
             .await
             .with_context(|| format!("cannot start the SIP user agent on {}", config.sip.listen))?,
@@ -75,7 +99,8 @@ pub async fn serve(
         // No gateway: say so (ErrorUnifiedMessagingServerNotFound) instead of pretending.
         None => Arc::new(NoGateway),
     };
-    listen_for_hangups(registry.store().as_ref(), registry.node(), &calls);
+    listen_for_hangups(&registry, &calls);
+    crate::cluster::start(&registry, &calls, &config.cluster);
     let metrics = match config.server.metrics_listen {
         Some(address) => Some(
             start_metrics_listener(
@@ -119,6 +144,7 @@ pub async fn serve(
             tracing::error!(%error, "the metrics listener task failed");
         }
     }
+    retention.abort();
     tracing::info!("openum stopped");
     Ok(())
 }
@@ -144,13 +170,16 @@ async fn start_metrics_listener(
 }
 
 /// Other nodes ask this one to end the calls it owns (PostgreSQL `NOTIFY`); a task hands each
-/// request for this node to the call service. Single-node stores have no such requests.
-pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallService>) {
-    let Some(mut requests) = store.hangup_requests() else {
+/// request for this node to the call service, then confirms it to the asking node once the
+/// call reads ended here. Single-node stores have no such requests.
+pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>) {
+    let store: &dyn Store = registry.store().as_ref();
+    let Some(mut requests) = store.hangup_requests(registry.node()) else {
         return;
     };
     let calls = Arc::clone(calls);
-    let me = node.to_owned();
+    let registry = Arc::clone(registry);
+    let me = registry.node().to_owned();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
@@ -159,6 +188,22 @@ pub fn listen_for_hangups(store: &dyn Store, node: &str, calls: &Arc<dyn CallSer
                     tracing::info!(call = %request.call_id, "hang-up requested by another node");
                     if calls.hangup(&request.call_id).await == calls::Hangup::NotLive {
                         tracing::info!(call = %request.call_id, "the call had already ended");
+                    }
+                    // Confirmed only once the store reads it ended: the asking node (and every
+                    // other) answers from the store, and must never read it live after Success.
+                    let ended = match registry.store().call(&request.call_id).await {
+                        Ok(record) => record.is_none_or(|r| r.is_finished()),
+                        Err(error) => {
+                            tracing::error!(call = %request.call_id, error = %error_chain(&error), "cannot read the call a peer asked to end");
+                            false
+                        }
+                    };
+                    if !ended {
+                        // No confirmation: the asking node answers with an error.
+                        tracing::error!(call = %request.call_id, "a hang-up asked by a peer is not recorded in the store yet; not confirmed");
+                    } else if let Err(error) = registry.store().hangup_done(&request.call_id).await
+                    {
+                        tracing::warn!(call = %request.call_id, error = %error_chain(&error), "cannot confirm a hang-up to the node that asked");
                     }
                 }
                 Ok(_) => {}

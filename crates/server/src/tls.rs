@@ -16,12 +16,14 @@ use sha2::Digest as _;
 
 use crate::config::ServerConfig;
 
-/// Why a certificate/key pair cannot be served; names the key and the file.
+/// Why a certificate/key pair cannot be served; names the key and the file. The underlying
+/// cause is the error's source (not repeated in its message): print it with
+/// [`calls::error_chain`] or `{:#}`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
     /// The certificate file is unreadable or not PEM.
-    #[error("cannot read server.tls_cert {}: {source}", .path.display())]
+    #[error("cannot read server.tls_cert {}", .path.display())]
     Certificate {
         /// The file.
         path: PathBuf,
@@ -35,8 +37,14 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
     },
-    /// The key file is unreadable, not PEM, or holds no private key.
-    #[error("cannot read a private key (PKCS#8, RSA or EC PEM) from server.tls_key {}: {source}", .path.display())]
+    /// The key file holds no private key.
+    #[error("server.tls_key {} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)", .path.display())]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file is unreadable or not PEM.
+    #[error("cannot read a private key (PKCS#8, RSA or EC PEM) from server.tls_key {}", .path.display())]
     Key {
         /// The file.
         path: PathBuf,
@@ -44,9 +52,16 @@ pub enum TlsError {
         #[source]
         source: rustls::pki_types::pem::Error,
     },
-    /// rustls refused the pair: an unsupported key type, or a key that does not belong to the
-    /// certificate.
-    #[error("server.tls_key {} does not fit server.tls_cert {}: {source}", .key.display(), .cert.display())]
+    /// The key is not the leaf certificate's.
+    #[error("server.tls_key {} is not the key of the first certificate in server.tls_cert {} (the server's own certificate must come first, then its intermediates)", .key.display(), .cert.display())]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the pair (e.g. an unsupported key type).
+    #[error("server.tls_key {} cannot be served with server.tls_cert {}", .key.display(), .cert.display())]
     Pair {
         /// The certificate file.
         cert: PathBuf,
@@ -84,14 +99,27 @@ pub fn load(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
     };
     let fingerprint = fingerprint(leaf);
     let chain_len = chain.len();
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
-        path: key.to_owned(),
-        source,
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| match source {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+            path: key.to_owned(),
+        },
+        source => TlsError::Key {
+            path: key.to_owned(),
+            source,
+        },
     })?;
-    let pair = |source| TlsError::Pair {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-        source,
+    let pair = |source| match source {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::Mismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }
+        }
+        source => TlsError::Pair {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        },
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

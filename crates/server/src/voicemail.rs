@@ -38,10 +38,15 @@ pub fn mint_item_id() -> String {
 /// A new ItemId and the UUID it carries.
 fn mint() -> (String, uuid::Uuid) {
     let uuid = uuid::Uuid::new_v4();
+    (item_id_for(uuid), uuid)
+}
+
+/// The ItemId that carries `uuid`.
+fn item_id_for(uuid: uuid::Uuid) -> String {
     let mut raw = Vec::with_capacity(17);
     raw.push(VERSION);
     raw.extend_from_slice(uuid.as_bytes());
-    (base64::engine::general_purpose::STANDARD.encode(raw), uuid)
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 /// Checks that `id` is an openum ItemId; returns the item's UUID.
@@ -168,14 +173,7 @@ pub async fn import(
                 source,
             })?;
     let (id, uuid) = mint();
-    let path = audio_path(data_dir, uuid);
-    let dir = path.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir).map_err(|source| ImportError::CreateDir {
-        path: dir.to_owned(),
-        source,
-    })?;
     let raw: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    write_audio(&path, &raw)?;
     let item = crate::store::VoicemailItem {
         id: id.clone(),
         owner: user.to_owned(),
@@ -185,6 +183,21 @@ pub async fn import(
         duration_ms: i64::try_from(samples.len() / 8).unwrap_or(i64::MAX),
         created_at: calls::now_unix(),
     };
+    // A store every node reads (PostgreSQL) keeps the audio with the record: no file here.
+    if store.shares_audio() {
+        store
+            .insert_voicemail_item_with_audio(&item, &raw)
+            .await
+            .map_err(ImportError::Store)?;
+        return Ok(id);
+    }
+    let path = audio_path(data_dir, uuid);
+    let dir = path.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir).map_err(|source| ImportError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    write_audio(&path, &raw)?;
     if let Err(source) = store.insert_voicemail_item(&item).await {
         // Best-effort clean-up; the insert's error is what the caller needs to see.
         let _ = std::fs::remove_file(&path);
@@ -208,17 +221,46 @@ fn write_audio(path: &Path, raw: &[u8]) -> Result<(), ImportError> {
         })
 }
 
-/// The voice-mail items imported on this node: their decoded audio (8 kHz mono PCM) lives in
-/// files under the data directory.
-#[derive(Clone, Debug)]
+/// The voice-mail items openum imported: with SQLite their decoded audio (8 kHz mono PCM) lives
+/// in files under the data directory; with a store that shares audio (PostgreSQL) it lives in
+/// the store, and each node keeps a bounded cache of it under `<data_dir>/voicemail-cache/`.
+#[derive(Clone)]
 pub struct LocalAudio {
     data_dir: PathBuf,
+    shared: Option<SharedAudio>,
+}
+
+/// Audio read from the store, cached on disk up to a size.
+#[derive(Clone)]
+struct SharedAudio {
+    store: Arc<dyn crate::store::Store>,
+    cache_dir: PathBuf,
+    cache_bytes: u64,
 }
 
 impl LocalAudio {
     /// The items under `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
-        Self { data_dir }
+        Self {
+            data_dir,
+            shared: None,
+        }
+    }
+
+    /// The items of `store`, which shares audio between nodes when
+    /// [`crate::store::Store::shares_audio`]; such audio is cached under `data_dir` up to
+    /// `cache_bytes`.
+    pub fn with_store(
+        data_dir: PathBuf,
+        store: Arc<dyn crate::store::Store>,
+        cache_bytes: u64,
+    ) -> Self {
+        let shared = store.shares_audio().then(|| SharedAudio {
+            store,
+            cache_dir: data_dir.join("voicemail-cache"),
+            cache_bytes,
+        });
+        Self { data_dir, shared }
     }
 
     /// Reads an item's decoded audio.
@@ -230,11 +272,149 @@ impl LocalAudio {
             std::io::ErrorKind::NotFound => calls::AudioError::NotFound,
             _ => calls::AudioError::Read(Box::new(AudioFileError { path, source: e })),
         })?;
-        Ok(raw
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect())
+        Ok(decode_raw(&raw))
     }
+}
+
+fn decode_raw(raw: &[u8]) -> Arc<[i16]> {
+    raw.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+impl SharedAudio {
+    fn path(&self, uuid: uuid::Uuid) -> PathBuf {
+        self.cache_dir.join(format!("{}.pcm", uuid.simple()))
+    }
+
+    /// The cached audio, if any (marked as just used).
+    async fn cached(&self, uuid: uuid::Uuid) -> Option<Vec<u8>> {
+        let path = self.path(uuid);
+        let read = tokio::task::spawn_blocking(move || {
+            let raw = std::fs::read(&path)?;
+            // Least recently *used* is evicted first: a read counts as a use.
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(std::time::SystemTime::now())?;
+            Ok::<_, std::io::Error>(raw)
+        })
+        .await;
+        match read {
+            Ok(Ok(raw)) => Some(raw),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot read the voice-mail audio cache; reading the store");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the voice-mail audio cache read did not finish; reading the store");
+                None
+            }
+        }
+    }
+
+    /// Caches `raw`, then evicts the least recently used files beyond the bound. A cache that
+    /// cannot be written only costs a read of the store next time: logged, not an error.
+    async fn keep(&self, uuid: uuid::Uuid, raw: Vec<u8>) {
+        let (path, dir, bound) = (self.path(uuid), self.cache_dir.clone(), self.cache_bytes);
+        let done = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let partial = path.with_extension(format!("partial{}", std::process::id()));
+            std::fs::write(&partial, &raw)?;
+            std::fs::rename(&partial, &path)?;
+            evict(&dir, bound)
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot update the voice-mail audio cache");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the voice-mail audio cache update did not finish");
+            }
+        }
+    }
+}
+
+/// Removes the least recently used `.pcm` files of `dir` until the rest fit in `bound` bytes.
+fn evict(dir: &Path, bound: u64) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "pcm") {
+            files.push((meta.modified()?, meta.len(), entry.path()));
+        }
+    }
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= bound {
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => total -= len,
+            // Another task evicted it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Moves the audio of items imported on this node before their audio lived in the store (files
+/// under `<data_dir>/voicemail/`) into a store that shares audio; items whose audio the store
+/// already has are left alone. Returns how many were moved; a file that cannot be moved is
+/// logged and keeps playing from this node.
+pub async fn adopt_local_audio(store: &dyn crate::store::Store, data_dir: &Path) -> usize {
+    if !store.shares_audio() {
+        return 0;
+    }
+    let dir = data_dir.join("voicemail");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(error) => {
+            tracing::error!(dir = %dir.display(), %error, "cannot list node-local voice-mail audio to move it into the store");
+            return 0;
+        }
+    };
+    let mut moved = 0;
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(error) => {
+                tracing::error!(dir = %dir.display(), %error, "cannot list node-local voice-mail audio");
+                continue;
+            }
+        };
+        let Some(uuid) = path
+            .extension()
+            .filter(|e| *e == "pcm")
+            .and_then(|_| path.file_stem())
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| uuid::Uuid::try_parse(stem).ok())
+        else {
+            continue;
+        };
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "cannot read node-local voice-mail audio to move it into the store");
+                continue;
+            }
+        };
+        match store.adopt_voicemail_audio(&item_id_for(uuid), &raw).await {
+            Ok(true) => moved += 1,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(file = %path.display(), error = %calls::error_chain(&error), "cannot move node-local voice-mail audio into the store; it plays from this node only");
+            }
+        }
+    }
+    moved
 }
 
 /// An audio file that could not be read, with its path.
@@ -249,6 +429,24 @@ struct AudioFileError {
 #[async_trait::async_trait]
 impl calls::AudioSource for LocalAudio {
     async fn pcm(&self, item_id: &str) -> Result<Arc<[i16]>, calls::AudioError> {
+        if let Some(shared) = &self.shared {
+            let uuid = parse_item_id(item_id)
+                .map_err(|_| calls::AudioError::MalformedId(item_id.to_owned()))?;
+            if let Some(raw) = shared.cached(uuid).await {
+                return Ok(decode_raw(&raw));
+            }
+            match shared.store.voicemail_audio(item_id).await {
+                Ok(Some(raw)) => {
+                    let samples = decode_raw(&raw);
+                    shared.keep(uuid, raw).await;
+                    return Ok(samples);
+                }
+                // Not in the store: a file imported here before the audio moved to the store
+                // (the start-up migration could not move it) still plays from this node.
+                Ok(None) => {}
+                Err(error) => return Err(calls::AudioError::Read(Box::new(error))),
+            }
+        }
         let this = self.clone();
         let item_id = item_id.to_owned();
         // A message is up to a few MB: read it off the request workers.
@@ -310,6 +508,57 @@ mod tests {
 
     #[async_trait]
     impl Store for Faulty {
+        async fn credential(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::Credential>, StoreError> {
+            self.inner.credential(n).await
+        }
+        async fn credential_state(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::CredentialState>, StoreError> {
+            self.inner.credential_state(n).await
+        }
+        async fn token_credential(
+            &self,
+            h: &str,
+        ) -> Result<Option<crate::store::TokenCredential>, StoreError> {
+            self.inner.token_credential(h).await
+        }
+        async fn set_password(&self, n: &str, h: &str) -> Result<bool, StoreError> {
+            self.inner.set_password(n, h).await
+        }
+        async fn set_user_disabled(&self, n: &str, d: bool) -> Result<bool, StoreError> {
+            self.inner.set_user_disabled(n, d).await
+        }
+        async fn delete_user(
+            &self,
+            n: &str,
+        ) -> Result<Option<crate::store::DeletedUser>, StoreError> {
+            self.inner.delete_user(n).await
+        }
+        async fn users(&self) -> Result<Vec<crate::store::UserSummary>, StoreError> {
+            self.inner.users().await
+        }
+        async fn tokens(
+            &self,
+            u: Option<&str>,
+        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
+            self.inner.tokens(u).await
+        }
+        async fn revoke_token(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::store::TokenInfo>, StoreError> {
+            self.inner.revoke_token(id).await
+        }
+        async fn revoke_tokens_labelled(
+            &self,
+            l: &str,
+        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
+            self.inner.revoke_tokens_labelled(l).await
+        }
         async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
             self.inner.upsert_user(user).await
         }

@@ -17,6 +17,7 @@
 pub mod http1;
 pub mod mailbox;
 pub mod ntlm;
+pub mod private_pg;
 pub mod tls;
 
 use std::fmt::Write as _;
@@ -370,6 +371,29 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// A new, empty database `name` on this server (dropped first if it exists), for a test
+    /// that changes what others share (the schema version); returns its URL.
+    pub async fn own_database(&self, name: &str) -> String {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        tokio::spawn(connection);
+        // DROP/CREATE DATABASE cannot run in a transaction: one statement each.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let (base, _) = self.url.rsplit_once('/').expect("a postgres:// URL");
+        format!("{base}/{name}")
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some((dir, bin)) = &self.private {
@@ -396,7 +420,7 @@ impl Drop for Postgres {
     }
 }
 
-fn find_postgres_bin() -> Option<PathBuf> {
+pub(crate) fn find_postgres_bin() -> Option<PathBuf> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if dir.join("initdb").exists() {

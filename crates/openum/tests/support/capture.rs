@@ -56,7 +56,16 @@ impl Capture {
     pub fn start(dir: &Path, name: &str, filter: &str) -> Self {
         let path = dir.join(name);
         let mut child = Command::new("timeout")
-            .args(["300", "tcpdump", "-i", "lo", "-n", "-U", "-w"])
+            .args([
+                "300",
+                "tcpdump",
+                "-i",
+                "lo",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-w",
+            ])
             .arg(&path)
             .arg(filter)
             .stdout(Stdio::null())

@@ -7,7 +7,7 @@
     reason = "a test suite shipped for backends' test runs: a panic is a failure"
 )]
 
-use super::{Store, StoreError, User, VoicemailItem};
+use super::{token_id, Store, StoreError, User, VoicemailItem};
 use calls::{CallRecord, CallState, Cause};
 
 fn call(id: &str, owner: &str, node: &str) -> CallRecord {
@@ -161,4 +161,188 @@ pub async fn run(store: &dyn Store, tag: &str) {
         record,
         "finished calls are untouched"
     );
+
+    accounts(store, tag).await;
+}
+
+/// Credential generations, disabled users, password resets, token listing and revocation, user
+/// deletion.
+async fn accounts(store: &dyn Store, tag: &str) {
+    let carol = format!("{tag}-carol");
+    let dave = format!("{tag}-dave");
+    for (name, play) in [(&carol, false), (&dave, true)] {
+        store
+            .upsert_user(User {
+                name: name.clone(),
+                password_hash: "c1".into(),
+                play_on_phone: play,
+            })
+            .await
+            .unwrap();
+    }
+    let state = |name: String| async move { store.credential_state(&name).await.unwrap() };
+    let g0 = state(carol.clone()).await.unwrap();
+    assert!(!g0.disabled);
+    let cred = store.credential(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            cred.name.as_str(),
+            cred.password_hash.as_str(),
+            cred.generation
+        ),
+        (carol.as_str(), "c1", g0.generation)
+    );
+    assert!(store
+        .credential(&format!("{tag}-nobody"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // A password reset bumps the generation and keeps every other setting.
+    assert!(store.set_password(&carol, "c2").await.unwrap());
+    let g1 = state(carol.clone()).await.unwrap();
+    assert!(g1.generation > g0.generation);
+    let after = store.user(&carol).await.unwrap().unwrap();
+    assert_eq!(
+        (after.password_hash.as_str(), after.play_on_phone),
+        ("c2", false)
+    );
+    assert!(!store
+        .set_password(&format!("{tag}-nobody"), "x")
+        .await
+        .unwrap());
+    // So does replacing a user with upsert_user.
+    store
+        .upsert_user(User {
+            name: carol.clone(),
+            password_hash: "c3".into(),
+            play_on_phone: false,
+        })
+        .await
+        .unwrap();
+    let g2 = state(carol.clone()).await.unwrap();
+    assert!(g2.generation > g1.generation);
+
+    // Disable and enable: each bumps the generation.
+    assert!(store.set_user_disabled(&carol, true).await.unwrap());
+    let g3 = state(carol.clone()).await.unwrap();
+    assert!(g3.disabled && g3.generation > g2.generation);
+    assert!(store.credential(&carol).await.unwrap().unwrap().disabled);
+    assert!(store.set_user_disabled(&carol, false).await.unwrap());
+    let g4 = state(carol.clone()).await.unwrap();
+    assert!(!g4.disabled && g4.generation > g3.generation);
+    assert!(!store
+        .set_user_disabled(&format!("{tag}-nobody"), true)
+        .await
+        .unwrap());
+
+    // Tokens: credential with the user's state, listing without secrets, revocation by id and
+    // by label, each bumping the owner's generation.
+    let hashes: Vec<String> = (1..=3)
+        .map(|n| format!("{n}{tag}-token-hash-of-carol-{n}"))
+        .collect();
+    store
+        .insert_token(&carol, &hashes[0], "laptop")
+        .await
+        .unwrap();
+    store.insert_token(&carol, &hashes[1], "ci").await.unwrap();
+    store.insert_token(&dave, &hashes[2], "ci").await.unwrap();
+    let tc = store.token_credential(&hashes[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (tc.user.as_str(), tc.generation, tc.disabled),
+        (carol.as_str(), g4.generation, false)
+    );
+    assert!(store.token_credential("unknown").await.unwrap().is_none());
+    let listed = store.tokens(Some(&carol)).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.id.clone(), t.label.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (token_id(&hashes[0]), "laptop"),
+            (token_id(&hashes[1]), "ci")
+        ]
+    );
+    assert!(listed.iter().all(|t| t.user == carol && t.created_at > 0));
+    let all = store.tokens(None).await.unwrap();
+    assert!(all.iter().any(|t| t.user == dave), "{all:?}");
+    let revoked = store
+        .revoke_token(&token_id(&hashes[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (revoked.user.as_str(), revoked.label.as_str()),
+        (carol.as_str(), "laptop")
+    );
+    assert!(store.token_credential(&hashes[0]).await.unwrap().is_none());
+    let g5 = state(carol.clone()).await.unwrap();
+    assert!(g5.generation > g4.generation);
+    assert!(store
+        .revoke_token(&token_id(&hashes[0]))
+        .await
+        .unwrap()
+        .is_none());
+    // An id naming two tokens revokes neither.
+    let twin_a = format!("{tag}-twin-token-hash-a");
+    let twin_b = format!("{tag}-twin-token-hash-b");
+    assert_eq!(token_id(&twin_a), token_id(&twin_b));
+    store.insert_token(&dave, &twin_a, "twin").await.unwrap();
+    store.insert_token(&dave, &twin_b, "twin").await.unwrap();
+    assert!(matches!(
+        store.revoke_token(&token_id(&twin_a)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.token_credential(&twin_a).await.unwrap().is_some());
+    let dave_before = state(dave.clone()).await.unwrap();
+    let by_label = store.revoke_tokens_labelled("twin").await.unwrap();
+    assert_eq!(by_label.len(), 2);
+    assert!(state(dave.clone()).await.unwrap().generation > dave_before.generation);
+    assert!(store.token_credential(&twin_b).await.unwrap().is_none());
+    assert!(store
+        .revoke_tokens_labelled("twin")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The user list shows flags and counts.
+    let users = store.users().await.unwrap();
+    let c = users.iter().find(|u| u.name == carol).unwrap();
+    assert_eq!(
+        (c.play_on_phone, c.disabled, c.tokens, c.voicemail_items),
+        (false, false, 1, 0)
+    );
+
+    // Deleting a user removes their tokens and voice-mail items and reports them.
+    store
+        .insert_voicemail_item(&VoicemailItem {
+            id: format!("{tag}-carol-item"),
+            owner: carol.clone(),
+            has_audio: true,
+            created_at: 5,
+            ..VoicemailItem::default()
+        })
+        .await
+        .unwrap();
+    let deleted = store.delete_user(&carol).await.unwrap().unwrap();
+    assert_eq!(deleted.tokens, 1);
+    assert_eq!(
+        deleted
+            .voicemail_items
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        [format!("{tag}-carol-item")]
+    );
+    assert!(store.credential_state(&carol).await.unwrap().is_none());
+    assert!(store.token_credential(&hashes[1]).await.unwrap().is_none());
+    assert!(store
+        .voicemail_item(&format!("{tag}-carol-item"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.delete_user(&carol).await.unwrap().is_none());
+    let dave_gone = store.delete_user(&dave).await.unwrap().unwrap();
+    assert_eq!((dave_gone.tokens, dave_gone.voicemail_items.len()), (1, 0));
 }

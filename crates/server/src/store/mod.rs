@@ -5,12 +5,20 @@
 //! the SQLite backend runs its statements on tokio's blocking pool so a slow disk never stalls
 //! the request workers. [`conformance::run`] is the one behaviour suite both backends pass.
 //!
-//! Voice-mail audio lives in files next to the database (`<data_dir>/voicemail/`), not in it:
-//! the store keeps the item records, the node that imported an item serves its audio.
+//! Voice-mail audio: with SQLite it lives in files next to the database
+//! (`<data_dir>/voicemail/`); with PostgreSQL it lives in the database with the item
+//! ([`Store::shares_audio`]), so every node plays every item.
 //!
 //! Cross-node hang-up: a node asked to end a call another node owns calls
-//! [`Store::request_hangup`]; the owner receives it from [`Store::hangup_requests`] (PostgreSQL
-//! `NOTIFY`/`LISTEN`). SQLite is single-node and has neither.
+//! [`Store::request_hangup`], which records the request (table `hangup_requests`, the source of
+//! truth), wakes the owner (`NOTIFY`) and waits, bounded, for the owner's confirmation; the owner
+//! receives it from [`Store::hangup_requests`] (a dedicated `LISTEN` connection that re-reads the
+//! table after every reconnect, so a request made while it was away is not lost) and confirms
+//! with [`Store::hangup_done`]. SQLite is single-node and has none of this.
+//!
+//! Node liveness ([`Store::heartbeat`], [`Store::close_calls_of_dead_nodes`]) and cluster-wide
+//! admission ([`Store::insert_call_capped`]) are PostgreSQL's too; SQLite's defaults are the
+//! single-node behaviour.
 
 //!
 //! # Layout
@@ -20,13 +28,25 @@
 //! - [`sqlite`]: [`SqliteStore`], the embedded default.
 //! - [`postgres`]: [`PostgresStore`], for several nodes.
 //! - [`conformance`]: the behaviour suite both pass.
+//! - `users`: the account records behind authentication and `openum user|token` (credential
+//!   generations, disabled users, token ids).
+//! - [`history`]: call history, purges, voice-mail deletion and the schema version, for
+//!   administration and retention ([`Store::history`]).
 
 pub mod conformance;
+pub mod history;
 mod postgres;
 mod sqlite;
+mod users;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use users::{
+    token_id, Credential, CredentialState, DeletedUser, TokenCredential, TokenInfo, UserSummary,
+    TOKEN_ID_LEN,
+};
+
+pub use history::History;
 
 use async_trait::async_trait;
 use calls::{CallRecord, UnixSeconds};
@@ -189,9 +209,131 @@ pub trait Store: Send + Sync + 'static {
             "this store serves a single node; no other node owns calls".into(),
         ))
     }
-    /// Hang-up requests from other nodes (multi-node backends only).
-    fn hangup_requests(&self) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
+    /// Hang-up requests from other nodes for `node` (multi-node backends only).
+    fn hangup_requests(
+        &self,
+        _node: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<HangupRequest>> {
         None
+    }
+
+    /// Whether several nodes share this store (heartbeats, reaping and fencing then run).
+    fn multi_node(&self) -> bool {
+        false
+    }
+
+    /// Why the store cannot serve this node right now, if it cannot (e.g. the `LISTEN`
+    /// connection is down), for `/readyz`. Queries are checked separately.
+    fn unready_reason(&self) -> Option<String> {
+        None
+    }
+
+    // Accounts (`users.rs`). Every change to what a user may log in with (password, disabled,
+    // a token revoked) bumps the user's credential generation in the same statement, so every
+    // process sharing the store stops trusting what it verified before (`auth.rs`).
+
+    /// A user's password hash, credential generation and disabled flag, read in one statement.
+    async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError>;
+    /// A user's credential generation and disabled flag (one primary-key lookup): what a cached
+    /// verification is checked against on every request.
+    async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError>;
+    /// The token with this hash, with its user's generation and disabled flag.
+    async fn token_credential(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenCredential>, StoreError>;
+    /// Replaces a user's password hash and bumps their generation; every other setting is kept.
+    /// `false`: no such user.
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// Disables or enables a user and bumps their generation. `false`: no such user.
+    async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Deletes a user with their tokens and voice-mail item records (call history is kept: it
+    /// is purged by its own retention). `None`: no such user.
+    async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError>;
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<UserSummary>, StoreError>;
+    /// API tokens (of one user, or all), by user then creation time; never their secrets.
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Revokes the token with this id (see [`token_id`]) and bumps its user's generation.
+    /// `None`: no such token; [`StoreError::Conflict`]: the id names more than one.
+    async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError>;
+    /// Revokes every token with this label and bumps their users' generations.
+    async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError>;
+    /// History, retention and administration operations ([`history`]); both real backends
+    /// have them.
+    fn history(&self) -> Option<&dyn History> {
+        None
+    }
+
+    /// The owner confirms that it ended (or no longer has) `call_id`, which another node asked
+    /// it to hang up (multi-node backends only).
+    async fn hangup_done(&self, _call_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Inserts a new call unless its owner already has `per_user` live calls in the store (every
+    /// node's); `Ok(false)` when the cap refused it. Check and insert are atomic across nodes.
+    /// Single-node stores rely on the registry's in-memory check and just insert.
+    async fn insert_call_capped(
+        &self,
+        call: &CallRecord,
+        _per_user: usize,
+    ) -> Result<bool, StoreError> {
+        self.insert_call(call).await.map(|()| true)
+    }
+
+    /// Writes `node`'s heartbeat (multi-node backends only).
+    async fn heartbeat(&self, _node: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Closes, as Disconnected/Other, every live call of every node other than `me` whose
+    /// heartbeat is older than `dead_after`; each call is closed by exactly one node even if
+    /// several try at once. Returns the calls closed (id, owning node).
+    async fn close_calls_of_dead_nodes(
+        &self,
+        _me: &str,
+        _dead_after: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether voice-mail audio lives in the store, where every node reads it (PostgreSQL), rather
+    /// than in files next to the database (SQLite).
+    fn shares_audio(&self) -> bool {
+        false
+    }
+
+    /// Stores a voice-mail item record with its decoded audio (8 kHz mono s16le), both or
+    /// neither. Stores that do not share audio keep only the record (the caller writes the
+    /// file).
+    async fn insert_voicemail_item_with_audio(
+        &self,
+        item: &VoicemailItem,
+        _audio: &[u8],
+    ) -> Result<(), StoreError> {
+        self.insert_voicemail_item(item).await
+    }
+
+    /// An item's decoded audio, if the store holds it.
+    async fn voicemail_audio(&self, _id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Migration of node-local audio: stores `audio` for the existing item `id` if the store has
+    /// none for it yet. `Ok(true)` when it was stored.
+    async fn adopt_voicemail_audio(&self, _id: &str, _audio: &[u8]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Which of `ids` (calls `node` owns) another node has closed because it declared `node`
+    /// dead.
+    async fn closed_by_peers(
+        &self,
+        _node: &str,
+        _ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

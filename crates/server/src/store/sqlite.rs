@@ -7,7 +7,12 @@ use async_trait::async_trait;
 use calls::{now_unix, CallRecord, UnixSeconds};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{CallRow, Store, StoreError, User, VoicemailItem};
+use super::{
+    CallRow, Credential, CredentialState, DeletedUser, Store, StoreError, TokenCredential,
+    TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
+};
+
+mod history;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -63,6 +68,12 @@ ALTER TABLE voicemail_items ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE voicemail_items ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX voicemail_owner ON voicemail_items(owner);
 "#,
+    // Credential generations and disabled users (store/users.rs).
+    r#"
+ALTER TABLE users ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tokens_user ON tokens(user_name);
+"#,
 ];
 
 impl SqliteStore {
@@ -81,6 +92,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        history::guard(version)?;
         let tx = conn.transaction()?;
         for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate() {
             let target = i64::try_from(i + 1).unwrap_or(i64::MAX);
@@ -147,7 +159,8 @@ impl Store for SqliteStore {
             c.execute(
                 "INSERT INTO users (name, password_hash, play_on_phone) VALUES (?1, ?2, ?3)
                  ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash,
-                                                 play_on_phone = excluded.play_on_phone",
+                                                 play_on_phone = excluded.play_on_phone,
+                                                 generation = users.generation + 1",
                 params![user.name, user.password_hash, user.play_on_phone],
             )?;
             Ok(())
@@ -329,6 +342,228 @@ impl Store for SqliteStore {
             )?;
             let rows = stmt.query_map(params![owner], row_to_item)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    fn history(&self) -> Option<&dyn super::History> {
+        Some(self)
+    }
+
+    async fn credential(&self, name: &str) -> Result<Option<Credential>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT name, password_hash, generation, disabled FROM users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Credential {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        generation: r.get(2)?,
+                        disabled: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT generation, disabled FROM users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(CredentialState {
+                        generation: r.get(0)?,
+                        disabled: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn token_credential(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenCredential>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT u.name, u.generation, u.disabled
+                 FROM tokens t JOIN users u ON u.name = t.user_name WHERE t.hash = ?1",
+                params![hash],
+                |r| {
+                    Ok(TokenCredential {
+                        user: r.get(0)?,
+                        generation: r.get(1)?,
+                        disabled: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
+                params![name, hash],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE users SET disabled = ?2, generation = generation + 1 WHERE name = ?1",
+                params![name, disabled],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let items = {
+                let mut stmt = tx.prepare(
+                    "SELECT * FROM voicemail_items WHERE owner = ?1 ORDER BY created_at DESC, id",
+                )?;
+                let rows = stmt.query_map(params![name], row_to_item)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let tokens: u64 = tx.query_row(
+                "SELECT count(*) FROM tokens WHERE user_name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            // Tokens and voice-mail items go with the user (ON DELETE CASCADE).
+            let deleted = tx.execute("DELETE FROM users WHERE name = ?1", params![name])?;
+            tx.commit()?;
+            Ok((deleted == 1).then_some(DeletedUser {
+                tokens,
+                voicemail_items: items,
+            }))
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT u.name, u.play_on_phone, u.disabled,
+                        (SELECT count(*) FROM tokens t WHERE t.user_name = u.name),
+                        (SELECT count(*) FROM voicemail_items v WHERE v.owner = u.name)
+                 FROM users u ORDER BY u.name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(UserSummary {
+                    name: r.get(0)?,
+                    play_on_phone: r.get(1)?,
+                    disabled: r.get(2)?,
+                    tokens: r.get(3)?,
+                    voicemail_items: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+        let user = user.map(str::to_owned);
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at FROM tokens
+                 WHERE ?1 IS NULL OR user_name = ?1 ORDER BY user_name, created_at, hash"
+            ))?;
+            let rows = stmt.query_map(params![user], row_to_token)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
+        let id = id.to_owned();
+        let mut revoked = self
+            .revoke_where(
+                format!("substr(hash, 1, {TOKEN_ID_LEN}) = ?1"),
+                id.clone(),
+                true,
+            )
+            .await?;
+        match revoked.len() {
+            0 | 1 => Ok(revoked.pop()),
+            n => Err(StoreError::Conflict(format!(
+                "{n} tokens with id {id:?} (none was revoked)"
+            ))),
+        }
+    }
+
+    async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        self.revoke_where("label = ?1".into(), label.to_owned(), false)
+            .await
+    }
+}
+
+fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        label: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+impl SqliteStore {
+    /// Revokes the tokens matching `condition` (on `?1` = `value`) in one transaction, bumping
+    /// their users' generations. With `single`, more than one match changes nothing and the
+    /// matches are returned for the caller to refuse.
+    async fn revoke_where(
+        &self,
+        condition: String,
+        value: String,
+        single: bool,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        self.with(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let found = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT substr(hash, 1, {TOKEN_ID_LEN}), user_name, label, created_at
+                     FROM tokens WHERE {condition} ORDER BY user_name, created_at, hash"
+                ))?;
+                let rows = stmt.query_map(params![value], row_to_token)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            if single && found.len() > 1 {
+                // Dropping the transaction rolls it back: nothing was changed.
+                return Ok(found);
+            }
+            tx.execute(
+                &format!(
+                    "UPDATE users SET generation = generation + 1
+                     WHERE name IN (SELECT user_name FROM tokens WHERE {condition})"
+                ),
+                params![value],
+            )?;
+            tx.execute(
+                &format!("DELETE FROM tokens WHERE {condition}"),
+                params![value],
+            )?;
+            tx.commit()?;
+            Ok(found)
         })
         .await
     }

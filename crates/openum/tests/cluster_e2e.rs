@@ -1,0 +1,692 @@
+//! Several `openum serve` processes on one real PostgreSQL, failing the way an operator's day
+//! does: the database restarts under live calls, a node is SIGKILLed mid-call, three nodes take
+//! PlayOnPhone requests for one capped user at once. SIPp is the far end of every call.
+//!
+//! Each node has its own data directory: the database is all they share, voice-mail audio
+//! included. Each test has a database of its own (on the shared server, or a private server for
+//! the restart), because its nodes close the calls of any node of their database whose heartbeat
+//! is old, and another test's nodes must never be in reach.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a test failure"
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client::{Auth, Client};
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::phone::{chirp_wav, correlation, Phone};
+use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
+
+/// Ports 45000-45999 are this suite's; each test takes its own block of 200.
+fn base_port(test: u16) -> u16 {
+    45000 + test * 200
+}
+
+/// What a [`Cluster`] runs.
+struct Setup {
+    test: u16,
+    /// PostgreSQL; SQLite under each node's data directory when `None`.
+    pg_url: Option<String>,
+    n: u16,
+    store_extra: String,
+    extra: String,
+    /// A baresip phone's SIP port: calls go there instead of SIPp.
+    phone_port: Option<u16>,
+    /// The message imported (default: a minute of tone).
+    wav: Option<PathBuf>,
+    /// The data directory (one node only).
+    data_dir: Option<PathBuf>,
+}
+
+impl Setup {
+    fn new(test: u16, n: u16) -> Self {
+        Self {
+            test,
+            pg_url: None,
+            n,
+            store_extra: String::new(),
+            extra: String::new(),
+            phone_port: None,
+            wav: None,
+            data_dir: None,
+        }
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    base: u16,
+    nodes: Vec<Option<Child>>,
+    sipp: Child,
+    sipp_messages: PathBuf,
+    user: String,
+    item: String,
+    configs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// `n` nodes on `pg_url`; `store_extra`/`extra` are appended to `[store]` and to the file.
+    fn start(test: u16, pg_url: &str, n: u16, store_extra: &str, extra: &str) -> Self {
+        Self::start_with(Setup {
+            pg_url: Some(pg_url.to_owned()),
+            store_extra: store_extra.to_owned(),
+            extra: extra.to_owned(),
+            ..Setup::new(test, n)
+        })
+    }
+
+    fn start_with(setup: Setup) -> Self {
+        let Setup {
+            test,
+            pg_url,
+            n,
+            store_extra,
+            extra,
+            phone_port,
+            wav,
+            data_dir,
+        } = setup;
+        let dir = tempfile::tempdir().unwrap();
+        let base = base_port(test);
+        let sipp_port = base + 9;
+        let gateway_port = phone_port.unwrap_or(sipp_port);
+        let sipp_messages = dir.path().join("sipp.log");
+        let sipp = Command::new("timeout")
+            .args(["300", "sipp", "-sf"])
+            .arg(peers_dir().join("uas_multi.xml"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sipp_port.to_string(),
+                "-mp",
+                &(base + 8).to_string(),
+            ])
+            .args(["-key", "user", "alice", "-key", "pass", "secret"])
+            .args(["-nostdin", "-trace_msg", "-message_file"])
+            .arg(&sipp_messages)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is required (apt-get install sip-tester)");
+        let configs: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let path = dir.path().join(format!("node{i}.toml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nnode_name = \"node{i}-{}\"\n\
+                         [store]\n{}{store_extra}\n[sip]\nlisten = \"127.0.0.1:{}\"\n\
+                         [[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{gateway_port}\"\nmax_concurrent_calls = 1000\n\
+                         calls_per_second = 1000\n{extra}\n",
+                        base + i,
+                        data_dir
+                            .clone()
+                            .unwrap_or_else(|| dir.path().join(format!("data{i}")))
+                            .display(),
+                        std::process::id(),
+                        pg_url
+                            .as_ref()
+                            .map_or(String::new(), |url| format!("postgres_url = \"{url}\"\n")),
+                        base + 4 + i,
+                    ),
+                )
+                .unwrap();
+                path
+            })
+            .collect();
+        let user = format!("c{test}-{}-alice", std::process::id());
+        let wav = wav.unwrap_or_else(|| {
+            let wav = dir.path().join("m.wav");
+            tone_wav(&wav, 60.0);
+            wav
+        });
+        let item = add_user_with_message(&configs[0], &user, &wav);
+        let mut cluster = Self {
+            dir,
+            base,
+            nodes: Vec::new(),
+            sipp,
+            sipp_messages,
+            user,
+            item,
+            configs,
+        };
+        for i in 0..n {
+            let child = cluster.spawn(i);
+            cluster.nodes.push(Some(child));
+        }
+        for i in 0..n {
+            cluster.wait_ready(i, Duration::from_secs(20));
+        }
+        cluster
+    }
+
+    fn spawn(&self, i: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{i}.log")))
+            .unwrap();
+        Command::new(openum_bin())
+            .arg("--config")
+            .arg(&self.configs[usize::from(i)])
+            .arg("serve")
+            .env_remove("OPENUM_POSTGRES_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for i in 0..self.configs.len() {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("node{i}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            all.push_str(&format!(
+                "--- node{i} ---\n{}\n",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            ));
+        }
+        all
+    }
+
+    fn client(&self, i: u16) -> Client {
+        Client::new(
+            format!("http://127.0.0.1:{}/EWS/Exchange.asmx", self.base + i),
+            Auth::Basic {
+                user: self.user.clone(),
+                password: PASSWORD.into(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// `/readyz` answers 200 within `bound`, else the test fails with the logs.
+    fn wait_ready(&self, i: u16, bound: Duration) -> Duration {
+        let started = Instant::now();
+        let url = format!("http://127.0.0.1:{}/readyz", self.base + i);
+        loop {
+            let ok = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                ])
+                .arg(&url)
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false);
+            if ok {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "node {i} not ready within {bound:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    async fn wait_state(&self, node: u16, id: &str, want: S, bound: Duration) -> (S, C) {
+        let started = Instant::now();
+        loop {
+            match self.client(node).get_phone_call_information(id).await {
+                Ok(info) if info.phone_call_state == want => {
+                    return (info.phone_call_state, info.connection_failure_cause)
+                }
+                seen => assert!(
+                    started.elapsed() < bound,
+                    "node {node} never saw {id} {want:?} within {bound:?}: {seen:?}\n{}",
+                    self.logs()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn byes(&self) -> usize {
+        std::fs::read_to_string(&self.sipp_messages)
+            .unwrap_or_default()
+            .matches("BYE sip:")
+            .count()
+    }
+
+    fn kill(&mut self, i: u16, signal: &str) {
+        let child = self.nodes[usize::from(i)].as_mut().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap();
+        self.nodes[usize::from(i)] = None;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            // The test is over: a node that already exited needs no signal.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        // SIGTERM, which `timeout` passes on to SIPp.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.sipp.id().to_string())
+            .status();
+        let _ = self.sipp.wait();
+    }
+}
+
+/// Bounds short enough for a test; the same rule as the defaults (fence < dead).
+const FAST_CLUSTER: &str =
+    "[cluster]\nheartbeat_secs = 1\nfence_after_secs = 2\ndead_after_secs = 4\nhangup_wait_secs = 3\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
+    let pg = testkit::private_pg::PrivatePostgres::start();
+    // Bounds longer than the outage: the calls must survive it.
+    let cluster = Cluster::start(
+        0,
+        &pg.url,
+        2,
+        "",
+        "[cluster]\nheartbeat_secs = 1\nfence_after_secs = 20\ndead_after_secs = 30\n",
+    );
+    let mut ids = Vec::new();
+    for node in 0..2 {
+        let id = cluster
+            .client(node)
+            .play_on_phone(&cluster.item, &format!("20055500{node}"))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        for node in 0..2 {
+            cluster
+                .wait_state(node, id, S::Connected, Duration::from_secs(15))
+                .await;
+        }
+    }
+
+    pg.stop();
+    // /readyz tells the truth: not ready while the database is away.
+    for node in 0..2 {
+        let url = format!("http://127.0.0.1:{}/readyz", cluster.base + node);
+        let code = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+                &url,
+            ])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(
+            code, b"503",
+            "node {node} claimed readiness without its database"
+        );
+    }
+    // A hang-up asked during the outage is answered with an error, never a silent success.
+    let during = cluster.client(1).disconnect_phone_call(&ids[0]).await;
+    assert!(
+        during.is_err(),
+        "a hang-up during the outage claimed success"
+    );
+    pg.start_again();
+    for node in 0..2 {
+        let took = cluster.wait_ready(node, Duration::from_secs(10));
+        eprintln!("node {node} ready {took:?} after PostgreSQL came back");
+    }
+    // No record lost: both calls are still live on both nodes, and were never ended by the
+    // unanswered hang-up.
+    for id in &ids {
+        for node in 0..2 {
+            let info = cluster
+                .client(node)
+                .get_phone_call_information(id)
+                .await
+                .unwrap();
+            assert_eq!(info.phone_call_state, S::Connected, "{}", cluster.logs());
+        }
+    }
+    // Cross-node hang-ups work again once the LISTEN connection is back: each node ends the
+    // other's call, and the owner sends BYE.
+    cluster
+        .client(1)
+        .disconnect_phone_call(&ids[0])
+        .await
+        .unwrap();
+    cluster
+        .client(0)
+        .disconnect_phone_call(&ids[1])
+        .await
+        .unwrap();
+    for id in &ids {
+        for node in 0..2 {
+            let (_, cause) = cluster
+                .wait_state(node, id, S::Disconnected, Duration::from_secs(5))
+                .await;
+            assert_eq!(cause, C::None);
+        }
+    }
+    let started = Instant::now();
+    while cluster.byes() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the owners did not send BYE\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound() {
+    let pg = testkit::Postgres::start();
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "sigkill");
+    let mut cluster = Cluster::start(1, &db.url, 2, "", FAST_CLUSTER);
+    let id = cluster
+        .client(0)
+        .play_on_phone(&cluster.item, "2005551000")
+        .await
+        .unwrap();
+    cluster
+        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
+        .await;
+    cluster.kill(0, "KILL");
+    let killed = Instant::now();
+    // dead_after_secs (4) plus one heartbeat period of the peer that notices, plus slack for a
+    // loaded machine.
+    let (_, cause) = cluster
+        .wait_state(1, &id, S::Disconnected, Duration::from_secs(4 + 1 + 10))
+        .await;
+    eprintln!(
+        "peer reported the call Disconnected {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    assert_eq!(cause, C::Other);
+    // The killed node comes back: the call stays ended (not resurrected).
+    let child = cluster.spawn(0);
+    cluster.nodes[0] = Some(child);
+    cluster.wait_ready(0, Duration::from_secs(20));
+    let info = cluster
+        .client(0)
+        .get_phone_call_information(&id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::Other)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_requests() {
+    let pg = testkit::Postgres::start();
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "cap");
+    let cluster = Cluster::start(
+        2,
+        &db.url,
+        3,
+        "",
+        &format!("{FAST_CLUSTER}[admission]\nmax_calls_per_user = 2\n"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..9u16 {
+        let client = cluster.client(i % 3);
+        let item = cluster.item.clone();
+        tasks.push(tokio::spawn(async move {
+            client.play_on_phone(&item, &format!("20055520{i}")).await
+        }));
+    }
+    let mut placed = Vec::new();
+    let mut refused = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(id) => placed.push(id),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    assert_eq!(placed.len(), 2, "refusals: {refused:?}\n{}", cluster.logs());
+    for e in &refused {
+        assert!(e.contains("cap (2)"), "refused for another reason: {e}");
+    }
+    // A slot freed on one node is usable from another.
+    cluster
+        .client(0)
+        .disconnect_phone_call(&placed[0])
+        .await
+        .unwrap();
+    cluster
+        .wait_state(2, &placed[0], S::Disconnected, Duration::from_secs(5))
+        .await;
+    let again = cluster
+        .client(2)
+        .play_on_phone(&cluster.item, "2005552999")
+        .await
+        .unwrap();
+    for id in [&placed[1], &again] {
+        cluster.client(1).disconnect_phone_call(id).await.unwrap();
+    }
+}
+
+/// An item imported through node A plays through nodes B and C: its audio lives in PostgreSQL,
+/// and what a real phone records from each correlates with the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_imported_through_one_node_plays_through_the_others() {
+    let pg = testkit::Postgres::start();
+    let db = testkit::private_pg::FreshDatabase::create(&pg.url, "audio");
+    let base = base_port(3);
+    let phone_dir = tempfile::tempdir().unwrap();
+    let phone = Phone::start(phone_dir.path(), base + 7, base + 100, base + 199);
+    let wav = phone_dir.path().join("chirp.wav");
+    chirp_wav(&wav);
+    let cluster = Cluster::start_with(Setup {
+        pg_url: Some(db.url.clone()),
+        extra: FAST_CLUSTER.into(),
+        phone_port: Some(phone.sip_port),
+        wav: Some(wav.clone()),
+        ..Setup::new(3, 3)
+    });
+    assert!(
+        !cluster.dir.path().join("data0/voicemail").exists(),
+        "the imported audio went to the importing node's disk, not the store"
+    );
+    let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
+    for node in [1, 2] {
+        let before = phone.recordings();
+        let id = cluster
+            .client(node)
+            .play_on_phone(&cluster.item, "4711")
+            .await
+            .unwrap_or_else(|e| panic!("node {node}: {e}\n{}", cluster.logs()));
+        let (_, cause) = cluster
+            .wait_state(node, &id, S::Disconnected, Duration::from_secs(30))
+            .await;
+        assert_eq!(cause, C::None, "{}", cluster.logs());
+        let got = phone.new_recording(&before);
+        let (score, lag) = correlation(&reference, &got, 8000);
+        eprintln!("node {node}: correlation {score:.4} at lag {lag}");
+        assert!(
+            score >= 0.9,
+            "node {node}: correlation {score:.4} at lag {lag}"
+        );
+        assert!(
+            cluster
+                .dir
+                .path()
+                .join(format!("data{node}/voicemail-cache"))
+                .read_dir()
+                .unwrap()
+                .count()
+                == 1,
+            "node {node} keeps the audio in its cache"
+        );
+    }
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"4m"`) at `at`. Needs root; fails loudly otherwise.
+    fn mount(at: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("the mount tool is required");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs (this test fills a small disk and must run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at)
+    }
+
+    /// Fills the file system to the last byte with `filler`.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).is_ok() {}
+        }
+        // The last write failed for want of space: the file system is full.
+        assert!(file.write_all(&[0]).is_err());
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily, so a process still holding a file there cannot leave it mounted.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One node on SQLite whose disk fills while calls are live: hung-up calls read Disconnected
+/// with their real SIP code at once and after the space is back, their cap slots are free, and a
+/// restart finds the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
+    let mount_dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(mount_dir.path().join("disk"), "8m");
+    let wav = mount_dir.path().join("m.wav");
+    tone_wav(&wav, 20.0);
+    let mut node = Cluster::start_with(Setup {
+        extra: "[admission]\nmax_calls_per_user = 2\n".into(),
+        wav: Some(wav),
+        data_dir: Some(disk.0.join("data")),
+        ..Setup::new(4, 1)
+    });
+    let client = node.client(0);
+    // One call rings for ever (SIPp's 408 prefix), one is answered.
+    let ringing = client
+        .play_on_phone(&node.item, "4085550001")
+        .await
+        .unwrap();
+    let answered = client
+        .play_on_phone(&node.item, "2005550002")
+        .await
+        .unwrap();
+    node.wait_state(0, &ringing, S::Alerted, Duration::from_secs(15))
+        .await;
+    node.wait_state(0, &answered, S::Connected, Duration::from_secs(15))
+        .await;
+
+    let filler = disk.fill();
+    client.disconnect_phone_call(&ringing).await.unwrap();
+    client.disconnect_phone_call(&answered).await.unwrap();
+    // At once: both ended, the ringing one with the 487 its CANCEL drew.
+    let (_, cause) = node
+        .wait_state(0, &ringing, S::Disconnected, Duration::from_secs(5))
+        .await;
+    let first = client.get_phone_call_information(&ringing).await.unwrap();
+    assert_eq!(
+        (cause, first.sip_response_code),
+        (C::None, Some(487)),
+        "{first:?}"
+    );
+    let second = client.get_phone_call_information(&answered).await.unwrap();
+    assert_eq!(second.phone_call_state, S::Disconnected);
+    // The store refused the changes: /readyz says so.
+    let readyz = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/readyz", node.base)])
+        .output()
+        .unwrap();
+    let readyz = String::from_utf8_lossy(&readyz.stdout).into_owned();
+    assert!(
+        readyz.contains("not yet written"),
+        "the full disk refused nothing: {readyz}\n{}",
+        node.logs()
+    );
+    // The space comes back: the changes land, and nothing has moved.
+    std::fs::remove_file(filler).unwrap();
+    node.wait_ready(0, Duration::from_secs(15));
+    assert_eq!(
+        client.get_phone_call_information(&ringing).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        client.get_phone_call_information(&answered).await.unwrap(),
+        second
+    );
+    // The cap slots are free: two new calls fit under the cap of 2.
+    let mut again = Vec::new();
+    for n in ["2005550003", "2005550004"] {
+        again.push(
+            client
+                .play_on_phone(&node.item, n)
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", node.logs())),
+        );
+    }
+    for id in &again {
+        client.disconnect_phone_call(id).await.unwrap();
+        node.wait_state(0, id, S::Disconnected, Duration::from_secs(5))
+            .await;
+    }
+    // A restart reads the same records from the disk.
+    node.kill(0, "TERM");
+    let child = node.spawn(0);
+    node.nodes[0] = Some(child);
+    node.wait_ready(0, Duration::from_secs(20));
+    assert_eq!(
+        client.get_phone_call_information(&ringing).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        client.get_phone_call_information(&answered).await.unwrap(),
+        second
+    );
+}
