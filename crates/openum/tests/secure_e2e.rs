@@ -89,7 +89,7 @@ impl Openum {
             match self.post(format!("<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>", self.item)).await {
                 Ok(r) => break r,
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("{e}"),
+                Err(e) => panic!("{e}\n{}", self.log_text()),
             }
         };
         let id = reply
