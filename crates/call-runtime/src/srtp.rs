@@ -235,6 +235,11 @@ impl CallSrtp {
         }
     }
 
+    /// Whether the answer accepted SRTP (the call's media is protected).
+    pub(crate) fn is_active(&self) -> bool {
+        self.negotiated.is_some()
+    }
+
     /// The sender for the media about to start (`None`: plain RTP).
     pub(crate) fn take_sender(&mut self) -> Option<SrtpSender> {
         self.sender.take()

@@ -239,6 +239,13 @@ impl<D: Dialogue> CallTask<D> {
                 // Follows StartMedia: RTCP, then the task reading the RTP socket (which hands
                 // it RTCP when they share the port).
                 Output::Command(Command::StartRtcp { mux }) => {
+                    // RFC 3711 wants SRTCP beside SRTP; openum has no SRTCP sender yet, and plain
+                    // RTCP on an SRTP session is discarded by strict receivers (and unauthenticated):
+                    // none is sent.
+                    if self.srtp.is_active() {
+                        tracing::info!("RTCP not sent on an SRTP call (no SRTCP yet)");
+                        continue;
+                    }
                     let (Some(id), Some(negotiated), Some(stream)) =
                         (media.id, &media.negotiated, media.rtcp_stream.take())
                     else {
