@@ -6,6 +6,8 @@
 //! - [`call`]: the call state machine and the SIP-to-EWS state/cause mapping.
 //! - [`auth`]: whether and how a 401/407 to the INVITE is answered (credentials, the limit of
 //!   two answered challenges, the new INVITE's `Authorization` / `Proxy-Authorization`).
+//! - [`sdes`]: SRTP keying by SDES (`a=crypto`, RFC 4568): the offer's attributes per gateway
+//!   policy, and the answer's choice.
 //! - [`sdp`]: the offer (PCMU, PCMA, telephone-event) and answer parsing.
 //! - [`offer_answer`]: offer/answer inside the dialog (re-INVITE, UPDATE, hold): answers,
 //!   openum's re-offer, media direction.
@@ -38,6 +40,7 @@ pub mod g711;
 pub mod offer_answer;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdes;
 pub mod sdp;
 
 #[cfg(test)]

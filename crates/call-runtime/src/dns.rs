@@ -1,12 +1,16 @@
 //! Locating a gateway given by host name (RFC 3263 §4), with hickory-resolver.
 //!
-//! - an IP address is used as it is (port: the given one, else 5060);
+//! - an IP address is used as it is (port: the given one, else 5060, or 5061 over TLS);
 //! - a name with a port: its A/AAAA records, at that port;
 //! - a name without a port: NAPTR records offering the gateway's transport (`SIP+D2U` for UDP,
-//!   `SIP+D2T` for TCP) point at SRV names, in order/preference order; without such NAPTRs,
-//!   the SRV records `_sip._udp.<name>` (or `_sip._tcp.`); each SRV target's A/AAAA records, in
-//!   priority order with weighted random order within a priority (RFC 2782); without SRV
-//!   records, the name's own A/AAAA records at 5060.
+//!   `SIP+D2T` for TCP, `SIPS+D2T` for TLS — a `sips:` URI or `transport = "tls"`) point at
+//!   SRV names, in order/preference order; without such NAPTRs, the SRV records
+//!   `_sip._udp.<name>` (or `_sip._tcp.`, or `_sips._tcp.` over TLS); each SRV target's A/AAAA
+//!   records, in priority order with weighted random order within a priority (RFC 2782);
+//!   without SRV records, the name's own A/AAAA records at 5060 (5061 over TLS).
+//!
+//! Over TLS the certificate is checked against the gateway's configured host, never an SRV
+//! target's name (see [`crate::tls`]).
 //!
 //! The addresses come back in the order a call tries them; a call that gets no answer or a
 //! failover response from one moves on to the next (see [`crate::gateways`]).
@@ -94,8 +98,9 @@ impl Resolver {
         transport: Transport,
     ) -> Result<Vec<SocketAddr>, DnsError> {
         let (host, port) = split_host_port(host_port).map_err(DnsError::Host)?;
+        let default_port = default_port(transport);
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port.unwrap_or(5060))]);
+            return Ok(vec![SocketAddr::new(ip, port.unwrap_or(default_port))]);
         }
         let resolver = self
             .inner
@@ -110,11 +115,12 @@ impl Resolver {
         }
         let mut srv_names = naptr_services(resolver, &host, transport).await;
         if srv_names.is_empty() {
-            let proto = match transport {
-                Transport::Udp => "_udp",
-                Transport::Tcp => "_tcp",
+            let service = match transport {
+                Transport::Udp => "_sip._udp",
+                Transport::Tcp => "_sip._tcp",
+                Transport::Tls => "_sips._tcp",
             };
-            srv_names.push(format!("_sip.{proto}.{host}"));
+            srv_names.push(format!("{service}.{host}"));
         }
         let mut found = Vec::new();
         for name in &srv_names {
@@ -140,7 +146,17 @@ impl Resolver {
                 return Ok(found);
             }
         }
-        addresses(resolver, &host, 5060).await.map_err(lookup_error)
+        addresses(resolver, &host, default_port)
+            .await
+            .map_err(lookup_error)
+    }
+}
+
+/// RFC 3263 §4.2: 5060, or 5061 over TLS.
+fn default_port(transport: Transport) -> u16 {
+    match transport {
+        Transport::Udp | Transport::Tcp => 5060,
+        Transport::Tls => 5061,
     }
 }
 
@@ -149,6 +165,7 @@ async fn naptr_services(resolver: &TokioResolver, host: &str, transport: Transpo
     let service = match transport {
         Transport::Udp => "SIP+D2U",
         Transport::Tcp => "SIP+D2T",
+        Transport::Tls => "SIPS+D2T",
     };
     let Ok(lookup) = resolver.lookup(host, RecordType::NAPTR).await else {
         return Vec::new();
@@ -254,6 +271,11 @@ mod tests {
         assert_eq!(
             resolver.locate("[::1]:5070", Transport::Udp).await.unwrap(),
             ["[::1]:5070".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolver.locate("127.0.0.2", Transport::Tls).await.unwrap(),
+            [SocketAddr::from(([127, 0, 0, 2], 5061))],
+            "RFC 3263 §4.2: TLS defaults to 5061"
         );
     }
 }

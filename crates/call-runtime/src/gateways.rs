@@ -17,6 +17,7 @@ use calls::sync::lock;
 use rand::Rng;
 
 use crate::settings::GatewaySettings;
+use crate::tls::{TlsClient, TlsSetupError};
 
 /// Where a gateway's outbound registration stands.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -45,6 +46,9 @@ pub struct NotRegistered {
 pub struct Gateway {
     /// Its settings.
     pub settings: Arc<GatewaySettings>,
+    /// Its TLS client, when signalling to it runs over TLS (`transport = "tls"` or `sips:`):
+    /// every attempt through it, first or after a failover, opens or reuses its connections.
+    pub tls: Option<Arc<TlsClient>>,
     up: AtomicBool,
     registration: tokio::sync::watch::Sender<Registration>,
     /// Call attempts in progress through it.
@@ -54,20 +58,33 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    fn new(settings: GatewaySettings) -> Self {
+    /// The gateway and, over TLS, its client (unusable TLS files are refused naming the
+    /// gateway, the key and the path).
+    fn new(settings: GatewaySettings) -> Result<Self, TlsSetupError> {
+        let tls = if settings.uses_tls() {
+            let client = TlsClient::new(
+                &settings.name,
+                &crate::sip::gateway_host(&settings),
+                &settings.tls,
+            )?;
+            Some(Arc::new(client))
+        } else {
+            None
+        };
         let cps = f64::from(settings.calls_per_second);
         let registration = if settings.register.is_some() {
             Registration::Pending
         } else {
             Registration::NotRequired
         };
-        Self {
+        Ok(Self {
             settings: Arc::new(settings),
+            tls,
             up: AtomicBool::new(true),
             registration: tokio::sync::watch::Sender::new(registration),
             live: AtomicUsize::new(0),
             rate: Mutex::new((cps, std::time::Instant::now())),
-        }
+        })
     }
 
     /// The gateway's name.
@@ -180,15 +197,16 @@ pub struct Gateways {
 }
 
 impl Gateways {
-    /// The gateways, in configuration order (the first one's group takes unrouted calls).
-    pub fn new(settings: Vec<GatewaySettings>) -> Self {
-        Self {
+    /// The gateways, in configuration order (the first one's group takes unrouted calls), each
+    /// TLS one with its client; the first unusable TLS setting is refused.
+    pub fn new(settings: Vec<GatewaySettings>) -> Result<Self, TlsSetupError> {
+        Ok(Self {
             all: settings
                 .into_iter()
                 .filter(|g| g.enabled)
-                .map(|g| Arc::new(Gateway::new(g)))
-                .collect(),
-        }
+                .map(|g| Gateway::new(g).map(Arc::new))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// All of them.
@@ -309,7 +327,7 @@ impl Route {
             }
             match self
                 .resolver
-                .locate(&destination, gateway.settings.transport)
+                .locate(&destination, transport_of(&gateway.settings))
                 .await
             {
                 Ok(targets) => {
@@ -322,6 +340,16 @@ impl Route {
                 }
             }
         }
+    }
+}
+
+/// The transport a gateway's host is located for (RFC 3263): TLS for `transport = "tls"` and
+/// `sips:` URIs.
+fn transport_of(settings: &GatewaySettings) -> crate::settings::Transport {
+    if settings.uses_tls() {
+        crate::settings::Transport::Tls
+    } else {
+        settings.transport
     }
 }
 
@@ -454,11 +482,12 @@ pub fn check(
     sip_listen: IpAddr,
     rtp_address: IpAddr,
 ) -> Result<(), BadSetting> {
-    if !gateway.uri.starts_with("sip:") || !gateway.uri.contains("{number}") {
+    let scheme_ok = gateway.uri.starts_with("sip:") || gateway.uri.starts_with("sips:");
+    if !scheme_ok || !gateway.uri.contains("{number}") {
         return Err(BadSetting::new(
             "uri",
             format!(
-                "must be a sip: URI containing {{number}}, got {:?}",
+                "must be a sip: or sips: URI containing {{number}}, got {:?}",
                 gateway.uri
             ),
         ));
@@ -483,10 +512,10 @@ pub fn check(
         None => ("uri", uri_host),
     };
     if let Some(from) = &gateway.from {
-        if !from.starts_with("sip:") {
+        if !from.starts_with("sip:") && !from.starts_with("sips:") {
             return Err(BadSetting::new(
                 "from",
-                format!("must be a sip: URI, got {from:?}"),
+                format!("must be a sip: or sips: URI, got {from:?}"),
             ));
         }
         rsipstack::sip::Uri::try_from(from.as_str())
@@ -545,6 +574,8 @@ mod tests {
             failover_codes: vec![408, 503],
             options: None,
             register: None,
+            tls: crate::settings::TlsSettings::default(),
+            srtp: crate::settings::SrtpPolicy::Off,
         }
     }
 
@@ -559,7 +590,8 @@ mod tests {
             gateway("a", "pstn", 1, 1),
             gateway("other", "lab", 0, 1),
             gateway("c", "pstn", 3, 1),
-        ]);
+        ])
+        .unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         assert_eq!(
             names(&gateways.route(Some("pstn"), &mut rng)),
@@ -583,12 +615,45 @@ mod tests {
     }
 
     #[test]
+    fn each_tls_gateway_gets_its_client_and_an_unusable_file_of_any_gateway_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let tls = |name: &str, ca_file: Option<std::path::PathBuf>| GatewaySettings {
+            uri: "sips:{number}@sbc.example.com".into(),
+            tls: crate::settings::TlsSettings {
+                ca_file,
+                ..crate::settings::TlsSettings::default()
+            },
+            ..gateway(name, "g", 0, 1)
+        };
+        // A CA certificate the repository already has as a test fixture.
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../mailbox/tests/fixtures/ca.pem");
+        let gateways =
+            Gateways::new(vec![gateway("plain", "g", 0, 1), tls("sbc", Some(ca))]).unwrap();
+        assert!(gateways.all()[0].tls.is_none());
+        assert!(gateways.all()[1].tls.is_some());
+        let error = Gateways::new(vec![
+            gateway("plain", "g", 0, 1),
+            tls("second", Some(junk.clone())),
+        ])
+        .err()
+        .expect("an unusable ca_file fails the start")
+        .to_string();
+        assert!(error.contains("\"second\""), "{error}");
+        assert!(error.contains("ca_file"), "{error}");
+        assert!(error.contains(&junk.display().to_string()), "{error}");
+    }
+
+    #[test]
     fn equal_priorities_share_calls_by_weight_and_weight_zero_comes_last() {
         let gateways = Gateways::new(vec![
             gateway("heavy", "g", 0, 3),
             gateway("light", "g", 0, 1),
             gateway("spare", "g", 0, 0),
-        ]);
+        ])
+        .unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut heavy_first = 0;
         for _ in 0..4000 {

@@ -17,6 +17,8 @@
 //! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
 //! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
+//! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
+//! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
@@ -30,8 +32,10 @@ pub mod register;
 pub mod rtcp;
 pub mod settings;
 pub mod sip;
+pub mod srtp;
 mod symmetric;
 mod task;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -102,7 +106,10 @@ impl SipCallService {
         gateways: Vec<GatewaySettings>,
     ) -> Result<Self, SipError> {
         let stack = Arc::new(SipStack::start(sip).await?);
-        let gateways = Arc::new(Gateways::new(gateways));
+        // Each TLS gateway's client is built now: unusable TLS files fail the start, naming
+        // the gateway, the key and the path.
+        let gateways =
+            Arc::new(Gateways::new(gateways).map_err(|e| SipError::TlsSetup(Box::new(e)))?);
         let names: Vec<&str> = gateways.all().iter().map(|g| g.name()).collect();
         tracing::info!(sip = %stack.local_addr(), gateways = ?names, "SIP user agent ready");
         let resolver = crate::dns::Resolver::new(&sip.dns_servers);
@@ -302,15 +309,45 @@ impl CallService for SipCallService {
             bound.port(),
         );
         let session_id: u64 = rand::thread_rng().gen();
-        let offer = sdp::offer(rtp_local, session_id);
+        // The SRTP offer is the first gateway's; a failover makes the next gateway's own.
+        let plain_offer = sdp::offer(rtp_local, session_id);
+        let srtp = srtp::CallSrtp::new(settings.srtp);
+        let offer = srtp.offer(&plain_offer);
         let attempt = first.attempt();
-        let outgoing = span
-            .in_scope(|| {
-                self.inner
-                    .stack
-                    .invite(&settings, &record.dialled, offer.clone(), &call_id, None)
-            })
-            .map_err(|e| PlaceError::Signalling(Box::new(e)))?;
+        // Over TLS the INVITE waits for the connection, in the call's task: a connection or
+        // certificate failure moves the call to the next gateway, or ends it (cause Other),
+        // rather than failing the PlayOnPhone request.
+        let (outgoing, pending) = match &first.tls {
+            Some(client) => (
+                None,
+                Some(span.in_scope(|| {
+                    RsipDialogue::over_tls(
+                        &self.inner.stack,
+                        Arc::clone(client),
+                        &settings,
+                        &record.dialled,
+                        &offer,
+                        &call_id,
+                    )
+                })),
+            ),
+            None => (
+                Some(
+                    span.in_scope(|| {
+                        self.inner.stack.invite(
+                            &settings,
+                            &record.dialled,
+                            offer.clone(),
+                            &call_id,
+                            None,
+                            None,
+                        )
+                    })
+                    .map_err(|e| PlaceError::Signalling(Box::new(e)))?,
+                ),
+                None,
+            ),
+        };
         let config = call_config(&first.settings, audio.duration());
         let session = LocalSession::new(rtp_local, session_id);
         let call = Call::with_auth(
@@ -331,8 +368,13 @@ impl CallService for SipCallService {
                 number: record.dialled.clone(),
                 call_id,
                 offer,
+                plain_offer,
                 session,
                 outgoing,
+                pending,
+                destination: None,
+                connection: None,
+                tls: first.tls.clone(),
                 states_open: true,
                 outcome_done: false,
                 offers: crate::sip::InDialogOffers::default(),
@@ -342,6 +384,7 @@ impl CallService for SipCallService {
             record: record.clone(),
             audio,
             socket: Arc::new(socket),
+            srtp,
             rtcp_socket: Arc::new(rtcp_socket),
         };
         let service = self.clone();

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::rtcp::{RtcpStats, StreamCounters};
+use crate::srtp::{send, SrtpSender};
 
 /// Resolution and range of the lateness histogram.
 const BUCKET_US: u64 = 50;
@@ -102,6 +103,7 @@ enum MediaCommand {
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        srtp: Option<SrtpSender>,
         counters: Option<Arc<StreamCounters>>,
     },
     Stop {
@@ -167,15 +169,17 @@ impl MediaHandle {
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
     pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
-        self.start_counted(socket, remote, stream, None)
+        self.start_with(socket, remote, stream, None, None)
     }
 
-    /// Like [`MediaHandle::start`], counting what is sent into `counters` (for RTCP).
-    pub fn start_counted(
+    /// [`Self::start`], every packet protected by `srtp` when given (see [`crate::srtp`]), and
+    /// what is sent counted into `counters` (for RTCP) when given.
+    pub fn start_with(
         &self,
         socket: Arc<UdpSocket>,
         remote: SocketAddr,
         stream: RtpStream,
+        srtp: Option<SrtpSender>,
         counters: Option<Arc<StreamCounters>>,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -184,6 +188,7 @@ impl MediaHandle {
             socket,
             remote,
             stream,
+            srtp,
             counters,
         });
         if sent.is_err() {
@@ -223,6 +228,7 @@ struct Entry {
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     stream: RtpStream,
+    srtp: Option<SrtpSender>,
     counters: Option<Arc<StreamCounters>>,
 }
 
@@ -238,9 +244,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
             biased;
             command = rx.recv() => match command {
                 None => break,
-                Some(MediaCommand::Start { id, socket, remote, stream, counters }) => {
+                Some(MediaCommand::Start { id, socket, remote, stream, srtp, counters }) => {
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream, counters });
+                    streams.insert(id, Entry { socket, remote, stream, srtp, counters });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -292,8 +298,10 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         }
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
-                        match entry.socket.try_send_to(&packet, entry.remote) {
+                        match send(entry.srtp.as_mut(), &entry.socket, &packet, entry.remote) {
                             Ok(_) => {
+                                // RTCP counts the RTP payload octets (RFC 3550 §6.4.1), before
+                                // any SRTP tag.
                                 if let Some(counters) = &entry.counters {
                                     counters.count(packet.len() - call_engine::rtp::HEADER_LEN);
                                 }

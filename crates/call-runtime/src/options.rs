@@ -57,7 +57,8 @@ pub(crate) async fn route_request(
     let destination = SipAddr {
         r#type: Some(match transport {
             GatewayTransport::Udp => Transport::Udp,
-            GatewayTransport::Tcp => Transport::Tcp,
+            // TLS gateways are reached through their own connection (see `send_options`).
+            GatewayTransport::Tcp | GatewayTransport::Tls => Transport::Tcp,
         }),
         addr: target.into(),
     };
@@ -90,6 +91,9 @@ pub enum PingError {
     /// rsipstack could not send it.
     #[error("cannot send the OPTIONS")]
     Send(#[source] Box<rsipstack::Error>),
+    /// No connection to the gateway (over TLS: the connection or the certificate check failed).
+    #[error("cannot reach the gateway")]
+    Connect(#[source] Box<crate::sip::SipError>),
     /// No final response came (Timer F).
     #[error("no response")]
     NoResponse,
@@ -183,16 +187,31 @@ pub async fn send_options(
 ) -> Result<(), PingError> {
     let settings = &gateway.settings;
     let host_port = uri_host_port(&settings.uri).to_owned();
-    let suffix = match settings.transport {
-        GatewayTransport::Udp => "",
-        GatewayTransport::Tcp => ";transport=tcp",
+    // Over TLS: a sips: target for a sips: URI, else transport=tls (RFC 3261 §26.2.2).
+    let sips = settings.uri.starts_with("sips:");
+    let (scheme, suffix) = match settings.transport {
+        _ if sips => ("sips", ""),
+        _ if gateway.tls.is_some() => ("sip", ";transport=tls"),
+        GatewayTransport::Udp => ("sip", ""),
+        GatewayTransport::Tcp | GatewayTransport::Tls => ("sip", ";transport=tcp"),
     };
-    let target_text = format!("sip:{host_port}{suffix}");
+    let target_text = format!("{scheme}:{host_port}{suffix}");
     let target = Uri::try_from(target_text.as_str())
         .map_err(|e| PingError::Setting(format!("uri {target_text:?}: {e}")))?;
     let destination_text = settings.address.clone().unwrap_or(host_port);
-    let (destination, via) =
-        route_request(stack, resolver, &destination_text, settings.transport).await?;
+    let (destination, via) = if gateway.tls.is_some() {
+        // Over TLS, through the gateway's own connection (its CA, client certificate and
+        // server name); a port is needed to connect: the URI's, else 5061.
+        let target = crate::sip::gateway_target(settings);
+        let (destination, transport) = stack
+            .destination(gateway, &target)
+            .await
+            .map_err(|e| PingError::Connect(Box::new(e)))?;
+        let via = stack.via(transport).map_err(PingError::Send)?;
+        (destination, via)
+    } else {
+        route_request(stack, resolver, &destination_text, settings.transport).await?
+    };
     let from_text = settings
         .from
         .clone()
@@ -200,6 +219,7 @@ pub async fn send_options(
     let from_uri = Uri::try_from(from_text.as_str())
         .map_err(|e| PingError::Setting(format!("from {from_text:?}: {e}")))?;
     let endpoint = &stack.endpoint;
+
     let from = rsipstack::sip::typed::From {
         display_name: None,
         uri: from_uri,

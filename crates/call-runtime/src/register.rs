@@ -39,6 +39,10 @@ pub enum RegisterError {
     /// rsipstack could not send it.
     #[error("cannot send the REGISTER")]
     Send(#[source] Box<rsipstack::Error>),
+    /// No connection to the registrar (over TLS: the connection or the certificate check
+    /// failed).
+    #[error("cannot reach the registrar")]
+    Connect(#[source] Box<crate::sip::SipError>),
     /// No final response came (Timer F).
     #[error("no response from the registrar")]
     NoResponse,
@@ -157,14 +161,31 @@ impl Session {
         let registrar_host = uri_host_port(&register.registrar).to_owned();
         let (registrar_name, _) =
             split_host_port(&registrar_host).map_err(RegisterError::Setting)?;
-        let aor = format!("sip:{username}@{registrar_name}");
+        // A sips: registrar (RFC 3261 §10.2.1, §26.2.2): a SIPS address of record and Contact;
+        // over TLS to a sip: one, the Contact says transport=tls.
+        let sips = register.registrar.starts_with("sips:");
+        let scheme = if sips { "sips" } else { "sip" };
+        let aor = format!("{scheme}:{username}@{registrar_name}");
         let contact_suffix = match settings.transport {
+            _ if sips => "",
+            _ if gateway.tls.is_some() => ";transport=tls",
             GatewayTransport::Udp => "",
-            GatewayTransport::Tcp => ";transport=tcp",
+            GatewayTransport::Tcp | GatewayTransport::Tls => ";transport=tcp",
         };
-        let contact = format!("<sip:{username}@{}{contact_suffix}>", stack.local_addr());
-        // The gateway's `address` if set, else the registrar's host, located as for calls.
-        let destination_text = settings.address.clone().unwrap_or(registrar_host);
+        let contact = format!(
+            "<{scheme}:{username}@{}{contact_suffix}>",
+            stack.local_addr()
+        );
+        // The gateway's `address` if set, else the registrar's host: over TLS with 5061 by
+        // default, through the gateway's own connection; otherwise located as for calls.
+        let tls = gateway.tls.is_some();
+        let destination_text = settings.address.clone().unwrap_or_else(|| {
+            if tls || sips {
+                with_default_port(&registrar_host, true)
+            } else {
+                registrar_host
+            }
+        });
         let mut authorization: Option<Header> = None;
         let mut challenges = 0;
         loop {
@@ -175,13 +196,22 @@ impl Session {
             let aor_uri = Uri::try_from(aor.as_str())
                 .map_err(|e| RegisterError::Setting(format!("address of record {aor:?}: {e}")))?;
             let endpoint = &stack.endpoint;
-            let (destination, via) = crate::options::route_request(
-                stack,
-                resolver,
-                &destination_text,
-                settings.transport,
-            )
-            .await?;
+            let (destination, via) = if tls {
+                let (destination, transport) = stack
+                    .destination(gateway, &destination_text)
+                    .await
+                    .map_err(|e| RegisterError::Connect(Box::new(e)))?;
+                let via = stack.via(transport).map_err(RegisterError::Send)?;
+                (destination, via)
+            } else {
+                crate::options::route_request(
+                    stack,
+                    resolver,
+                    &destination_text,
+                    settings.transport,
+                )
+                .await?
+            };
             let from = rsipstack::sip::typed::From {
                 display_name: None,
                 uri: aor_uri.clone(),
@@ -269,6 +299,15 @@ impl Session {
     }
 }
 
+/// `host:port` with 5060 added when no port is given.
+fn with_default_port(host_port: &str, tls: bool) -> String {
+    match split_host_port(host_port) {
+        Ok((_, Some(_))) => host_port.to_owned(),
+        _ if tls => format!("{host_port}:5061"),
+        _ => format!("{host_port}:5060"),
+    }
+}
+
 async fn final_response(tx: &mut Transaction) -> Result<Response, RegisterError> {
     while let Some(message) = tx.receive().await {
         if let SipMessage::Response(response) = message {
@@ -350,5 +389,8 @@ mod tests {
         assert_eq!(granted(&r, 600), Duration::from_secs(90));
         let r = parse(&format!("{head}Content-Length: 0\r\n\r\n"));
         assert_eq!(granted(&r, 600), Duration::from_secs(600));
+        assert_eq!(with_default_port("kam.example", false), "kam.example:5060");
+        assert_eq!(with_default_port("kam.example", true), "kam.example:5061");
+        assert_eq!(with_default_port("127.0.0.1:5070", true), "127.0.0.1:5070");
     }
 }

@@ -2,6 +2,9 @@
 //! through. These are the runtime's types; the server maps its configuration file onto them.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+pub use call_engine::sdes::SrtpPolicy;
 
 /// The local SIP user agent.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -31,6 +34,20 @@ pub enum Transport {
     Tcp,
     /// UDP.
     Udp,
+    /// TLS over TCP (RFC 3261 §26); see [`TlsSettings`].
+    Tls,
+}
+
+/// TLS to a gateway (`transport = "tls"` or a `sips:` URI).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct TlsSettings {
+    /// PEM file of the CA certificates the gateway's certificate must chain to; default: the
+    /// system's root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 /// The gateway calls are placed through.
@@ -75,6 +92,18 @@ pub struct GatewaySettings {
     pub options: Option<OptionsPing>,
     /// Outbound registration (RFC 3261 §10) the gateway requires before it takes calls.
     pub register: Option<RegisterSettings>,
+    /// TLS settings (used when the transport is TLS).
+    pub tls: TlsSettings,
+    /// SRTP for the call's media.
+    pub srtp: SrtpPolicy,
+}
+
+impl GatewaySettings {
+    /// Whether signalling to this gateway runs over TLS: `transport = tls` or a `sips:` URI
+    /// (RFC 3261 §26.2.2: a SIPS URI is reached over TLS).
+    pub fn uses_tls(&self) -> bool {
+        self.transport == Transport::Tls || self.uri.starts_with("sips:")
+    }
 }
 
 /// A gateway's outbound registration.
@@ -125,6 +154,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("failover_codes", &self.failover_codes)
             .field("options", &self.options)
             .field("register", &self.register)
+            .field("tls", &self.tls)
+            .field("srtp", &self.srtp)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +185,8 @@ mod tests {
             failover_codes: vec![408, 503],
             options: None,
             register: None,
+            tls: TlsSettings::default(),
+            srtp: SrtpPolicy::Off,
         };
         let shown = format!("{gateway:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -52,6 +52,12 @@ pub enum SipError {
     /// rsipstack refused to create the call.
     #[error("cannot send the INVITE")]
     Invite(#[source] Box<rsipstack::Error>),
+    /// The TLS connection to the gateway could not be opened.
+    #[error("no TLS connection to the gateway")]
+    Tls(#[source] Box<crate::tls::TlsConnectError>),
+    /// The gateway's TLS settings are unusable.
+    #[error("unusable TLS settings")]
+    TlsSetup(#[source] Box<crate::tls::TlsSetupError>),
     /// An in-dialog request (CANCEL, BYE) could not be sent.
     #[error("cannot send the {method}")]
     Request {
@@ -200,13 +206,84 @@ impl SipStack {
         self.local
     }
 
+    /// Opens (or reuses) the TLS connection to a gateway at `target` (`host:port`); returns its
+    /// address as the transport layer keys it, the destination of the INVITE.
+    pub async fn connect_tls(
+        &self,
+        client: &crate::tls::TlsClient,
+        target: &str,
+    ) -> Result<(SipAddr, CancellationToken), crate::tls::TlsConnectError> {
+        client
+            .connect(target, &self.endpoint.transport_layer, &self.cancel)
+            .await
+    }
+
+    /// The Via of a request outside dialogs (OPTIONS, REGISTER) sent over `transport`: like an
+    /// INVITE's, a listener's address with that transport (and `alias` over TCP/TLS, RFC
+    /// 5923, so the gateway answers and sends back over openum's connection).
+    pub(crate) fn via(
+        &self,
+        transport: Transport,
+    ) -> Result<rsipstack::sip::typed::Via, Box<rsipstack::Error>> {
+        let layer = &self.endpoint.transport_layer;
+        let address = (transport != Transport::Udp)
+            .then(|| {
+                let listens = layer.get_listen_addrs();
+                listens
+                    .iter()
+                    .find(|a| a.r#type == Some(transport))
+                    .cloned()
+                    .or_else(|| {
+                        let mut address = listens.first().cloned()?;
+                        address.r#type = Some(transport);
+                        Some(address)
+                    })
+            })
+            .flatten();
+        self.endpoint
+            .get_via(address, Some(rsipstack::transaction::make_via_branch()))
+            .map_err(Box::new)
+    }
+
+    /// Where a request outside dialogs to `gateway` goes: over TLS its connection to
+    /// `host_port` (opened or reused with the gateway's own certificate checks), else
+    /// `host_port` over the gateway's transport. Also the transport for [`Self::via`].
+    pub(crate) async fn destination(
+        &self,
+        gateway: &crate::gateways::Gateway,
+        host_port: &str,
+    ) -> Result<(SipAddr, Transport), SipError> {
+        if let Some(client) = &gateway.tls {
+            let (address, _) = self
+                .connect_tls(client, host_port)
+                .await
+                .map_err(|e| SipError::Tls(Box::new(e)))?;
+            return Ok((address, Transport::Tls));
+        }
+        let transport = match gateway.settings.transport {
+            GatewayTransport::Udp => Transport::Udp,
+            // A TLS gateway always has its client (see `Gateways::new`).
+            GatewayTransport::Tcp | GatewayTransport::Tls => Transport::Tcp,
+        };
+        let addr = HostWithPort::try_from(host_port)
+            .map_err(|e| SipError::setting("gateway address", host_port, e))?;
+        Ok((
+            SipAddr {
+                r#type: Some(transport),
+                addr,
+            },
+            transport,
+        ))
+    }
+
     /// The Request-URI of a call to `number` through `gateway`.
     pub fn request_uri(gateway: &GatewaySettings, number: &str) -> String {
         gateway.uri.replace("{number}", number)
     }
 
     /// Sends an INVITE for `number` through `gateway` with `sdp` as the offer, carrying
-    /// `authorization` (an answer to a previous 401/407) if given.
+    /// `authorization` (an answer to a previous 401/407) if given, to `destination` (an open
+    /// TLS connection's address) or else the gateway's address.
     pub fn invite(
         &self,
         gateway: &GatewaySettings,
@@ -214,6 +291,7 @@ impl SipStack {
         sdp: String,
         call_id: &str,
         authorization: Option<Authorization>,
+        destination: Option<&SipAddr>,
     ) -> Result<OutgoingCall, SipError> {
         let callee_text = Self::request_uri(gateway, number);
         let callee = Uri::try_from(callee_text.as_str())
@@ -225,23 +303,33 @@ impl SipStack {
         let caller = Uri::try_from(from_text.as_str())
             .map_err(|e| SipError::setting("gateway from", &from_text, e))?;
         let transport = match gateway.transport {
+            _ if gateway.uses_tls() => Transport::Tls,
             GatewayTransport::Udp => Transport::Udp,
-            GatewayTransport::Tcp => Transport::Tcp,
+            GatewayTransport::Tcp | GatewayTransport::Tls => Transport::Tcp,
         };
+        // RFC 3261 §8.1.1.8 / RFC 5630 §3.1.3: a request to a SIPS URI has a SIPS Contact; over
+        // TLS to a plain SIP URI the Contact says transport=tls. openum has no TLS listener: the
+        // gateway reaches it back over the connection openum opened (Via `alias`, RFC 5923).
         let contact_text = match gateway.transport {
+            _ if callee_text.starts_with("sips:") => format!("sips:openum@{}", self.local),
+            _ if gateway.uses_tls() => format!("sip:openum@{};transport=tls", self.local),
             GatewayTransport::Udp => format!("sip:openum@{}", self.local),
-            GatewayTransport::Tcp => format!("sip:openum@{};transport=tcp", self.local),
+            GatewayTransport::Tcp | GatewayTransport::Tls => {
+                format!("sip:openum@{};transport=tcp", self.local)
+            }
         };
         let contact = Uri::try_from(contact_text.as_str())
             .map_err(|e| SipError::setting("contact", &contact_text, e))?;
-        let target = match &gateway.address {
-            Some(address) => address.clone(),
-            None => host_port_of(&callee_text),
-        };
-        let destination = SipAddr {
-            r#type: Some(transport),
-            addr: HostWithPort::try_from(target.as_str())
-                .map_err(|e| SipError::setting("gateway address", &target, e))?,
+        let destination = match destination {
+            Some(destination) => destination.clone(),
+            None => {
+                let target = gateway_target(gateway);
+                SipAddr {
+                    r#type: Some(transport),
+                    addr: HostWithPort::try_from(target.as_str())
+                        .map_err(|e| SipError::setting("gateway address", &target, e))?,
+                }
+            }
         };
         let mut headers = gateway
             .headers
@@ -310,9 +398,25 @@ pub(crate) struct RsipDialogue {
     pub(crate) call_id: String,
     /// Our first offer, sent again when a digest challenge is answered.
     pub(crate) offer: String,
+    /// Our SDP before SRTP is applied, for the offer of a new attempt (whose gateway may
+    /// want another SRTP policy).
+    pub(crate) plain_offer: String,
     /// Our side of the session (advertised address, `o=` numbers), for a new attempt's engine.
     pub(crate) session: call_engine::offer_answer::LocalSession,
-    pub(crate) outgoing: OutgoingCall,
+    /// The INVITE's handles, once it is sent.
+    pub(crate) outgoing: Option<OutgoingCall>,
+    /// The INVITE still being prepared: a TLS connection being opened (see [`Self::over_tls`]).
+    pub(crate) pending: Option<tokio::task::JoinHandle<Result<OverTls, SipError>>>,
+    /// Where the INVITE went over TLS (a resent INVITE goes the same way).
+    pub(crate) destination: Option<SipAddr>,
+    /// Cancelled when the TLS connection carrying the unanswered INVITE closes: a reliable
+    /// transport's failure fails the transaction at once (RFC 3261 §17.1.4) rather than after
+    /// Timer B with a 408 nobody sent. Cleared once the INVITE has its final response.
+    pub(crate) connection: Option<CancellationToken>,
+    /// The current attempt's gateway's TLS client: a CANCEL or BYE first reopens a connection
+    /// that closed meanwhile (rsipstack idles stream connections out after 5 minutes), with
+    /// the gateway's own certificate checks.
+    pub(crate) tls: Option<Arc<crate::tls::TlsClient>>,
     pub(crate) states_open: bool,
     pub(crate) outcome_done: bool,
     /// Offers in the dialog (re-INVITE, UPDATE) waiting for the engine's answer, by number.
@@ -368,27 +472,111 @@ impl InDialogOffers {
     }
 }
 
+/// An INVITE sent over a TLS connection: its handles, the connection's address, and the token
+/// cancelled when the connection closes.
+pub(crate) type OverTls = (OutgoingCall, SipAddr, CancellationToken);
+
+impl RsipDialogue {
+    /// Makes sure, over TLS, that the gateway's connection is open (reopening it if it closed);
+    /// a failure is logged with its cause, and the request then fails in rsipstack.
+    fn reopen(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let reopen = self.tls.clone().map(|client| {
+            (
+                client,
+                Arc::clone(&self.stack),
+                gateway_target(&self.gateway),
+            )
+        });
+        async move {
+            if let Some((client, stack, target)) = reopen {
+                if let Err(error) = stack.connect_tls(&client, &target).await {
+                    tracing::warn!(error = %calls::error_chain(&error), "cannot reopen the TLS connection to the gateway");
+                }
+            }
+        }
+    }
+
+    /// Opens (or reuses) the gateway's TLS connection to the attempt's address (`gateway`'s
+    /// `address`, set to the resolved target for a host name), then sends the INVITE over it,
+    /// in a task of its own: the call's task reports a failure as a transport failure — which
+    /// moves the call to the next gateway, else ends it with cause Other — logged with its
+    /// reason (e.g. the certificate's issuer is not trusted).
+    pub(crate) fn over_tls(
+        stack: &Arc<SipStack>,
+        client: Arc<crate::tls::TlsClient>,
+        gateway: &Arc<GatewaySettings>,
+        number: &str,
+        offer: &str,
+        call_id: &str,
+    ) -> tokio::task::JoinHandle<Result<OverTls, SipError>> {
+        use tracing::Instrument as _;
+        let (stack, gateway) = (Arc::clone(stack), Arc::clone(gateway));
+        let (number, offer, call_id) = (number.to_owned(), offer.to_owned(), call_id.to_owned());
+        tokio::spawn(
+            async move {
+                let (destination, connection) = stack
+                    .connect_tls(&client, &gateway_target(&gateway))
+                    .await
+                    .map_err(|e| SipError::Tls(Box::new(e)))?;
+                let outgoing =
+                    stack.invite(&gateway, &number, offer, &call_id, None, Some(&destination))?;
+                Ok((outgoing, destination, connection))
+            }
+            .instrument(tracing::Span::current()),
+        )
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::task::Dialogue for RsipDialogue {
     async fn next_event(&mut self) -> Option<SipEvent> {
         loop {
+            if let Some(pending) = self.pending.as_mut() {
+                // Awaiting the handle by reference is cancel-safe.
+                let sent = pending.await;
+                self.pending = None;
+                match sent {
+                    Ok(Ok((outgoing, destination, connection))) => {
+                        self.outgoing = Some(outgoing);
+                        self.destination = Some(destination);
+                        self.connection = Some(connection);
+                        self.states_open = true;
+                        self.outcome_done = false;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %calls::error_chain(&error), "cannot send the INVITE");
+                        return Some(SipEvent::TransportFailed);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the INVITE task failed");
+                        return Some(SipEvent::TransportFailed);
+                    }
+                }
+            }
+            let outgoing = self.outgoing.as_mut()?;
             if !self.states_open && self.outcome_done {
                 return None;
             }
-            tokio::select! {
-                state = self.outgoing.states.recv(), if self.states_open => match state {
+            let event = tokio::select! {
+                () = closed(self.connection.as_ref()), if self.connection.is_some() => {
+                    self.connection = None;
+                    tracing::warn!(
+                        "the TLS connection to the gateway closed before the INVITE was answered \
+                         (did it refuse openum's client certificate?)"
+                    );
+                    Some(SipEvent::TransportFailed)
+                }
+                state = outgoing.states.recv(), if self.states_open => match state {
                     Some(DialogState::Updated(_, request, handle))
                         if matches!(request.method, Method::Invite | Method::Update) =>
                     {
-                        return Some(self.offers.offer(&request, handle));
+                        Some(self.offers.offer(&request, handle))
                     }
                     // After the answer, `Confirmed` follows each in-dialog request; after a
                     // re-INVITE it means its ACK arrived.
                     Some(DialogState::Confirmed(..)) if self.offers.answered => {
-                        let ack = self.outgoing.dialog.last_remote_ack();
-                        if let Some(event) = self.offers.ack(ack) {
-                            return Some(event);
-                        }
+                        let ack = outgoing.dialog.last_remote_ack();
+                        self.offers.ack(ack)
                     }
                     Some(state) => {
                         let event = event_of(&state);
@@ -396,13 +584,14 @@ impl crate::task::Dialogue for RsipDialogue {
                             self.offers.answered = true;
                         }
                         answer_in_dialog_request(state);
-                        if event.is_some() {
-                            return event;
-                        }
+                        event
                     }
-                    None => self.states_open = false,
+                    None => {
+                        self.states_open = false;
+                        None
+                    }
                 },
-                result = &mut self.outgoing.outcome, if !self.outcome_done => {
+                result = &mut outgoing.outcome, if !self.outcome_done => {
                     self.outcome_done = true;
                     if let Ok(Err(error)) = &result {
                         // The real cause of a send failure, in the call's span.
@@ -412,30 +601,52 @@ impl crate::task::Dialogue for RsipDialogue {
                             "the INVITE failed without a response"
                         );
                     }
-                    let event = match result {
+                    match result {
                         Ok(outcome) => outcome_event(&outcome),
                         Err(error) => {
                             tracing::error!(%error, "the INVITE transaction task failed");
                             Some(SipEvent::TransportFailed)
                         }
-                    };
-                    if event.is_some() {
-                        return event;
                     }
                 }
+            };
+            let Some(event) = event else { continue };
+            // A challenged INVITE is sent again over the same connection: keep watching it.
+            if !matches!(
+                event,
+                SipEvent::Provisional(_) | SipEvent::Challenged { .. }
+            ) {
+                self.connection = None;
             }
+            return Some(event);
         }
     }
 
     async fn cancel(&mut self) -> Result<(), SipError> {
-        let dialog = self.outgoing.dialog.clone();
-        in_background("CANCEL", async move { dialog.cancel().await });
+        // The engine cancels only after a provisional response, so the INVITE was sent.
+        let Some(outgoing) = &self.outgoing else {
+            return Ok(());
+        };
+        let dialog = outgoing.dialog.clone();
+        let reopen = self.reopen();
+        in_background("CANCEL", async move {
+            reopen.await;
+            dialog.cancel().await
+        });
         Ok(())
     }
 
     async fn bye(&mut self) -> Result<(), SipError> {
-        let dialog = self.outgoing.dialog.clone();
-        in_background("BYE", async move { dialog.bye().await });
+        // The engine says BYE only to an answered INVITE.
+        let Some(outgoing) = &self.outgoing else {
+            return Ok(());
+        };
+        let dialog = outgoing.dialog.clone();
+        let reopen = self.reopen();
+        in_background("BYE", async move {
+            reopen.await;
+            dialog.bye().await
+        });
         Ok(())
     }
 
@@ -466,15 +677,18 @@ impl crate::task::Dialogue for RsipDialogue {
             self.offer.clone(),
             &self.call_id,
             Some(authorization),
+            self.destination.as_ref(),
         )?;
-        self.stack.remove_dialog(&self.outgoing.dialog.id());
-        self.outgoing = outgoing;
+        if let Some(previous) = &self.outgoing {
+            self.stack.remove_dialog(&previous.dialog.id());
+        }
+        self.outgoing = Some(outgoing);
         self.states_open = true;
         self.outcome_done = false;
         Ok(())
     }
 
-    async fn fail_over(&mut self, event: &SipEvent) -> Option<call_engine::call::Call> {
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<crate::task::NextAttempt> {
         if !crate::gateways::fails_over(event, &self.gateway.failover_codes) {
             return None;
         }
@@ -494,50 +708,97 @@ impl crate::task::Dialogue for RsipDialogue {
                 from = %failed.gateway().name(),
                 to = %next.name(),
                 address = ?settings.address,
+                tls = next.tls.is_some(),
+                srtp = ?settings.srtp,
                 outcome = ?event,
                 "moving the call to the next gateway"
             );
             drop(failed);
-            match self.stack.invite(
-                &settings,
-                &self.number,
-                self.offer.clone(),
-                &self.call_id,
-                None,
-            ) {
-                Ok(outgoing) => {
-                    self.stack.remove_dialog(&self.outgoing.dialog.id());
-                    self.outgoing = outgoing;
-                    self.states_open = true;
-                    self.outcome_done = false;
-                    self.gateway = settings;
-                    return Some(
-                        call_engine::call::Call::with_auth(
-                            tokio::time::Instant::now().into_std(),
-                            crate::call_config(&next.settings, self.message),
-                            crate::digest_auth(&next.settings, &self.number),
-                        )
-                        .with_session(self.session.clone()),
-                    );
-                }
-                Err(error) => {
-                    tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
-                }
+            // The offer follows the gateway actually used: its SRTP policy, with fresh keys
+            // (a key offered to one gateway is never offered to another).
+            let srtp = crate::srtp::CallSrtp::new(settings.srtp);
+            let offer = srtp.offer(&self.plain_offer);
+            let (outgoing, pending) = match &next.tls {
+                // Over TLS the INVITE waits for the connection to this address, in the call's
+                // task; a connection or certificate failure comes back as a transport failure
+                // and moves the call on again.
+                Some(client) => (
+                    None,
+                    Some(Self::over_tls(
+                        &self.stack,
+                        Arc::clone(client),
+                        &settings,
+                        &self.number,
+                        &offer,
+                        &self.call_id,
+                    )),
+                ),
+                None => match self.stack.invite(
+                    &settings,
+                    &self.number,
+                    offer.clone(),
+                    &self.call_id,
+                    None,
+                    None,
+                ) {
+                    Ok(outgoing) => (Some(outgoing), None),
+                    Err(error) => {
+                        tracing::warn!(gateway = %next.name(), error = %calls::error_chain(&error), "cannot send the INVITE to the gateway");
+                        continue;
+                    }
+                },
+            };
+            if let Some(previous) = self.outgoing.take() {
+                self.stack.remove_dialog(&previous.dialog.id());
             }
+            if let Some(previous) = self.pending.take() {
+                previous.abort();
+            }
+            self.outgoing = outgoing;
+            self.pending = pending;
+            self.destination = None;
+            self.connection = None;
+            self.states_open = true;
+            self.outcome_done = false;
+            self.tls.clone_from(&next.tls);
+            self.offer = offer;
+            self.gateway = settings;
+            let call = call_engine::call::Call::with_auth(
+                tokio::time::Instant::now().into_std(),
+                crate::call_config(&next.settings, self.message),
+                crate::digest_auth(&next.settings, &self.number),
+            )
+            .with_session(self.session.clone());
+            return Some(crate::task::NextAttempt { call, srtp });
         }
     }
 
     async fn close(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            // The call ended while its TLS connection was being opened: nothing was sent.
+            pending.abort();
+        }
+        let Some(outgoing) = self.outgoing.as_mut() else {
+            return;
+        };
         // Let the transaction layer finish (re-ACKs, the BYE's response) before forgetting it;
         // its outcome no longer changes the call, which has ended.
         if !self.outcome_done
-            && tokio::time::timeout(Duration::from_secs(5), &mut self.outgoing.outcome)
+            && tokio::time::timeout(Duration::from_secs(5), &mut outgoing.outcome)
                 .await
                 .is_err()
         {
             tracing::debug!("INVITE transaction still open 5 s after the call ended");
         }
-        self.stack.remove_dialog(&self.outgoing.dialog.id());
+        self.stack.remove_dialog(&outgoing.dialog.id());
+    }
+}
+
+/// Resolves when `connection` is cancelled (its TLS connection closed).
+async fn closed(connection: Option<&CancellationToken>) {
+    match connection {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -599,21 +860,47 @@ pub fn challenges(outcome: &InviteAsyncResult) -> Option<(bool, Vec<String>)> {
     (!values.is_empty()).then_some((proxy, values))
 }
 
-/// `host:port` of a `sip:user@host:port;params` URI (default port 5060).
-fn host_port_of(uri: &str) -> String {
-    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+/// Where requests to `gateway` go (`host:port`): its `address`, else its URI's host and port.
+pub fn gateway_target(gateway: &GatewaySettings) -> String {
+    match &gateway.address {
+        Some(address) => address.clone(),
+        None => host_port_of(&gateway.uri, gateway.uses_tls()),
+    }
+}
+
+/// The host of a gateway's URI template (the TLS server name).
+pub fn gateway_host(gateway: &GatewaySettings) -> String {
+    let host_port = host_port_of(&gateway.uri, false);
+    match host_port.rsplit_once(':') {
+        Some((host, _)) => host.to_owned(),
+        None => host_port,
+    }
+}
+
+/// `host:port` of a `sip:user@host:port;params` URI (default port 5060, or 5061 for a `sips:`
+/// URI or over TLS).
+fn host_port_of(uri: &str, tls: bool) -> String {
+    let default_port = if tls || uri.starts_with("sips:") {
+        5061
+    } else {
+        5060
+    };
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .unwrap_or(uri);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let host_port = rest.split([';', '?']).next().unwrap_or(rest);
     if host_port.starts_with('[') {
         if host_port.contains("]:") {
             host_port.to_owned()
         } else {
-            format!("{host_port}:5060")
+            format!("{host_port}:{default_port}")
         }
     } else if host_port.contains(':') {
         host_port.to_owned()
     } else {
-        format!("{host_port}:5060")
+        format!("{host_port}:{default_port}")
     }
 }
 
@@ -686,16 +973,69 @@ pub fn outcome_event(outcome: &InviteAsyncResult) -> Option<SipEvent> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port_of;
+    use super::{gateway_host, gateway_target, host_port_of};
 
     #[test]
     fn host_and_port_come_from_the_uri() {
-        assert_eq!(host_port_of("sip:123@127.0.0.1:5070"), "127.0.0.1:5070");
         assert_eq!(
-            host_port_of("sip:123@pbx.example.com;transport=tcp"),
+            host_port_of("sip:123@127.0.0.1:5070", false),
+            "127.0.0.1:5070"
+        );
+        assert_eq!(
+            host_port_of("sip:123@pbx.example.com;transport=tcp", false),
             "pbx.example.com:5060"
         );
-        assert_eq!(host_port_of("sip:123@[::1]:5070"), "[::1]:5070");
-        assert_eq!(host_port_of("sip:[::1]"), "[::1]:5060");
+        assert_eq!(host_port_of("sip:123@[::1]:5070", false), "[::1]:5070");
+        assert_eq!(host_port_of("sip:[::1]", false), "[::1]:5060");
+    }
+
+    #[test]
+    fn tls_defaults_to_port_5061_and_the_server_name_is_the_uri_host() {
+        assert_eq!(
+            host_port_of("sips:{number}@sbc.example.com", false),
+            "sbc.example.com:5061"
+        );
+        assert_eq!(
+            host_port_of("sip:{number}@sbc.example.com;transport=tls", true),
+            "sbc.example.com:5061"
+        );
+        assert_eq!(host_port_of("sips:1@[::1]", false), "[::1]:5061");
+        let gateway = crate::settings::GatewaySettings {
+            uri: "sips:{number}@sbc.example.com:5067;user=phone".into(),
+            ..test_gateway()
+        };
+        assert_eq!(gateway_host(&gateway), "sbc.example.com");
+        assert_eq!(gateway_target(&gateway), "sbc.example.com:5067");
+        let by_ip = crate::settings::GatewaySettings {
+            uri: "sips:{number}@[2001:db8::1]".into(),
+            ..test_gateway()
+        };
+        assert_eq!(gateway_host(&by_ip), "[2001:db8::1]");
+        assert_eq!(gateway_target(&by_ip), "[2001:db8::1]:5061");
+    }
+
+    fn test_gateway() -> crate::settings::GatewaySettings {
+        crate::settings::GatewaySettings {
+            name: "sbc".into(),
+            uri: String::new(),
+            address: None,
+            transport: crate::settings::Transport::Tls,
+            from: None,
+            display_name: "Voice Mail".into(),
+            credentials: None,
+            ring_timeout_secs: 45,
+            max_concurrent_calls: 1,
+            calls_per_second: 1,
+            headers: Vec::new(),
+            enabled: true,
+            group: "default".into(),
+            priority: 0,
+            weight: 1,
+            failover_codes: vec![408, 503],
+            options: None,
+            register: None,
+            tls: crate::settings::TlsSettings::default(),
+            srtp: crate::settings::SrtpPolicy::Mandatory,
+        }
     }
 }

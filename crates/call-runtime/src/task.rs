@@ -46,10 +46,18 @@ pub(crate) trait Dialogue: Send + 'static {
     fn respond(&mut self, request: u64, code: u16, sdp: Option<String>) -> Result<(), SipError>;
     /// The INVITE ended with `event` before any early dialog or answer, and no hang-up is
     /// under way: if `event` is one that moves a call on (see [`crate::gateways::fails_over`])
-    /// and a gateway is left, sends the INVITE there and returns the new attempt's engine.
-    async fn fail_over(&mut self, event: &SipEvent) -> Option<Call>;
+    /// and a gateway is left, sends the INVITE there (over its TLS connection, with the SRTP
+    /// offer its policy asks for) and returns the new attempt's engine and SRTP negotiation.
+    async fn fail_over(&mut self, event: &SipEvent) -> Option<NextAttempt>;
     /// The call has ended: let the transaction layer finish, then forget the dialogue.
     async fn close(&mut self);
+}
+
+/// A call moved to another gateway: the attempt's engine, and its SRTP negotiation (the new
+/// gateway's policy, fresh keys).
+pub(crate) struct NextAttempt {
+    pub(crate) call: Call,
+    pub(crate) srtp: crate::srtp::CallSrtp,
 }
 
 /// The engine's clock reading. tokio's clock, not `Instant::now()`: under a paused test clock
@@ -66,6 +74,8 @@ pub(crate) struct CallTask<D> {
     pub(crate) record: CallRecord,
     pub(crate) audio: Arc<PreparedAudio>,
     pub(crate) socket: Arc<UdpSocket>,
+    /// The call's SRTP offer and, once answered, its sender.
+    pub(crate) srtp: crate::srtp::CallSrtp,
     /// The RTCP socket (RTP port + 1), unused with rtcp-mux.
     pub(crate) rtcp_socket: Arc<UdpSocket>,
 }
@@ -100,8 +110,11 @@ impl<D: Dialogue> CallTask<D> {
                             self.dialogue.fail_over(&event).await
                         };
                         match next {
-                            Some(next) => call = next,
-                            None => call.handle_sip(now(), event),
+                            Some(next) => {
+                                call = next.call;
+                                self.srtp = next.srtp;
+                            }
+                            None => call.handle_sip(now(), self.srtp.screen(event)),
                         }
                     }
                     None => events_open = false,
@@ -153,6 +166,7 @@ impl<D: Dialogue> CallTask<D> {
                         with_sdp = sdp.is_some(),
                         "answering an in-dialog offer"
                     );
+                    let sdp = self.srtp.answer(request, sdp);
                     if let Err(error) = self.dialogue.respond(request, code, sdp) {
                         tracing::warn!(error = %error_chain(&error), code, "cannot answer an in-dialog request");
                     }
@@ -214,10 +228,13 @@ impl<D: Dialogue> CallTask<D> {
                     let stream = RtpStream::new(&plan, &self.audio, seed, origin);
                     tracing::info!(remote = %plan.remote, codec = ?plan.codec, ptime = plan.ptime_ms, "media started");
                     let counters = Arc::new(StreamCounters::default());
-                    let id = self.media.start_counted(
+                    let srtp = self.srtp.take_sender();
+                    media.protected = srtp.is_some();
+                    let id = self.media.start_with(
                         Arc::clone(&self.socket),
                         plan.remote,
                         stream,
+                        srtp,
                         Some(Arc::clone(&counters)),
                     );
                     let (negotiated, _) = tokio::sync::watch::channel(plan.remote);
@@ -239,23 +256,31 @@ impl<D: Dialogue> CallTask<D> {
                     else {
                         continue;
                     };
-                    let socket = if mux { &self.socket } else { &self.rtcp_socket };
-                    let rtcp = Rtcp::start(
-                        Arc::clone(socket),
-                        mux,
-                        negotiated.subscribe(),
-                        stream,
-                        Arc::clone(self.media.rtcp_stats()),
-                    );
-                    tracing::debug!(mux, "RTCP started");
+                    // An SRTP call sends no RTCP: it would have to be SRTCP (RFC 3711 §3.4),
+                    // which openum does not do yet; plain RTCP beside SRTP would give away the
+                    // stream's SSRC and counts, and the far end drops it.
+                    let rtcp = if media.protected {
+                        tracing::info!("no RTCP on an SRTP call (SRTCP is not implemented)");
+                        None
+                    } else {
+                        let socket = if mux { &self.socket } else { &self.rtcp_socket };
+                        tracing::debug!(mux, "RTCP started");
+                        Some(Rtcp::start(
+                            Arc::clone(socket),
+                            mux,
+                            negotiated.subscribe(),
+                            stream,
+                            Arc::clone(self.media.rtcp_stats()),
+                        ))
+                    };
                     media.receiver = Some(crate::symmetric::spawn(
                         Arc::clone(&self.socket),
                         self.media.clone(),
                         id,
                         negotiated.subscribe(),
-                        mux.then(|| rtcp.muxed.clone()),
+                        rtcp.as_ref().filter(|_| mux).map(|rtcp| rtcp.muxed.clone()),
                     ));
-                    media.rtcp = Some(rtcp);
+                    media.rtcp = rtcp;
                 }
                 Output::Command(Command::StopMedia) => media.stop(&self.media),
             }
@@ -296,6 +321,8 @@ struct Media {
     /// Between StartMedia and StartRtcp: what RTCP reports on.
     rtcp_stream: Option<crate::rtcp::Stream>,
     rtcp: Option<Rtcp>,
+    /// The stream is sent as SRTP.
+    protected: bool,
 }
 
 impl Media {
@@ -350,6 +377,8 @@ mod tests {
         start: Instant,
         /// Further gateways a failed INVITE may move on to.
         gateways_left: usize,
+        /// Their SRTP policy.
+        next_srtp: call_engine::sdes::SrtpPolicy,
     }
 
     impl Scripted {
@@ -389,13 +418,16 @@ mod tests {
             });
             Ok(())
         }
-        async fn fail_over(&mut self, event: &SipEvent) -> Option<Call> {
+        async fn fail_over(&mut self, event: &SipEvent) -> Option<NextAttempt> {
             if !crate::gateways::fails_over(event, &[503]) || self.gateways_left == 0 {
                 return None;
             }
             self.gateways_left -= 1;
             self.log("INVITE to the next gateway");
-            Some(Call::new(now(), CallConfig::new(Duration::from_secs(1))))
+            Some(NextAttempt {
+                call: Call::new(now(), CallConfig::new(Duration::from_secs(1))),
+                srtp: crate::srtp::CallSrtp::new(self.next_srtp),
+            })
         }
         async fn close(&mut self) {}
     }
@@ -465,8 +497,19 @@ mod tests {
         start_with_gateways(auth, 0).await
     }
 
-    /// [`start`], with `gateways_left` further gateways to fail over to.
+    /// [`start`], with `gateways_left` further gateways (plain RTP) to fail over to.
     async fn start_with_gateways(auth: Option<DigestAuth>, gateways_left: usize) -> Running {
+        use call_engine::sdes::SrtpPolicy::Off;
+        start_with_srtp(auth, Off, gateways_left, Off).await
+    }
+
+    /// [`start_with_gateways`], the first gateway with SRTP policy `first`, the others `next`.
+    async fn start_with_srtp(
+        auth: Option<DigestAuth>,
+        first: call_engine::sdes::SrtpPolicy,
+        gateways_left: usize,
+        next: call_engine::sdes::SrtpPolicy,
+    ) -> Running {
         let start = Instant::now();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -483,12 +526,14 @@ mod tests {
                 sent: Arc::clone(&sent),
                 start,
                 gateways_left,
+                next_srtp: next,
             },
             recorder: Arc::clone(&records) as Arc<dyn CallRecorder>,
             media: MediaHandle::spawn_shards(1),
             record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
             socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            srtp: crate::srtp::CallSrtp::new(first),
             rtcp_socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
         };
         let call = Call::with_auth(now(), config, auth);
@@ -624,6 +669,44 @@ mod tests {
             call.records.last(),
             (CallState::Connecting, Cause::None, None)
         );
+        call.event(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(SDP_ANSWER.to_vec()),
+        });
+        call.ends_as((CallState::Disconnected, Cause::None, Some(200)))
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_moved_to_a_mandatory_srtp_gateway_refuses_its_plain_answer() {
+        use call_engine::sdes::SrtpPolicy::{Mandatory, Off};
+        let call = start_with_srtp(None, Off, 1, Mandatory).await;
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        call.at(Duration::from_secs(1)).await;
+        // The new gateway's policy screens the answer: plain RTP is not enough for it.
+        call.event(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(SDP_ANSWER.to_vec()),
+        });
+        let sent = call
+            .ends_as((CallState::Disconnected, Cause::Other, Some(200)))
+            .await;
+        let sent: Vec<_> = sent.iter().map(|(what, _)| *what).collect();
+        assert_eq!(sent, ["INVITE to the next gateway", "BYE"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_moved_from_a_mandatory_srtp_gateway_to_a_plain_one_plays_plain_rtp() {
+        use call_engine::sdes::SrtpPolicy::{Mandatory, Off};
+        let call = start_with_srtp(None, Mandatory, 1, Off).await;
+        call.event(SipEvent::Rejected(SipStatus::new(
+            503,
+            "Service Unavailable",
+        )));
+        call.at(Duration::from_secs(1)).await;
         call.event(SipEvent::Answered {
             status: SipStatus::new(200, "OK"),
             sdp: Some(SDP_ANSWER.to_vec()),

@@ -480,6 +480,21 @@ pub enum SipTransport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS (RFC 3261 §26); also implied by a `sips:` URI.
+    Tls,
+}
+
+/// `srtp` of a `[[gateway]]`: whether the call's media is protected (RFC 3711, keyed by SDES).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpMode {
+    /// Plain RTP.
+    #[default]
+    Off,
+    /// SRTP offered (`RTP/AVP` with `a=crypto`); plain RTP if the far end does not take it.
+    Optional,
+    /// SRTP or no call (`RTP/SAVP`).
+    Mandatory,
 }
 
 /// One `[[gateway]]`.
@@ -493,7 +508,7 @@ pub struct GatewayConfig {
     pub uri: String,
     /// `address`: where to send requests (`host:port`); default: the URI's host and port.
     pub address: Option<String>,
-    /// `transport`: `udp` or `tcp`. Default `udp`.
+    /// `transport`: `udp`, `tcp` or `tls`. Default `udp` (`tls` for a `sips:` URI).
     pub transport: SipTransport,
     /// `from`: the From URI. Default `sip:openum@<sip.listen>`.
     pub from: Option<String>,
@@ -537,12 +552,21 @@ pub struct GatewayConfig {
     /// `register`: register with the gateway (RFC 3261 §10) using `username`/`password`, and
     /// send calls through it only while registered. Default false.
     pub register: bool,
-    /// `registrar`: the REGISTER's Request-URI. Default `sip:<host:port of uri>`.
+    /// `registrar`: the REGISTER's Request-URI. Default `sip:<host:port of uri>` (`sips:` for a `sips:` uri).
     pub registrar: Option<String>,
     /// `register_expires_secs`: the registration lifetime asked for. Default 600.
     pub register_expires_secs: u32,
     /// `register_wait_secs`: how long a new call waits for the first registration. Default 5.
     pub register_wait_secs: u64,
+    /// `ca_file`: PEM CA certificates the gateway's TLS certificate must chain to. Default: the
+    /// system's root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// `client_cert`: PEM certificate chain openum presents for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// `client_key`: PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// `srtp`: `off`, `optional` or `mandatory`. Default `off`.
+    pub srtp: SrtpMode,
 }
 
 /// Credentials never reach logs: the password is redacted.
@@ -567,6 +591,10 @@ impl std::fmt::Debug for GatewayConfig {
             .field("options_interval_secs", &self.options_interval_secs)
             .field("register", &self.register)
             .field("registrar", &self.registrar)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("srtp", &self.srtp)
             .finish_non_exhaustive()
     }
 }
@@ -614,6 +642,10 @@ impl Default for GatewayConfig {
             registrar: None,
             register_expires_secs: 600,
             register_wait_secs: 5,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            srtp: SrtpMode::Off,
         }
     }
 }
@@ -647,6 +679,7 @@ impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
             transport: match g.transport {
                 SipTransport::Tcp => Transport::Tcp,
                 SipTransport::Udp => Transport::Udp,
+                SipTransport::Tls => Transport::Tls,
             },
             from: g.from.clone(),
             display_name: g.display_name.clone(),
@@ -675,16 +708,76 @@ impl From<&GatewayConfig> for call_runtime::settings::GatewaySettings {
             register: g
                 .register
                 .then(|| call_runtime::settings::RegisterSettings {
+                    // A sips: gateway registers over TLS with a sips: registrar.
                     registrar: g.registrar.clone().unwrap_or_else(|| {
                         format!(
-                            "sip:{}",
+                            "{}:{}",
+                            if g.uri.starts_with("sips:") {
+                                "sips"
+                            } else {
+                                "sip"
+                            },
                             call_runtime::gateways::uri_host_port(&g.uri.replace("{number}", ""))
                         )
                     }),
                     expires_secs: g.register_expires_secs,
                     call_wait: std::time::Duration::from_secs(g.register_wait_secs),
                 }),
+            tls: call_runtime::settings::TlsSettings {
+                ca_file: g.ca_file.clone(),
+                client_cert: g.client_cert.clone(),
+                client_key: g.client_key.clone(),
+            },
+            srtp: match g.srtp {
+                SrtpMode::Off => call_runtime::settings::SrtpPolicy::Off,
+                SrtpMode::Optional => call_runtime::settings::SrtpPolicy::Optional,
+                SrtpMode::Mandatory => call_runtime::settings::SrtpPolicy::Mandatory,
+            },
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Whether signalling runs over TLS: `transport = "tls"` or a `sips:` URI.
+    pub fn uses_tls(&self) -> bool {
+        self.transport == SipTransport::Tls || self.uri.starts_with("sips:")
+    }
+
+    /// The TLS keys of `[[gateway]]` number `i`: consistent with the transport, and naming
+    /// files that can be read.
+    fn validate_tls(&self, i: usize) -> Result<(), InvalidValue> {
+        if self.uri.starts_with("sips:") && self.transport == SipTransport::Tcp {
+            return Err(InvalidValue::new(
+                format!("gateway[{i}].transport"),
+                "must be \"tls\" (or left out) for a sips: URI: SIPS runs over TLS",
+            ));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(InvalidValue::new(
+                format!("gateway[{i}].client_cert"),
+                format!("and gateway[{i}].client_key must be given together"),
+            ));
+        }
+        for (key, path) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ] {
+            let Some(path) = path else { continue };
+            if !self.uses_tls() {
+                return Err(InvalidValue::new(
+                    format!("gateway[{i}].{key}"),
+                    "is only used with transport = \"tls\" or a sips: URI",
+                ));
+            }
+            if let Err(error) = std::fs::File::open(path) {
+                return Err(InvalidValue::new(
+                    format!("gateway[{i}].{key}"),
+                    format!("names {} which cannot be read: {error}", path.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1057,12 +1150,18 @@ impl Config {
             }
         }
         for (i, g) in self.gateways.iter().enumerate() {
-            if !g.uri.starts_with("sip:") || !g.uri.contains("{number}") {
+            if !(g.uri.starts_with("sip:") || g.uri.starts_with("sips:"))
+                || !g.uri.contains("{number}")
+            {
                 return Err(InvalidValue::new(
                     format!("gateway[{i}].uri"),
-                    format!("must be a sip: URI containing {{number}}, got {:?}", g.uri),
+                    format!(
+                        "must be a sip: or sips: URI containing {{number}}, got {:?}",
+                        g.uri
+                    ),
                 ));
             }
+            g.validate_tls(i)?;
             if g.username.is_some() != g.password.is_some() {
                 return Err(InvalidValue::new(
                     format!("gateway[{i}].username"),
@@ -1217,6 +1316,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("transport"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_srtp_keys_parse_and_mistakes_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked here").unwrap();
+        let c = Config::parse(&format!(
+            "[[gateway]]\nuri = \"sips:{{number}}@sbc.example.com\"\nca_file = {:?}\nsrtp = \"mandatory\"\n",
+            ca.display().to_string()
+        ))
+        .unwrap();
+        let g = c.active_gateway().unwrap();
+        assert!(g.uses_tls());
+        assert_eq!(g.srtp, SrtpMode::Mandatory);
+        let settings = call_runtime::settings::GatewaySettings::from(g);
+        assert!(settings.uses_tls());
+        assert_eq!(settings.tls.ca_file.as_deref(), Some(ca.as_path()));
+        assert_eq!(settings.srtp, call_runtime::settings::SrtpPolicy::Mandatory);
+        let missing = dir.path().join("missing.pem");
+        for (text, key) in [
+            (
+                format!(
+                    "[[gateway]]\nuri = \"sip:{{number}}@x\"\ntransport = \"tls\"\nca_file = {:?}\n",
+                    missing.display().to_string()
+                ),
+                "gateway[0].ca_file",
+            ),
+            (
+                format!(
+                    "[[gateway]]\nuri = \"sip:{{number}}@x\"\nca_file = {:?}\n",
+                    ca.display().to_string()
+                ),
+                "gateway[0].ca_file",
+            ),
+            (
+                format!(
+                    "[[gateway]]\nuri = \"sip:{{number}}@x\"\ntransport = \"tls\"\nclient_cert = {:?}\n",
+                    ca.display().to_string()
+                ),
+                "gateway[0].client_cert",
+            ),
+            (
+                "[[gateway]]\nuri = \"sips:{number}@x\"\ntransport = \"tcp\"\n".to_owned(),
+                "gateway[0].transport",
+            ),
+            (
+                "[[gateway]]\nuri = \"sip:{number}@x\"\nsrtp = \"always\"\n".to_owned(),
+                "srtp",
+            ),
+        ] {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = Config::parse(&format!(
+            "[[gateway]]\nuri = \"sips:{{number}}@x\"\nca_file = {:?}\n",
+            missing.display().to_string()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing.pem"), "{err}");
     }
 
     #[test]

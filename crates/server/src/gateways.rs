@@ -48,13 +48,13 @@ pub(crate) fn validate(i: usize, g: &GatewayConfig, sip: &SipConfig) -> Result<(
         }
         if let Some(registrar) = &g.registrar {
             let host = call_runtime::gateways::uri_host_port(registrar);
-            if !registrar.starts_with("sip:")
+            if !(registrar.starts_with("sip:") || registrar.starts_with("sips:"))
                 || rsipstack_free_parse(registrar).is_err()
                 || call_runtime::gateways::split_host_port(host).is_err()
             {
                 return Err(InvalidValue::new(
                     key("registrar"),
-                    format!("must be a sip: URI with a host, got {registrar:?}"),
+                    format!("must be a sip: or sips: URI with a host, got {registrar:?}"),
                 ));
             }
         }

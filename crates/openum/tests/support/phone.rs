@@ -17,6 +17,18 @@ pub struct Phone {
 impl Phone {
     /// Starts baresip under `dir` with its SIP on `sip_port` and RTP in `rtp_lo..=rtp_hi`.
     pub fn start(dir: &Path, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Self {
+        Self::start_with(dir, sip_port, rtp_lo, rtp_hi, None)
+    }
+
+    /// [`Self::start`], with baresip's media encryption `mediaenc` (e.g. `srtp-mand`: SDES-keyed
+    /// SRTP or no call) when given, through its `srtp` module.
+    pub fn start_with(
+        dir: &Path,
+        sip_port: u16,
+        rtp_lo: u16,
+        rtp_hi: u16,
+        mediaenc: Option<&str>,
+    ) -> Self {
         let phone = dir.join("phone");
         let rec = dir.join("rec");
         std::fs::create_dir_all(&phone).unwrap();
@@ -30,15 +42,21 @@ impl Phone {
                  ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
                  rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
                  module g711.so\nmodule sndfile.so\nmodule aubridge.so\nmodule ausine.so\n\
-                 module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n",
-                rec.display()
+                 module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n{}",
+                rec.display(),
+                if mediaenc.is_some() {
+                    "module srtp.so\n"
+                } else {
+                    ""
+                }
             ),
         )
         .unwrap();
         std::fs::write(
             phone.join("accounts"),
             format!(
-                "<sip:4711@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu,pcma\n"
+                "<sip:4711@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu,pcma{}\n",
+                mediaenc.map(|m| format!(";mediaenc={m}")).unwrap_or_default()
             ),
         )
         .unwrap();
