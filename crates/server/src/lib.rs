@@ -55,6 +55,10 @@ pub mod throttle;
 pub mod tls;
 pub mod voicemail;
 
+// For `store_double!` (test doubles of the store, here and in the tests).
+#[doc(hidden)]
+pub use async_trait;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

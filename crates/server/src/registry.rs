@@ -407,59 +407,7 @@ mod tests {
         refuse: std::sync::atomic::AtomicBool,
     }
 
-    #[async_trait]
-    impl Store for Refusing {
-        async fn credential(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::Credential>, StoreError> {
-            self.inner.credential(n).await
-        }
-        async fn credential_state(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::CredentialState>, StoreError> {
-            self.inner.credential_state(n).await
-        }
-        async fn token_credential(
-            &self,
-            h: &str,
-        ) -> Result<Option<crate::store::TokenCredential>, StoreError> {
-            self.inner.token_credential(h).await
-        }
-        async fn set_password(&self, n: &str, h: &str) -> Result<bool, StoreError> {
-            self.inner.set_password(n, h).await
-        }
-        async fn set_user_disabled(&self, n: &str, d: bool) -> Result<bool, StoreError> {
-            self.inner.set_user_disabled(n, d).await
-        }
-        async fn delete_user(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::DeletedUser>, StoreError> {
-            self.inner.delete_user(n).await
-        }
-        async fn users(&self) -> Result<Vec<crate::store::UserSummary>, StoreError> {
-            self.inner.users().await
-        }
-        async fn tokens(
-            &self,
-            u: Option<&str>,
-        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
-            self.inner.tokens(u).await
-        }
-        async fn revoke_token(
-            &self,
-            id: &str,
-        ) -> Result<Option<crate::store::TokenInfo>, StoreError> {
-            self.inner.revoke_token(id).await
-        }
-        async fn revoke_tokens_labelled(
-            &self,
-            l: &str,
-        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
-            self.inner.revoke_tokens_labelled(l).await
-        }
+    crate::store_double!(Refusing, inner, {
         async fn upsert_user(&self, user: crate::store::User) -> Result<(), StoreError> {
             self.inner.upsert_user(user).await
         }
@@ -505,7 +453,7 @@ mod tests {
         ) -> Result<Vec<crate::store::VoicemailItem>, StoreError> {
             self.inner.voicemail_items(owner).await
         }
-    }
+    });
 
     #[tokio::test]
     async fn a_refused_write_still_moves_the_call_on_and_lands_later_in_order() {

@@ -460,8 +460,6 @@ impl calls::AudioSource for LocalAudio {
 mod tests {
     use super::*;
 
-    use async_trait::async_trait;
-
     use crate::store::{SqliteStore, Store, StoreError, User, VoicemailItem};
     use calls::CallRecord;
 
@@ -506,59 +504,7 @@ mod tests {
         StoreError::Backend("the disk is on fire".into())
     }
 
-    #[async_trait]
-    impl Store for Faulty {
-        async fn credential(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::Credential>, StoreError> {
-            self.inner.credential(n).await
-        }
-        async fn credential_state(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::CredentialState>, StoreError> {
-            self.inner.credential_state(n).await
-        }
-        async fn token_credential(
-            &self,
-            h: &str,
-        ) -> Result<Option<crate::store::TokenCredential>, StoreError> {
-            self.inner.token_credential(h).await
-        }
-        async fn set_password(&self, n: &str, h: &str) -> Result<bool, StoreError> {
-            self.inner.set_password(n, h).await
-        }
-        async fn set_user_disabled(&self, n: &str, d: bool) -> Result<bool, StoreError> {
-            self.inner.set_user_disabled(n, d).await
-        }
-        async fn delete_user(
-            &self,
-            n: &str,
-        ) -> Result<Option<crate::store::DeletedUser>, StoreError> {
-            self.inner.delete_user(n).await
-        }
-        async fn users(&self) -> Result<Vec<crate::store::UserSummary>, StoreError> {
-            self.inner.users().await
-        }
-        async fn tokens(
-            &self,
-            u: Option<&str>,
-        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
-            self.inner.tokens(u).await
-        }
-        async fn revoke_token(
-            &self,
-            id: &str,
-        ) -> Result<Option<crate::store::TokenInfo>, StoreError> {
-            self.inner.revoke_token(id).await
-        }
-        async fn revoke_tokens_labelled(
-            &self,
-            l: &str,
-        ) -> Result<Vec<crate::store::TokenInfo>, StoreError> {
-            self.inner.revoke_tokens_labelled(l).await
-        }
+    crate::store_double!(Faulty, inner, {
         async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
             self.inner.upsert_user(user).await
         }
@@ -603,7 +549,7 @@ mod tests {
         async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError> {
             self.inner.voicemail_items(owner).await
         }
-    }
+    });
 
     async fn store(fail_lookup: bool, fail_insert: bool) -> Faulty {
         let inner = SqliteStore::in_memory().unwrap();

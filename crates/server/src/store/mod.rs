@@ -337,6 +337,83 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A test double that wraps a real store and changes some of its call or voice-mail behaviour:
+/// `store_double!(Type, field, { items })` implements [`Store`] for `Type` with `items` plus the
+/// account methods (`credential` … `revoke_tokens_labelled`), which such doubles never change,
+/// delegated to `self.field`. One list here instead of one per double.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! store_double {
+    ($ty:ty, $field:tt, { $($items:tt)* }) => {
+        #[$crate::async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            $($items)*
+
+            async fn credential(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::Credential>, $crate::store::StoreError> {
+                self.$field.credential(name).await
+            }
+            async fn credential_state(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::CredentialState>, $crate::store::StoreError> {
+                self.$field.credential_state(name).await
+            }
+            async fn token_credential(
+                &self,
+                hash: &str,
+            ) -> Result<Option<$crate::store::TokenCredential>, $crate::store::StoreError> {
+                self.$field.token_credential(hash).await
+            }
+            async fn set_password(
+                &self,
+                name: &str,
+                hash: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                self.$field.set_password(name, hash).await
+            }
+            async fn set_user_disabled(
+                &self,
+                name: &str,
+                disabled: bool,
+            ) -> Result<bool, $crate::store::StoreError> {
+                self.$field.set_user_disabled(name, disabled).await
+            }
+            async fn delete_user(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::DeletedUser>, $crate::store::StoreError> {
+                self.$field.delete_user(name).await
+            }
+            async fn users(
+                &self,
+            ) -> Result<Vec<$crate::store::UserSummary>, $crate::store::StoreError> {
+                self.$field.users().await
+            }
+            async fn tokens(
+                &self,
+                user: Option<&str>,
+            ) -> Result<Vec<$crate::store::TokenInfo>, $crate::store::StoreError> {
+                self.$field.tokens(user).await
+            }
+            async fn revoke_token(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::TokenInfo>, $crate::store::StoreError> {
+                self.$field.revoke_token(id).await
+            }
+            async fn revoke_tokens_labelled(
+                &self,
+                label: &str,
+            ) -> Result<Vec<$crate::store::TokenInfo>, $crate::store::StoreError> {
+                self.$field.revoke_tokens_labelled(label).await
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

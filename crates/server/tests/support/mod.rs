@@ -83,47 +83,7 @@ impl CallService for FakeCalls {
 /// A store that fails reads of the call id `boom` (to provoke ErrorInternalServerError).
 pub struct FlakyStore(pub SqliteStore);
 
-#[async_trait]
-impl Store for FlakyStore {
-    async fn credential(&self, n: &str) -> Result<Option<server::store::Credential>, StoreError> {
-        self.0.credential(n).await
-    }
-    async fn credential_state(
-        &self,
-        n: &str,
-    ) -> Result<Option<server::store::CredentialState>, StoreError> {
-        self.0.credential_state(n).await
-    }
-    async fn token_credential(
-        &self,
-        h: &str,
-    ) -> Result<Option<server::store::TokenCredential>, StoreError> {
-        self.0.token_credential(h).await
-    }
-    async fn set_password(&self, n: &str, h: &str) -> Result<bool, StoreError> {
-        self.0.set_password(n, h).await
-    }
-    async fn set_user_disabled(&self, n: &str, d: bool) -> Result<bool, StoreError> {
-        self.0.set_user_disabled(n, d).await
-    }
-    async fn delete_user(&self, n: &str) -> Result<Option<server::store::DeletedUser>, StoreError> {
-        self.0.delete_user(n).await
-    }
-    async fn users(&self) -> Result<Vec<server::store::UserSummary>, StoreError> {
-        self.0.users().await
-    }
-    async fn tokens(&self, u: Option<&str>) -> Result<Vec<server::store::TokenInfo>, StoreError> {
-        self.0.tokens(u).await
-    }
-    async fn revoke_token(&self, id: &str) -> Result<Option<server::store::TokenInfo>, StoreError> {
-        self.0.revoke_token(id).await
-    }
-    async fn revoke_tokens_labelled(
-        &self,
-        l: &str,
-    ) -> Result<Vec<server::store::TokenInfo>, StoreError> {
-        self.0.revoke_tokens_labelled(l).await
-    }
+server::store_double!(FlakyStore, 0, {
     async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
         self.0.upsert_user(user).await
     }
@@ -160,7 +120,7 @@ impl Store for FlakyStore {
     async fn voicemail_items(&self, owner: &str) -> Result<Vec<VoicemailItem>, StoreError> {
         self.0.voicemail_items(owner).await
     }
-}
+});
 
 pub struct TestServer {
     pub addr: SocketAddr,
