@@ -718,21 +718,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_voicemail_item(&self, i: &VoicemailItem) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO voicemail_items (id, owner, has_audio, from_text, subject,
-                                          duration_ms, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &i.id,
-                &i.owner,
-                &i.has_audio,
-                &i.from,
-                &i.subject,
-                &i.duration_ms,
-                &i.created_at,
-            ],
-        )
-        .await?;
+        self.execute(INSERT_ITEM, &item_params(i)).await?;
         Ok(())
     }
 
@@ -873,22 +859,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute(
-            "INSERT INTO voicemail_items (id, owner, has_audio, from_text, subject,
-                                          duration_ms, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &i.id,
-                &i.owner,
-                &i.has_audio,
-                &i.from,
-                &i.subject,
-                &i.duration_ms,
-                &i.created_at,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        tx.execute(INSERT_ITEM, &item_params(i)).await.map_err(pg)?;
         insert_audio(&tx, &i.id, audio).await?;
         tx.commit().await.map_err(pg)
     }
@@ -1162,6 +1133,24 @@ impl Store for PostgresStore {
             .await?;
         rows.iter().map(to_token).collect()
     }
+}
+
+/// The one INSERT of a voice-mail item record (with or without its audio).
+const INSERT_ITEM: &str = "INSERT INTO voicemail_items (id, owner, has_audio, from_text, subject,
+                                                     duration_ms, created_at)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// [`INSERT_ITEM`]'s parameters.
+fn item_params(i: &VoicemailItem) -> [&(dyn ToSql + Sync); 7] {
+    [
+        &i.id,
+        &i.owner,
+        &i.has_audio,
+        &i.from,
+        &i.subject,
+        &i.duration_ms,
+        &i.created_at,
+    ]
 }
 
 fn to_token(r: &Row) -> Result<TokenInfo, StoreError> {
