@@ -316,8 +316,14 @@ async fn failed_logins_are_logged_counted_and_throttled_per_address_and_user_beh
 }
 
 /// Password reset, disable/enable and token revocation through the CLI (another process), each
-/// checked at once against every server in `servers`.
-async fn changes_take_effect_at_once(config: &Path, servers: &[&Server], user: &str) {
+/// checked against every server in `servers` as soon as the store's documented bound for
+/// noticing another process's change (`lag`) has passed since the CLI returned.
+async fn changes_take_effect_at_once(
+    config: &Path,
+    servers: &[&Server],
+    user: &str,
+    lag: Duration,
+) {
     add_user(config, user, "old-password", &["--disable-play-on-phone"]);
     let (ok, token, err) = openum(
         config,
@@ -339,6 +345,7 @@ async fn changes_take_effect_at_once(config: &Path, servers: &[&Server], user: &
     // Reset: the old password is refused at once everywhere, the new one works, and the user's
     // other settings are untouched.
     add_user(config, user, "new-password", &[]);
+    tokio::time::sleep(lag).await;
     for s in servers {
         assert_eq!(ews_status(s, &old, None).await, 401, "{}", s.log());
         assert_eq!(ews_status(s, &new, None).await, 200, "{}", s.log());
@@ -360,6 +367,7 @@ async fn changes_take_effect_at_once(config: &Path, servers: &[&Server], user: &
     // Disable: password and token refused at once, and logged as such; enable: back.
     let (ok, _, err) = openum(config, &["user", "disable", user], None);
     assert!(ok, "{err}");
+    tokio::time::sleep(lag).await;
     for s in servers {
         assert_eq!(ews_status(s, &new, None).await, 401, "{}", s.log());
         assert_eq!(ews_status(s, &bearer, None).await, 401);
@@ -378,6 +386,7 @@ async fn changes_take_effect_at_once(config: &Path, servers: &[&Server], user: &
     }
     let (ok, _, err) = openum(config, &["user", "enable", user], None);
     assert!(ok, "{err}");
+    tokio::time::sleep(lag).await;
     for s in servers {
         assert_eq!(ews_status(s, &new, None).await, 200, "{}", s.log());
         assert_eq!(ews_status(s, &bearer, None).await, 200);
@@ -392,6 +401,7 @@ async fn changes_take_effect_at_once(config: &Path, servers: &[&Server], user: &
     assert!(!tokens.to_string().contains(&token), "a secret was listed");
     let (ok, _, err) = openum(config, &["token", "revoke", &id], None);
     assert!(ok, "{err}");
+    tokio::time::sleep(lag).await;
     for s in servers {
         assert_eq!(ews_status(s, &bearer, None).await, 401, "{}", s.log());
         assert_eq!(ews_status(s, &new, None).await, 200);
@@ -407,7 +417,13 @@ async fn reset_disable_and_revoke_from_the_cli_take_effect_at_once_in_a_running_
     // The user exists before the server starts (the store is created by the first command).
     add_user(&config, "someone", "x", &[]);
     let server = start(&mut procs, dir.path(), "sqlite", &config, http).await;
-    changes_take_effect_at_once(&config, &[&server], "alice").await;
+    changes_take_effect_at_once(
+        &config,
+        &[&server],
+        "alice",
+        server::store::SQLITE_CREDENTIAL_LAG,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,5 +439,11 @@ async fn reset_disable_and_revoke_take_effect_at_once_on_two_servers_sharing_pos
     add_user(&c1, &user, "x", &[]);
     let s1 = start(&mut procs, dir.path(), "pg1", &c1, h1).await;
     let s2 = start(&mut procs, dir.path(), "pg2", &c2, h2).await;
-    changes_take_effect_at_once(&c1, &[&s1, &s2], &user).await;
+    changes_take_effect_at_once(
+        &c1,
+        &[&s1, &s2],
+        &user,
+        server::store::POSTGRES_CREDENTIAL_LAG,
+    )
+    .await;
 }

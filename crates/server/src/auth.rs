@@ -1,13 +1,19 @@
 //! Authentication: HTTP Basic against Argon2id password hashes, and Bearer API tokens.
 //!
 //! Argon2 is deliberately slow (tens of milliseconds), and EWS clients send their credentials on
-//! every request. A successful password verification is therefore remembered for a short time
-//! under a SHA-256 digest of the `Authorization` header (never the plaintext), together with the
-//! user's *credential generation* (`store/users.rs`). Every later request checks that generation
-//! against the store (one primary-key lookup) before trusting the memory: a password reset,
-//! `openum user disable` or `openum token revoke` in any process sharing the store bumps it, so
-//! the change takes effect at once everywhere. Bearer tokens are looked up on every request (one
-//! lookup, with the user's disabled flag). Failures are never cached.
+//! every request. A successful verification (password or API token) is therefore remembered for
+//! a short time under a SHA-256 digest of the `Authorization` header (never the plaintext),
+//! together with the user's *credential generation* (`store/users.rs`) and the store's
+//! *credential epoch* at which it was last checked ([`Store::credential_epoch`]). While the
+//! store answers the same epoch, nothing that could matter has changed and the memory is
+//! trusted with no store read; when the epoch moved (a password reset, `openum user disable`,
+//! `openum token revoke`, in any process sharing the store), the remembered verification is
+//! checked against the store again — the user's generation and disabled flag, or for a token
+//! that it still exists — before it is trusted. A change made by another process therefore
+//! counts within [`crate::store::CREDENTIAL_LAG`] (1 ms for SQLite; the time a notification
+//! takes, at most 1 s, for PostgreSQL), one made through this process at once. A store that
+//! cannot vouch for its epoch (PostgreSQL with its `LISTEN` connection down) gets one state
+//! read per request, as before the epoch existed. Failures are never cached.
 //!
 //! Failed logins are logged (`login failed`: the user name as given, the client address, the
 //! scheme and the reason, never a secret), counted in `openum_auth_failures_total{scheme,reason}`
@@ -323,11 +329,16 @@ pub async fn identify(
     Ok(Identified::Refused)
 }
 
-/// A remembered password verification.
+/// A remembered verification.
 struct Verified {
     name: String,
     generation: i64,
     at: Instant,
+    /// The credential epoch at which the store last confirmed it (`None`: the store could not
+    /// vouch then, so the next use checks it again).
+    checked: Option<u64>,
+    /// The stored hash of the API token it verified (`None`: a password).
+    token: Option<String>,
 }
 
 /// Verifies request credentials against the store, and throttles failures.
@@ -337,6 +348,8 @@ pub struct Authenticator {
     throttle: Throttle,
     proxies: TrustedProxies,
     metrics: Option<Arc<Metrics>>,
+    /// Remembered verifications checked against the store again (the epoch had moved).
+    store_checks: std::sync::atomic::AtomicU64,
 }
 
 impl Authenticator {
@@ -348,7 +361,14 @@ impl Authenticator {
             throttle: Throttle::new(ThrottleSettings::default()),
             proxies: TrustedProxies::default(),
             metrics: None,
+            store_checks: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times a remembered verification was checked against the store again because
+    /// the store's credential epoch had moved (or could not be vouched for).
+    pub fn store_checks(&self) -> u64 {
+        self.store_checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// With these throttling rules.
@@ -433,17 +453,22 @@ impl Authenticator {
         key: [u8; 32],
     ) -> Result<Result<String, FailureReason>, StoreError> {
         let (scheme, rest) = split_scheme(value);
+        // Read before the credential, so a change after the read moves it on and the memory made
+        // here is checked again.
+        let epoch = self.store.credential_epoch().await?;
         if scheme.eq_ignore_ascii_case("bearer") {
             if rest.is_empty() {
                 return Ok(Err(FailureReason::Malformed));
             }
-            return Ok(
-                match self.store.token_credential(&token_hash(rest)).await? {
-                    None => Err(FailureReason::UnknownToken),
-                    Some(token) if token.disabled => Err(FailureReason::Disabled),
-                    Some(token) => Ok(token.user),
-                },
-            );
+            let hash = token_hash(rest);
+            return Ok(match self.store.token_credential(&hash).await? {
+                None => Err(FailureReason::UnknownToken),
+                Some(token) if token.disabled => Err(FailureReason::Disabled),
+                Some(token) => {
+                    self.remember(key, &token.user, token.generation, epoch, Some(hash));
+                    Ok(token.user)
+                }
+            });
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Ok(Err(FailureReason::UnsupportedScheme));
@@ -473,7 +498,7 @@ impl Authenticator {
         match ok {
             Ok(true) if record.disabled => Ok(Err(FailureReason::Disabled)),
             Ok(true) => {
-                self.remember(key, &record.name, record.generation);
+                self.remember(key, &record.name, record.generation, epoch, None);
                 Ok(Ok(record.name))
             }
             Ok(false) => Ok(Err(FailureReason::BadPassword)),
@@ -485,7 +510,14 @@ impl Authenticator {
         }
     }
 
-    fn remember(&self, key: [u8; 32], name: &str, generation: i64) {
+    fn remember(
+        &self,
+        key: [u8; 32],
+        name: &str,
+        generation: i64,
+        checked: Option<u64>,
+        token: Option<String>,
+    ) {
         let mut cache = calls::sync::lock(&self.verified);
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, v| v.at.elapsed() < CACHE_TTL);
@@ -499,26 +531,58 @@ impl Authenticator {
                 name: name.to_owned(),
                 generation,
                 at: Instant::now(),
+                checked,
+                token,
             },
         );
     }
 
-    /// The user of a remembered verification, if the store still holds the generation it was
-    /// made at and the user is enabled; otherwise the memory is dropped.
+    /// The user of a remembered verification, if it is still current: at once while the
+    /// store's credential epoch has not moved since it was last checked; otherwise if the store
+    /// still holds the generation it was made at, the user is enabled and (for a token) the
+    /// token exists. A verification that is no longer current is forgotten.
     async fn cached(&self, key: &[u8; 32]) -> Result<Option<String>, StoreError> {
-        let (name, generation) = {
+        // Read before anything is checked against the store (see `verify`).
+        let epoch = self.store.credential_epoch().await?;
+        let (name, generation, token) = {
             let cache = calls::sync::lock(&self.verified);
             match cache.get(key) {
-                Some(v) if v.at.elapsed() < CACHE_TTL => (v.name.clone(), v.generation),
+                Some(v) if v.at.elapsed() < CACHE_TTL => {
+                    if epoch.is_some() && v.checked == epoch {
+                        return Ok(Some(v.name.clone()));
+                    }
+                    (v.name.clone(), v.generation, v.token.clone())
+                }
                 _ => return Ok(None),
             }
         };
-        match self.store.credential_state(&name).await? {
-            Some(state) if state.generation == generation && !state.disabled => Ok(Some(name)),
-            _ => {
-                calls::sync::lock(&self.verified).remove(key);
-                Ok(None)
+        self.store_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let current = match &token {
+            None => self
+                .store
+                .credential_state(&name)
+                .await?
+                .is_some_and(|state| state.generation == generation && !state.disabled),
+            Some(hash) => self
+                .store
+                .token_credential(hash)
+                .await?
+                .is_some_and(|t| t.user == name && t.generation == generation && !t.disabled),
+        };
+        let mut cache = calls::sync::lock(&self.verified);
+        if current {
+            // Unless another request replaced it meanwhile.
+            if let Some(v) = cache
+                .get_mut(key)
+                .filter(|v| v.generation == generation && v.token == token)
+            {
+                v.checked = epoch;
             }
+            Ok(Some(name))
+        } else {
+            cache.remove(key);
+            Ok(None)
         }
     }
 }
@@ -540,6 +604,7 @@ fn dummy_hash() -> &'static str {
 mod tests {
     use super::*;
     use crate::store::{SqliteStore, User};
+    use calls::CallRecord;
 
     async fn authenticator() -> Authenticator {
         let store = SqliteStore::in_memory().unwrap();
@@ -692,6 +757,114 @@ mod tests {
         store.revoke_tokens_labelled("t").await.unwrap();
         assert_eq!(
             a.authenticate(&headers("Bearer oum_t")).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_deleted_and_created_again_is_not_taken_for_the_old_one() {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let auth = Authenticator::new(Arc::clone(&store) as Arc<dyn Store>);
+        for password in ["first", "second"] {
+            store
+                .upsert_user(User {
+                    name: "alice".into(),
+                    password_hash: hash_password(password).unwrap(),
+                    play_on_phone: true,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                auth.authenticate(&basic("alice", password)).await.unwrap(),
+                Some("alice".into())
+            );
+            store.delete_user("alice").await.unwrap();
+        }
+        store
+            .upsert_user(User {
+                name: "alice".into(),
+                password_hash: hash_password("third").unwrap(),
+                play_on_phone: true,
+            })
+            .await
+            .unwrap();
+        for password in ["first", "second"] {
+            assert_eq!(
+                auth.authenticate(&basic("alice", password)).await.unwrap(),
+                None
+            );
+        }
+    }
+
+    /// Two stores on one SQLite file: `openum serve` and the `openum user|token` CLI.
+    #[tokio::test]
+    async fn a_remembered_verification_needs_no_store_read_until_another_process_changes_credentials(
+    ) {
+        use crate::store::SQLITE_CREDENTIAL_LAG;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openum.db");
+        let server = Arc::new(SqliteStore::open(&path).unwrap());
+        let cli = SqliteStore::open(&path).unwrap();
+        cli.upsert_user(User {
+            name: "alice".into(),
+            password_hash: hash_password("old").unwrap(),
+            play_on_phone: true,
+        })
+        .await
+        .unwrap();
+        cli.insert_token("alice", &token_hash("oum_t"), "t")
+            .await
+            .unwrap();
+        let auth = Authenticator::new(Arc::clone(&server) as Arc<dyn Store>);
+        let (password, bearer) = (basic("alice", "old"), headers("Bearer oum_t"));
+        let alice = Some("alice".to_owned());
+        for _ in 0..50 {
+            assert_eq!(auth.authenticate(&password).await.unwrap(), alice);
+            assert_eq!(auth.authenticate(&bearer).await.unwrap(), alice);
+        }
+        // Call writes, by either process, are no credential change.
+        let call = CallRecord::dialling("c1", "alice", "n1", "1", "i", 1);
+        server.insert_call(&call).await.unwrap();
+        cli.update_call(&call).await.unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(auth.authenticate(&password).await.unwrap(), alice);
+        assert_eq!(auth.store_checks(), 0, "checked against the store");
+
+        // Each change by the other process counts once its bound has passed.
+        cli.set_user_disabled("alice", true).await.unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(auth.authenticate(&password).await.unwrap(), None);
+        assert_eq!(auth.authenticate(&bearer).await.unwrap(), None);
+        cli.set_user_disabled("alice", false).await.unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(auth.authenticate(&password).await.unwrap(), alice);
+        assert_eq!(auth.authenticate(&bearer).await.unwrap(), alice);
+        cli.revoke_tokens_labelled("t").await.unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(auth.authenticate(&bearer).await.unwrap(), None);
+        assert_eq!(auth.authenticate(&password).await.unwrap(), alice);
+        cli.set_password("alice", &hash_password("new").unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(auth.authenticate(&password).await.unwrap(), None);
+        assert_eq!(
+            auth.authenticate(&basic("alice", "new")).await.unwrap(),
+            alice
+        );
+        // A user deleted and created again with the same name starts a new generation count;
+        // the old password is still refused.
+        cli.delete_user("alice").await.unwrap();
+        cli.upsert_user(User {
+            name: "alice".into(),
+            password_hash: hash_password("other").unwrap(),
+            play_on_phone: true,
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(SQLITE_CREDENTIAL_LAG).await;
+        assert_eq!(
+            auth.authenticate(&basic("alice", "new")).await.unwrap(),
             None
         );
     }

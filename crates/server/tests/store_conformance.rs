@@ -294,3 +294,95 @@ async fn node_local_audio_moves_into_postgresql_once() {
         0
     );
 }
+
+/// What a process that remembered verifications relies on: every credential change another
+/// process makes moves the credential epoch within the backend's bound; call writes do not.
+async fn credential_changes_move_the_epoch(
+    watcher: &dyn Store,
+    changer: &dyn Store,
+    tag: &str,
+    lag: Duration,
+) {
+    let user = format!("{tag}-epoch");
+    changer
+        .upsert_user(server::store::User {
+            name: user.clone(),
+            password_hash: "h".into(),
+            play_on_phone: true,
+        })
+        .await
+        .unwrap();
+    changer
+        .insert_token(&user, &format!("{tag}-eh"), "e")
+        .await
+        .unwrap();
+    tokio::time::sleep(lag).await;
+    let mut seen = watcher.credential_epoch().await.unwrap();
+    assert!(seen.is_some(), "a connected store vouches for its epoch");
+    // A call write is no credential change.
+    let call = CallRecord::dialling(
+        format!("{tag}-epoch-call"),
+        &user,
+        "n",
+        "1",
+        "i",
+        now_unix(),
+    );
+    changer.insert_call(&call).await.unwrap();
+    changer.update_call(&call).await.unwrap();
+    tokio::time::sleep(lag).await;
+    assert_eq!(watcher.credential_epoch().await.unwrap(), seen);
+    for change in ["password", "disable", "revoke", "delete"] {
+        match change {
+            "password" => assert!(changer.set_password(&user, "h2").await.unwrap()),
+            "disable" => assert!(changer.set_user_disabled(&user, true).await.unwrap()),
+            "revoke" => assert_eq!(changer.revoke_tokens_labelled("e").await.unwrap().len(), 1),
+            _ => assert!(changer.delete_user(&user).await.unwrap().is_some()),
+        }
+        tokio::time::sleep(lag).await;
+        let now = watcher.credential_epoch().await.unwrap();
+        assert_ne!(now, seen, "{change} did not move the epoch");
+        seen = now;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_credential_changes_by_another_process_move_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openum.db");
+    let watcher = SqliteStore::open(&path).unwrap();
+    let changer = SqliteStore::open(&path).unwrap();
+    credential_changes_move_the_epoch(
+        &watcher,
+        &changer,
+        "sqlite",
+        server::store::SQLITE_CREDENTIAL_LAG,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgresql_credential_changes_by_another_node_move_the_epoch() {
+    let pg = testkit::Postgres::start();
+    // A database of its own: other tests' user changes would move the epoch too.
+    let db = pg
+        .own_database(&format!("openum_epoch_{}", std::process::id()))
+        .await;
+    let watcher = PostgresStore::connect(&db).await.unwrap();
+    let changer = PostgresStore::connect(&db).await.unwrap();
+    let started = std::time::Instant::now();
+    while let Some(why) = watcher.unready_reason() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never listening: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    credential_changes_move_the_epoch(
+        &watcher,
+        &changer,
+        &format!("pg{}", std::process::id()),
+        server::store::POSTGRES_CREDENTIAL_LAG,
+    )
+    .await;
+}

@@ -48,8 +48,26 @@ pub use users::{
 
 pub use history::History;
 
+/// The longest a credential change made by another process (the `openum user|token` CLI, another
+/// node) can go unnoticed by a process that remembered a verification: the larger of the two
+/// backends' bounds, [`SQLITE_CREDENTIAL_LAG`] and [`POSTGRES_CREDENTIAL_LAG`]. Changes made
+/// through the same store count at once.
+pub const CREDENTIAL_LAG: std::time::Duration = POSTGRES_CREDENTIAL_LAG;
+pub use postgres::POSTGRES_CREDENTIAL_LAG;
+pub use sqlite::SQLITE_CREDENTIAL_LAG;
+
 use async_trait::async_trait;
 use calls::{CallRecord, UnixSeconds};
+
+/// The credential generation a new user starts at: the time in microseconds, so a user deleted
+/// and created again under the same name never repeats a generation its predecessor had (each
+/// change adds one, and changes come far less often than once a microsecond). A verification
+/// remembered for the old user is then never taken for the new one's.
+pub(crate) fn first_generation() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2))
+}
 
 /// Errors from a store backend.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +255,18 @@ pub trait Store: Send + Sync + 'static {
     /// A user's credential generation and disabled flag (one primary-key lookup): what a cached
     /// verification is checked against on every request.
     async fn credential_state(&self, name: &str) -> Result<Option<CredentialState>, StoreError>;
+    /// The store's *credential epoch*: a number that changes whenever any user's credentials
+    /// may have changed (a password, a disabled flag, a token revoked or deleted, a user
+    /// deleted), in this process or any other sharing the store. What was checked against the
+    /// store at epoch `E` is still current while this answers `E`, so a remembered verification
+    /// is trusted without a store read per request (`auth.rs`). The answer may lag a change made
+    /// by another process by at most [`CREDENTIAL_LAG`] (each backend says how it keeps that
+    /// bound); a change made through this very store counts at once. `None`: the store cannot
+    /// vouch right now (no such mechanism, or PostgreSQL's `LISTEN` connection is down), and the
+    /// caller must check the user's state itself.
+    async fn credential_epoch(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// The token with this hash, with its user's generation and disabled flag.
     async fn token_credential(
         &self,
@@ -360,6 +390,11 @@ macro_rules! store_double {
                 name: &str,
             ) -> Result<Option<$crate::store::CredentialState>, $crate::store::StoreError> {
                 self.$field.credential_state(name).await
+            }
+            async fn credential_epoch(
+                &self,
+            ) -> Result<Option<u64>, $crate::store::StoreError> {
+                self.$field.credential_epoch().await
             }
             async fn token_credential(
                 &self,

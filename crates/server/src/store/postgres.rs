@@ -40,8 +40,11 @@ use super::{
     TokenCredential, TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
 };
 
+mod credentials;
 mod history;
 use crate::config::PgSslMode;
+
+pub use credentials::POSTGRES_CREDENTIAL_LAG;
 
 const CHANNEL: &str = "openum_hangup";
 const DONE_CHANNEL: &str = "openum_hangup_done";
@@ -111,6 +114,8 @@ CREATE TABLE IF NOT EXISTS voicemail_audio (
     PRIMARY KEY (item_id, seq)
 );
 "#,
+    // Credential-change notifications (postgres/credentials.rs).
+    credentials::MIGRATION,
 ];
 
 /// Voice-mail audio is stored in chunks of this many bytes (16 s of 8 kHz 16-bit audio), so no
@@ -172,6 +177,8 @@ struct Shared {
     node_set: tokio::sync::Notify,
     /// Why the `LISTEN` connection is down; `None` while it is up.
     listen_down: std::sync::Mutex<Option<String>>,
+    /// Credential changes counted from `NOTIFY openum_credentials` (see `credentials.rs`).
+    credentials: credentials::CredentialWatch,
 }
 
 impl PostgresStore {
@@ -232,6 +239,7 @@ impl PostgresStore {
                 node: std::sync::OnceLock::new(),
                 node_set: tokio::sync::Notify::new(),
                 listen_down: std::sync::Mutex::new(Some("not connected yet".into())),
+                credentials: credentials::CredentialWatch::new(),
             }),
             hangup_wait: options.hangup_wait,
         };
@@ -378,7 +386,10 @@ fn rustls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConf
 async fn listen(config: tokio_postgres::Config, tls: Tls, pool: Pool, shared: Arc<Shared>) {
     let mut wait = LISTEN_RETRY_FIRST;
     loop {
-        match listen_once(&config, &tls, &pool, &shared).await {
+        let outcome = listen_once(&config, &tls, &pool, &shared).await;
+        // Credential changes are not heard until it is back: every request checks the store.
+        shared.credentials.lost();
+        match outcome {
             Ok(()) => wait = LISTEN_RETRY_FIRST,
             Err(error) => {
                 tracing::warn!(error = %calls::error_chain(&error), retry_in = ?wait, "the PostgreSQL LISTEN connection is down");
@@ -411,13 +422,22 @@ async fn listen_once(
         }
     };
     client
-        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {DONE_CHANNEL};"))
+        .batch_execute(&format!(
+            "LISTEN {CHANNEL}; LISTEN {DONE_CHANNEL}; LISTEN {};",
+            credentials::CHANNEL
+        ))
         .await
         .map_err(pg)?;
+    // Credential changes made while nobody listened were not heard: whatever was verified
+    // before is checked again, and from now on every change is heard.
+    shared.credentials.bump();
+    shared.credentials.confirmed(shared.credentials.now());
     *lock(&shared.listen_down) = None;
-    tracing::info!("listening for cross-node hang-up requests");
+    tracing::info!("listening for cross-node hang-up requests and credential changes");
     // Requests made while nobody listened are in the table.
     deliver_requests(pool, shared).await?;
+    let mut ping = tokio::time::interval(credentials::PING);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             notification = notifications.recv() => {
@@ -425,18 +445,52 @@ async fn listen_once(
                     *lock(&shared.listen_down) = Some("the LISTEN connection closed".into());
                     return Err(StoreError::Backend("the LISTEN connection closed".into()));
                 };
-                if n.channel() == DONE_CHANNEL {
-                    // No receiver: no hang-up from this node is waiting for it.
-                    let _ = shared.done.send(n.payload().to_owned());
-                } else if n.channel() == CHANNEL
-                    && shared.node.get().is_some_and(|me| n.payload().split_once(' ').is_some_and(|(node, _)| node == me))
-                {
-                    deliver_requests(pool, shared).await?;
-                }
+                on_notification(&n, pool, shared).await?;
             }
             () = shared.node_set.notified() => deliver_requests(pool, shared).await?,
+            _ = ping.tick() => {
+                let sent = shared.credentials.now();
+                match tokio::time::timeout(POSTGRES_CREDENTIAL_LAG, client.batch_execute("SELECT 1")).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Err(pg(error)),
+                    Err(elapsed) => {
+                        return Err(StoreError::Backend(
+                            format!("the LISTEN connection did not answer a ping in {POSTGRES_CREDENTIAL_LAG:?}: {elapsed}").into(),
+                        ));
+                    }
+                }
+                // Notifications sent before the ping's answer were taken off the connection
+                // before it: handle them, then vouch for everything committed before `sent`.
+                while let Ok(n) = notifications.try_recv() {
+                    on_notification(&n, pool, shared).await?;
+                }
+                shared.credentials.confirmed(sent);
+            }
         }
     }
+}
+
+/// One notification on the `LISTEN` connection.
+async fn on_notification(
+    n: &tokio_postgres::Notification,
+    pool: &Pool,
+    shared: &Shared,
+) -> Result<(), StoreError> {
+    if n.channel() == credentials::CHANNEL {
+        shared.credentials.bump();
+    } else if n.channel() == DONE_CHANNEL {
+        // No receiver: no hang-up from this node is waiting for it.
+        let _ = shared.done.send(n.payload().to_owned());
+    } else if n.channel() == CHANNEL
+        && shared.node.get().is_some_and(|me| {
+            n.payload()
+                .split_once(' ')
+                .is_some_and(|(node, _)| node == me)
+        })
+    {
+        deliver_requests(pool, shared).await?;
+    }
+    Ok(())
 }
 
 /// Takes this node's recorded hang-up requests out of the table and hands them to `serve`.
@@ -541,12 +595,20 @@ fn to_item(r: &Row) -> Result<VoicemailItem, StoreError> {
 #[async_trait]
 impl Store for PostgresStore {
     async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         self.execute(
-            "INSERT INTO users (name, password_hash, play_on_phone) VALUES ($1, $2, $3)
+            "INSERT INTO users (name, password_hash, play_on_phone, generation)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash,
                                               play_on_phone = excluded.play_on_phone,
                                               generation = users.generation + 1",
-            &[&user.name, &user.password_hash, &user.play_on_phone],
+            &[
+                &user.name,
+                &user.password_hash,
+                &user.play_on_phone,
+                &super::first_generation(),
+            ],
         )
         .await?;
         Ok(())
@@ -961,6 +1023,10 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn credential_epoch(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.shared.credentials.current())
+    }
+
     async fn token_credential(
         &self,
         token_hash: &str,
@@ -983,6 +1049,8 @@ impl Store for PostgresStore {
     }
 
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         let n = self
             .execute(
                 "UPDATE users SET password_hash = $2, generation = generation + 1 WHERE name = $1",
@@ -993,6 +1061,8 @@ impl Store for PostgresStore {
     }
 
     async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         let n = self
             .execute(
                 "UPDATE users SET disabled = $2, generation = generation + 1 WHERE name = $1",
@@ -1003,6 +1073,8 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         // One statement: every part sees the same snapshot, so the items and the token count
         // returned are exactly what the cascade removed. Each row carries the counts; with no
         // item, the LEFT JOIN gives one row of NULL item columns.
@@ -1078,6 +1150,8 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_token(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         // Revoked only when the id names exactly one token; the users' generations are bumped
         // in the same statement.
         let rows = self
@@ -1118,6 +1192,8 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_tokens_labelled(&self, label: &str) -> Result<Vec<TokenInfo>, StoreError> {
+        // Counts on this node at once (other nodes hear the trigger's NOTIFY).
+        let _changed = self.shared.credentials.bump_on_drop();
         let rows = self
             .query(
                 &format!(

@@ -12,7 +12,10 @@ use super::{
     TokenInfo, User, UserSummary, VoicemailItem, TOKEN_ID_LEN,
 };
 
+mod epoch;
 mod history;
+
+pub use epoch::SQLITE_CREDENTIAL_LAG;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -26,6 +29,8 @@ pub struct SqliteStore {
     // One connection: SQLite serialises writers anyway, and a std mutex is right because it is
     // only ever held inside `spawn_blocking`, never across an `.await`.
     conn: Arc<Mutex<Connection>>,
+    /// The credential epoch ([`Store::credential_epoch`]), read on its own connection.
+    epoch: Arc<epoch::EpochWatch>,
 }
 
 const SQLITE_MIGRATIONS: &[&str] = &[
@@ -74,17 +79,43 @@ ALTER TABLE users ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX tokens_user ON tokens(user_name);
 "#,
+    // The credential epoch and its triggers (sqlite/epoch.rs).
+    epoch::MIGRATION,
 ];
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::init(Connection::open(path)?)
+        let mut store = Self::init(Connection::open(path)?)?;
+        // Opened after the migrations, so the credential epoch's table exists.
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.pragma_update(None, "busy_timeout", 5000)?;
+        store.epoch = Arc::new(epoch::EpochWatch::new(
+            Arc::clone(&store.conn),
+            Some(reader),
+        ));
+        Ok(store)
     }
 
     /// An in-memory database (tests).
     pub fn in_memory() -> Result<Self, StoreError> {
         Self::init(Connection::open_in_memory()?)
+    }
+
+    /// `f`, a credential change, then marks the credential epoch stale so this process sees the
+    /// change at once (another process sees it within [`SQLITE_CREDENTIAL_LAG`]).
+    async fn changing_credentials<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let result = self.with(f).await;
+        // Also after an error: the statement may have been committed before it was reported.
+        self.epoch.changed_here();
+        result
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
@@ -102,8 +133,10 @@ impl SqliteStore {
             }
         }
         tx.commit()?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            epoch: Arc::new(epoch::EpochWatch::new(Arc::clone(&conn), None)),
+            conn,
         })
     }
 
@@ -155,13 +188,19 @@ fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn upsert_user(&self, user: User) -> Result<(), StoreError> {
-        self.with(move |c| {
+        self.changing_credentials(move |c| {
             c.execute(
-                "INSERT INTO users (name, password_hash, play_on_phone) VALUES (?1, ?2, ?3)
+                "INSERT INTO users (name, password_hash, play_on_phone, generation)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash,
                                                  play_on_phone = excluded.play_on_phone,
                                                  generation = users.generation + 1",
-                params![user.name, user.password_hash, user.play_on_phone],
+                params![
+                    user.name,
+                    user.password_hash,
+                    user.play_on_phone,
+                    super::first_generation()
+                ],
             )?;
             Ok(())
         })
@@ -388,6 +427,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn credential_epoch(&self) -> Result<Option<u64>, StoreError> {
+        self.epoch.current().await.map(Some)
+    }
+
     async fn token_credential(
         &self,
         token_hash: &str,
@@ -413,7 +456,7 @@ impl Store for SqliteStore {
 
     async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
-        self.with(move |c| {
+        self.changing_credentials(move |c| {
             Ok(c.execute(
                 "UPDATE users SET password_hash = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, hash],
@@ -424,7 +467,7 @@ impl Store for SqliteStore {
 
     async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         let name = name.to_owned();
-        self.with(move |c| {
+        self.changing_credentials(move |c| {
             Ok(c.execute(
                 "UPDATE users SET disabled = ?2, generation = generation + 1 WHERE name = ?1",
                 params![name, disabled],
@@ -435,7 +478,7 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, name: &str) -> Result<Option<DeletedUser>, StoreError> {
         let name = name.to_owned();
-        self.with(move |c| {
+        self.changing_credentials(move |c| {
             let tx = c.unchecked_transaction()?;
             let items = {
                 let mut stmt = tx.prepare(
@@ -537,7 +580,7 @@ impl SqliteStore {
         value: String,
         single: bool,
     ) -> Result<Vec<TokenInfo>, StoreError> {
-        self.with(move |c| {
+        self.changing_credentials(move |c| {
             let tx = c.unchecked_transaction()?;
             let found = {
                 let mut stmt = tx.prepare(&format!(
