@@ -488,10 +488,16 @@ async fn disconnect_phone_call(
                 state: CallState::Disconnected,
                 cause: Cause::None,
                 ended_at: Some(now_unix()),
-                ..record
+                ..record.clone()
             })
             .await?;
     }
+    // Decisions §16 on every node: the others read this call from the store, so the answer
+    // waits (bounded) for the ordered writer to store the change the hang-up made.
+    state
+        .registry
+        .settle(&record.id, crate::registry::SETTLE_BOUND)
+        .await;
     Ok(Response::DisconnectPhoneCall(DisconnectPhoneCallResponse {
         message: ResponseMessage::success(),
     }))

@@ -14,8 +14,9 @@
 //!   mailbox server, answers streamed back.
 //! - [`ews`]: the three operations and the single seam where domain call records become EWS
 //!   wire types.
-//! - [`registry`]: this node's calls in memory, written through to the store; the
-//!   [`calls::CallRecorder`] the call runtime reports to.
+//! - [`registry`]: this node's calls in memory, written to the store in order by a background
+//!   writer (`registry/writer.rs`) the call tasks never wait for; the [`calls::CallRecorder`]
+//!   the call runtime reports to.
 //! - [`serve`]: `openum serve` — the node's parts wired together, and the cross-node hang-up
 //!   listener.
 //! - [`store`]: the [`store::Store`] trait, SQLite and PostgreSQL backends.

@@ -1,18 +1,22 @@
 //! The call registry: this node's calls in memory, written through to the store.
 //!
 //! `GetPhoneCallInformation` is the hot path (clients poll it), so the calls this node owns are
-//! answered from memory; every change is written to the store first, so a restart or another
-//! node sees the same record. Calls owned by other nodes are always read from the store, never
-//! cached, because only their owner writes them.
+//! answered from memory; every change is applied to memory at once and handed to the registry's
+//! ordered background writer ([`writer`]), which writes it to the store without the call task
+//! waiting, so a restart or another node sees the same record a moment later. New calls are
+//! inserted before they are placed (admission is checked with the insert). Calls owned by other
+//! nodes are always read from the store, never cached, because only their owner writes them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use calls::sync::{lock, read, write};
+use calls::sync::{read, write};
 use calls::{now_unix, CallRecord, CallRecorder, CallState, RecordError};
 
 use crate::store::{Store, StoreError};
+
+mod writer;
 
 /// Finished calls leave the memory cache this long after they end (the store keeps them for the
 /// whole retention period).
@@ -35,29 +39,15 @@ pub struct Registry {
     node: String,
     local: RwLock<Local>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// State changes the store refused, newest per call, written again until they land.
-    pending: Arc<std::sync::Mutex<HashMap<String, CallRecord>>>,
-    /// Store writes of call changes, one at a time, so a retry never overwrites a newer state.
-    writes: Arc<tokio::sync::Mutex<()>>,
-    retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// Writes call changes to the store in order, in the background.
+    writer: Arc<writer::Writer>,
     /// What the stored record keeps of the dialled number (`[privacy]`).
     dialled_numbers: crate::privacy::DialledNumbers,
 }
 
-/// A store write that takes longer counts as refused (a database gone silent must not hold the
-/// call tasks, which record their changes through here).
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-async fn bounded_write(store: &dyn Store, record: &CallRecord) -> Result<(), StoreError> {
-    match tokio::time::timeout(WRITE_TIMEOUT, store.update_call(record)).await {
-        Ok(result) => result,
-        Err(elapsed) => Err(StoreError::Backend(Box::new(elapsed))),
-    }
-}
-
-/// The first retry of a refused write comes after this long; each failure doubles it.
-const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a hang-up waits for its change to reach the store before it is answered (a change
+/// the store refuses is not waited for: it is kept and written later).
+pub const SETTLE_BOUND: std::time::Duration = writer::WRITE_TIMEOUT;
 
 #[derive(Default)]
 struct Local {
@@ -68,14 +58,16 @@ struct Local {
 impl Registry {
     /// A registry for `node` over `store`.
     pub fn new(store: Arc<dyn Store>, node: String) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Self {
+            writer: Arc::new(writer::Writer::new(
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+            )),
             store,
             node,
             local: RwLock::new(Local::default()),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            pending: Arc::default(),
-            writes: Arc::default(),
-            retrying: Arc::default(),
+            metrics,
             dialled_numbers: crate::privacy::DialledNumbers::default(),
         }
     }
@@ -245,8 +237,10 @@ impl Registry {
     }
 
     /// Records a state change. Memory moves on at once (a hung-up call reads Disconnected and
-    /// frees its cap slot even when the store cannot be written); a write the store refuses is
-    /// kept and written again, newest state per call, until it lands — see [`Self::unwritten`].
+    /// frees its cap slot even when the store cannot be written), and the change is handed to
+    /// the ordered background writer: the caller (a call task) never waits for the store. A
+    /// write the store refuses is kept and written again, newest state per call, until it lands
+    /// — see [`Self::unwritten`].
     pub async fn update(&self, record: &CallRecord) -> Result<(), StoreError> {
         {
             let mut local = write(&self.local);
@@ -263,112 +257,26 @@ impl Registry {
                 local.calls.remove(&record.id);
             }
         }
-        // While the store refuses writes, a change queues behind the refused ones at once
-        // instead of waiting out its own timeout: a call task records through here before it
-        // sends its BYE, and a node cut off from its database must still hang up promptly.
-        if self.queue_if_retrying(record) {
-            return Ok(());
-        }
-        let _turn = self.writes.lock().await;
-        if self.queue_if_retrying(record) {
-            return Ok(());
-        }
-        match bounded_write(self.store.as_ref(), record).await {
-            Ok(()) => {
-                // This write is the newest state: an older one still waiting is obsolete.
-                lock(&self.pending).remove(&record.id);
-                self.metrics.set_unwritten(lock(&self.pending).len());
-                Ok(())
-            }
-            Err(error) => {
-                tracing::error!(call = %record.id, error = %calls::error_chain(&error), "the store refused a call change; it is kept and written again");
-                self.metrics.store_write_failed();
-                lock(&self.pending).insert(record.id.clone(), record.clone());
-                self.metrics.set_unwritten(lock(&self.pending).len());
-                self.retry_in_background();
-                Ok(())
-            }
-        }
+        self.writer.submit(record.clone());
+        Ok(())
     }
 
-    /// Queues `record` for the retry task if one is running (the store is refusing writes).
-    /// Checked under the `pending` lock, where the retry task decides to stop, so a queued change
-    /// is never left without a task to write it.
-    fn queue_if_retrying(&self, record: &CallRecord) -> bool {
-        use std::sync::atomic::Ordering;
-        let mut pending = lock(&self.pending);
-        if !self.retrying.load(Ordering::Acquire) {
-            return false;
-        }
-        pending.insert(record.id.clone(), record.clone());
-        self.metrics.set_unwritten(pending.len());
-        true
-    }
-
-    /// Call changes the store has refused and that are not written yet.
+    /// Call changes the store has refused and that are not written yet (0 while writes land).
     pub fn unwritten(&self) -> usize {
-        lock(&self.pending).len()
+        self.writer.unwritten()
     }
 
-    /// Writes the refused changes again, with back-off, until none is left.
-    fn retry_in_background(&self) {
-        use std::sync::atomic::Ordering;
-        if self.retrying.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (store, pending, writes, retrying, metrics) = (
-            Arc::clone(&self.store),
-            Arc::clone(&self.pending),
-            Arc::clone(&self.writes),
-            Arc::clone(&self.retrying),
-            Arc::clone(&self.metrics),
-        );
-        tokio::spawn(async move {
-            let mut wait = RETRY_FIRST;
-            loop {
-                tokio::time::sleep(wait).await;
-                let _turn = writes.lock().await;
-                let due: Vec<CallRecord> = lock(&pending).values().cloned().collect();
-                let mut failed = false;
-                for record in due {
-                    match bounded_write(store.as_ref(), &record).await {
-                        // Under `writes`, nothing newer can have been written meanwhile; a newer
-                        // refused one replaced this entry and stays.
-                        Ok(()) => {
-                            let mut pending = lock(&pending);
-                            if pending.get(&record.id) == Some(&record) {
-                                pending.remove(&record.id);
-                            }
-                        }
-                        Err(error) => {
-                            failed = true;
-                            metrics.store_write_failed();
-                            tracing::warn!(call = %record.id, error = %calls::error_chain(&error), "the store still refuses a call change");
-                            // The store is refusing: the others wait for the next round rather
-                            // than each wait out its own timeout now.
-                            break;
-                        }
-                    }
-                }
-                let left = {
-                    let pending = lock(&pending);
-                    if pending.is_empty() {
-                        retrying.store(false, Ordering::Release);
-                    }
-                    pending.len()
-                };
-                metrics.set_unwritten(left);
-                if left == 0 {
-                    tracing::info!("every refused call change is written now");
-                    return;
-                }
-                wait = if failed {
-                    (wait * 2).min(RETRY_MAX)
-                } else {
-                    RETRY_FIRST
-                };
-            }
-        });
+    /// Waits, at most `bound`, until every call change recorded so far is in the store; returns
+    /// how many calls still have a change not written (shutdown).
+    pub async fn flush(&self, bound: std::time::Duration) -> usize {
+        self.writer.flush(bound).await
+    }
+
+    /// Waits, at most `bound`, until the changes of call `id` recorded so far are in the store,
+    /// or the store refuses writes (they are then written later): what a hang-up waits for, so
+    /// every node reads the call ended once it is answered.
+    pub async fn settle(&self, id: &str, bound: std::time::Duration) {
+        self.writer.settle(id, bound).await;
     }
 }
 
@@ -401,10 +309,32 @@ mod tests {
         CallRecord::dialling(id, "alice", node, "1", "i", now_unix())
     }
 
-    /// A SQLite store whose call updates can be refused, like a full disk.
+    /// A SQLite store whose call updates can be refused, like a full disk, or held (each waits
+    /// for a permit), and which logs the updates it wrote.
     struct Refusing {
         inner: SqliteStore,
         refuse: std::sync::atomic::AtomicBool,
+        /// When set, each update waits for a permit.
+        gate: Option<tokio::sync::Semaphore>,
+        /// Told each time an update reaches the store.
+        entered: tokio::sync::Notify,
+        written: std::sync::Mutex<Vec<(String, CallState)>>,
+    }
+
+    impl Refusing {
+        fn new(inner: SqliteStore, gated: bool) -> Self {
+            Self {
+                inner,
+                refuse: std::sync::atomic::AtomicBool::new(false),
+                gate: gated.then(|| tokio::sync::Semaphore::new(0)),
+                entered: tokio::sync::Notify::new(),
+                written: std::sync::Mutex::default(),
+            }
+        }
+
+        fn written(&self) -> Vec<(String, CallState)> {
+            self.written.lock().unwrap().clone()
+        }
     }
 
     crate::store_double!(Refusing, inner, {
@@ -424,10 +354,16 @@ mod tests {
             self.inner.insert_call(c).await
         }
         async fn update_call(&self, c: &CallRecord) -> Result<(), StoreError> {
+            self.entered.notify_one();
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.unwrap().forget();
+            }
             if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(StoreError::Backend("database or disk is full".into()));
             }
-            self.inner.update_call(c).await
+            self.inner.update_call(c).await?;
+            self.written.lock().unwrap().push((c.id.clone(), c.state));
+            Ok(())
         }
         async fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
             self.inner.call(id).await
@@ -455,13 +391,92 @@ mod tests {
         }
     });
 
+    /// The output of `f` if it is ready at its first poll (it never waited).
+    fn at_once<F: std::future::Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_are_written_in_order_newest_state_per_call_without_the_caller_waiting() {
+        let sqlite = SqliteStore::in_memory().unwrap();
+        let store = Arc::new(Refusing::new(sqlite.clone(), true));
+        let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, "n1".into());
+        let (mut a, mut b) = (record("a", "n1"), record("b", "n1"));
+        registry.insert(&a).await.unwrap();
+        registry.insert(&b).await.unwrap();
+        // The store holds every write until the test lets it through; recording never waits.
+        a.state = CallState::Alerted;
+        at_once(registry.update(&a)).unwrap().unwrap();
+        // The writer takes `a`/Alerted and waits inside the store.
+        store.entered.notified().await;
+        for state in [CallState::Connected, CallState::Disconnected] {
+            a.state = state;
+            at_once(registry.update(&a)).unwrap().unwrap();
+            b.state = state;
+            at_once(registry.update(&b)).unwrap().unwrap();
+        }
+        // Memory has every change at once.
+        assert_eq!(
+            registry.get("b").await.unwrap().unwrap().state,
+            CallState::Disconnected
+        );
+        store.gate.as_ref().unwrap().add_permits(100);
+        assert_eq!(registry.flush(std::time::Duration::from_secs(30)).await, 0);
+        // `a`/Connected was superseded before it was written, and `a` changed before `b` did.
+        assert_eq!(
+            store.written(),
+            [
+                ("a".to_owned(), CallState::Alerted),
+                ("a".to_owned(), CallState::Disconnected),
+                ("b".to_owned(), CallState::Disconnected),
+            ]
+        );
+        for id in ["a", "b"] {
+            assert_eq!(
+                sqlite.call(id).await.unwrap().unwrap().state,
+                CallState::Disconnected
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_reports_what_the_store_would_not_take_in_time() {
+        let sqlite = SqliteStore::in_memory().unwrap();
+        let store = Arc::new(Refusing::new(sqlite.clone(), false));
+        let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, "n1".into());
+        let mut call = record("a", "n1");
+        registry.insert(&call).await.unwrap();
+        store
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        call.state = CallState::Disconnected;
+        registry.update(&call).await.unwrap();
+        assert_eq!(
+            registry.flush(std::time::Duration::from_millis(300)).await,
+            1
+        );
+        assert_eq!(registry.unwritten(), 1);
+        store
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // A flush retries at once rather than after the back-off.
+        assert_eq!(registry.flush(writer::RETRY_MAX * 3).await, 0);
+        assert_eq!(registry.unwritten(), 0);
+        assert_eq!(
+            sqlite.call("a").await.unwrap().unwrap().state,
+            CallState::Disconnected
+        );
+    }
+
     #[tokio::test]
     async fn a_refused_write_still_moves_the_call_on_and_lands_later_in_order() {
         let sqlite = SqliteStore::in_memory().unwrap();
-        let store = Arc::new(Refusing {
-            inner: sqlite.clone(),
-            refuse: std::sync::atomic::AtomicBool::new(false),
-        });
+        let store = Arc::new(Refusing::new(sqlite.clone(), false));
         let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, "n1".into());
         let mut call = record("a", "n1");
         assert_eq!(registry.admit(&call, 1, 10).await.unwrap(), Ok(()));
@@ -476,6 +491,10 @@ mod tests {
         call.sip_code = Some(487);
         call.ended_at = Some(now_unix());
         registry.update(&call).await.unwrap();
+        // The writer has tried (the store refused).
+        registry
+            .settle("a", std::time::Duration::from_secs(30))
+            .await;
         // Memory has the truth at once, and the cap slot is free.
         let seen = registry.get("a").await.unwrap().unwrap();
         assert_eq!(
@@ -494,7 +513,7 @@ mod tests {
         store
             .refuse
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + RETRY_MAX;
+        let deadline = tokio::time::Instant::now() + writer::RETRY_MAX * 3;
         while registry.unwritten() > 0 {
             assert!(tokio::time::Instant::now() < deadline, "never written");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -514,6 +533,9 @@ mod tests {
         registry.insert(&mine).await.unwrap();
         mine.state = CallState::Connected;
         registry.update(&mine).await.unwrap();
+        registry
+            .settle("a", std::time::Duration::from_secs(30))
+            .await;
         assert_eq!(
             registry.get("a").await.unwrap().unwrap().state,
             CallState::Connected

@@ -115,6 +115,7 @@ pub async fn serve(
         ),
         None => None,
     };
+    let registry_of_run = Arc::clone(&registry);
     let state = crate::app_state_with_mailbox(config, registry, calls, mailbox)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -130,13 +131,18 @@ pub async fn serve(
     );
     // Decisions §19: on SIGTERM, stop taking calls, hang up the live ones and record them, and
     // only then drain HTTP — a slow client (or a long forwarded request) never delays a hang-up.
+    let flushing = Arc::clone(&state.registry);
     let shutdown = async move {
         shutdown.await;
         if let Some(sip) = &sip {
             sip.shutdown(Duration::from_secs(2)).await;
         }
+        // The hung-up calls' records are written in the background: wait for them.
+        flush_call_changes(&flushing).await;
     };
     crate::run_tls(config, listener, state, tls, shutdown).await;
+    // Changes recorded while HTTP drained (a DisconnectPhoneCall) are written too.
+    flush_call_changes(&registry_of_run).await;
     if let Some((stop, task)) = metrics {
         // The task may have ended already (its error was logged); nothing is left to stop.
         _ = stop.send(());
@@ -147,6 +153,21 @@ pub async fn serve(
     retention.abort();
     tracing::info!("openum stopped");
     Ok(())
+}
+
+/// How long SIGTERM waits for call changes still to be written to the store.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+
+/// Waits, at most [`SHUTDOWN_FLUSH`], for the registry's writer to store every call change;
+/// what is left is logged (a restart closes those calls as Disconnected/Other).
+async fn flush_call_changes(registry: &Registry) {
+    let left = registry.flush(SHUTDOWN_FLUSH).await;
+    if left > 0 {
+        tracing::error!(
+            calls = left,
+            "call changes not written to the store before shutdown; the next start closes those calls as Disconnected/Other"
+        );
+    }
 }
 
 /// Binds `server.metrics_listen` and serves `router` there until the returned sender fires.
@@ -191,6 +212,10 @@ pub fn listen_for_hangups(registry: &Arc<Registry>, calls: &Arc<dyn CallService>
                     }
                     // Confirmed only once the store reads it ended: the asking node (and every
                     // other) answers from the store, and must never read it live after Success.
+                    // The change is written in the background: wait for it (bounded).
+                    registry
+                        .settle(&request.call_id, crate::registry::SETTLE_BOUND)
+                        .await;
                     let ended = match registry.store().call(&request.call_id).await {
                         Ok(record) => record.is_none_or(|r| r.is_finished()),
                         Err(error) => {
