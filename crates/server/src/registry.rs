@@ -1,11 +1,12 @@
 //! The call registry: this node's calls in memory, written through to the store.
 //!
 //! `GetPhoneCallInformation` is the hot path (clients poll it), so the calls this node owns are
-//! answered from memory; every change is applied to memory at once and handed to the registry's
-//! ordered background writer ([`writer`]), which writes it to the store without the call task
-//! waiting, so a restart or another node sees the same record a moment later. New calls are
-//! inserted before they are placed (admission is checked with the insert). Calls owned by other
-//! nodes are always read from the store, never cached, because only their owner writes them.
+//! answered from memory; every change is applied to memory at once and handed to the
+//! registry's ordered background writer (`registry/writer.rs`), which writes it to the store
+//! without the call task waiting, so a restart or another node sees the same record a moment
+//! later. New calls are inserted before they are placed (admission is checked with the insert).
+//! Calls owned by other nodes are always read from the store, never cached, because only their
+//! owner writes them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
