@@ -226,4 +226,20 @@ async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_on
         last_ms < 5_000,
         "the last BYE left {last_ms} ms after SIGTERM"
     );
+    // Call changes are written in the background: the process flushed them before it exited,
+    // so the store holds each hang-up (a lost one would read Connected, and the next start
+    // would close it as Disconnected/Other).
+    let db = rusqlite::Connection::open(h.dir.path().join("data/openum.db")).unwrap();
+    for id in &ids {
+        let (state, cause): (String, String) = db
+            .query_row("SELECT state, cause FROM calls WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), cause.as_str()),
+            ("Disconnected", "None"),
+            "call {id}"
+        );
+    }
 }
