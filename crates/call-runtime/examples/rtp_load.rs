@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use call_engine::rtp::{PreparedAudio, RtpSeed, RtpStream};
 use call_engine::sdp::{Codec, MediaPlan};
 use openum_call_runtime::media::{MediaHandle, MediaStats};
+use openum_call_runtime::udp::MediaSocket;
 use rand::Rng as _;
 use tokio::net::UdpSocket;
 
@@ -65,6 +66,12 @@ async fn sockets(n: usize) -> Vec<Arc<UdpSocket>> {
     v
 }
 
+fn media_sockets(n: usize) -> Vec<Arc<MediaSocket>> {
+    (0..n)
+        .map(|_| Arc::new(MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()))
+        .collect()
+}
+
 fn summarise(
     stats: &MediaStats,
     n: usize,
@@ -88,7 +95,7 @@ fn summarise(
 async fn scheduler(n: usize, secs: u64, audio: &PreparedAudio, sinks: &[SocketAddr]) -> Result {
     let rss_before = rss_kib();
     let media = MediaHandle::spawn();
-    let socks = sockets(n).await;
+    let socks = media_sockets(n);
     let mut rng = rand::thread_rng();
     let now = Instant::now();
     let mut ids = Vec::with_capacity(n);

@@ -36,6 +36,7 @@ pub mod srtp;
 mod symmetric;
 mod task;
 pub mod tls;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use call_engine::rtp::RtpStream;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::rtcp::{RtcpStats, StreamCounters};
 use crate::srtp::{send, SrtpSender};
+use crate::udp::MediaSocket;
 
 /// Resolution and range of the lateness histogram.
 const BUCKET_US: u64 = 50;
@@ -100,7 +100,7 @@ impl MediaStats {
 enum MediaCommand {
     Start {
         id: u64,
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
@@ -168,7 +168,7 @@ impl MediaHandle {
     }
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
-    pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
+    pub fn start(&self, socket: Arc<MediaSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
         self.start_with(socket, remote, stream, None, None)
     }
 
@@ -176,7 +176,7 @@ impl MediaHandle {
     /// what is sent counted into `counters` (for RTCP) when given.
     pub fn start_with(
         &self,
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
@@ -225,7 +225,7 @@ impl MediaHandle {
 }
 
 struct Entry {
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     remote: SocketAddr,
     stream: RtpStream,
     srtp: Option<SrtpSender>,

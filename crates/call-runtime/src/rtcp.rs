@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use call_engine::rtcp::{self as packets, SenderInfo, REPORT_INTERVAL};
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::udp::MediaSocket;
 
 /// What the stream has sent, kept by the media scheduler for the Sender Reports.
 #[derive(Debug, Default)]
@@ -75,7 +76,7 @@ impl Rtcp {
     /// (then incoming RTCP comes through [`Rtcp::muxed`]); `negotiated` is the far end's RTP
     /// address from its SDP.
     pub(crate) fn start(
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         mux: bool,
         negotiated: watch::Receiver<SocketAddr>,
         stream: Stream,
@@ -151,7 +152,7 @@ fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
 }
 
 async fn run(
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     mux: bool,
     mut negotiated: watch::Receiver<SocketAddr>,
     stream: Stream,
@@ -170,7 +171,7 @@ async fn run(
             _ = &mut stopped => break,
             () = tokio::time::sleep_until(next) => {
                 let packet = packets::report(&sender_info(&stream), &stream.cname);
-                send(&socket, &packet, destination, &stats).await;
+                send(&socket, &packet, destination, &stats);
                 next = tokio::time::Instant::now() + randomised(REPORT_INTERVAL);
                 None
             }
@@ -213,12 +214,12 @@ async fn run(
         }
     }
     let packet = packets::goodbye(&sender_info(&stream), &stream.cname);
-    send(&socket, &packet, destination, &stats).await;
+    send(&socket, &packet, destination, &stats);
     tracing::debug!(to = %destination, "RTCP BYE sent");
 }
 
-async fn send(socket: &UdpSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
-    match socket.send_to(packet, to).await {
+fn send(socket: &MediaSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
+    match socket.try_send_to(packet, to) {
         Ok(_) => {
             stats.sender_reports_sent.fetch_add(1, Ordering::Relaxed);
         }
