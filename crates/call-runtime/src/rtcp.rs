@@ -72,12 +72,14 @@ pub(crate) struct Rtcp {
 }
 
 impl Rtcp {
-    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket when `mux`
-    /// (then incoming RTCP comes through [`Rtcp::muxed`]); `negotiated` is the far end's RTP
-    /// address from its SDP.
+    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket when `mux`;
+    /// incoming RTCP is read from `socket`, unless `forwarded`: then it comes through
+    /// [`Rtcp::muxed`] (rtcp-mux, or sockets shared by many calls, read by the media shard).
+    /// `negotiated` is the far end's RTP address from its SDP.
     pub(crate) fn start(
         socket: Arc<MediaSocket>,
         mux: bool,
+        forwarded: bool,
         negotiated: watch::Receiver<SocketAddr>,
         stream: Stream,
         stats: Arc<RtcpStats>,
@@ -89,6 +91,7 @@ impl Rtcp {
             run(
                 socket,
                 mux,
+                forwarded,
                 negotiated,
                 stream,
                 stats,
@@ -151,9 +154,11 @@ fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one task's inputs, passed once")]
 async fn run(
     socket: Arc<MediaSocket>,
     mux: bool,
+    forwarded: bool,
     mut negotiated: watch::Receiver<SocketAddr>,
     stream: Stream,
     stats: Arc<RtcpStats>,
@@ -186,8 +191,8 @@ async fn run(
                 }
                 None
             }
-            datagram = muxed.recv(), if mux => datagram,
-            received = socket.recv_from(&mut buffer), if !mux => match received {
+            datagram = muxed.recv(), if forwarded => datagram,
+            received = socket.recv_from(&mut buffer), if !forwarded => match received {
                 Ok((len, from)) => Some((buffer[..len].to_vec(), from)),
                 Err(error) => {
                     // ICMP port unreachable and the like: nothing to read, the socket goes on.

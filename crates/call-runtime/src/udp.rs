@@ -62,6 +62,19 @@ impl MediaSocket {
             }
         }
     }
+
+    /// The socket, for batched system calls ([`crate::batch`]).
+    pub(crate) fn std(&self) -> &UdpSocket {
+        self.fd.get_ref()
+    }
+
+    /// Waits until the socket may have datagrams to read; the guard clears the readiness when
+    /// a read finds nothing.
+    pub(crate) async fn readable(
+        &self,
+    ) -> io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, UdpSocket>> {
+        self.fd.readable().await
+    }
 }
 
 #[cfg(test)]
