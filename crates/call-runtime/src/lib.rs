@@ -441,6 +441,16 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            media_datagrams_dropped: if self.inner.media.is_shared() {
+                use std::sync::atomic::Ordering::Relaxed;
+                vec![
+                    ("ambiguous", stats.dropped_ambiguous.load(Relaxed)),
+                    ("malformed", stats.dropped_malformed.load(Relaxed)),
+                    ("unknown", stats.dropped_unknown.load(Relaxed)),
+                ]
+            } else {
+                Vec::new()
+            },
             gateways_up: self
                 .inner
                 .gateways
