@@ -23,7 +23,9 @@ const RECV_CHUNK: usize = 64;
 /// destination.
 pub(crate) struct SendBatch<T> {
     bytes: Vec<u8>,
-    packets: Vec<(usize, SocketAddr, T)>,
+    packets: Vec<(usize, SocketAddr)>,
+    /// What each packet is reported by, in the same order.
+    tags: Vec<T>,
 }
 
 impl<T> Default for SendBatch<T> {
@@ -31,15 +33,17 @@ impl<T> Default for SendBatch<T> {
         Self {
             bytes: Vec::with_capacity(CHUNK * 200),
             packets: Vec::with_capacity(CHUNK),
+            tags: Vec::with_capacity(CHUNK),
         }
     }
 }
 
-impl<T: Copy> SendBatch<T> {
+impl<T> SendBatch<T> {
     /// Queues `packet` for `to`, with `tag` to report it by.
     pub(crate) fn push(&mut self, packet: &[u8], to: SocketAddr, tag: T) {
         self.bytes.extend_from_slice(packet);
-        self.packets.push((self.bytes.len(), to, tag));
+        self.packets.push((self.bytes.len(), to));
+        self.tags.push(tag);
     }
 
     /// Packets queued.
@@ -52,6 +56,12 @@ impl<T: Copy> SendBatch<T> {
     /// is not retried (it would be late): `done` gets the error, and the rest are still sent.
     pub(crate) fn flush(&mut self, socket: &MediaSocket, mut done: impl FnMut(T, io::Result<()>)) {
         let fd = socket.std().as_raw_fd();
+        let mut tags = self.tags.drain(..);
+        let mut report = |n: usize, result: &dyn Fn() -> io::Result<()>| {
+            for tag in tags.by_ref().take(n) {
+                done(tag, result());
+            }
+        };
         let mut next = 0;
         while next < self.packets.len() {
             let chunk = &self.packets[next..self.packets.len().min(next + CHUNK)];
@@ -65,11 +75,11 @@ impl<T: Copy> SendBatch<T> {
             let slices: Vec<[IoSlice<'_>; 1]> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, (end, _, _))| [IoSlice::new(&self.bytes[start_of(i)..*end])])
+                .map(|(i, (end, _))| [IoSlice::new(&self.bytes[start_of(i)..*end])])
                 .collect();
             let addresses: Vec<Option<SockaddrStorage>> = chunk
                 .iter()
-                .map(|(_, to, _)| Some(SockaddrStorage::from(*to)))
+                .map(|(_, to)| Some(SockaddrStorage::from(*to)))
                 .collect();
             // nix's headers hold raw pointers (not `Send`), so they cannot live in a shard's
             // future across its awaits: two small allocations per system call instead.
@@ -88,17 +98,15 @@ impl<T: Copy> SendBatch<T> {
                 // The kernel took the first `n`; the one after them (if any) failed and is
                 // reported by the next call.
                 Ok(n) if n > 0 => {
-                    for (_, _, tag) in chunk.iter().take(n) {
-                        done(*tag, Ok(()));
-                    }
+                    report(n, &|| Ok(()));
                     next += n;
                 }
                 Ok(_) => {
-                    done(chunk[0].2, Err(io::Error::other("sendmmsg sent nothing")));
+                    report(1, &|| Err(io::Error::other("sendmmsg sent nothing")));
                     next += 1;
                 }
                 Err(errno) => {
-                    done(chunk[0].2, Err(io::Error::from(errno)));
+                    report(1, &|| Err(io::Error::from(errno)));
                     next += 1;
                 }
             }

@@ -397,14 +397,17 @@ struct Entry {
     rtcp: Option<mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>>,
 }
 
-/// A packet in a shared shard's send batch: its stream, RTP payload octets (for RTCP's
-/// counts) and due instant (for the lateness).
-#[derive(Clone, Copy)]
+/// A packet in a shared shard's send batch: its stream, RTP payload octets and the stream's
+/// counters (for RTCP's counts), and its due instant (for the lateness).
 struct Queued {
     id: u64,
     payload: usize,
+    counters: Option<Arc<StreamCounters>>,
     due: std::time::Instant,
 }
+
+/// Packets per `sendmmsg` at most: a batch this full is sent before more are queued.
+const FLUSH_AT: usize = 256;
 
 /// Rounds of `recvmmsg` per wake-up before the shard looks at its timer again.
 const READ_ROUNDS: usize = 8;
@@ -510,8 +513,14 @@ async fn run(
                             break;
                         }
                         let payload = packet.len() - call_engine::rtp::HEADER_LEN;
-                        if shared.is_some() {
-                            queue(&mut batch, entry, &packet, Queued { id, payload, due: packet_due }, &stats);
+                        if let Some(socket) = rtp_socket.as_deref() {
+                            let counters = entry.counters.clone();
+                            queue(&mut batch, entry, &packet, Queued { id, payload, counters, due: packet_due }, &stats);
+                            // A wake-up far behind (a stalled machine) must not build a huge
+                            // batch: sent in chunks as it fills.
+                            if batch.len() >= FLUSH_AT {
+                                flush(&mut batch, socket, &stats);
+                            }
                             continue;
                         }
                         let late = now.saturating_duration_since(packet_due).as_micros();
@@ -531,7 +540,7 @@ async fn run(
                     heap.push(Reverse((entry.stream.next_due(), id)));
                 }
                 if let Some(socket) = rtp_socket.as_deref().filter(|_| batch.len() > 0) {
-                    flush(&mut batch, socket, &streams, &stats);
+                    flush(&mut batch, socket, &stats);
                 }
             }
             ready = readable(rtp_socket.as_deref()) => {
@@ -566,12 +575,7 @@ fn queue(
 }
 
 /// Shared mode: sends the batch with `sendmmsg`.
-fn flush(
-    batch: &mut SendBatch<Queued>,
-    socket: &MediaSocket,
-    streams: &HashMap<u64, Entry>,
-    stats: &MediaStats,
-) {
+fn flush(batch: &mut SendBatch<Queued>, socket: &MediaSocket, stats: &MediaStats) {
     // Lateness counts until the batch is handed to the kernel, so it includes the batching.
     let handed = std::time::Instant::now();
     stats.send_batches.fetch_add(1, Ordering::Relaxed);
@@ -580,7 +584,7 @@ fn flush(
         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
         match result {
             Ok(()) => {
-                if let Some(counters) = streams.get(&queued.id).and_then(|e| e.counters.as_ref()) {
+                if let Some(counters) = &queued.counters {
                     counters.count(queued.payload);
                 }
                 stats.packets_sent.fetch_add(1, Ordering::Relaxed);
