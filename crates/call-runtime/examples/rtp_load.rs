@@ -6,6 +6,7 @@
 //! drops what overflows), so the measured cost is the sender's.
 //!
 //! usage: rtp_load [seconds per phase] [N …]   (default: 10 s; 500 2000 5000)
+//! `RTP_LOAD_ONLY=shared` (or `per-call`) runs that scheduler mode alone, for a profiler.
 
 #![allow(
     missing_docs,
@@ -235,6 +236,14 @@ async fn main() {
             ours.rss_kib_per_stream / base.rss_kib_per_stream.max(0.001),
         );
     };
+    // RTP_LOAD_ONLY=shared|per-call: that mode alone (for a profiler), no baseline.
+    if let Ok(only) = std::env::var("RTP_LOAD_ONLY") {
+        for n in ns {
+            let r = scheduler(n, secs, &audio, &sinks, only == "shared").await;
+            print(&only, n, &r);
+        }
+        return;
+    }
     for n in ns {
         let shared = scheduler(n, secs, &audio, &sinks, true).await;
         print("openum scheduler, shared sockets (sendmmsg)", n, &shared);
