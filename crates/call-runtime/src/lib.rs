@@ -13,7 +13,11 @@
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
 //! - [`register`]: outbound REGISTER for gateways that require it.
-//! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`media`]: the RTP scheduler tasks that pace every stream; with `rtp_sockets = "shared"`
+//!   each owns one RTP/RTCP socket pair for all its calls.
+//! - [`udp`]: the media socket (std UDP, read through `AsyncFd`, READABLE only).
+//! - `batch`: `sendmmsg`/`recvmmsg` batches for the shared sockets (nix).
+//! - `demux`: which call a datagram on a shared socket belongs to (pure).
 //! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
 //! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
