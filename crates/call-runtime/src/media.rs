@@ -14,7 +14,7 @@
 //! - `shared`: each shard owns one RTP socket and one RTCP socket (RTP port + 1), which every
 //!   call on the shard advertises in its SDP. A wake-up sends all its due packets with one
 //!   `sendmmsg`, and the shard itself reads both sockets with `recvmmsg`, handing each datagram
-//!   to its call by [`crate::demux`] (symmetric-RTP latching included) or dropping and counting
+//!   to its call by the `demux` module (symmetric-RTP latching included) or dropping and counting
 //!   it. SRTP protects each packet before it joins the batch.
 
 use std::cmp::Reverse;

@@ -63,7 +63,7 @@ impl MediaSocket {
         }
     }
 
-    /// The socket, for batched system calls ([`crate::batch`]).
+    /// The socket, for batched system calls (the `batch` module).
     pub(crate) fn std(&self) -> &UdpSocket {
         self.fd.get_ref()
     }
