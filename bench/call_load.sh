@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Full-path call load (not a test): N calls through openum's SIP stack to a SIPp UAS, then the
+# Full-path call load (not a test): N calls through openum's SIP stack to a SIPp UAS, with
+# [sip] rtp_sockets = "per-call" then "shared" at each N (one process), then the
 # scheduler-vs-task-per-stream comparison at the same N (the baseline), in the same run.
 # Then SRTP and SIP over TLS (via Kamailio) against plain RTP/UDP at the same N (secure_call_load).
 # usage: bench/call_load.sh [seconds, default 10] [N ..., default 200 1000 2000]

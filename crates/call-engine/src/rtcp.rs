@@ -170,6 +170,52 @@ fn read_block(b: &[u8], arrival: u64) -> ReceptionReport {
     }
 }
 
+/// The SSRCs a compound RTCP packet says something about: its first packet's sender (the
+/// far end's stream), then the source of every report block in its SRs and RRs (streams the far
+/// end receives — ours). For attributing RTCP that arrives on a socket shared by many calls.
+/// Stops at the first malformed packet.
+pub fn ssrcs(packet: &[u8]) -> (Option<u32>, Vec<u32>) {
+    let word =
+        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+    let mut sender = None;
+    let mut reported = Vec::new();
+    let mut at = 0;
+    while at + 8 <= packet.len() {
+        let first = packet[at];
+        let packet_type = packet[at + 1];
+        let words = usize::from(u16::from_be_bytes([packet[at + 2], packet[at + 3]]));
+        let end = at + 4 + words * 4;
+        if first >> 6 != 2 || end > packet.len() {
+            break;
+        }
+        if at == 0 && matches!(packet_type, SR | RR) {
+            sender = Some(word(4));
+        }
+        let blocks_at = match packet_type {
+            SR => at + 28,
+            RR => at + 8,
+            _ => end,
+        };
+        let mut block = blocks_at;
+        for _ in 0..usize::from(first & 0x1f) {
+            if block + 24 > end {
+                break;
+            }
+            reported.push(word(block));
+            block += 24;
+        }
+        at = end;
+    }
+    (sender, reported)
+}
+
+/// The SSRC of an RTP packet (RFC 3550 §5.1), if it is long enough to have one.
+pub fn rtp_ssrc(packet: &[u8]) -> Option<u32> {
+    packet
+        .get(8..12)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Whether a datagram on a shared RTP/RTCP port is RTCP (RFC 5761 §4: payload types 64–95).
 pub fn is_rtcp(data: &[u8]) -> bool {
     data.len() >= 8 && data[0] >> 6 == 2 && (192..=223).contains(&data[1])
@@ -290,5 +336,24 @@ mod tests {
             assert!(reports_about(junk, ours, 0).is_empty());
         }
         assert!(is_rtcp(&good) && !is_rtcp(&[0x80, 0, 0, 1, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn the_ssrcs_of_a_compound_packet_are_its_sender_and_its_report_blocks() {
+        let ours = report(&info(), "openum@127.0.0.1");
+        assert_eq!(ssrcs(&ours), (Some(0x0102_0304), vec![]));
+        // An RR from 0x0a0b0c0d with blocks about 0x11 and 0x22, then an SDES.
+        let mut rr = vec![0x82, RR, 0, 13];
+        rr.extend_from_slice(&0x0a0b_0c0d_u32.to_be_bytes());
+        for ssrc in [0x11_u32, 0x22] {
+            rr.extend_from_slice(&ssrc.to_be_bytes());
+            rr.extend_from_slice(&[0; 20]);
+        }
+        rr.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(ssrcs(&rr), (Some(0x0a0b_0c0d), vec![0x11, 0x22]));
+        // Truncated: what was whole is kept, the rest ignored.
+        assert_eq!(ssrcs(&rr[..20]), (None, vec![]));
+        assert_eq!(rtp_ssrc(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]), Some(9));
+        assert_eq!(rtp_ssrc(&[0x80, 0]), None);
     }
 }

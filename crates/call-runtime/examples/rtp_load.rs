@@ -1,10 +1,12 @@
-//! RTP load benchmark (not a test): N concurrent G.711 streams paced by openum's single
-//! scheduler task, against a naive baseline of one tokio task with its own 20 ms interval per
-//! stream, in the same run. Reports CPU per stream, send lateness p50/p99/max and memory per
+//! RTP load benchmark (not a test): N concurrent G.711 streams paced by openum's scheduler
+//! shards — with a socket per stream (`rtp_sockets = "per-call"`) and with one shared socket per
+//! shard and `sendmmsg` (`"shared"`) — against a naive baseline of one tokio task with its own
+//! 20 ms interval per stream, in the same run. Reports CPU per stream, send lateness p50/p99/max and memory per
 //! stream. Loopback only: streams go to sink sockets in this process that never read (the kernel
 //! drops what overflows), so the measured cost is the sender's.
 //!
 //! usage: rtp_load [seconds per phase] [N …]   (default: 10 s; 500 2000 5000)
+//! `RTP_LOAD_ONLY=shared` (or `per-call`) runs that scheduler mode alone, for a profiler.
 
 #![allow(
     missing_docs,
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use call_engine::rtp::{PreparedAudio, RtpSeed, RtpStream};
 use call_engine::sdp::{Codec, MediaPlan};
 use openum_call_runtime::media::{MediaHandle, MediaStats};
+use openum_call_runtime::udp::MediaSocket;
 use rand::Rng as _;
 use tokio::net::UdpSocket;
 
@@ -65,6 +68,12 @@ async fn sockets(n: usize) -> Vec<Arc<UdpSocket>> {
     v
 }
 
+fn media_sockets(n: usize) -> Vec<Arc<MediaSocket>> {
+    (0..n)
+        .map(|_| Arc::new(MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()))
+        .collect()
+}
+
 fn summarise(
     stats: &MediaStats,
     n: usize,
@@ -85,18 +94,36 @@ fn summarise(
     }
 }
 
-async fn scheduler(n: usize, secs: u64, audio: &PreparedAudio, sinks: &[SocketAddr]) -> Result {
+async fn scheduler(
+    n: usize,
+    secs: u64,
+    audio: &PreparedAudio,
+    sinks: &[SocketAddr],
+    shared: bool,
+) -> Result {
     let rss_before = rss_kib();
-    let media = MediaHandle::spawn();
-    let socks = sockets(n).await;
+    let media = if shared {
+        MediaHandle::spawn_shared("127.0.0.1".parse().unwrap(), None)
+            .await
+            .unwrap()
+    } else {
+        MediaHandle::spawn()
+    };
+    let socks = if shared { Vec::new() } else { media_sockets(n) };
     let mut rng = rand::thread_rng();
     let now = Instant::now();
     let mut ids = Vec::with_capacity(n);
-    for (i, sock) in socks.iter().enumerate() {
+    for i in 0..n {
         let remote = sinks[i % sinks.len()];
         let start = now + Duration::from_micros(rng.gen_range(0..20_000));
         let stream = RtpStream::new(&plan(remote), audio, seed(), start);
-        ids.push(media.start(Arc::clone(sock), remote, stream));
+        let id = media.next_stream_id();
+        let socket = match media.shared_sockets(id) {
+            Some((rtp, _)) => rtp,
+            None => Arc::clone(&socks[i]),
+        };
+        media.start_stream(id, socket, remote, stream, None, None);
+        ids.push(id);
     }
     // Let every stream start, then measure a clean window.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -106,6 +133,13 @@ async fn scheduler(n: usize, secs: u64, audio: &PreparedAudio, sinks: &[SocketAd
     let cpu = cpu_time() - cpu0;
     let rss_after = rss_kib();
     let result = summarise(media.stats(), n, secs as f64, cpu, rss_before, rss_after);
+    if shared {
+        let batches = media.stats().send_batches.load(Ordering::Relaxed);
+        eprintln!(
+            "shared, {n} streams: {:.1} packets per sendmmsg",
+            result.packets as f64 / batches.max(1) as f64
+        );
+    }
     for id in ids {
         media.stop(id);
     }
@@ -192,20 +226,35 @@ async fn main() {
     }
     println!("| streams | sender | CPU µs per stream·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per stream | packets | send errors |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for n in ns {
-        let ours = scheduler(n, secs, &audio, &sinks).await;
-        print("openum scheduler", n, &ours);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let base = naive(n, secs, &audio, &sinks).await;
-        print("task per stream (baseline)", n, &base);
+    let ratio = |label: &str, n: usize, ours: &Result, base: &Result| {
         println!(
-            "| {n} | ratio scheduler/baseline | {:.2} | | {:.2} | {:.2} | {:.2} | {:.2} | | |",
+            "| {n} | ratio {label}/baseline | {:.2} | | {:.2} | {:.2} | {:.2} | {:.2} | | |",
             ours.cpu_us_per_stream_second / base.cpu_us_per_stream_second,
             ours.p50_us as f64 / base.p50_us.max(1) as f64,
             ours.p99_us as f64 / base.p99_us.max(1) as f64,
             ours.max_us as f64 / base.max_us.max(1) as f64,
             ours.rss_kib_per_stream / base.rss_kib_per_stream.max(0.001),
         );
+    };
+    // RTP_LOAD_ONLY=shared|per-call: that mode alone (for a profiler), no baseline.
+    if let Ok(only) = std::env::var("RTP_LOAD_ONLY") {
+        for n in ns {
+            let r = scheduler(n, secs, &audio, &sinks, only == "shared").await;
+            print(&only, n, &r);
+        }
+        return;
+    }
+    for n in ns {
+        let shared = scheduler(n, secs, &audio, &sinks, true).await;
+        print("openum scheduler, shared sockets (sendmmsg)", n, &shared);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let per_call = scheduler(n, secs, &audio, &sinks, false).await;
+        print("openum scheduler, socket per stream", n, &per_call);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let base = naive(n, secs, &audio, &sinks).await;
+        print("task per stream (baseline)", n, &base);
+        ratio("shared", n, &shared, &base);
+        ratio("per-stream sockets", n, &per_call, &base);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(sink_sockets);

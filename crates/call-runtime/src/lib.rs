@@ -13,7 +13,11 @@
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
 //! - [`register`]: outbound REGISTER for gateways that require it.
-//! - [`media`]: the RTP scheduler tasks that pace every stream.
+//! - [`media`]: the RTP scheduler tasks that pace every stream; with `rtp_sockets = "shared"`
+//!   each owns one RTP/RTCP socket pair for all its calls.
+//! - [`udp`]: the media socket (std UDP, read through `AsyncFd`, READABLE only).
+//! - `batch`: `sendmmsg`/`recvmmsg` batches for the shared sockets (nix).
+//! - `demux`: which call a datagram on a shared socket belongs to (pure).
 //! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
 //! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
@@ -23,6 +27,8 @@
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
+mod batch;
+mod demux;
 pub mod dns;
 pub mod gateways;
 pub mod media;
@@ -36,6 +42,7 @@ pub mod srtp;
 mod symmetric;
 mod task;
 pub mod tls;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -115,12 +122,32 @@ impl SipCallService {
         let resolver = crate::dns::Resolver::new(&sip.dns_servers);
         crate::options::spawn_pings(&stack, &gateways, &resolver);
         crate::register::spawn_registrations(&stack, &gateways, &resolver);
+        let media = match sip.rtp_sockets {
+            media::RtpSockets::PerCall => MediaHandle::spawn(),
+            media::RtpSockets::Shared => {
+                MediaHandle::spawn_shared(sip.rtp_address, sip.rtp_port_range)
+                    .await
+                    .map_err(|e| SipError::Setting {
+                        setting: "sip.rtp_sockets",
+                        value: "shared".to_owned(),
+                        source: format!(
+                            "cannot bind the shared RTP/RTCP sockets on {} ({}): {e}",
+                            sip.rtp_address,
+                            sip.rtp_port_range.map_or_else(
+                                || "any port".to_owned(),
+                                |(l, h)| format!("rtp_port_range {l}-{h}")
+                            ),
+                        )
+                        .into(),
+                    })?
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 recorder,
                 audio_source,
                 stack,
-                media: MediaHandle::spawn(),
+                media,
                 gateways,
                 resolver,
                 rtp_address: sip.rtp_address,
@@ -298,10 +325,18 @@ impl CallService for SipCallService {
             Err(error) => return Err(PlaceError::Signalling(Box::new(error))),
         };
         let audio = self.prepared_audio(&record.item_id).await?;
-        let (socket, rtcp_socket) =
-            ports::bind_pair(self.inner.rtp_address, self.inner.rtp_port_range)
-                .await
-                .map_err(PlaceError::MediaSocket)?;
+        // With shared sockets the stream's id picks its shard, whose ports the SDP advertises.
+        let stream_id = self.inner.media.next_stream_id();
+        let (socket, rtcp_socket) = match self.inner.media.shared_sockets(stream_id) {
+            Some(shared) => shared,
+            None => {
+                let (rtp, rtcp) =
+                    ports::bind_pair(self.inner.rtp_address, self.inner.rtp_port_range)
+                        .await
+                        .map_err(PlaceError::MediaSocket)?;
+                (Arc::new(rtp), Arc::new(rtcp))
+            }
+        };
         let bound = socket.local_addr().map_err(PlaceError::MediaSocket)?;
         // What the far end is told: the public media address behind a NAT, else the bound one.
         let rtp_local = SocketAddr::new(
@@ -383,9 +418,10 @@ impl CallService for SipCallService {
             media: self.inner.media.clone(),
             record: record.clone(),
             audio,
-            socket: Arc::new(socket),
+            socket,
             srtp,
-            rtcp_socket: Arc::new(rtcp_socket),
+            rtcp_socket,
+            stream_id,
         };
         let service = self.clone();
         let id = record.id.clone();
@@ -409,6 +445,16 @@ impl CallService for SipCallService {
                 .packets_sent
                 .load(std::sync::atomic::Ordering::Relaxed),
             rtp_send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
+            media_datagrams_dropped: if self.inner.media.is_shared() {
+                use std::sync::atomic::Ordering::Relaxed;
+                vec![
+                    ("ambiguous", stats.dropped_ambiguous.load(Relaxed)),
+                    ("malformed", stats.dropped_malformed.load(Relaxed)),
+                    ("unknown", stats.dropped_unknown.load(Relaxed)),
+                ]
+            } else {
+                Vec::new()
+            },
             gateways_up: self
                 .inner
                 .gateways

@@ -6,20 +6,33 @@
 //! memory per call small; one shard per core lets the sends use every core. Each stream's start is
 //! offset by a random fraction of its packet time so that thousands of streams do not all fire in
 //! the same millisecond.
+//!
+//! # Sockets (`[sip] rtp_sockets`)
+//!
+//! - `per-call`: every call has its own RTP and RTCP socket; the shard sends each packet with
+//!   one `sendto` on the call's socket, and a task per call reads it (symmetric RTP, RTCP).
+//! - `shared`: each shard owns one RTP socket and one RTCP socket (RTP port + 1), which every
+//!   call on the shard advertises in its SDP. A wake-up sends all its due packets with one
+//!   `sendmmsg`, and the shard itself reads both sockets with `recvmmsg`, handing each datagram
+//!   to its call by the `demux` module (symmetric-RTP latching included) or dropping and counting
+//!   it. SRTP protects each packet before it joins the batch.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use call_engine::rtp::RtpStream;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::batch::{RecvBatch, SendBatch};
+use crate::demux::{Demux, DropCause, Verdict};
 use crate::rtcp::{RtcpStats, StreamCounters};
 use crate::srtp::{send, SrtpSender};
+use crate::udp::MediaSocket;
 
 /// Resolution and range of the lateness histogram.
 const BUCKET_US: u64 = 50;
@@ -38,6 +51,17 @@ pub struct MediaStats {
     pub lateness_us_max: AtomicU64,
     /// How late packets went out: 50 µs buckets up to 100 ms (the last bucket holds the rest).
     lateness_histogram: Box<[AtomicU64]>,
+    /// Shared sockets: datagrams read and handed to a call.
+    pub datagrams_received: AtomicU64,
+    /// Shared sockets: datagrams dropped because no call expects them.
+    pub dropped_unknown: AtomicU64,
+    /// Shared sockets: datagrams dropped because several calls could own them.
+    pub dropped_ambiguous: AtomicU64,
+    /// Shared sockets: datagrams dropped as neither RTP nor RTCP, or RTCP for a call that does
+    /// not run RTCP (SRTP).
+    pub dropped_malformed: AtomicU64,
+    /// Shared sockets: `sendmmsg` calls (packets sent ÷ this = the mean batch).
+    pub send_batches: AtomicU64,
 }
 
 impl Default for MediaStats {
@@ -48,6 +72,11 @@ impl Default for MediaStats {
             lateness_us_total: AtomicU64::new(0),
             lateness_us_max: AtomicU64::new(0),
             lateness_histogram: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            datagrams_received: AtomicU64::new(0),
+            dropped_unknown: AtomicU64::new(0),
+            dropped_ambiguous: AtomicU64::new(0),
+            dropped_malformed: AtomicU64::new(0),
+            send_batches: AtomicU64::new(0),
         }
     }
 }
@@ -85,12 +114,29 @@ impl MediaStats {
         BUCKETS as u64 * BUCKET_US
     }
 
-    /// Clears every counter (benchmarks measure one phase at a time).
+    /// Datagrams dropped by the shared sockets' demultiplexer, whatever the cause.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.dropped_unknown.load(Ordering::Relaxed)
+            + self.dropped_ambiguous.load(Ordering::Relaxed)
+            + self.dropped_malformed.load(Ordering::Relaxed)
+    }
+
+    fn count_drop(&self, cause: DropCause) {
+        let counter = match cause {
+            DropCause::Ambiguous => &self.dropped_ambiguous,
+            DropCause::Malformed => &self.dropped_malformed,
+            DropCause::Unknown => &self.dropped_unknown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Clears the sending counters (benchmarks measure one phase at a time).
     pub fn reset(&self) {
         self.packets_sent.store(0, Ordering::Relaxed);
         self.send_errors.store(0, Ordering::Relaxed);
         self.lateness_us_total.store(0, Ordering::Relaxed);
         self.lateness_us_max.store(0, Ordering::Relaxed);
+        self.send_batches.store(0, Ordering::Relaxed);
         for c in self.lateness_histogram.iter() {
             c.store(0, Ordering::Relaxed);
         }
@@ -100,7 +146,7 @@ impl MediaStats {
 enum MediaCommand {
     Start {
         id: u64,
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
@@ -112,6 +158,11 @@ enum MediaCommand {
     Change {
         id: u64,
         change: StreamChange,
+    },
+    /// Shared sockets: where the stream's incoming RTCP goes.
+    Rtcp {
+        id: u64,
+        sink: mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>,
     },
 }
 
@@ -128,47 +179,134 @@ pub enum StreamChange {
     Resume,
 }
 
+/// How calls' RTP and RTCP leave and enter the process (`[sip] rtp_sockets`).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum RtpSockets {
+    /// A socket pair per call (the default; see the module docs).
+    #[default]
+    PerCall,
+    /// A socket pair per scheduler shard, shared by its calls, with batched I/O.
+    Shared,
+}
+
+/// One shard's shared sockets.
+#[derive(Clone)]
+struct ShardSockets {
+    rtp: Arc<MediaSocket>,
+    rtcp: Arc<MediaSocket>,
+}
+
 /// Handle to the scheduler shards.
 #[derive(Clone)]
 pub struct MediaHandle {
     shards: Arc<[mpsc::UnboundedSender<MediaCommand>]>,
+    /// Shared mode: each shard's sockets, in shard order.
+    sockets: Option<Arc<[ShardSockets]>>,
     next_id: Arc<AtomicU64>,
     stats: Arc<MediaStats>,
     rtcp: Arc<RtcpStats>,
 }
 
 impl MediaHandle {
-    /// Spawns one scheduler shard per available core on the current tokio runtime.
+    /// Spawns one scheduler shard per available core on the current tokio runtime, each
+    /// sending from the calls' own sockets.
     pub fn spawn() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        Self::spawn_shards(cores)
+        Self::spawn_shards(cores())
     }
 
-    /// Spawns `shards` scheduler tasks (at least one).
+    /// Spawns `shards` scheduler tasks (at least one), sending from the calls' own sockets.
     pub fn spawn_shards(shards: usize) -> Self {
         let stats = Arc::new(MediaStats::default());
         let shards: Arc<[_]> = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(rx, Arc::clone(&stats)));
+                tokio::spawn(run(rx, Arc::clone(&stats), None));
                 tx
             })
             .collect();
         Self {
             shards,
+            sockets: None,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
             rtcp: Arc::default(),
         }
     }
 
+    /// Spawns one shard per available core, each with its own RTP socket (an even port on `ip`,
+    /// from `range` if given) and RTCP socket (the next port), shared by its calls.
+    pub async fn spawn_shared(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<Self> {
+        Self::spawn_shared_shards(ip, range, cores()).await
+    }
+
+    /// [`Self::spawn_shared`] with `shards` shards (at least one).
+    pub async fn spawn_shared_shards(
+        ip: IpAddr,
+        range: Option<(u16, u16)>,
+        shards: usize,
+    ) -> io::Result<Self> {
+        let mut sockets = Vec::with_capacity(shards.max(1));
+        for _ in 0..shards.max(1) {
+            let (rtp, rtcp) = crate::ports::bind_pair(ip, range).await?;
+            sockets.push(ShardSockets {
+                rtp: Arc::new(rtp),
+                rtcp: Arc::new(rtcp),
+            });
+        }
+        let stats = Arc::new(MediaStats::default());
+        let shards: Arc<[_]> = sockets
+            .iter()
+            .map(|sockets| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(rx, Arc::clone(&stats), Some(sockets.clone())));
+                tx
+            })
+            .collect();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .filter_map(|s| s.rtp.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
+        tracing::info!(
+            ?ports,
+            "shared RTP sockets (one per scheduler shard; RTCP on port + 1)"
+        );
+        Ok(Self {
+            shards,
+            sockets: Some(sockets.into()),
+            next_id: Arc::new(AtomicU64::new(1)),
+            stats,
+            rtcp: Arc::default(),
+        })
+    }
+
+    fn index(&self, id: u64) -> usize {
+        usize::try_from(id).unwrap_or(0) % self.shards.len()
+    }
+
     fn shard(&self, id: u64) -> &mpsc::UnboundedSender<MediaCommand> {
-        let index = usize::try_from(id).unwrap_or(0) % self.shards.len();
-        &self.shards[index]
+        &self.shards[self.index(id)]
+    }
+
+    /// A new stream id (it decides the stream's shard).
+    pub fn next_stream_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Shared mode: the RTP and RTCP sockets of stream `id`'s shard, which its SDP advertises
+    /// and its RTCP is sent from; `None` with per-call sockets.
+    pub fn shared_sockets(&self, id: u64) -> Option<(Arc<MediaSocket>, Arc<MediaSocket>)> {
+        let sockets = &self.sockets.as_ref()?[self.index(id)];
+        Some((Arc::clone(&sockets.rtp), Arc::clone(&sockets.rtcp)))
+    }
+
+    /// Whether the shards own shared sockets.
+    pub fn is_shared(&self) -> bool {
+        self.sockets.is_some()
     }
 
     /// Starts sending `stream` from `socket` to `remote`; returns the id to stop it with.
-    pub fn start(&self, socket: Arc<UdpSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
+    pub fn start(&self, socket: Arc<MediaSocket>, remote: SocketAddr, stream: RtpStream) -> u64 {
         self.start_with(socket, remote, stream, None, None)
     }
 
@@ -176,13 +314,29 @@ impl MediaHandle {
     /// what is sent counted into `counters` (for RTCP) when given.
     pub fn start_with(
         &self,
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         remote: SocketAddr,
         stream: RtpStream,
         srtp: Option<SrtpSender>,
         counters: Option<Arc<StreamCounters>>,
     ) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_stream_id();
+        self.start_stream(id, socket, remote, stream, srtp, counters);
+        id
+    }
+
+    /// [`Self::start_with`] under an id from [`Self::next_stream_id`] (in shared mode, the one
+    /// whose shard's port the SDP advertised). `socket` is unused in shared mode (the shard
+    /// sends from its own).
+    pub fn start_stream(
+        &self,
+        id: u64,
+        socket: Arc<MediaSocket>,
+        remote: SocketAddr,
+        stream: RtpStream,
+        srtp: Option<SrtpSender>,
+        counters: Option<Arc<StreamCounters>>,
+    ) {
         let sent = self.shard(id).send(MediaCommand::Start {
             id,
             socket,
@@ -198,7 +352,12 @@ impl MediaHandle {
                 "the RTP scheduler is gone: the stream is not sent"
             );
         }
-        id
+    }
+
+    /// Shared mode: hands the RTCP that arrives for stream `id` to `sink`.
+    pub(crate) fn attach_rtcp(&self, id: u64, sink: mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>) {
+        // A scheduler that is gone reads nothing any more: there is no RTCP to hand on.
+        let _ = self.shard(id).send(MediaCommand::Rtcp { id, sink });
     }
 
     /// Stops a stream (no-op if it already stopped).
@@ -224,33 +383,84 @@ impl MediaHandle {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 struct Entry {
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     remote: SocketAddr,
     stream: RtpStream,
     srtp: Option<SrtpSender>,
     counters: Option<Arc<StreamCounters>>,
+    /// Shared mode: where its incoming RTCP goes.
+    rtcp: Option<mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>>,
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStats>) {
+/// A packet in a shared shard's send batch: its stream, RTP payload octets and the stream's
+/// counters (for RTCP's counts), and its due instant (for the lateness).
+struct Queued {
+    id: u64,
+    payload: usize,
+    counters: Option<Arc<StreamCounters>>,
+    due: std::time::Instant,
+}
+
+/// Packets per `sendmmsg` at most: a batch this full is sent before more are queued.
+const FLUSH_AT: usize = 256;
+
+/// Rounds of `recvmmsg` per wake-up before the shard looks at its timer again.
+const READ_ROUNDS: usize = 8;
+
+/// Waits until `socket` (if any) may be read.
+async fn readable(
+    socket: Option<&MediaSocket>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, std::net::UdpSocket>> {
+    match socket {
+        Some(socket) => socket.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<MediaCommand>,
+    stats: Arc<MediaStats>,
+    shared: Option<ShardSockets>,
+) {
     let mut streams: HashMap<u64, Entry> = HashMap::new();
     let mut heap: BinaryHeap<Reverse<(std::time::Instant, u64)>> = BinaryHeap::new();
     let mut packet = Vec::with_capacity(1500);
+    let mut demux = Demux::default();
+    let mut batch: SendBatch<Queued> = SendBatch::default();
+    let mut reader = RecvBatch::default();
+    let (rtp_socket, rtcp_socket) = match &shared {
+        Some(s) => (Some(Arc::clone(&s.rtp)), Some(Arc::clone(&s.rtcp))),
+        None => (None, None),
+    };
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
             // Commands first: a pause or a new destination queued before a packet fell due
-            // applies to that packet.
+            // applies to that packet. Then sending, then reading.
             biased;
             command = rx.recv() => match command {
                 None => break,
                 Some(MediaCommand::Start { id, socket, remote, stream, srtp, counters }) => {
+                    if shared.is_some() {
+                        demux.insert(id, remote, stream.ssrc());
+                    }
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream, srtp, counters });
+                    streams.insert(id, Entry { socket, remote, stream, srtp, counters, rtcp: None });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
                     streams.remove(&id);
+                    demux.remove(id);
+                }
+                Some(MediaCommand::Rtcp { id, sink }) => {
+                    if let Some(entry) = streams.get_mut(&id) {
+                        entry.rtcp = Some(sink);
+                    }
                 }
                 Some(MediaCommand::Change { id, change }) => {
                     if let Some(entry) = streams.get_mut(&id) {
@@ -258,8 +468,14 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         let paused = entry.stream.is_paused();
                         match change {
                             StreamChange::Plan(plan) => {
-                                entry.remote = plan.remote;
                                 entry.stream.change_plan(&plan);
+                                if shared.is_none() {
+                                    entry.remote = plan.remote;
+                                } else if demux.renegotiated(id, plan.remote) {
+                                    // A new address: send there until its RTP shows otherwise.
+                                    // The same address keeps a latched destination.
+                                    entry.remote = plan.remote;
+                                }
                             }
                             StreamChange::Remote(remote) => entry.remote = remote,
                             StreamChange::Pause => entry.stream.pause(),
@@ -296,6 +512,17 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                         if !entry.stream.poll_transmit(now, &mut packet) {
                             break;
                         }
+                        let payload = packet.len() - call_engine::rtp::HEADER_LEN;
+                        if let Some(socket) = rtp_socket.as_deref() {
+                            let counters = entry.counters.clone();
+                            queue(&mut batch, entry, &packet, Queued { id, payload, counters, due: packet_due }, &stats);
+                            // A wake-up far behind (a stalled machine) must not build a huge
+                            // batch: sent in chunks as it fills.
+                            if batch.len() >= FLUSH_AT {
+                                flush(&mut batch, socket, &stats);
+                            }
+                            continue;
+                        }
                         let late = now.saturating_duration_since(packet_due).as_micros();
                         stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
                         match send(entry.srtp.as_mut(), &entry.socket, &packet, entry.remote) {
@@ -303,7 +530,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                                 // RTCP counts the RTP payload octets (RFC 3550 §6.4.1), before
                                 // any SRTP tag.
                                 if let Some(counters) = &entry.counters {
-                                    counters.count(packet.len() - call_engine::rtp::HEADER_LEN);
+                                    counters.count(payload);
                                 }
                                 stats.packets_sent.fetch_add(1, Ordering::Relaxed)
                             }
@@ -312,7 +539,149 @@ async fn run(mut rx: mpsc::UnboundedReceiver<MediaCommand>, stats: Arc<MediaStat
                     }
                     heap.push(Reverse((entry.stream.next_due(), id)));
                 }
+                if let Some(socket) = rtp_socket.as_deref().filter(|_| batch.len() > 0) {
+                    flush(&mut batch, socket, &stats);
+                }
             }
+            ready = readable(rtp_socket.as_deref()) => {
+                receive(ready, &mut reader, false, &mut demux, &mut streams, &stats);
+            }
+            ready = readable(rtcp_socket.as_deref()) => {
+                receive(ready, &mut reader, true, &mut demux, &mut streams, &stats);
+            }
+        }
+    }
+}
+
+/// Shared mode: protects (SRTP) and queues one packet of `entry`.
+fn queue(
+    batch: &mut SendBatch<Queued>,
+    entry: &mut Entry,
+    packet: &[u8],
+    queued: Queued,
+    stats: &MediaStats,
+) {
+    match entry.srtp.as_mut() {
+        None => batch.push(packet, entry.remote, queued),
+        Some(srtp) => match srtp.protect(packet) {
+            Ok(protected) => batch.push(protected.as_ref(), entry.remote, queued),
+            // Never sent in the clear.
+            Err(error) => {
+                tracing::debug!(error = %calls::error_chain(&error), stream = queued.id, "SRTP protect failed: packet dropped");
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    }
+}
+
+/// Shared mode: sends the batch with `sendmmsg`.
+fn flush(batch: &mut SendBatch<Queued>, socket: &MediaSocket, stats: &MediaStats) {
+    // Lateness counts until the batch is handed to the kernel, so it includes the batching.
+    let handed = std::time::Instant::now();
+    stats.send_batches.fetch_add(1, Ordering::Relaxed);
+    batch.flush(socket, |queued, result| {
+        let late = handed.saturating_duration_since(queued.due).as_micros();
+        stats.record_lateness(u64::try_from(late).unwrap_or(u64::MAX));
+        match result {
+            Ok(()) => {
+                if let Some(counters) = &queued.counters {
+                    counters.count(queued.payload);
+                }
+                stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::debug!(%error, stream = queued.id, "RTP packet refused by the kernel: dropped");
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// Shared mode: reads what arrived on a shard socket (the RTCP one if `rtcp_socket`) and
+/// hands each datagram to its call, or drops and counts it.
+fn receive(
+    ready: io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, std::net::UdpSocket>>,
+    reader: &mut RecvBatch,
+    rtcp_socket: bool,
+    demux: &mut Demux,
+    streams: &mut HashMap<u64, Entry>,
+    stats: &MediaStats,
+) {
+    let mut ready = match ready {
+        Ok(ready) => ready,
+        Err(error) => {
+            // The reactor is shutting down; nothing more will be read.
+            tracing::warn!(%error, "shared RTP socket: readiness failed");
+            return;
+        }
+    };
+    for _ in 0..READ_ROUNDS {
+        let read = ready.try_io(|socket| {
+            reader.read(socket.get_ref(), |data, from| {
+                dispatch(data, from, rtcp_socket, demux, streams, stats);
+            })
+        });
+        match read {
+            Ok(Ok(n)) if n == RecvBatch::capacity() => {}
+            // Drained: readiness is cleared unless a datagram arrived meanwhile (tokio compares
+            // the readiness event's tick).
+            Ok(Ok(_)) => {
+                ready.clear_ready();
+                break;
+            }
+            // ICMP errors (port unreachable after a far end went away) surface here; the socket
+            // stays usable and the next read gets the datagrams behind the error.
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "shared RTP socket: receive error");
+                break;
+            }
+            // Nothing was waiting: readiness cleared by try_io.
+            Err(_would_block) => break,
+        }
+    }
+}
+
+fn dispatch(
+    data: &[u8],
+    from: SocketAddr,
+    rtcp_socket: bool,
+    demux: &mut Demux,
+    streams: &mut HashMap<u64, Entry>,
+    stats: &MediaStats,
+) {
+    let muxed = !rtcp_socket && call_engine::rtcp::is_rtcp(data);
+    let is_rtcp = rtcp_socket || muxed;
+    let verdict = if is_rtcp {
+        demux.rtcp(from, data, muxed)
+    } else {
+        demux.rtp(from, data)
+    };
+    let kind = if is_rtcp { "RTCP" } else { "RTP" };
+    let id = match verdict {
+        Verdict::Stream { id, latch } => {
+            if let (Some(to), Some(entry)) = (latch, streams.get_mut(&id)) {
+                tracing::info!(stream = id, %from, sdp = %entry.remote, "symmetric RTP: sending where the far end's RTP comes from");
+                entry.remote = to;
+            }
+            id
+        }
+        Verdict::Drop(cause) => {
+            stats.count_drop(cause);
+            tracing::debug!(%from, kind, cause = cause.as_str(), "datagram on a shared socket dropped");
+            return;
+        }
+    };
+    if !is_rtcp {
+        stats.datagrams_received.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match streams.get(&id).and_then(|e| e.rtcp.as_ref()) {
+        Some(sink) if sink.send((data.to_vec(), from)).is_ok() => {
+            stats.datagrams_received.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            stats.count_drop(DropCause::Malformed);
+            tracing::debug!(stream = id, %from, "RTCP for a call that runs no RTCP (SRTP) dropped");
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::udp::MediaSocket;
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 
 /// How many kernel-chosen ports are tried for a free pair before giving up.
 const FREE_PAIR_TRIES: usize = 64;
@@ -16,7 +16,7 @@ const FREE_PAIR_TRIES: usize = 64;
 pub(crate) async fn bind_pair(
     ip: IpAddr,
     range: Option<(u16, u16)>,
-) -> io::Result<(UdpSocket, UdpSocket)> {
+) -> io::Result<(MediaSocket, MediaSocket)> {
     if range.is_some() {
         let mut taken = Vec::new();
         loop {
@@ -25,7 +25,7 @@ pub(crate) async fn bind_pair(
             let rtp = bind_rtp(ip, range).await?;
             // bind_rtp only returns ports whose successor is in the range.
             let port = rtp.local_addr()?.port();
-            match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            match MediaSocket::bind(SocketAddr::new(ip, port + 1)) {
                 Ok(rtcp) => return Ok((rtp, rtcp)),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => taken.push(rtp),
                 Err(e) => return Err(e),
@@ -33,12 +33,12 @@ pub(crate) async fn bind_pair(
         }
     }
     for _ in 0..FREE_PAIR_TRIES {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let rtp = MediaSocket::bind(SocketAddr::new(ip, 0))?;
         let port = rtp.local_addr()?.port();
         if port % 2 == 1 || port == u16::MAX {
             continue;
         }
-        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+        match MediaSocket::bind(SocketAddr::new(ip, port + 1)) {
             Ok(rtcp) => return Ok((rtp, rtcp)),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
             Err(e) => return Err(e),
@@ -52,9 +52,9 @@ pub(crate) async fn bind_pair(
 
 /// Binds a UDP socket for RTP on `ip`: a port chosen by the kernel, or an even port in
 /// `range` (inclusive) whose successor (for RTCP) is in the range too.
-pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<UdpSocket> {
+pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Result<MediaSocket> {
     let Some((low, high)) = range else {
-        return UdpSocket::bind(SocketAddr::new(ip, 0)).await;
+        return MediaSocket::bind(SocketAddr::new(ip, 0));
     };
     let candidates = even_ports(low, high);
     let count = candidates.len();
@@ -67,7 +67,7 @@ pub(crate) async fn bind_rtp(ip: IpAddr, range: Option<(u16, u16)>) -> io::Resul
     let start = rand::thread_rng().gen_range(0..count);
     for i in 0..count {
         let port = candidates.nth_port((start + i) % count);
-        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+        match MediaSocket::bind(SocketAddr::new(ip, port)) {
             Ok(socket) => return Ok(socket),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
             Err(e) => return Err(e),

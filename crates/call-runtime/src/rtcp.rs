@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use call_engine::rtcp::{self as packets, SenderInfo, REPORT_INTERVAL};
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::udp::MediaSocket;
 
 /// What the stream has sent, kept by the media scheduler for the Sender Reports.
 #[derive(Debug, Default)]
@@ -71,12 +72,14 @@ pub(crate) struct Rtcp {
 }
 
 impl Rtcp {
-    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket when `mux`
-    /// (then incoming RTCP comes through [`Rtcp::muxed`]); `negotiated` is the far end's RTP
-    /// address from its SDP.
+    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket when `mux`;
+    /// incoming RTCP is read from `socket`, unless `forwarded`: then it comes through
+    /// [`Rtcp::muxed`] (rtcp-mux, or sockets shared by many calls, read by the media shard).
+    /// `negotiated` is the far end's RTP address from its SDP.
     pub(crate) fn start(
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         mux: bool,
+        forwarded: bool,
         negotiated: watch::Receiver<SocketAddr>,
         stream: Stream,
         stats: Arc<RtcpStats>,
@@ -88,6 +91,7 @@ impl Rtcp {
             run(
                 socket,
                 mux,
+                forwarded,
                 negotiated,
                 stream,
                 stats,
@@ -150,9 +154,11 @@ fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one task's inputs, passed once")]
 async fn run(
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     mux: bool,
+    forwarded: bool,
     mut negotiated: watch::Receiver<SocketAddr>,
     stream: Stream,
     stats: Arc<RtcpStats>,
@@ -170,7 +176,7 @@ async fn run(
             _ = &mut stopped => break,
             () = tokio::time::sleep_until(next) => {
                 let packet = packets::report(&sender_info(&stream), &stream.cname);
-                send(&socket, &packet, destination, &stats).await;
+                send(&socket, &packet, destination, &stats);
                 next = tokio::time::Instant::now() + randomised(REPORT_INTERVAL);
                 None
             }
@@ -185,8 +191,8 @@ async fn run(
                 }
                 None
             }
-            datagram = muxed.recv(), if mux => datagram,
-            received = socket.recv_from(&mut buffer), if !mux => match received {
+            datagram = muxed.recv(), if forwarded => datagram,
+            received = socket.recv_from(&mut buffer), if !forwarded => match received {
                 Ok((len, from)) => Some((buffer[..len].to_vec(), from)),
                 Err(error) => {
                     // ICMP port unreachable and the like: nothing to read, the socket goes on.
@@ -213,12 +219,12 @@ async fn run(
         }
     }
     let packet = packets::goodbye(&sender_info(&stream), &stream.cname);
-    send(&socket, &packet, destination, &stats).await;
+    send(&socket, &packet, destination, &stats);
     tracing::debug!(to = %destination, "RTCP BYE sent");
 }
 
-async fn send(socket: &UdpSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
-    match socket.send_to(packet, to).await {
+fn send(socket: &MediaSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
+    match socket.try_send_to(packet, to) {
         Ok(_) => {
             stats.sender_reports_sent.fetch_add(1, Ordering::Relaxed);
         }

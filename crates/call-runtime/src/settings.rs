@@ -25,6 +25,8 @@ pub struct SipSettings {
     pub media_public_address: Option<IpAddr>,
     /// DNS servers gateway host names are resolved with; empty: the system's (resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
+    /// A socket pair per call, or per media scheduler shard (see [`crate::media`]).
+    pub rtp_sockets: crate::media::RtpSockets,
 }
 
 /// SIP transport to a gateway.

@@ -76,7 +76,7 @@ impl SrtpSender {
 /// scheduler's one hook. A packet that cannot be protected is never sent in the clear.
 pub(crate) fn send(
     srtp: Option<&mut SrtpSender>,
-    socket: &tokio::net::UdpSocket,
+    socket: &crate::udp::MediaSocket,
     packet: &[u8],
     remote: std::net::SocketAddr,
 ) -> std::io::Result<usize> {

@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::media::{MediaHandle, StreamChange};
+use crate::udp::MediaSocket;
 
 /// Where to send, given what arrived. Pure, so that its rules are tested without sockets.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub(crate) fn looks_like_rtp(data: &[u8]) -> bool {
 /// moving stream `stream` to where the far end's RTP comes from, and handing RTCP that shares
 /// the port (rtcp-mux) to `rtcp`.
 pub(crate) fn spawn(
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     media: MediaHandle,
     stream: u64,
     mut negotiated: watch::Receiver<SocketAddr>,

@@ -15,12 +15,12 @@ use call_engine::call::{Call, Command, Output, SipEvent, Status};
 use call_engine::rtp::{PreparedAudio, RtpSeed, RtpStream};
 use calls::{error_chain, now_unix, CallRecord, CallRecorder, CallState};
 use rand::Rng as _;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::{MediaHandle, StreamChange};
 use crate::rtcp::{Rtcp, StreamCounters};
 use crate::sip::SipError;
+use crate::udp::MediaSocket;
 
 /// A request to a running call's task.
 pub(crate) enum Control {
@@ -73,11 +73,14 @@ pub(crate) struct CallTask<D> {
     pub(crate) media: MediaHandle,
     pub(crate) record: CallRecord,
     pub(crate) audio: Arc<PreparedAudio>,
-    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) socket: Arc<MediaSocket>,
     /// The call's SRTP offer and, once answered, its sender.
     pub(crate) srtp: crate::srtp::CallSrtp,
     /// The RTCP socket (RTP port + 1), unused with rtcp-mux.
-    pub(crate) rtcp_socket: Arc<UdpSocket>,
+    pub(crate) rtcp_socket: Arc<MediaSocket>,
+    /// The id the call's stream runs under in the media scheduler (with shared sockets, the
+    /// one whose shard's port the SDP advertised).
+    pub(crate) stream_id: u64,
 }
 
 impl<D: Dialogue> CallTask<D> {
@@ -230,7 +233,9 @@ impl<D: Dialogue> CallTask<D> {
                     let counters = Arc::new(StreamCounters::default());
                     let srtp = self.srtp.take_sender();
                     media.protected = srtp.is_some();
-                    let id = self.media.start_with(
+                    let id = self.stream_id;
+                    self.media.start_stream(
+                        id,
                         Arc::clone(&self.socket),
                         plan.remote,
                         stream,
@@ -268,11 +273,21 @@ impl<D: Dialogue> CallTask<D> {
                         Some(Rtcp::start(
                             Arc::clone(socket),
                             mux,
+                            mux || self.media.is_shared(),
                             negotiated.subscribe(),
                             stream,
                             Arc::clone(self.media.rtcp_stats()),
                         ))
                     };
+                    if self.media.is_shared() {
+                        // The shard reads the shared sockets: it latches (symmetric RTP) and
+                        // hands the call's RTCP on.
+                        if let Some(rtcp) = &rtcp {
+                            self.media.attach_rtcp(id, rtcp.muxed.clone());
+                        }
+                        media.rtcp = rtcp;
+                        continue;
+                    }
                     media.receiver = Some(crate::symmetric::spawn(
                         Arc::clone(&self.socket),
                         self.media.clone(),
@@ -532,9 +547,10 @@ mod tests {
             media: MediaHandle::spawn_shards(1),
             record: CallRecord::dialling("call-1", "alice", "n1", "5551234", "item", 0),
             audio,
-            socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            socket: Arc::new(MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
             srtp: crate::srtp::CallSrtp::new(first),
-            rtcp_socket: Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()),
+            rtcp_socket: Arc::new(MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+            stream_id: 1,
         };
         let call = Call::with_auth(now(), config, auth);
         let done = tokio::spawn(async move {

@@ -104,6 +104,9 @@ pub struct CallServiceFigures {
     pub rtcp_round_trip_seconds_total: f64,
     /// Round-trip times measured.
     pub rtcp_round_trips: u64,
+    /// Datagrams the shared media sockets dropped (`rtp_sockets = "shared"`), by cause:
+    /// `unknown` (no call expects it), `ambiguous` (several could own it), `malformed`.
+    pub media_datagrams_dropped: Vec<(&'static str, u64)>,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.

@@ -1,6 +1,8 @@
 //! Full-path call load (not a test): N concurrent calls placed through openum's SIP stack to a
 //! real SIPp UAS on loopback, each answered and playing a long message. Reports CPU per call,
-//! RTP send lateness p50/p99/max and memory per call while all N are connected. Compare with
+//! RTP send lateness p50/p99/max and memory per call while all N are connected, for each RTP
+//! socket mode (`[sip] rtp_sockets`: a socket pair per call, then one per media shard), one
+//! after the other at each N in the same process (two services, one SIPp UAS). Compare with
 //! `rtp_load` (same machine, same run via bench/call_load.sh) for the naive baseline.
 //!
 //! usage: call_load [seconds] [N …]   (default 10 s; 200 1000)
@@ -22,7 +24,7 @@ extern crate openum_server as server;
 use call_runtime::SipCallService;
 use calls::id::mint_phone_call_id;
 use calls::{CallRecord, CallService, CallState};
-use server::config::{GatewayConfig, SipConfig};
+use server::config::{GatewayConfig, RtpSocketsMode, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
@@ -74,74 +76,83 @@ async fn main() {
         .await
         .unwrap();
     let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
-    let sip = SipConfig {
-        listen: "127.0.0.1:25060".parse().unwrap(),
-        ..SipConfig::default()
-    };
-    let gateway = GatewayConfig {
-        uri: "sip:{number}@127.0.0.1:25070".into(),
-        max_concurrent_calls: 100_000,
-        calls_per_second: 100_000,
-        ring_timeout_secs: 60,
-        ..GatewayConfig::default()
-    };
-    let service = SipCallService::start(
-        Arc::clone(&registry) as _,
-        Arc::new(LocalAudio::new(dir.path().to_owned())),
-        &(&sip).into(),
-        (&gateway).into(),
-    )
-    .await
-    .unwrap();
+    let mut services = Vec::new();
+    for (label, listen, mode) in [
+        ("per-call", "127.0.0.1:25060", RtpSocketsMode::PerCall),
+        ("shared", "127.0.0.1:25062", RtpSocketsMode::Shared),
+    ] {
+        let sip = SipConfig {
+            listen: listen.parse().unwrap(),
+            rtp_sockets: mode,
+            ..SipConfig::default()
+        };
+        let gateway = GatewayConfig {
+            uri: "sip:{number}@127.0.0.1:25070".into(),
+            max_concurrent_calls: 100_000,
+            calls_per_second: 100_000,
+            ring_timeout_secs: 60,
+            ..GatewayConfig::default()
+        };
+        let service = SipCallService::start(
+            Arc::clone(&registry) as _,
+            Arc::new(LocalAudio::new(dir.path().to_owned())),
+            &(&sip).into(),
+            (&gateway).into(),
+        )
+        .await
+        .unwrap();
+        services.push((label, service));
+    }
 
-    println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| calls | rtp_sockets | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for n in ns {
-        let rss0 = rss_kib();
-        let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            let record = CallRecord::dialling(
-                mint_phone_call_id("bench"),
-                "bench",
-                "bench",
-                "2005551234",
-                item.clone(),
-                0,
-            );
-            registry.insert(&record).await.unwrap();
-            service.place(&record).await.unwrap();
-            ids.push(record.id);
-            // ~500 calls per second: a realistic burst that SIPp keeps up with.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut connected = 0;
-        while Instant::now() < deadline {
-            connected = 0;
-            for id in &ids {
-                if registry
-                    .get(id)
-                    .await
-                    .unwrap()
-                    .is_some_and(|r| r.state == CallState::Connected)
-                {
-                    connected += 1;
-                }
+        for (label, service) in &services {
+            let rss0 = rss_kib();
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let record = CallRecord::dialling(
+                    mint_phone_call_id("bench"),
+                    "bench",
+                    "bench",
+                    "2005551234",
+                    item.clone(),
+                    0,
+                );
+                registry.insert(&record).await.unwrap();
+                service.place(&record).await.unwrap();
+                ids.push(record.id);
+                // ~500 calls per second: a realistic burst that SIPp keeps up with.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            if connected == n {
-                break;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut connected = 0;
+            while Instant::now() < deadline {
+                connected = 0;
+                for id in &ids {
+                    if registry
+                        .get(id)
+                        .await
+                        .unwrap()
+                        .is_some_and(|r| r.state == CallState::Connected)
+                    {
+                        connected += 1;
+                    }
+                }
+                if connected == n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let stats = service.media().stats();
-        stats.reset();
-        let cpu0 = cpu_time();
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        let cpu = cpu_time() - cpu0;
-        let rss1 = rss_kib();
-        println!(
-            "| {n} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            let stats = service.media().stats();
+            stats.reset();
+            let cpu0 = cpu_time();
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            let cpu = cpu_time() - cpu0;
+            let rss1 = rss_kib();
+            println!(
+            "| {n} | {label} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
             cpu.as_micros() as f64 / n as f64 / secs as f64,
             cpu.as_secs_f64() / secs as f64 * 100.0,
             stats.lateness_percentile_us(0.5) as f64 / 1000.0,
@@ -151,14 +162,17 @@ async fn main() {
             stats.packets_sent.load(Ordering::Relaxed),
             stats.send_errors.load(Ordering::Relaxed),
         );
-        for id in &ids {
-            service.hangup(id).await;
-        }
-        while service.live_calls() > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            for id in &ids {
+                service.hangup(id).await;
+            }
+            while service.live_calls() > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
-    service.shutdown(Duration::from_secs(2)).await;
+    for (_, service) in &services {
+        service.shutdown(Duration::from_secs(2)).await;
+    }
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(sipp.id().to_string())

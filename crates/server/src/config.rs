@@ -454,6 +454,20 @@ pub struct SipConfig {
     /// `dns_servers`: DNS servers (`ip:port`) gateway host names are resolved with (RFC 3263:
     /// NAPTR, SRV, A/AAAA). Default empty: the system's, from /etc/resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
+    /// `rtp_sockets`: `per-call` (default: an RTP/RTCP socket pair per call) or `shared` (one
+    /// pair per media scheduler shard, batched I/O; see README "Media sockets").
+    pub rtp_sockets: RtpSocketsMode,
+}
+
+/// `[sip] rtp_sockets`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RtpSocketsMode {
+    /// A socket pair per call.
+    #[default]
+    PerCall,
+    /// A socket pair per media scheduler shard.
+    Shared,
 }
 
 impl Default for SipConfig {
@@ -467,6 +481,7 @@ impl Default for SipConfig {
             rtp_port_range: None,
             media_public_address: None,
             dns_servers: Vec::new(),
+            rtp_sockets: RtpSocketsMode::PerCall,
         }
     }
 }
@@ -665,6 +680,10 @@ impl From<&SipConfig> for call_runtime::settings::SipSettings {
                 .and_then(|r| call_runtime::ports::parse_port_range(r).ok()),
             media_public_address: c.media_public_address,
             dns_servers: c.dns_servers.clone(),
+            rtp_sockets: match c.rtp_sockets {
+                RtpSocketsMode::PerCall => call_runtime::media::RtpSockets::PerCall,
+                RtpSocketsMode::Shared => call_runtime::media::RtpSockets::Shared,
+            },
         }
     }
 }
@@ -1270,6 +1289,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(problem.contains("postgres_sslmode"), "{problem}");
+    }
+
+    #[test]
+    fn rtp_sockets_is_per_call_or_shared_and_a_bad_value_is_named() {
+        let config = Config::parse("[sip]\nrtp_sockets = \"shared\"\n").unwrap();
+        let settings = call_runtime::settings::SipSettings::from(&config.sip);
+        assert_eq!(
+            settings.rtp_sockets,
+            call_runtime::media::RtpSockets::Shared
+        );
+        let config = Config::parse("[sip]\nrtp_sockets = \"per-call\"\n").unwrap();
+        assert_eq!(config.sip.rtp_sockets, RtpSocketsMode::PerCall);
+        let err = Config::parse("[sip]\nrtp_sockets = \"pooled\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtp_sockets"), "{err}");
     }
 
     #[test]

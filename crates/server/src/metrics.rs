@@ -322,6 +322,19 @@ impl Metrics {
             "RTCP round-trip times measured",
             ConstCounter::new(figures.rtcp_round_trips),
         );
+        let dropped = Family::<CauseLabels, Counter>::default();
+        for (cause, n) in &figures.media_datagrams_dropped {
+            dropped
+                .get_or_create(&CauseLabels {
+                    cause: (*cause).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "media_datagrams_dropped",
+            "Datagrams on the shared RTP/RTCP sockets that belong to no single call (dropped), by cause",
+            dropped,
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -398,6 +411,7 @@ mod tests {
                 gateways_registered: vec![("trunk".into(), false)],
                 rtcp_reports_received: 3,
                 rtcp_round_trip_seconds_total: 0.03,
+                media_datagrams_dropped: vec![("ambiguous", 4), ("unknown", 0)],
                 ..CallServiceFigures::default()
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
@@ -411,6 +425,7 @@ mod tests {
             "openum_rtp_packets_sent_total 150",
             "openum_rtcp_reports_received_total 3",
             "openum_rtcp_round_trip_seconds_total 0.03",
+            "openum_media_datagrams_dropped_total{cause=\"ambiguous\"} 4",
             "openum_calls_by_state{state=\"Alerted\"} 1",
             "openum_gateway_up{gateway=\"pbx\"} 1",
             "openum_gateway_up{gateway=\"trunk\"} 0",
