@@ -4,20 +4,27 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// Size of the future of the last call task spawned (0 before the first call).
-static CALL_TASK_FUTURE: AtomicUsize = AtomicUsize::new(0);
+/// Size of the last call task's `CallTask::run` future (boxed), and of the spawned block
+/// around it (0 before the first call).
+static CALL_TASK_RUN: AtomicUsize = AtomicUsize::new(0);
+static CALL_TASK_BLOCK: AtomicUsize = AtomicUsize::new(0);
 
-/// Records the size of a call task's future (`std::mem::size_of_val` of it, before spawning).
-pub(crate) fn record_call_task(bytes: usize) {
-    CALL_TASK_FUTURE.store(bytes, Relaxed);
+/// Records the sizes of a call task's futures (`std::mem::size_of_val`, before spawning).
+pub(crate) fn record_call_task(run: usize, block: usize) {
+    CALL_TASK_RUN.store(run, Relaxed);
+    CALL_TASK_BLOCK.store(block, Relaxed);
 }
 
 /// The sizes, as Markdown table rows: `| type | bytes |`.
 pub fn report() -> String {
     let rows = [
         (
-            "call task future (tokio task body: CallTask + engine + dialogue + locals)",
-            CALL_TASK_FUTURE.load(Relaxed),
+            "CallTask::run future (boxed: CallTask, engine, locals across awaits)",
+            CALL_TASK_RUN.load(Relaxed),
+        ),
+        (
+            "spawned block around it (hang-up bookkeeping, dialogue close)",
+            CALL_TASK_BLOCK.load(Relaxed),
         ),
         (
             "CallTask<RsipDialogue>",

@@ -393,16 +393,17 @@ impl CallService for SipCallService {
         };
         let service = self.clone();
         let id = record.id.clone();
-        // The task's future is made here, outside the block: captured by the block instead,
-        // `task` and `call` would be held twice (as the block's captures and inside the
-        // future), ~2 KiB per call.
-        let run = task.run(call, control_rx);
+        // The task's future is boxed before the block captures it: a future captured by value
+        // and awaited in an async block is held twice by the block (its capture and the
+        // awaited copy), and so would `task` and `call` be if the block made the future.
+        let run = Box::pin(task.run(call, control_rx));
+        let run_bytes = std::mem::size_of_val(&*run);
         let body = async move {
             let mut dialogue = run.await;
             lock(&service.inner.live).remove(&id);
             dialogue.close().await;
         };
-        footprint::record_call_task(std::mem::size_of_val(&body));
+        footprint::record_call_task(run_bytes, std::mem::size_of_val(&body));
         tokio::spawn(body.instrument(span));
         Ok(())
     }

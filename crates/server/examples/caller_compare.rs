@@ -291,6 +291,15 @@ fn count(counts: &[(String, u64)], suffix: &str) -> u64 {
 fn sipp_phase(dir: &Path, n: usize, secs: u64) -> Phase {
     // Every call streams until the last is connected and both windows are over, with margin.
     let hold_ms = (n / RATE) as u64 * 1000 + (secs + GAP_SECS + 6) * 1000;
+    far_end::wait_free(
+        &[
+            SIPP_UAC_SIP,
+            SIPP_UAC_CONTROL,
+            SIPP_UAC_MEDIA,
+            SIPP_UAC_MEDIA + 2,
+        ],
+        "the SIPp UAC caller",
+    );
     let child = Command::new("sipp")
         .current_dir(dir)
         .arg(format!("127.0.0.1:{}", far_end::UAS_SIP))

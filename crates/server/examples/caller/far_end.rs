@@ -75,12 +75,9 @@ pub(crate) fn peers_dir() -> PathBuf {
 
 /// Starts the SIPp UAS far end and waits until its SIP port is bound.
 pub(crate) fn start_uas(dir: &Path) -> Peer {
-    for port in [UAS_SIP, UAS_MEDIA] {
-        assert!(
-            udp_socket(port).is_none(),
-            "127.0.0.1:{port} is already bound by another process: the far end needs it"
-        );
-    }
+    // SIPp binds the media port + 2 too (video); all three are in the ephemeral range, where
+    // another program's socket may sit for a while.
+    wait_free(&[UAS_SIP, UAS_MEDIA, UAS_MEDIA + 2], "the SIPp UAS far end");
     let child = Command::new("sipp")
         .current_dir(dir)
         .arg("-sf")
@@ -108,6 +105,19 @@ pub(crate) fn start_uas(dir: &Path) -> Peer {
         std::thread::sleep(Duration::from_millis(50));
     }
     uas
+}
+
+/// Waits (up to 30 s) until no UDP socket is bound to any of `ports` on 127.0.0.1; panics
+/// naming the port otherwise.
+pub(crate) fn wait_free(ports: &[u16], who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(port) = ports.iter().find(|p| udp_socket(**p).is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.1:{port} stayed bound by another process for 30 s: {who} needs it"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A bound UDP socket on 127.0.0.1:`port` from /proc/net/udp: (rx_queue bytes, drops).
