@@ -308,9 +308,28 @@ fn sipp_phase(dir: &Path, n: usize, secs: u64) -> Phase {
         .args(["-i", "127.0.0.1", "-p", &SIPP_UAC_SIP.to_string()])
         .args(["-cp", &SIPP_UAC_CONTROL.to_string()])
         .args(["-mp", &SIPP_UAC_MEDIA.to_string()])
-        .args(["-m", &n.to_string(), "-l", &n.to_string(), "-r", "0"])
+        // Rate per 10 ms period: 5 calls every 10 ms, as evenly as openum's one per 2 ms (a
+        // per-second period sends each second's calls in a burst that overflows the UAS's
+        // socket buffer, and SIPp then counts INVITE retransmission timeouts).
+        .args([
+            "-m",
+            &n.to_string(),
+            "-l",
+            &n.to_string(),
+            "-r",
+            "0",
+            "-rp",
+            "10",
+        ])
         .args(["-d", &hold_ms.to_string(), "-s", "2005551234"])
-        .args(["-nostdin", "-trace_counts", "-trace_stat", "-fd", "1"])
+        .args([
+            "-nostdin",
+            "-trace_counts",
+            "-trace_stat",
+            "-trace_err",
+            "-fd",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -323,7 +342,7 @@ fn sipp_phase(dir: &Path, n: usize, secs: u64) -> Phase {
     // Up, with no call yet (rate 0): its RSS before.
     let deadline = Instant::now() + Duration::from_secs(10);
     while sipp_counts(dir, pid).is_none() {
-        peer.assert_running();
+        sipp_running(dir, &mut peer);
         assert!(
             Instant::now() < deadline,
             "SIPp UAC wrote no counts within 10 s"
@@ -334,13 +353,13 @@ fn sipp_phase(dir: &Path, n: usize, secs: u64) -> Phase {
     let set_rate = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     set_rate
         .send_to(
-            format!("cset rate {RATE}").as_bytes(),
+            format!("cset rate {}", RATE / 100).as_bytes(),
             ("127.0.0.1", SIPP_UAC_CONTROL),
         )
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs((n / RATE) as u64 + 60);
     let connected = loop {
-        peer.assert_running();
+        sipp_running(dir, &mut peer);
         let counts = sipp_counts(dir, pid).unwrap();
         let answered = count(&counts, "_200_Recv");
         if answered >= n as u64 || Instant::now() >= deadline {
@@ -385,6 +404,26 @@ fn sipp_phase(dir: &Path, n: usize, secs: u64) -> Phase {
         lateness: None,
         failed: Some(failed),
     }
+}
+
+/// Panics with SIPp's own words (stderr, the end of its error log) if the UAC has exited.
+fn sipp_running(dir: &Path, peer: &mut Peer) {
+    let Some(status) = peer.child.try_wait().unwrap() else {
+        return;
+    };
+    let mut stderr = String::new();
+    if let Some(pipe) = peer.child.stderr.as_mut() {
+        // What SIPp said, if anything: the panic below names the exit status either way.
+        let _ = std::io::Read::read_to_string(pipe, &mut stderr);
+    }
+    let errors =
+        std::fs::read_to_string(dir.join(format!("uac_rtp_stream_{}_errors.log", peer.pid())))
+            .unwrap_or_default();
+    let tail: Vec<&str> = errors.lines().rev().take(5).collect();
+    panic!(
+        "the SIPp UAC exited early ({status}); failed calls {}; stderr: {stderr}; error log (last lines): {tail:?}",
+        sipp_failed(dir, peer.pid())
+    );
 }
 
 /// `FailedCall(C)` from the last line of SIPp's `-trace_stat` file.
