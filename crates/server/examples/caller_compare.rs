@@ -246,6 +246,15 @@ fn openum_child(n: usize, message_secs: u64) {
         let connected = caller
             .wait_for(&ids, CallState::Connected, Duration::from_secs(60))
             .await;
+        if connected < n {
+            // Say where the others are, for the parent's failure message.
+            let mut by_state = std::collections::BTreeMap::new();
+            for id in &ids {
+                let state = caller.registry.get(id).await.unwrap().map(|r| r.state);
+                *by_state.entry(format!("{state:?}")).or_insert(0) += 1;
+            }
+            eprintln!("openum child: calls by state after 60 s: {by_state:?}");
+        }
         let stats = caller.service.media().stats();
         stats.reset();
         println!("connected {connected}");
