@@ -9,6 +9,7 @@
 //!
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
+//! - [`dialog_states`]: one channel for every dialog's state changes, routed to each call.
 //! - [`dns`]: RFC 3263 location of gateways given by host name (NAPTR, SRV, A/AAAA).
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
@@ -23,13 +24,16 @@
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
 //! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
+//! - [`footprint`]: the in-memory size of a call's task and state, for the memory benchmark.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
 //! - this file: [`SipCallService`]: admission (gateway caps), audio, and starting call tasks.
 
 mod batch;
 mod demux;
+pub mod dialog_states;
 pub mod dns;
+pub mod footprint;
 pub mod gateways;
 pub mod media;
 pub mod options;
@@ -425,14 +429,18 @@ impl CallService for SipCallService {
         };
         let service = self.clone();
         let id = record.id.clone();
-        tokio::spawn(
-            async move {
-                let mut dialogue = task.run(call, control_rx).await;
-                lock(&service.inner.live).remove(&id);
-                dialogue.close().await;
-            }
-            .instrument(span),
-        );
+        // The task's future is boxed before the block captures it: a future captured by value
+        // and awaited in an async block is held twice by the block (its capture and the
+        // awaited copy), and so would `task` and `call` be if the block made the future.
+        let run = Box::pin(task.run(call, control_rx));
+        let run_bytes = std::mem::size_of_val(&*run);
+        let body = async move {
+            let mut dialogue = run.await;
+            lock(&service.inner.live).remove(&id);
+            dialogue.close().await;
+        };
+        footprint::record_call_task(run_bytes, std::mem::size_of_val(&body));
+        tokio::spawn(body.instrument(span));
         Ok(())
     }
 
