@@ -49,9 +49,15 @@ if [ -n "${OPENUM_BENCH_PERF:-}" ]; then
   perf record -g -o "$OPENUM_BENCH_PERF" -p "${pids[0]}" -- sleep "$secs" >/dev/null 2>&1 &
   perf_pid=$!
 fi
+# CPU time of the openum process over the measured run (user + system, kernel TCP included): a
+# per-request cost that other load on the machine disturbs far less than req/s.
+cpu_before=$(awk '{print $14 + $15}' "/proc/${pids[0]}/stat")
 ours=$(run http://127.0.0.1:18180/EWS/Exchange.asmx)
+cpu_after=$(awk '{print $14 + $15}' "/proc/${pids[0]}/stat")
 [ -n "${perf_pid:-}" ] && wait "$perf_pid"
 echo "bare hyper: $base"
 echo "openum:     $ours"
 b=$(awk '{print $2}' <<<"$base"); o=$(awk '{print $2}' <<<"$ours")
 awk -v o="$o" -v b="$b" 'BEGIN { printf "ratio openum/bare = %.2f (target >= 0.60)\n", o / b }'
+awk -v t="$((cpu_after - cpu_before))" -v o="$o" -v s="$secs" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "openum CPU per request = %.1f us\n", t * 1e6 / hz / (o * s) }'
