@@ -17,7 +17,6 @@ use rsipstack::sip::prelude::HeadersExt as _;
 use rsipstack::sip::{Header, HostWithPort, Method, Request, Response, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
-use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +96,8 @@ pub struct SipStack {
     pub(crate) endpoint: rsipstack::transaction::endpoint::EndpointInnerRef,
     local: SocketAddr,
     cancel: CancellationToken,
+    /// The SIP/UDP reader's counters.
+    udp_stats: Arc<crate::sip_udp::SipUdpStats>,
 }
 
 /// An outgoing call's handles.
@@ -115,16 +116,20 @@ impl SipStack {
     pub async fn start(config: &SipSettings) -> Result<Self, SipError> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection(
+        // openum reads and writes its own UDP socket (64 KiB datagrams, 2xx Contact repair);
+        // rsipstack writes through it and is fed what it reads: see `sip_udp`.
+        let own_udp = crate::sip_udp::SipUdp::bind(
             config.listen,
             config.public_address,
-            Some(cancel.child_token()),
+            cancel.child_token(),
         )
         .await
         .map_err(|source| SipError::Bind {
             address: format!("UDP {}", config.listen),
             source: Box::new(source),
         })?;
+        let udp = own_udp.connection().clone();
+        let udp_stats = own_udp.stats();
         let bound: SocketAddr = udp.get_addr().addr.to_string().parse().map_err(
             |source: std::net::AddrParseError| SipError::Bind {
                 address: format!("UDP {}", config.listen),
@@ -134,6 +139,13 @@ impl SipStack {
         // What gateways see: the configured public address, else what was bound.
         let local = config.public_address.unwrap_or(bound);
         transport.add_transport(udp.into());
+        own_udp
+            .serve(&transport, cancel.child_token())
+            .await
+            .map_err(|source| SipError::Bind {
+                address: format!("UDP {}", config.listen),
+                source: Box::new(source),
+            })?;
         // TCP listens on the same port as UDP, so a gateway can reach us either way.
         match TcpListenerConnection::new(bound, config.public_address).await {
             Ok(tcp) => transport.add_transport(tcp.into()),
@@ -193,7 +205,13 @@ impl SipStack {
             endpoint: endpoint.inner.clone(),
             local,
             cancel,
+            udp_stats,
         })
+    }
+
+    /// The SIP/UDP reader's counters (drops by reason, keep-alives, Contact repairs).
+    pub fn udp_stats(&self) -> &crate::sip_udp::SipUdpStats {
+        &self.udp_stats
     }
 
     /// A token cancelled when the stack stops.

@@ -66,6 +66,13 @@ pub struct GatewayLabels {
     pub gateway: String,
 }
 
+/// Labels of a dropped SIP datagram.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct SipDropLabels {
+    /// Why it was dropped (`not_sip`, `bad_via`, `socket_error`, `stack_stopped`).
+    pub reason: String,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -321,6 +328,29 @@ impl Metrics {
             "rtcp_round_trips",
             "RTCP round-trip times measured",
             ConstCounter::new(figures.rtcp_round_trips),
+        );
+        let sip_dropped = Family::<SipDropLabels, Counter>::default();
+        for (reason, n) in &figures.sip_dropped {
+            sip_dropped
+                .get_or_create(&SipDropLabels {
+                    reason: (*reason).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "sip_dropped",
+            "Datagrams on the SIP/UDP port dropped, by reason (each also logged with its source)",
+            sip_dropped,
+        );
+        registry.register(
+            "sip_keepalives",
+            "SIP keep-alives received over UDP (double-CRLF pings answered, pongs and STUN ignored)",
+            ConstCounter::new(figures.sip_keepalives),
+        );
+        registry.register(
+            "sip_contact_repairs",
+            "2xx responses to INVITE without a Contact, ACKed to the INVITE's Request-URI",
+            ConstCounter::new(figures.sip_contact_repairs),
         );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
