@@ -94,10 +94,13 @@ async fn main() {
     .await
     .unwrap();
 
-    println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| calls | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors | set-up CPU µs per call | hang-up CPU µs per call |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in ns {
         let rss0 = rss_kib();
+        // Set-up: from the first INVITE to every call connected (SIP, plus the RTP of the calls
+        // already connected meanwhile); hang-up: from the first BYE to the last call gone.
+        let setup0 = cpu_time();
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
             let record = CallRecord::dialling(
@@ -133,6 +136,7 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let setup = cpu_time() - setup0;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let stats = service.media().stats();
         stats.reset();
@@ -140,8 +144,16 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let cpu = cpu_time() - cpu0;
         let rss1 = rss_kib();
+        let hangup0 = cpu_time();
+        for id in &ids {
+            service.hangup(id).await;
+        }
+        while service.live_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let hangup = cpu_time() - hangup0;
         println!(
-            "| {n} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            "| {n} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} |",
             cpu.as_micros() as f64 / n as f64 / secs as f64,
             cpu.as_secs_f64() / secs as f64 * 100.0,
             stats.lateness_percentile_us(0.5) as f64 / 1000.0,
@@ -150,13 +162,9 @@ async fn main() {
             rss1.saturating_sub(rss0) as f64 / n as f64,
             stats.packets_sent.load(Ordering::Relaxed),
             stats.send_errors.load(Ordering::Relaxed),
+            setup.as_micros() as f64 / n as f64,
+            hangup.as_micros() as f64 / n as f64,
         );
-        for id in &ids {
-            service.hangup(id).await;
-        }
-        while service.live_calls() > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
     service.shutdown(Duration::from_secs(2)).await;
     let _ = Command::new("kill")

@@ -405,6 +405,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn renders_the_sip_udp_readers_drops_keepalives_and_contact_repairs() {
+        let text = Metrics::new().render(
+            &CallServiceFigures {
+                sip_dropped: vec![("bad_via", 0), ("not_sip", 4)],
+                sip_keepalives: 2,
+                sip_contact_repairs: 1,
+                ..CallServiceFigures::default()
+            },
+            &[],
+        );
+        for needle in [
+            "openum_sip_dropped_total{reason=\"not_sip\"} 4",
+            "openum_sip_dropped_total{reason=\"bad_via\"} 0",
+            "openum_sip_keepalives_total 2",
+            "openum_sip_contact_repairs_total 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
     fn renders_counters_histogram_and_live_figures() {
         let m = Metrics::new();
         m.request(
