@@ -155,6 +155,9 @@ impl SipStack {
             .with_user_agent(&config.user_agent)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.child_token())
+            .with_inspector(Box::new(crate::sip_udp::ContactRepair::new(Arc::clone(
+                &udp_stats,
+            ))))
             .with_option(EndpointOption {
                 t1: Duration::from_millis(config.t1_ms),
                 t1x64: Duration::from_millis(config.t1_ms * 64),

@@ -8,19 +8,21 @@
 //! it; some far ends still send it) was never ACKed. openum therefore owns the socket:
 //!
 //! - **Reading** ([`Reader`]): one task reads every datagram into a 64 KiB buffer, answers or
-//!   ignores keep-alives, parses the rest with rsipstack's own parser, fixes up a 2xx to INVITE
-//!   that lacks a Contact (see [`repair_contact`]), records `received`/`rport` in the top Via of a
-//!   request (RFC 3581, rsipstack's own `update_msg_received`), and hands the message to
+//!   ignores keep-alives, parses the rest with rsipstack's own parser, records
+//!   `received`/`rport` in the top Via of a request (RFC 3581, rsipstack's own
+//!   `update_msg_received`), and hands the message to
 //!   rsipstack's transport layer through its custom-transport hook, a
 //!   [`ChannelConnection`]: each message arrives there exactly as rsipstack's UDP reader would
 //!   have delivered it, on the UDP connection, so the transaction layer still treats it as UDP
 //!   (retransmission timers A, E, G). A datagram that is not SIP is dropped with a warning
 //!   naming its source and the parser's error, and counted (`openum_sip_dropped_total{reason}`).
 //! - **Writing** ([`OwnSocket`]): rsipstack's `UdpConnection` is built over openum's socket
-//!   (`UdpConnection::from_socket`), so rsipstack still writes every request and response;
-//!   openum's side sees each INVITE go out and remembers its Request-URI per Call-ID and CSeq
-//!   ([`InviteTargets`], bounded and expired) for the Contact fix-up. rsipstack's own read loop
-//!   over this socket waits forever: the [`Reader`] is the only reader.
+//!   (`UdpConnection::from_socket`), so rsipstack still writes every request and response.
+//!   rsipstack's own read loop over this socket waits forever: the [`Reader`] is the only reader.
+//! - **The Contact repair** ([`ContactRepair`], rsipstack's message inspector, so over TCP and TLS
+//!   too): it sees each INVITE go out and remembers its Request-URI per Call-ID and CSeq
+//!   ([`InviteTargets`], bounded and expired), and gives a 2xx to INVITE without a Contact one
+//!   (see [`repair_contact`]) before rsipstack's transaction sees the response.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -141,20 +143,12 @@ struct Targets {
 }
 
 impl InviteTargets {
-    /// Remembers the Request-URI of the INVITE in `datagram` (anything else is ignored), sent at
-    /// `now`.
-    pub fn observe(&self, datagram: &[u8], now: Instant) {
-        if !datagram.starts_with(b"INVITE ") {
+    /// Remembers the Request-URI of `request` if it is an INVITE (anything else is ignored),
+    /// sent at `now`.
+    pub fn observe(&self, request: &rsipstack::sip::Request, now: Instant) {
+        if request.method != Method::Invite {
             return;
         }
-        let request = match rsipstack::sip::Request::try_from(datagram) {
-            Ok(request) => request,
-            Err(error) => {
-                // rsipstack printed it; a request it cannot read back has no Contact to repair.
-                tracing::warn!(%error, "cannot read back an INVITE openum sent");
-                return;
-            }
-        };
         let Some(key) = key_of(&request.headers) else {
             tracing::warn!("an INVITE openum sent has no Call-ID or CSeq");
             return;
@@ -295,11 +289,57 @@ pub fn repair_contact(message: &mut SipMessage, targets: &InviteTargets) -> Repa
     }
 }
 
-/// openum's UDP socket as rsipstack's platform socket: rsipstack writes through it (openum
-/// sees each INVITE go out); its reads wait forever, since the [`Reader`] owns them.
+/// Repairs a 2xx to INVITE without a Contact, as rsipstack's message inspector: it sees every
+/// request rsipstack sends (remembering INVITEs' Request-URIs) and every message it receives,
+/// over any transport, before the transaction layer does.
+pub struct ContactRepair {
+    targets: InviteTargets,
+    stats: Arc<SipUdpStats>,
+}
+
+impl ContactRepair {
+    /// A repairer counting its repairs in `stats`.
+    pub fn new(stats: Arc<SipUdpStats>) -> Self {
+        Self {
+            targets: InviteTargets::default(),
+            stats,
+        }
+    }
+}
+
+impl rsipstack::transaction::endpoint::MessageInspector for ContactRepair {
+    fn before_send(&self, message: SipMessage, _destination: Option<&SipAddr>) -> SipMessage {
+        if let SipMessage::Request(request) = &message {
+            self.targets.observe(request, Instant::now());
+        }
+        message
+    }
+
+    fn after_received(&self, mut message: SipMessage, from: Option<&SipAddr>) -> SipMessage {
+        let far_end = from.map(ToString::to_string).unwrap_or_default();
+        match repair_contact(&mut message, &self.targets) {
+            Repair::NotNeeded => {}
+            Repair::Repaired(uri) => {
+                self.stats.contact_repairs.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    %far_end,
+                    remote_target = %uri,
+                    "a 2xx to INVITE has no Contact (RFC 3261 §12.1.2 requires one): ACKing the INVITE's Request-URI"
+                );
+            }
+            Repair::Unknown => tracing::warn!(
+                %far_end,
+                "a 2xx to INVITE has no Contact and answers no INVITE openum remembers: it cannot be ACKed"
+            ),
+        }
+        message
+    }
+}
+
+/// openum's UDP socket as rsipstack's platform socket: rsipstack writes through it; its reads
+/// wait forever, since the [`Reader`] owns them.
 struct OwnSocket {
     socket: Arc<UdpSocket>,
-    targets: Arc<InviteTargets>,
 }
 
 #[async_trait::async_trait]
@@ -311,7 +351,6 @@ impl rsipstack::platform::net::UdpSocket for OwnSocket {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        self.targets.observe(buf, Instant::now());
         Ok(self.socket.send_to(buf, addr).await?)
     }
 
@@ -324,7 +363,6 @@ impl rsipstack::platform::net::UdpSocket for OwnSocket {
 pub struct SipUdp {
     socket: Arc<UdpSocket>,
     connection: UdpConnection,
-    targets: Arc<InviteTargets>,
     stats: Arc<SipUdpStats>,
 }
 
@@ -336,16 +374,13 @@ impl SipUdp {
         cancel: CancellationToken,
     ) -> rsipstack::Result<Self> {
         let socket = Arc::new(UdpSocket::bind(listen).await?);
-        let targets = Arc::new(InviteTargets::default());
         let platform: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(OwnSocket {
             socket: Arc::clone(&socket),
-            targets: Arc::clone(&targets),
         });
         let connection = UdpConnection::from_socket(platform, public, Some(cancel)).await?;
         Ok(Self {
             socket,
             connection,
-            targets,
             stats: Arc::new(SipUdpStats::default()),
         })
     }
@@ -392,7 +427,6 @@ impl SipUdp {
         let reader = Reader {
             socket: self.socket,
             connection: self.connection,
-            targets: self.targets,
             stats: self.stats,
             events,
         };
@@ -405,7 +439,6 @@ impl SipUdp {
 struct Reader {
     socket: Arc<UdpSocket>,
     connection: UdpConnection,
-    targets: Arc<InviteTargets>,
     stats: Arc<SipUdpStats>,
     events: mpsc::UnboundedSender<TransportEvent>,
 }
@@ -434,8 +467,13 @@ impl Reader {
 
     /// Handles one datagram; false once the transport layer has stopped.
     async fn deliver(&self, bytes: &[u8], from: SocketAddr) -> bool {
-        let mut message = match read_datagram(bytes) {
-            Datagram::Message(message) => message,
+        let message = match read_datagram(bytes) {
+            Datagram::Message(message) => {
+                // rsipstack's own reader logged each message; this keeps that at debug (the
+                // text is only built when debug is on).
+                tracing::debug!(len = bytes.len(), %from, message = %String::from_utf8_lossy(bytes), "SIP/UDP received");
+                message
+            }
             Datagram::Ping => {
                 self.stats.keepalives.fetch_add(1, Relaxed);
                 tracing::trace!(%from, "SIP keep-alive ping: answering");
@@ -461,21 +499,6 @@ impl Reader {
                 return true;
             }
         };
-        match repair_contact(&mut message, &self.targets) {
-            Repair::NotNeeded => {}
-            Repair::Repaired(uri) => {
-                self.stats.contact_repairs.fetch_add(1, Relaxed);
-                tracing::warn!(
-                    far_end = %from,
-                    remote_target = %uri,
-                    "a 2xx to INVITE has no Contact (RFC 3261 §12.1.2 requires one): ACKing the INVITE's Request-URI"
-                );
-            }
-            Repair::Unknown => tracing::warn!(
-                far_end = %from,
-                "a 2xx to INVITE has no Contact and answers no INVITE openum remembers: it cannot be ACKed"
-            ),
-        }
         let message = match SipConnection::update_msg_received(*message, from, Transport::Udp) {
             Ok(message) => message,
             Err(error) => {
@@ -541,9 +564,13 @@ mod tests {
         }
     }
 
+    fn request(text: &str) -> rsipstack::sip::Request {
+        rsipstack::sip::Request::try_from(text.as_bytes()).unwrap()
+    }
+
     fn sent_invite() -> InviteTargets {
         let targets = InviteTargets::default();
-        targets.observe(INVITE.as_bytes(), Instant::now());
+        targets.observe(&request(INVITE), Instant::now());
         targets
     }
 
@@ -600,16 +627,13 @@ mod tests {
     fn only_invites_are_remembered_once_each_and_expire() {
         let targets = InviteTargets::default();
         let start = Instant::now();
-        targets.observe(
-            INVITE.replace("INVITE sip", "OPTIONS sip").as_bytes(),
-            start,
-        );
+        targets.observe(&request(&INVITE.replace("INVITE", "OPTIONS")), start);
         assert!(targets.is_empty());
-        targets.observe(INVITE.as_bytes(), start);
-        targets.observe(INVITE.as_bytes(), start); // retransmission
+        targets.observe(&request(INVITE), start);
+        targets.observe(&request(INVITE), start); // retransmission
         assert_eq!(targets.len(), 1);
         let later = start + TARGET_TTL + Duration::from_secs(1);
-        targets.observe(INVITE.replace("call-1@", "call-2@").as_bytes(), later);
+        targets.observe(&request(&INVITE.replace("call-1@", "call-2@")), later);
         assert_eq!(targets.len(), 1, "the expired INVITE is forgotten");
         assert!(targets.target("call-1@192.0.2.1", 7).is_none());
         assert!(targets.target("call-2@192.0.2.1", 7).is_some());

@@ -1,7 +1,8 @@
 //! openum's own SIP/UDP socket, end to end against SIPp far ends that send what rsipstack's
 //! reader could not take: a 180 with an 8 KB reason phrase and a 183 with ~60 KB of headers
 //! (RFC 3261 §18.3: any datagram up to 65,535 bytes), a 200 OK without a Contact (ACKed to the
-//! INVITE's Request-URI); and datagrams that are not SIP, dropped with a warning and counted.
+//! INVITE's Request-URI, over TCP too); and datagrams that are not SIP, dropped with a warning and
+//! counted.
 //! Ports 51000–51099.
 
 #![allow(
@@ -120,6 +121,22 @@ async fn a_200_without_contact_is_acked_to_the_request_uri_and_the_call_plays() 
     assert!(
         warning.contains(&format!("127.0.0.1:{}", h.sipp_port)),
         "the warning names the far end: {warning}"
+    );
+}
+
+#[tokio::test]
+async fn over_tcp_too_a_200_without_contact_is_acked_and_the_call_plays() {
+    let mut h = Harness::start(Options {
+        tcp: true,
+        ..options("uas_no_contact.xml", &[])
+    })
+    .await;
+    rings_connects_plays_and_hangs_up(&mut h, 180).await;
+    let metrics = h.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "openum_sip_contact_repairs_total "),
+        1,
+        "{metrics}"
     );
 }
 
