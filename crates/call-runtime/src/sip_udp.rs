@@ -316,19 +316,19 @@ impl rsipstack::transaction::endpoint::MessageInspector for ContactRepair {
     }
 
     fn after_received(&self, mut message: SipMessage, from: Option<&SipAddr>) -> SipMessage {
-        let far_end = from.map(ToString::to_string).unwrap_or_default();
+        let far_end = || from.map(ToString::to_string).unwrap_or_default();
         match repair_contact(&mut message, &self.targets) {
             Repair::NotNeeded => {}
             Repair::Repaired(uri) => {
                 self.stats.contact_repairs.fetch_add(1, Relaxed);
                 tracing::warn!(
-                    %far_end,
+                    far_end = %far_end(),
                     remote_target = %uri,
                     "a 2xx to INVITE has no Contact (RFC 3261 §12.1.2 requires one): ACKing the INVITE's Request-URI"
                 );
             }
             Repair::Unknown => tracing::warn!(
-                %far_end,
+                far_end = %far_end(),
                 "a 2xx to INVITE has no Contact and answers no INVITE openum remembers: it cannot be ACKed"
             ),
         }
