@@ -10,6 +10,8 @@
 //! - [`settings`]: the SIP listener and gateway settings the runtime takes.
 //! - [`sip`]: the SIP user agent (rsipstack), dialogue events → engine events.
 //! - [`dialog_states`]: one channel for every dialog's state changes, routed to each call.
+//! - [`sip_udp`]: openum's own SIP/UDP socket in front of rsipstack (64 KiB datagrams, drops
+//!   counted, a 2xx without Contact repaired).
 //! - [`dns`]: RFC 3263 location of gateways given by host name (NAPTR, SRV, A/AAAA).
 //! - [`gateways`]: gateway groups: trying order, failover rules, up/down, caps, address checks.
 //! - [`options`]: OPTIONS pings marking gateways up and down.
@@ -42,6 +44,7 @@ pub mod register;
 pub mod rtcp;
 pub mod settings;
 pub mod sip;
+pub mod sip_udp;
 pub mod srtp;
 mod symmetric;
 mod task;
@@ -483,6 +486,9 @@ impl CallService for SipCallService {
                     )
                 })
                 .collect(),
+            sip_dropped: self.inner.stack.udp_stats().dropped(),
+            sip_keepalives: self.inner.stack.udp_stats().keepalives(),
+            sip_contact_repairs: self.inner.stack.udp_stats().contact_repairs(),
             ..rtcp_figures(self.inner.media.rtcp_stats())
         }
     }

@@ -15,7 +15,6 @@ use rsipstack::sip::prelude::HeadersExt as _;
 use rsipstack::sip::{Header, HostWithPort, Method, Request, Response, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
-use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +96,8 @@ pub struct SipStack {
     cancel: CancellationToken,
     /// The one channel every dialog reports its states on, routed to each call.
     dialog_states: crate::dialog_states::DialogStates,
+    /// The SIP/UDP reader's counters.
+    udp_stats: Arc<crate::sip_udp::SipUdpStats>,
 }
 
 /// An outgoing call's handles.
@@ -116,16 +117,20 @@ impl SipStack {
     pub async fn start(config: &SipSettings) -> Result<Self, SipError> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection(
+        // openum reads and writes its own UDP socket (64 KiB datagrams, 2xx Contact repair);
+        // rsipstack writes through it and is fed what it reads: see `sip_udp`.
+        let own_udp = crate::sip_udp::SipUdp::bind(
             config.listen,
             config.public_address,
-            Some(cancel.child_token()),
+            cancel.child_token(),
         )
         .await
         .map_err(|source| SipError::Bind {
             address: format!("UDP {}", config.listen),
             source: Box::new(source),
         })?;
+        let udp = own_udp.connection().clone();
+        let udp_stats = own_udp.stats();
         let bound: SocketAddr = udp.get_addr().addr.to_string().parse().map_err(
             |source: std::net::AddrParseError| SipError::Bind {
                 address: format!("UDP {}", config.listen),
@@ -135,6 +140,13 @@ impl SipStack {
         // What gateways see: the configured public address, else what was bound.
         let local = config.public_address.unwrap_or(bound);
         transport.add_transport(udp.into());
+        own_udp
+            .serve(&transport, cancel.child_token())
+            .await
+            .map_err(|source| SipError::Bind {
+                address: format!("UDP {}", config.listen),
+                source: Box::new(source),
+            })?;
         // TCP listens on the same port as UDP, so a gateway can reach us either way.
         match TcpListenerConnection::new(bound, config.public_address).await {
             Ok(tcp) => transport.add_transport(tcp.into()),
@@ -144,6 +156,9 @@ impl SipStack {
             .with_user_agent(&config.user_agent)
             .with_transport_layer(transport)
             .with_cancel_token(cancel.child_token())
+            .with_inspector(Box::new(crate::sip_udp::ContactRepair::new(Arc::clone(
+                &udp_stats,
+            ))))
             .with_option(EndpointOption {
                 t1: Duration::from_millis(config.t1_ms),
                 t1x64: Duration::from_millis(config.t1_ms * 64),
@@ -195,7 +210,13 @@ impl SipStack {
             local,
             cancel,
             dialog_states: crate::dialog_states::DialogStates::start(),
+            udp_stats,
         })
+    }
+
+    /// The SIP/UDP reader's counters (drops by reason, keep-alives, Contact repairs).
+    pub fn udp_stats(&self) -> &crate::sip_udp::SipUdpStats {
+        &self.udp_stats
     }
 
     /// A token cancelled when the stack stops.

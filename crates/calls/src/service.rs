@@ -107,6 +107,12 @@ pub struct CallServiceFigures {
     /// Datagrams the shared media sockets dropped (`rtp_sockets = "shared"`), by cause:
     /// `unknown` (no call expects it), `ambiguous` (several could own it), `malformed`.
     pub media_datagrams_dropped: Vec<(&'static str, u64)>,
+    /// Datagrams on the SIP/UDP port dropped, by reason.
+    pub sip_dropped: Vec<(&'static str, u64)>,
+    /// SIP keep-alives received on UDP (pings answered, pongs and STUN ignored).
+    pub sip_keepalives: u64,
+    /// 2xx responses to INVITE without a Contact, given the INVITE's Request-URI.
+    pub sip_contact_repairs: u64,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.

@@ -104,11 +104,14 @@ async fn main() {
         services.push((label, service));
     }
 
-    println!("| calls | rtp_sockets | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| calls | rtp_sockets | connected | CPU µs per call·s | CPU (one core = 100 %) | lateness p50 ms | p99 ms | max ms | RSS KiB per call | packets | send errors | set-up CPU µs per call | hang-up CPU µs per call |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in ns {
         for (label, service) in &services {
             let rss0 = rss_kib();
+            // Set-up: from the first INVITE to every call connected (SIP, plus the RTP of the
+            // calls already connected meanwhile); hang-up: from the first BYE to the last call gone.
+            let setup0 = cpu_time();
             let mut ids = Vec::with_capacity(n);
             for _ in 0..n {
                 let record = CallRecord::dialling(
@@ -144,6 +147,7 @@ async fn main() {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            let setup = cpu_time() - setup0;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let stats = service.media().stats();
             stats.reset();
@@ -151,23 +155,27 @@ async fn main() {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             let cpu = cpu_time() - cpu0;
             let rss1 = rss_kib();
-            println!(
-            "| {n} | {label} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
-            cpu.as_micros() as f64 / n as f64 / secs as f64,
-            cpu.as_secs_f64() / secs as f64 * 100.0,
-            stats.lateness_percentile_us(0.5) as f64 / 1000.0,
-            stats.lateness_percentile_us(0.99) as f64 / 1000.0,
-            stats.lateness_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
-            rss1.saturating_sub(rss0) as f64 / n as f64,
-            stats.packets_sent.load(Ordering::Relaxed),
-            stats.send_errors.load(Ordering::Relaxed),
-        );
+            let hangup0 = cpu_time();
             for id in &ids {
                 service.hangup(id).await;
             }
             while service.live_calls() > 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            let hangup = cpu_time() - hangup0;
+            println!(
+                "| {n} | {label} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} |",
+                cpu.as_micros() as f64 / n as f64 / secs as f64,
+                cpu.as_secs_f64() / secs as f64 * 100.0,
+                stats.lateness_percentile_us(0.5) as f64 / 1000.0,
+                stats.lateness_percentile_us(0.99) as f64 / 1000.0,
+                stats.lateness_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
+                rss1.saturating_sub(rss0) as f64 / n as f64,
+                stats.packets_sent.load(Ordering::Relaxed),
+                stats.send_errors.load(Ordering::Relaxed),
+                setup.as_micros() as f64 / n as f64,
+                hangup.as_micros() as f64 / n as f64,
+            );
         }
     }
     for (_, service) in &services {

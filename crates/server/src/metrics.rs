@@ -66,6 +66,13 @@ pub struct GatewayLabels {
     pub gateway: String,
 }
 
+/// Labels of a dropped SIP datagram.
+#[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
+pub struct SipDropLabels {
+    /// Why it was dropped (`not_sip`, `bad_via`, `socket_error`, `stack_stopped`).
+    pub reason: String,
+}
+
 /// Labels of live calls.
 #[derive(Clone, Debug, EncodeLabelSet, Eq, Hash, PartialEq)]
 pub struct StateLabels {
@@ -335,6 +342,29 @@ impl Metrics {
             "Datagrams on the shared RTP/RTCP sockets that belong to no single call (dropped), by cause",
             dropped,
         );
+        let sip_dropped = Family::<SipDropLabels, Counter>::default();
+        for (reason, n) in &figures.sip_dropped {
+            sip_dropped
+                .get_or_create(&SipDropLabels {
+                    reason: (*reason).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "sip_dropped",
+            "Datagrams on the SIP/UDP port dropped, by reason (each also logged with its source)",
+            sip_dropped,
+        );
+        registry.register(
+            "sip_keepalives",
+            "SIP keep-alives received over UDP (double-CRLF pings answered, pongs and STUN ignored)",
+            ConstCounter::new(figures.sip_keepalives),
+        );
+        registry.register(
+            "sip_contact_repairs",
+            "2xx responses to INVITE without a Contact, ACKed to the INVITE's Request-URI",
+            ConstCounter::new(figures.sip_contact_repairs),
+        );
         let mut out = String::new();
         if let Err(error) = encode(&mut out, &registry) {
             // Writing to a String cannot fail, so this is a metric the encoder refused: say so
@@ -386,6 +416,27 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_the_sip_udp_readers_drops_keepalives_and_contact_repairs() {
+        let text = Metrics::new().render(
+            &CallServiceFigures {
+                sip_dropped: vec![("bad_via", 0), ("not_sip", 4)],
+                sip_keepalives: 2,
+                sip_contact_repairs: 1,
+                ..CallServiceFigures::default()
+            },
+            &[],
+        );
+        for needle in [
+            "openum_sip_dropped_total{reason=\"not_sip\"} 4",
+            "openum_sip_dropped_total{reason=\"bad_via\"} 0",
+            "openum_sip_keepalives_total 2",
+            "openum_sip_contact_repairs_total 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn renders_counters_histogram_and_live_figures() {

@@ -25,10 +25,10 @@ pub const PASSWORD: &str = "e2e password";
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
 /// Ports for one harness: HTTP, our SIP, SIPp's SIP, SIPp's media.
-fn ports() -> (u16, u16, u16, u16) {
+fn ports(base: Option<u16>) -> (u16, u16, u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Test binaries run one at a time; within one, each harness gets its own block of 10.
-    let base = 20000 + (std::process::id() % 300) as u16 * 100;
+    let base = base.unwrap_or(20000 + (std::process::id() % 300) as u16 * 100);
     let b = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10 * 10;
     (b, b + 1, b + 2, b + 4)
 }
@@ -44,6 +44,8 @@ pub struct Options {
     pub sipp_args: Vec<String>,
     /// Extra lines appended to the `[sip]` section of openum's configuration.
     pub sip_config: String,
+    /// The first of 100 ports for this test binary's harnesses (default: from the process id).
+    pub port_base: Option<u16>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             ring_timeout_secs: 30,
             sipp_args: Vec::new(),
             sip_config: String::new(),
+            port_base: None,
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct Harness {
     pub sipp_port: u16,
     /// SIPp's RTP port (`-mp`).
     pub sipp_media_port: u16,
+    /// openum's SIP port (UDP and TCP).
+    pub sip_port: u16,
     openum: Child,
     sipp: Child,
 }
@@ -152,7 +157,7 @@ pub fn openum(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, Strin
 impl Harness {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (http_port, sip_port, sipp_port, media_port) = ports();
+        let (http_port, sip_port, sipp_port, media_port) = ports(options.port_base);
         let sipp_messages = dir.path().join("sipp-messages.log");
         let mut sipp = Command::new("timeout");
         sipp.arg("300")
@@ -211,6 +216,7 @@ impl Harness {
             sipp_messages,
             sipp_port,
             sipp_media_port: media_port,
+            sip_port,
             openum,
             sipp,
         }
