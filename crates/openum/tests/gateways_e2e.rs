@@ -121,7 +121,11 @@ impl Node {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while http.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "openum did not start");
+            assert!(
+                Instant::now() < deadline,
+                "openum did not start; its log:\n{}",
+                std::fs::read_to_string(dir.path().join("openum.log")).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self {
