@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # openum vs SIPp as the caller (not a test): the same N calls to the same SIPp UAS far end, placed
-# and streamed by openum (SIP stack + RTP scheduler) and by SIPp (rtp_stream), alternately, in
-# the same run; then where openum's memory per call goes (dhat heap profile by phase).
+# and streamed by openum (SIP stack + RTP scheduler; once with a socket pair per call, once with
+# `[sip] rtp_sockets = "shared"`) and by SIPp (rtp_stream), in rotating order, in the same run;
+# then where openum's memory per call goes (dhat heap profile by phase).
 # usage: bench/caller_compare.sh [seconds, default 8] [rounds, default 2] [N ..., default 500 2000 5000]
 #        OPENUM_BENCH_MEMORY_N=2000 (calls of the memory phases; 0 skips them)
 # Needs sipp (sip-tester) and tcpdump, as root (tcpdump on lo). Ports: SIP 53060-53091, RTP 54000-54102.
@@ -20,4 +21,7 @@ if [ "$memory_n" -gt 0 ]; then
     echo
     target/release/examples/caller_memory "$phase" "$memory_n"
   done
+  echo
+  echo "### the same, streaming, with [sip] rtp_sockets = \"shared\""
+  target/release/examples/caller_memory streaming "$memory_n" shared
 fi

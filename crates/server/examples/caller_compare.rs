@@ -1,6 +1,7 @@
 //! openum vs SIPp as the caller (not a test): the same N calls to the same SIPp UAS far end
-//! (`tests/peers/uas_multi.xml`), placed and streamed once by openum (its SIP stack, scheduler
-//! and G.711 message, in a child process of this program) and once by SIPp
+//! (`tests/peers/uas_multi.xml`), placed and streamed by openum (its SIP stack, scheduler
+//! and G.711 message, in a child process of this program; once with an RTP socket pair per call,
+//! once with `[sip] rtp_sockets = "shared"`) and by SIPp
 //! (`tests/peers/uac_rtp_stream.xml`: `rtp_stream` looping a PCMU file), alternately, several
 //! rounds. For each: CPU of the caller process per call·s over a steady window with all N
 //! connected (from /proc), RSS per call (RSS with N connected minus before, ÷ N), the RTP
@@ -68,7 +69,8 @@ struct Phase {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--openum-child") {
-        openum_child(args[2].parse().unwrap(), args[3].parse().unwrap());
+        let shared = args.get(4).map(String::as_str) == Some("shared");
+        openum_child(args[2].parse().unwrap(), args[3].parse().unwrap(), shared);
         return;
     }
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(8);
@@ -91,12 +93,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &ns {
         for round in 1..=rounds {
-            // Alternate which caller goes first, so a drift of the machine's load hits both.
-            let order: [fn(&Path, usize, u64) -> Phase; 2] = if round % 2 == 1 {
-                [openum_phase, sipp_phase]
-            } else {
-                [sipp_phase, openum_phase]
-            };
+            // Rotate which caller goes first, so a drift of the machine's load hits all three.
+            let mut order: Vec<fn(&Path, usize, u64) -> Phase> =
+                vec![openum_phase, openum_shared_phase, sipp_phase];
+            order.rotate_left((round - 1) % 3);
             for phase in order {
                 uas.assert_running();
                 let p = phase(dir.path(), n, secs);
@@ -108,8 +108,8 @@ fn main() {
         }
     }
     println!();
-    println!("| calls | round | CPU ratio openum/SIPp | RSS per call ratio | gap p99 ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| calls | round | openum sockets | CPU ratio openum/SIPp | RSS per call ratio | gap p99 ratio |");
+    println!("|---|---|---|---|---|---|");
     for &n in &ns {
         for round in 1..=rounds {
             let find = |caller: &str| {
@@ -119,13 +119,18 @@ fn main() {
                     .map(|(_, p)| p)
                     .unwrap()
             };
-            let (o, s) = (find("openum"), find("SIPp"));
-            println!(
-                "| {n} | {round} | {:.2} | {:.2} | {:.2} |",
-                o.cpu_us_per_call_s / s.cpu_us_per_call_s,
-                o.rss_kib_per_call / s.rss_kib_per_call,
-                o.gaps.p99_ms / s.gaps.p99_ms,
-            );
+            let s = find("SIPp");
+            for (sockets, o) in [
+                ("per-call", find("openum")),
+                ("shared", find("openum shared")),
+            ] {
+                println!(
+                    "| {n} | {round} | {sockets} | {:.2} | {:.2} | {:.2} |",
+                    o.cpu_us_per_call_s / s.cpu_us_per_call_s,
+                    o.rss_kib_per_call / s.rss_kib_per_call,
+                    o.gaps.p99_ms / s.gaps.p99_ms,
+                );
+            }
         }
     }
 }
@@ -173,9 +178,24 @@ fn measure(dir: &Path, pid: u32, secs: u64) -> (Duration, u64, u64, Gaps, usize)
 /// openum places N calls (in a fresh child process, so its RSS starts from the same point as
 /// SIPp's) and plays its message to the far end.
 fn openum_phase(dir: &Path, n: usize, secs: u64) -> Phase {
+    openum_phase_with(dir, n, secs, false)
+}
+
+/// [`openum_phase`] with `[sip] rtp_sockets = "shared"`.
+fn openum_shared_phase(dir: &Path, n: usize, secs: u64) -> Phase {
+    openum_phase_with(dir, n, secs, true)
+}
+
+fn openum_phase_with(dir: &Path, n: usize, secs: u64, shared: bool) -> Phase {
     let message_secs = (n / RATE) as u64 + secs + GAP_SECS + 30;
+    let sockets = if shared { "shared" } else { "per-call" };
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--openum-child", &n.to_string(), &message_secs.to_string()])
+        .args([
+            "--openum-child",
+            &n.to_string(),
+            &message_secs.to_string(),
+            sockets,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -213,7 +233,7 @@ fn openum_phase(dir: &Path, n: usize, secs: u64) -> Phase {
     let status = peer.child.wait().unwrap();
     assert!(status.success(), "openum child failed: {status}");
     Phase {
-        caller: "openum",
+        caller: if shared { "openum shared" } else { "openum" },
         n,
         connected,
         cpu_us_per_call_s: cpu.as_micros() as f64 / n as f64 / secs as f64,
@@ -229,7 +249,7 @@ fn openum_phase(dir: &Path, n: usize, secs: u64) -> Phase {
 
 /// The child process of [`openum_phase`]: says `ready`, waits for `go`, places the calls, says
 /// `connected K`, waits for `stop`, says `lateness …`, hangs up and exits.
-fn openum_child(n: usize, message_secs: u64) {
+fn openum_child(n: usize, message_secs: u64, shared: bool) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -237,7 +257,8 @@ fn openum_child(n: usize, message_secs: u64) {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let caller = openum::Caller::start(dir.path(), far_end::UAS_SIP, message_secs as f32).await;
+        let caller =
+            openum::Caller::start(dir.path(), far_end::UAS_SIP, message_secs as f32, shared).await;
         let mut stdin = BufReader::new(std::io::stdin());
         let mut line = String::new();
         println!("ready");

@@ -11,7 +11,8 @@
 //! holding the most bytes while the N calls are live (dhat's end-of-profile figures, taken with
 //! the calls still up), grouped by the first frame in openum's crates or rsipstack.
 //!
-//! usage: caller_memory ringing|connected|streaming [N]   (default N 2000). Needs sipp (sip-tester).
+//! usage: caller_memory ringing|connected|streaming [N] [shared]   (default N 2000; `shared`:
+//! `[sip] rtp_sockets = "shared"`). Needs sipp (sip-tester).
 
 #![allow(
     missing_docs,
@@ -55,6 +56,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let phase = args.get(1).map_or("connected", String::as_str).to_owned();
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    // `shared`: `[sip] rtp_sockets = "shared"` (one RTP/RTCP pair per scheduler shard).
+    let shared = args.get(3).map(String::as_str) == Some("shared");
     let (number, state) = match phase.as_str() {
         "ringing" => ("4085551234", CallState::Alerted),
         "connected" | "streaming" => ("2005551234", CallState::Connected),
@@ -73,7 +76,7 @@ fn main() {
     let pid = std::process::id();
     let mut delta = 0.0;
     runtime.block_on(async {
-        let caller = openum::Caller::start(dir.path(), far_end::UAS_SIP, 300.0).await;
+        let caller = openum::Caller::start(dir.path(), far_end::UAS_SIP, 300.0, shared).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = dhat::HeapStats::get();
         let rss0 = far_end::rss_of(pid);

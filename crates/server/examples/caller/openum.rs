@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use call_runtime::SipCallService;
 use calls::id::mint_phone_call_id;
 use calls::{CallRecord, CallService, CallState};
-use server::config::{GatewayConfig, SipConfig};
+use server::config::{GatewayConfig, RtpSocketsMode, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
@@ -25,8 +25,8 @@ pub(crate) struct Caller {
 
 impl Caller {
     /// Starts the service in `dir` with a message of `message_secs` seconds, calling the UAS
-    /// at `127.0.0.1:uas_port`.
-    pub(crate) async fn start(dir: &Path, uas_port: u16, message_secs: f32) -> Self {
+    /// at `127.0.0.1:uas_port`, with one RTP socket pair per call or (`shared`) per shard.
+    pub(crate) async fn start(dir: &Path, uas_port: u16, message_secs: f32, shared: bool) -> Self {
         let sqlite = SqliteStore::open(&dir.join("openum.db")).expect("SQLite store");
         let store: Arc<dyn Store> = Arc::new(sqlite);
         store
@@ -46,6 +46,11 @@ impl Caller {
         let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
         let sip = SipConfig {
             listen: ([127, 0, 0, 1], OPENUM_SIP).into(),
+            rtp_sockets: if shared {
+                RtpSocketsMode::Shared
+            } else {
+                RtpSocketsMode::PerCall
+            },
             ..SipConfig::default()
         };
         let gateway = GatewayConfig {
