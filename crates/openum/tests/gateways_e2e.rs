@@ -176,6 +176,23 @@ impl Node {
         }
     }
 
+    /// PlayOnPhone to `dial`, which openum must refuse (ErrorUnifiedMessagingRequestFailed).
+    async fn play_refused(&self, dial: &str) {
+        let doc = self
+            .ews(&format!(
+                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
+                self.item
+            ))
+            .await;
+        let ResponseDocument::Response(r) = doc else {
+            panic!("{doc:?}")
+        };
+        assert_eq!(
+            r.body.message().response_code,
+            Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
+        );
+    }
+
     async fn info(&self, id: &str) -> PhoneCallInformation {
         match self
             .ews(&format!(
@@ -522,19 +539,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
     assert!(failed.contains("wrong-password"), "{failed}");
     assert!(failed.contains("refused the credentials"), "{failed}");
     // A call routed to the group whose only gateway is not registered is not placed.
-    let doc = node
-        .ews(&format!(
-            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>8005551234</m:DialString></m:PlayOnPhone>",
-            node.item
-        ))
-        .await;
-    let ResponseDocument::Response(r) = doc else {
-        panic!("{doc:?}")
-    };
-    assert_eq!(
-        r.body.message().response_code,
-        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
-    );
+    node.play_refused("8005551234").await;
     assert!(
         node.log().contains("gateway skipped: not registered"),
         "{}",
@@ -639,19 +644,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     // The Request-URI keeps the name; only the destination came from DNS.
     assert!(answerer.trace().contains("INVITE sip:2005551234@pbx.test"));
     // A host that does not resolve: the call is refused, and the log names the host.
-    let doc = node
-        .ews(&format!(
-            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>8005551234</m:DialString></m:PlayOnPhone>",
-            node.item
-        ))
-        .await;
-    let ResponseDocument::Response(r) = doc else {
-        panic!("{doc:?}")
-    };
-    assert_eq!(
-        r.body.message().response_code,
-        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
-    );
+    node.play_refused("8005551234").await;
     let log = node.log();
     let line = log
         .lines()
@@ -660,19 +653,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     assert!(line.contains("missing.pbx.test"), "{line}");
     // A host that resolves to an address the loopback SIP listener cannot reach: refused too,
     // and the log says which address and which setting.
-    let doc = node
-        .ews(&format!(
-            "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>7005551234</m:DialString></m:PlayOnPhone>",
-            node.item
-        ))
-        .await;
-    let ResponseDocument::Response(r) = doc else {
-        panic!("{doc:?}")
-    };
-    assert_eq!(
-        r.body.message().response_code,
-        Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
-    );
+    node.play_refused("7005551234").await;
     let log = node.log();
     let line = log
         .lines()
