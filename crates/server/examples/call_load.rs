@@ -17,17 +17,20 @@
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 extern crate openum_server as server;
 
 use call_runtime::SipCallService;
-use calls::id::mint_phone_call_id;
-use calls::{CallRecord, CallService, CallState};
+use calls::CallService;
 use server::config::{GatewayConfig, RtpSocketsMode, SipConfig};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
+
+#[path = "common/place.rs"]
+mod place;
+use place::{place_calls, wait_connected};
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 mod proc_stats;
@@ -112,41 +115,8 @@ async fn main() {
             // Set-up: from the first INVITE to every call connected (SIP, plus the RTP of the
             // calls already connected meanwhile); hang-up: from the first BYE to the last call gone.
             let setup0 = cpu_time();
-            let mut ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                let record = CallRecord::dialling(
-                    mint_phone_call_id("bench"),
-                    "bench",
-                    "bench",
-                    "2005551234",
-                    item.clone(),
-                    0,
-                );
-                registry.insert(&record).await.unwrap();
-                service.place(&record).await.unwrap();
-                ids.push(record.id);
-                // ~500 calls per second: a realistic burst that SIPp keeps up with.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut connected = 0;
-            while Instant::now() < deadline {
-                connected = 0;
-                for id in &ids {
-                    if registry
-                        .get(id)
-                        .await
-                        .unwrap()
-                        .is_some_and(|r| r.state == CallState::Connected)
-                    {
-                        connected += 1;
-                    }
-                }
-                if connected == n {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            let ids = place_calls(service, &registry, &item, n).await;
+            let connected = wait_connected(&registry, &ids, Duration::from_millis(500)).await;
             let setup = cpu_time() - setup0;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let stats = service.media().stats();

@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 extern crate openum_server as server;
 
 use call_runtime::SipCallService;
-use calls::id::mint_phone_call_id;
-use calls::{CallRecord, CallService, CallState};
+use calls::CallService;
 use server::config::{GatewayConfig, SipConfig, SipTransport, SrtpMode};
 use server::registry::Registry;
 use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
+
+#[path = "common/place.rs"]
+mod place;
+use place::{place_calls, wait_connected};
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 #[allow(dead_code, reason = "shared helpers: memory is not reported here")]
@@ -214,40 +217,8 @@ async fn run(
     secs: u64,
 ) -> Measured {
     let cpu_setup = cpu_time();
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        let record = CallRecord::dialling(
-            mint_phone_call_id("bench"),
-            "bench",
-            "bench",
-            "2005551234",
-            item.to_owned(),
-            0,
-        );
-        registry.insert(&record).await.unwrap();
-        service.place(&record).await.unwrap();
-        ids.push(record.id);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut connected = 0;
-    while Instant::now() < deadline {
-        connected = 0;
-        for id in &ids {
-            if registry
-                .get(id)
-                .await
-                .unwrap()
-                .is_some_and(|r| r.state == CallState::Connected)
-            {
-                connected += 1;
-            }
-        }
-        if connected == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ids = place_calls(service, registry, item, n).await;
+    let connected = wait_connected(registry, &ids, Duration::from_millis(200)).await;
     let setup = cpu_time() - cpu_setup;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = service.media().stats();
