@@ -44,12 +44,12 @@ fn require_exchangelib() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// This test's ports: openum's HTTP and SIP and the phone's SIP, in a block of 55000–58999 by
+/// process id. Outside the ephemeral range `.ci/run` sets (60000–65535), so that no outgoing
+/// connection of this or another process can take one between the choice and the bind.
+fn ports() -> (u16, u16, u16) {
+    let base = 55000 + (std::process::id() % 400) as u16 * 10;
+    (base, base + 1, base + 2)
 }
 
 /// Runs the script in `mode` against `url`; its JSON and the bodies it sent (path, bytes).
@@ -175,8 +175,8 @@ async fn exchangelib_uses_openum_as_its_only_ews_url() {
     );
     let double = builder.start().await.unwrap();
 
-    let (http_port, sip_port) = (free_port(), free_port());
-    let (phone_port, rtp) = (free_port(), 47000 + (std::process::id() % 200) as u16 * 10);
+    let (http_port, sip_port, phone_port) = ports();
+    let rtp = 47000 + (std::process::id() % 200) as u16 * 10;
     let phone = Phone::start(dir.path(), phone_port, rtp, rtp + 9);
     let public_url = format!("http://127.0.0.1:{http_port}/EWS/Exchange.asmx");
     let config = dir.path().join("openum.toml");

@@ -61,18 +61,22 @@ impl Phone {
         )
         .unwrap();
         std::fs::write(phone.join("contacts"), "").unwrap();
+        let log = phone.join("baresip.log");
+        let out = std::fs::File::create(&log).unwrap();
         let child = Command::new("timeout")
             .args(["300", "baresip", "-f"])
             .arg(&phone)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .expect("baresip is required (apt-get install baresip-core)");
+        let mut process = Processes(vec![child]);
+        wait_until_answering(sip_port, &mut process, &log);
         Self {
             sip_port,
             rec,
-            _process: Processes(vec![child]),
+            _process: process,
         }
     }
 
@@ -101,6 +105,49 @@ impl Phone {
             assert!(Instant::now() < deadline, "baresip recorded nothing");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Waits (up to 10 s) until baresip answers an OPTIONS on its SIP port, so that a test's first
+/// call cannot race baresip's start-up; panics with baresip's own output if it exits or never
+/// answers (a port another process holds, a missing module).
+fn wait_until_answering(sip_port: u16, process: &mut Processes, log: &Path) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    for attempt in 0u32.. {
+        let options = format!(
+            "OPTIONS sip:4711@127.0.0.1:{sip_port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{attempt};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=ready\r\n\
+             To: <sip:4711@127.0.0.1:{sip_port}>\r\nCall-ID: ready-{sip_port}@{local}\r\n\
+             CSeq: {} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            attempt + 1
+        );
+        socket
+            .send_to(options.as_bytes(), ("127.0.0.1", sip_port))
+            .unwrap();
+        if let Ok(n) = socket.recv(&mut buf) {
+            if buf[..n].starts_with(b"SIP/2.0 ") {
+                return;
+            }
+        }
+        let output = || std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(status) = process.0[0].try_wait().unwrap() {
+            panic!(
+                "baresip on SIP port {sip_port} exited ({status}):\n{}",
+                output()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not answer OPTIONS on SIP port {sip_port} within 10 s:\n{}",
+            output()
+        );
     }
 }
 
