@@ -58,6 +58,9 @@ struct Peer {
     negotiated: SocketAddr,
     /// Where its RTP came from since that negotiation.
     latched: Option<SocketAddr>,
+    /// Where its RTP went before the last renegotiation moved it: not latched onto (the old
+    /// stream's stragglers), as `symmetric::Latch`.
+    previous: Option<SocketAddr>,
     /// Its SSRC, once seen.
     far_ssrc: Option<u32>,
     /// Our stream's SSRC.
@@ -88,6 +91,7 @@ impl Demux {
             Peer {
                 negotiated,
                 latched: None,
+                previous: None,
                 far_ssrc: None,
                 our_ssrc,
             },
@@ -123,6 +127,8 @@ impl Demux {
             return false;
         }
         let (old, latched) = (peer.negotiated, peer.latched.take());
+        let sent_to = latched.unwrap_or(old);
+        peer.previous = (sent_to != negotiated).then_some(sent_to);
         peer.negotiated = negotiated;
         pull(&mut self.by_address, old, id);
         match latched {
@@ -198,7 +204,7 @@ impl Demux {
     /// is not the negotiated address.
     fn latch(&mut self, id: u64, from: SocketAddr) -> Option<SocketAddr> {
         let peer = self.peers.get_mut(&id)?;
-        if peer.latched.is_some() {
+        if peer.latched.is_some() || peer.previous == Some(from) {
             return None;
         }
         peer.latched = Some(from);
@@ -287,6 +293,33 @@ mod tests {
             demux.rtp(addr("192.0.2.7:7000"), &rtp(0xB9)),
             Verdict::Drop(DropCause::Unknown)
         );
+    }
+
+    #[test]
+    fn after_a_move_the_old_streams_stragglers_are_the_calls_but_do_not_pull_it_back() {
+        let (first, second) = (addr("192.0.2.7:6000"), addr("192.0.2.7:6002"));
+        let mut demux = Demux::default();
+        demux.insert(1, first, 0xA1);
+        assert_eq!(demux.rtp(first, &rtp(0xB1)), to(1));
+        assert!(demux.renegotiated(1, second));
+        // Still in flight from the first port: the call's (by SSRC), and no latch.
+        assert_eq!(demux.rtp(first, &rtp(0xB1)), to(1));
+        assert_eq!(demux.rtp(second, &rtp(0xB1)), to(1));
+        // And back, before the far end learned our SSRC: by IP, and still no latch.
+        let mut demux = Demux::default();
+        demux.insert(1, first, 0xA1);
+        assert!(demux.renegotiated(1, second));
+        assert_eq!(demux.rtp(first, &rtp(0xB1)), to(1), "straggler");
+        assert_eq!(
+            demux.rtp(addr("192.0.2.7:7000"), &rtp(0xB1)),
+            Verdict::Stream {
+                id: 1,
+                latch: Some(addr("192.0.2.7:7000"))
+            },
+            "a NAT's new mapping is still followed"
+        );
+        // A re-offer of the same address changes nothing.
+        assert!(!demux.renegotiated(1, second));
     }
 
     #[test]

@@ -389,7 +389,11 @@ fn cores() -> usize {
 
 struct Entry {
     socket: Arc<MediaSocket>,
+    /// Where its packets go: the negotiated address, or where the far end's RTP comes from.
     remote: SocketAddr,
+    /// The address the last offer/answer gave (per-call mode; the shared mode's demultiplexer
+    /// keeps its own).
+    negotiated: SocketAddr,
     stream: RtpStream,
     srtp: Option<SrtpSender>,
     counters: Option<Arc<StreamCounters>>,
@@ -450,7 +454,7 @@ async fn run(
                         demux.insert(id, remote, stream.ssrc());
                     }
                     heap.push(Reverse((stream.next_due(), id)));
-                    streams.insert(id, Entry { socket, remote, stream, srtp, counters, rtcp: None });
+                    streams.insert(id, Entry { socket, remote, negotiated: remote, stream, srtp, counters, rtcp: None });
                 }
                 Some(MediaCommand::Stop { id }) => {
                     // Its heap entry is discarded when it comes up.
@@ -470,7 +474,13 @@ async fn run(
                             StreamChange::Plan(plan) => {
                                 entry.stream.change_plan(&plan);
                                 if shared.is_none() {
-                                    entry.remote = plan.remote;
+                                    // As the call's latch (symmetric.rs): the same address keeps
+                                    // a latched destination (a NAT'd far end re-offering after a
+                                    // hold); a new one is sent to until its RTP shows otherwise.
+                                    if plan.remote != entry.negotiated {
+                                        entry.negotiated = plan.remote;
+                                        entry.remote = plan.remote;
+                                    }
                                 } else if demux.renegotiated(id, plan.remote) {
                                     // A new address: send there until its RTP shows otherwise.
                                     // The same address keeps a latched destination.
@@ -683,5 +693,84 @@ fn dispatch(
             stats.count_drop(DropCause::Malformed);
             tracing::debug!(stream = id, %from, "RTCP for a call that runs no RTCP (SRTP) dropped");
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use call_engine::rtp::{PreparedAudio, RtpSeed};
+    use call_engine::sdp::{Codec, MediaPlan};
+
+    use super::*;
+
+    fn plan(remote: SocketAddr) -> MediaPlan {
+        MediaPlan {
+            remote,
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            ptime_ms: 20,
+        }
+    }
+
+    /// Waits for the next datagram on `socket` (panics after 5 s: the stream stopped).
+    async fn next(socket: &tokio::net::UdpSocket) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+            .await
+            .expect("no RTP within 5 s")
+            .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// Empties what `socket` has queued.
+    fn drain(socket: &tokio::net::UdpSocket) -> usize {
+        let mut buf = vec![0u8; 2048];
+        let mut n = 0;
+        while socket.try_recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_re_offer_of_the_same_address_keeps_the_latched_destination_and_a_new_one_moves_it() {
+        let sdp_sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let nat_sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let new_sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (sdp, nat, new) = (
+            sdp_sink.local_addr().unwrap(),
+            nat_sink.local_addr().unwrap(),
+            new_sink.local_addr().unwrap(),
+        );
+        let media = MediaHandle::spawn_shards(1);
+        let socket = Arc::new(MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        let audio = PreparedAudio::from_pcm(&vec![0i16; 8000 * 30]);
+        let seed = RtpSeed {
+            ssrc: 7,
+            sequence: 1,
+            timestamp: 1,
+        };
+        let stream = RtpStream::new(&plan(sdp), &audio, seed, std::time::Instant::now());
+        let id = media.start(socket, sdp, stream);
+        next(&sdp_sink).await;
+        // The far end's RTP came from elsewhere (symmetric RTP): the call moves the stream.
+        media.change(id, StreamChange::Remote(nat));
+        next(&nat_sink).await;
+        // A re-offer naming the same address (resume after a hold): still the latched one.
+        media.change(id, StreamChange::Plan(plan(sdp)));
+        for _ in 0..10 {
+            next(&nat_sink).await;
+        }
+        drain(&sdp_sink);
+        for _ in 0..10 {
+            next(&nat_sink).await;
+        }
+        assert_eq!(drain(&sdp_sink), 0, "RTP went back to the SDP address");
+        // A re-offer naming a new address: sent there.
+        media.change(id, StreamChange::Plan(plan(new)));
+        next(&new_sink).await;
+        media.stop(id);
     }
 }

@@ -1,7 +1,9 @@
 //! Symmetric RTP (RFC 4961): a call's RTP goes to where the far end's RTP comes from. Behind a
 //! NAT the address in the far end's SDP is its private one; the first RTP packet it sends shows
 //! the public address and port its NAT maps, and openum sends there from then on. The latch is
-//! taken again after each renegotiation (a new address in an offer or answer).
+//! taken again after each renegotiation (a new address in an offer or answer), on RTP from
+//! anywhere but the address openum sent to before it: packets from there are the old stream's
+//! stragglers (still in flight, or reflected), not where the far end now wants its audio.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ pub(crate) struct Latch {
     negotiated: SocketAddr,
     /// The source of the far end's RTP since that negotiation.
     latched: Option<SocketAddr>,
+    /// Where RTP went before the last renegotiation moved it: not latched onto.
+    previous: Option<SocketAddr>,
 }
 
 impl Latch {
@@ -25,22 +29,27 @@ impl Latch {
         Self {
             negotiated,
             latched: None,
+            previous: None,
         }
     }
 
     /// A datagram `data` from `from`: the new destination if it is the far end's first RTP
-    /// packet since the negotiation and comes from elsewhere than the SDP said.
+    /// packet since the negotiation and comes from elsewhere than the SDP said (and than where
+    /// the stream went before the negotiation).
     pub(crate) fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) -> Option<SocketAddr> {
-        if self.latched.is_some() || !looks_like_rtp(data) {
+        if self.latched.is_some() || !looks_like_rtp(data) || self.previous == Some(from) {
             return None;
         }
         self.latched = Some(from);
         (from != self.negotiated).then_some(from)
     }
 
-    /// The SDP gave a new address: send there until the far end's RTP shows otherwise.
+    /// The SDP gave a new address: send there until the far end's RTP shows otherwise. The
+    /// same address keeps the latch (a re-offer after a hold from behind a NAT).
     pub(crate) fn renegotiated(&mut self, negotiated: SocketAddr) {
         if negotiated != self.negotiated {
+            let sent_to = self.latched.unwrap_or(self.negotiated);
+            self.previous = (sent_to != negotiated).then_some(sent_to);
             self.negotiated = negotiated;
             self.latched = None;
         }
@@ -123,10 +132,43 @@ mod tests {
         // A renegotiation to a new address opens the latch again.
         latch.renegotiated("10.0.0.5:4002".parse().unwrap());
         assert_eq!(latch.on_datagram(other, &rtp(8)), Some(other));
+        // A re-offer of the same address keeps the latch.
+        latch.renegotiated("10.0.0.5:4002".parse().unwrap());
+        assert_eq!(latch.on_datagram(nat, &rtp(0)), None, "still latched");
         // RTP from where the SDP said changes nothing.
         let mut latch = Latch::new(sdp);
         assert_eq!(latch.on_datagram(sdp, &rtp(0)), None);
         assert_eq!(latch.on_datagram(nat, &rtp(0)), None);
+    }
+
+    #[test]
+    fn after_a_move_the_old_streams_stragglers_do_not_pull_it_back() {
+        let first: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let second: SocketAddr = "192.0.2.7:4002".parse().unwrap();
+        let nat: SocketAddr = "198.51.100.1:61000".parse().unwrap();
+        let mut latch = Latch::new(first);
+        assert_eq!(latch.on_datagram(first, &rtp(0)), None);
+        // Moved to the second port: a packet still coming from the first is not latched onto,
+        // the far end's RTP from the second is.
+        latch.renegotiated(second);
+        assert_eq!(latch.on_datagram(first, &rtp(0)), None, "straggler");
+        assert_eq!(latch.on_datagram(second, &rtp(8)), None, "as negotiated");
+        // And back: the second port's stragglers are ignored in turn.
+        latch.renegotiated(first);
+        assert_eq!(latch.on_datagram(second, &rtp(8)), None, "straggler");
+        assert_eq!(latch.on_datagram(first, &rtp(0)), None);
+        assert_eq!(
+            latch.on_datagram(second, &rtp(8)),
+            None,
+            "latched on the first"
+        );
+        // Behind a NAT, what was sent to is the latched source, and that is what is ignored.
+        let mut latch = Latch::new(first);
+        assert_eq!(latch.on_datagram(nat, &rtp(0)), Some(nat));
+        latch.renegotiated(second);
+        assert_eq!(latch.on_datagram(nat, &rtp(0)), None, "the old mapping");
+        let new_nat: SocketAddr = "198.51.100.1:61010".parse().unwrap();
+        assert_eq!(latch.on_datagram(new_nat, &rtp(0)), Some(new_nat));
     }
 
     #[test]

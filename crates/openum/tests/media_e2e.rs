@@ -195,13 +195,66 @@ async fn codec_and_port_changes_a_re_invite_without_sdp_and_glare_are_handled() 
 #[tokio::test]
 async fn behind_a_nat_rtp_uses_the_range_advertises_the_public_address_and_goes_where_the_far_ends_rtp_comes_from(
 ) {
+    let call = nat_call("uas_nat.xml", "rtp_port_range = \"46900-46999\"\n").await;
+    // Our offer, as SIPp received it: the public address, a port from the range.
+    let invite = &call.offer;
+    assert!(invite.contains("c=IN IP4 203.0.113.7\r\n"), "{invite}");
+    assert!(
+        invite.contains(" IN IP4 203.0.113.7\r\ns="),
+        "o= line: {invite}"
+    );
+    assert!(
+        invite.contains(";rport"),
+        "RFC 3581 rport in our Via: {invite}"
+    );
+    assert!(
+        (46900..=46999).contains(&call.ours) && call.ours % 2 == 0,
+        "RTP port {}",
+        call.ours
+    );
+}
+
+/// A far end behind a NAT holds the call and resumes it with another codec, both re-offers
+/// naming its SDP's (private) address as before: once resumed, openum's RTP still goes where the far end's RTP
+/// comes from, with a socket per call and with shared sockets.
+#[tokio::test]
+async fn behind_a_nat_a_hold_and_a_resume_to_another_codec_keep_rtp_where_the_far_end_sends_from() {
+    for sockets in ["per-call", "shared"] {
+        let config = format!("rtp_port_range = \"46800-46899\"\nrtp_sockets = \"{sockets}\"\n");
+        let call = nat_call("uas_nat_hold.xml", &config).await;
+        assert!(
+            (46800..=46899).contains(&call.ours),
+            "{sockets}: {}",
+            call.ours
+        );
+        // The resume changed the codec (a new plan, to the same address): PCMU, then PCMA.
+        assert_eq!(call.payload_types, [0, 8], "{sockets}");
+    }
+}
+
+/// What [`nat_call`] saw.
+struct NatCall {
+    /// Our INVITE as SIPp received it.
+    offer: String,
+    /// Our RTP port.
+    ours: u16,
+    /// The payload types of our RTP, in order, each once per run.
+    payload_types: Vec<u8>,
+}
+
+/// Plays a 3 s message to SIPp running `scenario` (which answers with the "private" RTP port
+/// `-set sdp_port`) with `[sip]` settings `sip_config` and the public address 203.0.113.7; sends
+/// the far end's RTP from a second ("NAT") port; and checks that our RTP went to the SDP's port
+/// until then and to the NAT's port from then on, contiguous and complete, and that SIPp
+/// counted the call successful.
+async fn nat_call(scenario: &'static str, sip_config: &str) -> NatCall {
     // The far end's RTP port as its SDP gives it ("private"), and the one its NAT maps it to.
     let private = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let nat = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let private_port = private.local_addr().unwrap().port();
     let nat_port = nat.local_addr().unwrap().port();
     let options = Options {
-        scenario: "uas_nat.xml",
+        scenario,
         audio_seconds: 3.0,
         sipp_args: vec![
             "-m".into(),
@@ -210,8 +263,7 @@ async fn behind_a_nat_rtp_uses_the_range_advertises_the_public_address_and_goes_
             "sdp_port".into(),
             private_port.to_string(),
         ],
-        sip_config: "rtp_port_range = \"46900-46999\"\nmedia_public_address = \"203.0.113.7\"\n"
-            .into(),
+        sip_config: format!("{sip_config}media_public_address = \"203.0.113.7\"\n"),
         ..Options::default()
     };
     let mut h = Harness::start(options).await;
@@ -226,31 +278,18 @@ async fn behind_a_nat_rtp_uses_the_range_advertises_the_public_address_and_goes_
     let id = h.play("2005551234").await;
     h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
         .await;
-    // Our offer, as SIPp received it: the public address, a port from the range.
     let trace = h.sipp_trace();
-    let invite = trace
+    let offer = trace
         .split("-----------------------------------------------")
         .find(|m| m.contains("INVITE sip:") && m.contains("message received"))
-        .unwrap();
-    assert!(invite.contains("c=IN IP4 203.0.113.7\r\n"), "{invite}");
-    assert!(
-        invite.contains(" IN IP4 203.0.113.7\r\ns="),
-        "o= line: {invite}"
-    );
-    assert!(
-        invite.contains(";rport"),
-        "RFC 3581 rport in our Via: {invite}"
-    );
-    let ours: u16 = invite
+        .unwrap()
+        .to_owned();
+    let ours: u16 = offer
         .lines()
         .find_map(|l| l.strip_prefix("m=audio "))
         .and_then(|l| l.split(' ').next())
         .and_then(|p| p.parse().ok())
         .unwrap();
-    assert!(
-        (46900..=46999).contains(&ours) && ours % 2 == 0,
-        "RTP port {ours}"
-    );
 
     // Before the far end's RTP arrives, ours goes where its SDP said.
     let mut buffer = [0_u8; 2048];
@@ -290,15 +329,28 @@ async fn behind_a_nat_rtp_uses_the_range_advertises_the_public_address_and_goes_
         .position(|p| p.dst_port == nat_port)
         .expect("RTP to the NAT's port");
     eprintln!(
-        "RTP packets: {switch} to the SDP's port, then {} to the NAT's",
+        "{scenario}, {sip_config:?}: RTP packets: {switch} to the SDP's port, then {} to the NAT's",
         sent.len() - switch
     );
     assert!(switch > 0);
-    assert!(
-        sent[switch..].iter().all(|p| p.dst_port == nat_port),
-        "once latched, RTP stays at the NAT's port"
+    let strays = sent[switch..]
+        .iter()
+        .filter(|p| p.dst_port != nat_port)
+        .count();
+    assert_eq!(
+        strays,
+        0,
+        "{scenario}, {sip_config:?}: once latched, RTP stays at the NAT's port ({} packets after the switch)",
+        sent.len() - switch
     );
     assert_contiguous(&sent);
-    // 3 s of message and 0.5 s of silence: 175 packets, none lost to the switch.
+    // 3 s of message and 0.5 s of silence: 175 packets, none lost to the switch or the hold.
     assert!((174..=176).contains(&sent.len()), "{} packets", sent.len());
+    let mut payload_types: Vec<u8> = sent.iter().map(|p| p.payload_type()).collect();
+    payload_types.dedup();
+    NatCall {
+        offer,
+        ours,
+        payload_types,
+    }
 }
