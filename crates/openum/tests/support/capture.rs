@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One UDP datagram from the capture.
 #[derive(Clone, Debug)]
@@ -96,8 +96,22 @@ impl Capture {
         Self { path, child }
     }
 
-    /// Stops the capture and reads it.
+    /// Stops the capture and reads it. tcpdump stops reading on its signal, so what the kernel
+    /// captured but tcpdump had not yet written would be lost (the last BYEs of a test, say):
+    /// first wait (at most 3 s) until the file has not grown for 300 ms.
     pub fn finish(mut self) -> Vec<Udp> {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let (deadline, mut last, mut quiet_since) =
+            (Instant::now() + Duration::from_secs(3), 0, Instant::now());
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size(&self.path);
+            if now != last {
+                (last, quiet_since) = (now, Instant::now());
+            } else if quiet_since.elapsed() >= Duration::from_millis(300) {
+                break;
+            }
+        }
         let _ = Command::new("kill")
             .arg("-INT")
             .arg(self.child.id().to_string())
