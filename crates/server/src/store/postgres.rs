@@ -649,25 +649,8 @@ impl Store for PostgresStore {
     }
 
     async fn insert_call(&self, c: &CallRecord) -> Result<(), StoreError> {
-        let code = c.sip_code.map(i32::from);
-        let inserted = self
-            .execute(
-                INSERT_CALL,
-                &[
-                    &c.id,
-                    &c.owner,
-                    &c.node,
-                    &c.state.as_str(),
-                    &c.cause.as_str(),
-                    &code,
-                    &c.sip_text,
-                    &c.dialled,
-                    &c.item_id,
-                    &c.created_at,
-                    &c.ended_at,
-                ],
-            )
-            .await?;
+        let derived = CallColumns::of(c);
+        let inserted = self.execute(INSERT_CALL, &derived.insert_params(c)).await?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!("call {}", c.id)));
         }
@@ -701,24 +684,9 @@ impl Store for PostgresStore {
             tx.rollback().await.map_err(pg)?;
             return Ok(false);
         }
-        let code = c.sip_code.map(i32::from);
+        let derived = CallColumns::of(c);
         let inserted = tx
-            .execute(
-                INSERT_CALL,
-                &[
-                    &c.id,
-                    &c.owner,
-                    &c.node,
-                    &c.state.as_str(),
-                    &c.cause.as_str(),
-                    &code,
-                    &c.sip_text,
-                    &c.dialled,
-                    &c.item_id,
-                    &c.created_at,
-                    &c.ended_at,
-                ],
-            )
+            .execute(INSERT_CALL, &derived.insert_params(c))
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
@@ -1261,3 +1229,37 @@ const INSERT_CALL: &str =
                         created_at, ended_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (id) DO NOTHING";
+
+/// A call's columns that are not fields of its record as they are.
+struct CallColumns {
+    state: &'static str,
+    cause: &'static str,
+    sip_code: Option<i32>,
+}
+
+impl CallColumns {
+    fn of(c: &CallRecord) -> Self {
+        Self {
+            state: c.state.as_str(),
+            cause: c.cause.as_str(),
+            sip_code: c.sip_code.map(i32::from),
+        }
+    }
+
+    /// [`INSERT_CALL`]'s parameters for `c`.
+    fn insert_params<'a>(&'a self, c: &'a CallRecord) -> [&'a (dyn ToSql + Sync); 11] {
+        [
+            &c.id,
+            &c.owner,
+            &c.node,
+            &self.state,
+            &self.cause,
+            &self.sip_code,
+            &c.sip_text,
+            &c.dialled,
+            &c.item_id,
+            &c.created_at,
+            &c.ended_at,
+        ]
+    }
+}
