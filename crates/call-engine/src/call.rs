@@ -49,12 +49,22 @@ pub struct SipStatus {
 }
 
 impl SipStatus {
-    /// A status line.
+    /// A status line. Control characters in the far end's reason phrase (RFC 3261 allows none
+    /// but HTAB) become U+FFFD: the phrase is shown in EWS responses, where XML 1.0 cannot carry
+    /// them, and stored, where PostgreSQL refuses a NUL.
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
+        let mut reason = reason.into();
+        if reason.contains(|c: char| c.is_control()) {
+            reason = reason
+                .chars()
+                .map(|c| match c {
+                    '\t' => ' ',
+                    c if c.is_control() => char::REPLACEMENT_CHARACTER,
+                    c => c,
+                })
+                .collect();
         }
+        Self { code, reason }
     }
 }
 
@@ -801,6 +811,15 @@ pub fn cause_of_final_response(code: u16, alerted: bool) -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_phrase_loses_its_control_characters_and_keeps_the_rest() {
+        assert_eq!(SipStatus::new(486, "Busy Here").reason, "Busy Here");
+        assert_eq!(
+            SipStatus::new(486, "Busy\0Here\tnow\u{1b}[0m é").reason,
+            "Busy\u{fffd}Here now\u{fffd}[0m é"
+        );
+    }
     use crate::auth::{Credentials, MAX_ANSWERED_CHALLENGES};
     use crate::digest::DigestError;
 

@@ -315,6 +315,8 @@ mod tests {
     struct Refusing {
         inner: SqliteStore,
         refuse: std::sync::atomic::AtomicBool,
+        /// The call whose updates are always refused (a value the store cannot hold).
+        refuse_call: std::sync::Mutex<Option<String>>,
         /// When set, each update waits for a permit.
         gate: Option<tokio::sync::Semaphore>,
         /// Told each time an update reaches the store.
@@ -327,6 +329,7 @@ mod tests {
             Self {
                 inner,
                 refuse: std::sync::atomic::AtomicBool::new(false),
+                refuse_call: std::sync::Mutex::default(),
                 gate: gated.then(|| tokio::sync::Semaphore::new(0)),
                 entered: tokio::sync::Notify::new(),
                 written: std::sync::Mutex::default(),
@@ -361,6 +364,9 @@ mod tests {
             }
             if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(StoreError::Backend("database or disk is full".into()));
+            }
+            if self.refuse_call.lock().unwrap().as_deref() == Some(c.id.as_str()) {
+                return Err(StoreError::Backend("invalid byte sequence".into()));
             }
             self.inner.update_call(c).await?;
             self.written.lock().unwrap().push((c.id.clone(), c.state));
@@ -523,6 +529,49 @@ mod tests {
         assert_eq!(
             (stored.state, stored.sip_code),
             (CallState::Disconnected, Some(487))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_the_store_refuses_every_time_does_not_hold_up_other_calls() {
+        let sqlite = SqliteStore::in_memory().unwrap();
+        let store = Arc::new(Refusing::new(sqlite.clone(), false));
+        let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, "n1".into());
+        let mut calls: Vec<CallRecord> = ["poison", "b", "c"]
+            .iter()
+            .map(|id| record(id, "n1"))
+            .collect();
+        for call in &calls {
+            registry.insert(call).await.unwrap();
+        }
+        *store.refuse_call.lock().unwrap() = Some("poison".into());
+        // The refused change comes first; the other two after it.
+        for call in &mut calls {
+            call.state = CallState::Disconnected;
+            call.ended_at = Some(now_unix());
+            registry.update(call).await.unwrap();
+        }
+        // (`settle` returns while the store refuses: look at the store itself.)
+        let deadline = tokio::time::Instant::now() + writer::RETRY_MAX * 3;
+        for id in ["b", "c"] {
+            while sqlite.call(id).await.unwrap().unwrap().state != CallState::Disconnected {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{id} is not written while the change before it is refused"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        assert_eq!(
+            sqlite.call("poison").await.unwrap().unwrap().state,
+            CallState::Connecting
+        );
+        // Still kept, and written once the store takes it.
+        *store.refuse_call.lock().unwrap() = None;
+        assert_eq!(registry.flush(writer::RETRY_MAX * 3).await, 0);
+        assert_eq!(
+            sqlite.call("poison").await.unwrap().unwrap().state,
+            CallState::Disconnected
         );
     }
 

@@ -7,7 +7,9 @@
 //! write at a time. One writer and one write at a time mean an older state of a call is never
 //! written after a newer one. A write the store refuses (or that takes longer than
 //! [`WRITE_TIMEOUT`]) is kept, unless a newer state of the call arrived meanwhile, and tried
-//! again after a back-off ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]); while the store
+//! again after the other calls' waiting changes and a back-off ([`RETRY_FIRST`] doubling up to
+//! [`RETRY_MAX`]; a write that lands resets it), so that one call's change the store cannot take
+//! does not hold up the others; while the store
 //! refuses, [`Writer::unwritten`] (and `/readyz`, and the `store_unwritten_changes` gauge) count
 //! the calls waiting, and `store_write_failures` counts each refusal.
 //!
@@ -189,9 +191,11 @@ impl Writer {
                         } else {
                             tracing::error!(call = %record.id, error = %calls::error_chain(&error), "the store refused a call change; it is kept and written again");
                         }
-                        // Kept first in line, unless a newer state of the call supersedes it.
+                        // Kept, unless a newer state of the call supersedes it, and tried
+                        // again after the other calls' changes: a change the store refuses
+                        // every time (a value it cannot hold) must not hold the others up.
                         if !queue.newest.contains_key(&record.id) {
-                            queue.order.push_front(record.id.clone());
+                            queue.order.push_back(record.id.clone());
                             queue.newest.insert(record.id.clone(), record);
                         }
                     }
