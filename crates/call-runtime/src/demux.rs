@@ -17,10 +17,17 @@
 //! RTCP is attributed by the SSRCs of its report blocks (openum's SSRC is unique per call), then
 //! its sender's SSRC (the far end's, learned from its RTP), then by source address as RTP.
 //!
-//! Pure: no sockets, no time. The shard calls it for every datagram.
+//! The last packets of a stream that ended or moved elsewhere (from the address it sent to, or
+//! with the far end's SSRC) are nobody's for a while: they are not latched onto and not given
+//! to another call by IP address, so a new call cannot take a finished call's far end for its
+//! own.
+//!
+//! Pure: no sockets; time is an input ([`Demux::advance`]). The shard calls it for every
+//! datagram.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// What to do with a datagram.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -58,18 +65,22 @@ struct Peer {
     negotiated: SocketAddr,
     /// Where its RTP came from since that negotiation.
     latched: Option<SocketAddr>,
-    /// Where its RTP went before the last renegotiation moved it: not latched onto (the old
-    /// stream's stragglers), as `symmetric::Latch`.
-    previous: Option<SocketAddr>,
     /// Its SSRC, once seen.
     far_ssrc: Option<u32>,
     /// Our stream's SSRC.
     our_ssrc: u32,
 }
 
+/// How long the SSRC of a far end whose call ended (or that changed its SSRC) is known as
+/// nobody's: its last packets are dropped rather than given to a call waiting for RTP from its
+/// IP address.
+const GONE_SSRC: Duration = Duration::from_secs(30);
+
 /// The calls of one shard and what identifies their datagrams.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Demux {
+    /// The time, as the shard last said ([`Self::advance`]).
+    now: Instant,
     peers: HashMap<u64, Peer>,
     /// Negotiated and latched addresses → the calls that have them.
     by_address: HashMap<SocketAddr, Vec<u64>>,
@@ -77,9 +88,37 @@ pub(crate) struct Demux {
     waiting_by_ip: HashMap<IpAddr, Vec<u64>>,
     by_far_ssrc: HashMap<u32, u64>,
     by_our_ssrc: HashMap<u32, u64>,
+    /// Addresses a call stopped sending to (it ended, or a renegotiation moved it), for
+    /// [`crate::symmetric::STRAGGLERS`]: their packets are not latched onto, and not given to
+    /// another call by IP address.
+    gone_addresses: Recent<SocketAddr>,
+    /// SSRCs of far ends whose calls ended or who changed SSRC, for [`GONE_SSRC`].
+    gone_ssrcs: Recent<u32>,
+}
+
+impl Default for Demux {
+    fn default() -> Self {
+        Self {
+            now: Instant::now(),
+            peers: HashMap::new(),
+            by_address: HashMap::new(),
+            waiting_by_ip: HashMap::new(),
+            by_far_ssrc: HashMap::new(),
+            by_our_ssrc: HashMap::new(),
+            gone_addresses: Recent::default(),
+            gone_ssrcs: Recent::default(),
+        }
+    }
 }
 
 impl Demux {
+    /// The time is `now` (the shard says so before it hands over datagrams or commands).
+    pub(crate) fn advance(&mut self, now: Instant) {
+        self.now = now;
+        self.gone_addresses.prune(now);
+        self.gone_ssrcs.prune(now);
+    }
+
     /// A stream to `negotiated` with our SSRC `our_ssrc` (replaces any stream `id`).
     pub(crate) fn insert(&mut self, id: u64, negotiated: SocketAddr, our_ssrc: u32) {
         self.remove(id);
@@ -91,7 +130,6 @@ impl Demux {
             Peer {
                 negotiated,
                 latched: None,
-                previous: None,
                 far_ssrc: None,
                 our_ssrc,
             },
@@ -103,14 +141,18 @@ impl Demux {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        let stragglers = self.now + crate::symmetric::STRAGGLERS;
         pull(&mut self.by_address, peer.negotiated, id);
+        self.gone_addresses.insert(peer.negotiated, stragglers);
         if let Some(latched) = peer.latched {
             pull(&mut self.by_address, latched, id);
+            self.gone_addresses.insert(latched, stragglers);
         } else {
             pull(&mut self.waiting_by_ip, peer.negotiated.ip(), id);
         }
         if let Some(ssrc) = peer.far_ssrc {
             self.by_far_ssrc.remove(&ssrc);
+            self.gone_ssrcs.insert(ssrc, self.now + GONE_SSRC);
         }
         if self.by_our_ssrc.get(&peer.our_ssrc) == Some(&id) {
             self.by_our_ssrc.remove(&peer.our_ssrc);
@@ -128,7 +170,10 @@ impl Demux {
         }
         let (old, latched) = (peer.negotiated, peer.latched.take());
         let sent_to = latched.unwrap_or(old);
-        peer.previous = (sent_to != negotiated).then_some(sent_to);
+        if sent_to != negotiated {
+            self.gone_addresses
+                .insert(sent_to, self.now + crate::symmetric::STRAGGLERS);
+        }
         peer.negotiated = negotiated;
         pull(&mut self.by_address, old, id);
         match latched {
@@ -156,6 +201,12 @@ impl Demux {
             },
             None => match by_ssrc {
                 Some(id) => id,
+                // The last packets of a stream that ended or moved: nobody's.
+                None if self.gone_addresses.contains(&from, self.now)
+                    || ssrc.is_some_and(|s| self.gone_ssrcs.contains(&s, self.now)) =>
+                {
+                    return Verdict::Drop(DropCause::Unknown)
+                }
                 None => match self.waiting_by_ip.get(&from.ip()).map(Vec::as_slice) {
                     Some(&[id]) => id,
                     Some([_, _, ..]) => return Verdict::Drop(DropCause::Ambiguous),
@@ -203,8 +254,9 @@ impl Demux {
     /// The call's first RTP since its negotiation came from `from`: the new destination if that
     /// is not the negotiated address.
     fn latch(&mut self, id: u64, from: SocketAddr) -> Option<SocketAddr> {
+        let gone = self.gone_addresses.contains(&from, self.now);
         let peer = self.peers.get_mut(&id)?;
-        if peer.latched.is_some() || peer.previous == Some(from) {
+        if peer.latched.is_some() || (gone && from != peer.negotiated) {
             return None;
         }
         peer.latched = Some(from);
@@ -227,8 +279,51 @@ impl Demux {
         }
         if let Some(old) = peer.far_ssrc.replace(ssrc) {
             self.by_far_ssrc.remove(&old);
+            self.gone_ssrcs.insert(old, self.now + GONE_SSRC);
         }
         self.by_far_ssrc.insert(ssrc, id);
+    }
+}
+
+/// Keys that are remembered until a deadline, each (the deadlines of one set come in the order
+/// of their insertion: one window per set).
+#[derive(Debug)]
+struct Recent<K> {
+    until: HashMap<K, Instant>,
+    order: VecDeque<(Instant, K)>,
+}
+
+impl<K> Default for Recent<K> {
+    fn default() -> Self {
+        Self {
+            until: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Recent<K> {
+    fn insert(&mut self, key: K, until: Instant) {
+        self.until.insert(key, until);
+        self.order.push_back((until, key));
+    }
+
+    fn contains(&self, key: &K, now: Instant) -> bool {
+        self.until.get(key).is_some_and(|&until| now < until)
+    }
+
+    /// Forgets what expired by `now`.
+    fn prune(&mut self, now: Instant) {
+        while let Some(&(until, key)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            // A later insertion of the same key has its own, later entry.
+            if self.until.get(&key) == Some(&until) {
+                self.until.remove(&key);
+            }
+        }
     }
 }
 
@@ -305,11 +400,15 @@ mod tests {
         // Still in flight from the first port: the call's (by SSRC), and no latch.
         assert_eq!(demux.rtp(first, &rtp(0xB1)), to(1));
         assert_eq!(demux.rtp(second, &rtp(0xB1)), to(1));
-        // And back, before the far end learned our SSRC: by IP, and still no latch.
+        // And back, before the far end learned our SSRC: no latch on the straggler either.
         let mut demux = Demux::default();
         demux.insert(1, first, 0xA1);
         assert!(demux.renegotiated(1, second));
-        assert_eq!(demux.rtp(first, &rtp(0xB1)), to(1), "straggler");
+        assert_eq!(
+            demux.rtp(first, &rtp(0xB1)),
+            Verdict::Drop(DropCause::Unknown),
+            "straggler"
+        );
         assert_eq!(
             demux.rtp(addr("192.0.2.7:7000"), &rtp(0xB1)),
             Verdict::Stream {
@@ -320,6 +419,65 @@ mod tests {
         );
         // A re-offer of the same address changes nothing.
         assert!(!demux.renegotiated(1, second));
+    }
+
+    #[test]
+    fn a_far_end_that_keeps_sending_from_the_old_source_is_followed_after_the_stragglers() {
+        let (mapping, moved) = (addr("192.0.2.7:6000"), addr("192.0.2.7:6100"));
+        let t = Instant::now();
+        let mut demux = Demux::default();
+        demux.advance(t);
+        demux.insert(1, mapping, 0xA1);
+        assert_eq!(demux.rtp(mapping, &rtp(0xB1)), to(1));
+        assert!(demux.renegotiated(1, moved));
+        assert_eq!(demux.rtp(mapping, &rtp(0xB1)), to(1), "by SSRC, no latch");
+        demux.advance(t + crate::symmetric::STRAGGLERS);
+        assert_eq!(
+            demux.rtp(mapping, &rtp(0xB1)),
+            Verdict::Stream {
+                id: 1,
+                latch: Some(mapping)
+            }
+        );
+    }
+
+    #[test]
+    fn an_ended_calls_last_packets_are_nobodys_not_the_next_waiting_calls() {
+        // One trunk: every far end on one IP. W played and ended; X waits for its first RTP.
+        let t = Instant::now();
+        let (w, x) = (addr("192.0.2.7:6000"), addr("192.0.2.7:6002"));
+        let mut demux = Demux::default();
+        demux.advance(t);
+        demux.insert(1, w, 0xA1);
+        assert_eq!(demux.rtp(w, &rtp(0xB1)), to(1));
+        demux.remove(1);
+        demux.insert(2, x, 0xA2);
+        // W's far end has not handled the BYE yet: from W's address, and with W's SSRC from a
+        // port its SBC picked anew.
+        assert_eq!(demux.rtp(w, &rtp(0xB1)), Verdict::Drop(DropCause::Unknown));
+        assert_eq!(
+            demux.rtp(addr("192.0.2.7:6500"), &rtp(0xB1)),
+            Verdict::Drop(DropCause::Unknown)
+        );
+        // X's own RTP from where its SDP said: X's, no latch.
+        assert_eq!(demux.rtp(x, &rtp(0xB2)), to(2));
+        // A call that reuses W's address (the trunk gave W's port to a new call) owns it at once.
+        demux.insert(3, w, 0xA3);
+        assert_eq!(demux.rtp(w, &rtp(0xB3)), to(3));
+        // Later, the window passed: an unknown SSRC from an unknown port of that IP is a NAT's
+        // rewrite again, and goes to the one waiting call.
+        demux.remove(3);
+        demux.insert(4, addr("192.0.2.7:6004"), 0xA4);
+        demux.advance(t + GONE_SSRC);
+        assert_eq!(
+            demux.rtp(addr("192.0.2.7:6600"), &rtp(0xB4)),
+            Verdict::Stream {
+                id: 4,
+                latch: Some(addr("192.0.2.7:6600"))
+            }
+        );
+        // The sets forget what expired.
+        assert!(demux.gone_ssrcs.until.len() <= 1 && demux.gone_addresses.until.is_empty());
     }
 
     #[test]

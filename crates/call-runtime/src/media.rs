@@ -443,6 +443,9 @@ async fn run(
     };
     loop {
         let next = heap.peek().map(|Reverse((due, _))| *due);
+        if shared.is_some() {
+            demux.advance(std::time::Instant::now());
+        }
         tokio::select! {
             // Commands first: a pause or a new destination queued before a packet fell due
             // applies to that packet. Then sending, then reading.

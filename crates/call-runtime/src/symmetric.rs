@@ -7,21 +7,30 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::media::{MediaHandle, StreamChange};
 use crate::udp::MediaSocket;
 
-/// Where to send, given what arrived. Pure, so that its rules are tested without sockets.
+/// How long after a renegotiation moved the stream RTP from where it went before is taken for
+/// the old stream's stragglers (in flight, or reflected) rather than a source to latch onto. A
+/// far end that keeps sending from there (a NAT whose ALG rewrote one SDP but not the next) is
+/// latched onto after it.
+pub(crate) const STRAGGLERS: Duration = Duration::from_secs(1);
+
+/// Where to send, given what arrived. Pure (time is an input), so that its rules are tested
+/// without sockets.
 #[derive(Debug)]
 pub(crate) struct Latch {
     /// The address the far end's SDP gave.
     negotiated: SocketAddr,
     /// The source of the far end's RTP since that negotiation.
     latched: Option<SocketAddr>,
-    /// Where RTP went before the last renegotiation moved it: not latched onto.
-    previous: Option<SocketAddr>,
+    /// Where RTP went before the last renegotiation moved it, and until when packets from there
+    /// are stragglers.
+    previous: Option<(SocketAddr, Instant)>,
 }
 
 impl Latch {
@@ -33,26 +42,44 @@ impl Latch {
         }
     }
 
-    /// A datagram `data` from `from`: the new destination if it is the far end's first RTP
-    /// packet since the negotiation and comes from elsewhere than the SDP said (and than where
-    /// the stream went before the negotiation).
-    pub(crate) fn on_datagram(&mut self, from: SocketAddr, data: &[u8]) -> Option<SocketAddr> {
-        if self.latched.is_some() || !looks_like_rtp(data) || self.previous == Some(from) {
+    /// A datagram `data` from `from` at `now`: where to send from now on, if it is the far end's
+    /// first RTP packet since the negotiation (and not a straggler of the stream before it).
+    /// That may be the negotiated address itself: the stream's destination is set again, in
+    /// case an older latch's change reached the scheduler after the renegotiation's.
+    pub(crate) fn on_datagram(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        if self.latched.is_some() || !looks_like_rtp(data) {
+            return None;
+        }
+        if from != self.negotiated
+            && self
+                .previous
+                .is_some_and(|(previous, until)| previous == from && now < until)
+        {
             return None;
         }
         self.latched = Some(from);
-        (from != self.negotiated).then_some(from)
+        Some(from)
     }
 
-    /// The SDP gave a new address: send there until the far end's RTP shows otherwise. The
-    /// same address keeps the latch (a re-offer after a hold from behind a NAT).
-    pub(crate) fn renegotiated(&mut self, negotiated: SocketAddr) {
+    /// The SDP gave a new address at `now`: send there until the far end's RTP shows otherwise.
+    /// The same address keeps the latch (a re-offer after a hold from behind a NAT).
+    pub(crate) fn renegotiated(&mut self, negotiated: SocketAddr, now: Instant) {
         if negotiated != self.negotiated {
             let sent_to = self.latched.unwrap_or(self.negotiated);
-            self.previous = (sent_to != negotiated).then_some(sent_to);
+            self.previous = (sent_to != negotiated).then_some((sent_to, now + STRAGGLERS));
             self.negotiated = negotiated;
             self.latched = None;
         }
+    }
+
+    /// The address the far end's SDP gave.
+    pub(crate) fn negotiated(&self) -> SocketAddr {
+        self.negotiated
     }
 }
 
@@ -87,8 +114,10 @@ pub(crate) fn spawn(
                                 let _ = rtcp.send((data.to_vec(), from));
                                 continue;
                             }
-                            if let Some(to) = latch.on_datagram(from, data) {
-                                tracing::info!(%from, sdp = %latch.negotiated, "symmetric RTP: sending where the far end's RTP comes from");
+                            if let Some(to) = latch.on_datagram(from, data, Instant::now()) {
+                                if to != latch.negotiated() {
+                                    tracing::info!(%from, sdp = %latch.negotiated(), "symmetric RTP: sending where the far end's RTP comes from");
+                                }
                                 media.change(stream, StreamChange::Remote(to));
                             }
                         }
@@ -100,7 +129,7 @@ pub(crate) fn spawn(
                         if changed.is_err() {
                             break;
                         }
-                        latch.renegotiated(*negotiated.borrow_and_update());
+                        latch.renegotiated(*negotiated.borrow_and_update(), Instant::now());
                     }
                 }
             }
@@ -121,54 +150,71 @@ mod tests {
 
     #[test]
     fn the_first_rtp_packet_decides_and_later_ones_do_not() {
+        let t = Instant::now();
         let sdp: SocketAddr = "10.0.0.5:4000".parse().unwrap();
         let nat: SocketAddr = "198.51.100.1:61000".parse().unwrap();
         let other: SocketAddr = "198.51.100.1:61002".parse().unwrap();
         let mut latch = Latch::new(sdp);
-        assert_eq!(latch.on_datagram(nat, b"not rtp"), None);
-        assert_eq!(latch.on_datagram(nat, &rtp(200)), None, "RTCP SR (mux)");
-        assert_eq!(latch.on_datagram(nat, &rtp(0)), Some(nat));
-        assert_eq!(latch.on_datagram(other, &rtp(0)), None, "latched");
+        assert_eq!(latch.on_datagram(nat, b"not rtp", t), None);
+        assert_eq!(latch.on_datagram(nat, &rtp(200), t), None, "RTCP SR (mux)");
+        assert_eq!(latch.on_datagram(nat, &rtp(0), t), Some(nat));
+        assert_eq!(latch.on_datagram(other, &rtp(0), t), None, "latched");
         // A renegotiation to a new address opens the latch again.
-        latch.renegotiated("10.0.0.5:4002".parse().unwrap());
-        assert_eq!(latch.on_datagram(other, &rtp(8)), Some(other));
+        latch.renegotiated("10.0.0.5:4002".parse().unwrap(), t);
+        assert_eq!(latch.on_datagram(other, &rtp(8), t), Some(other));
         // A re-offer of the same address keeps the latch.
-        latch.renegotiated("10.0.0.5:4002".parse().unwrap());
-        assert_eq!(latch.on_datagram(nat, &rtp(0)), None, "still latched");
-        // RTP from where the SDP said changes nothing.
+        latch.renegotiated("10.0.0.5:4002".parse().unwrap(), t);
+        assert_eq!(latch.on_datagram(nat, &rtp(0), t), None, "still latched");
+        // RTP from where the SDP said: the destination stays (is set again), once.
         let mut latch = Latch::new(sdp);
-        assert_eq!(latch.on_datagram(sdp, &rtp(0)), None);
-        assert_eq!(latch.on_datagram(nat, &rtp(0)), None);
+        assert_eq!(latch.on_datagram(sdp, &rtp(0), t), Some(sdp));
+        assert_eq!(latch.on_datagram(nat, &rtp(0), t), None);
     }
 
     #[test]
     fn after_a_move_the_old_streams_stragglers_do_not_pull_it_back() {
+        let t = Instant::now();
         let first: SocketAddr = "192.0.2.7:4000".parse().unwrap();
         let second: SocketAddr = "192.0.2.7:4002".parse().unwrap();
         let nat: SocketAddr = "198.51.100.1:61000".parse().unwrap();
         let mut latch = Latch::new(first);
-        assert_eq!(latch.on_datagram(first, &rtp(0)), None);
+        assert_eq!(latch.on_datagram(first, &rtp(0), t), Some(first));
         // Moved to the second port: a packet still coming from the first is not latched onto,
-        // the far end's RTP from the second is.
-        latch.renegotiated(second);
-        assert_eq!(latch.on_datagram(first, &rtp(0)), None, "straggler");
-        assert_eq!(latch.on_datagram(second, &rtp(8)), None, "as negotiated");
+        // the far end's RTP from the second is (and sets the destination again).
+        latch.renegotiated(second, t);
+        assert_eq!(latch.on_datagram(first, &rtp(0), t), None, "straggler");
+        assert_eq!(latch.on_datagram(second, &rtp(8), t), Some(second));
         // And back: the second port's stragglers are ignored in turn.
-        latch.renegotiated(first);
-        assert_eq!(latch.on_datagram(second, &rtp(8)), None, "straggler");
-        assert_eq!(latch.on_datagram(first, &rtp(0)), None);
+        latch.renegotiated(first, t);
+        assert_eq!(latch.on_datagram(second, &rtp(8), t), None, "straggler");
+        assert_eq!(latch.on_datagram(first, &rtp(0), t), Some(first));
         assert_eq!(
-            latch.on_datagram(second, &rtp(8)),
+            latch.on_datagram(second, &rtp(8), t),
             None,
             "latched on the first"
         );
         // Behind a NAT, what was sent to is the latched source, and that is what is ignored.
         let mut latch = Latch::new(first);
-        assert_eq!(latch.on_datagram(nat, &rtp(0)), Some(nat));
-        latch.renegotiated(second);
-        assert_eq!(latch.on_datagram(nat, &rtp(0)), None, "the old mapping");
+        assert_eq!(latch.on_datagram(nat, &rtp(0), t), Some(nat));
+        latch.renegotiated(second, t);
+        assert_eq!(latch.on_datagram(nat, &rtp(0), t), None, "the old mapping");
         let new_nat: SocketAddr = "198.51.100.1:61010".parse().unwrap();
-        assert_eq!(latch.on_datagram(new_nat, &rtp(0)), Some(new_nat));
+        assert_eq!(latch.on_datagram(new_nat, &rtp(0), t), Some(new_nat));
+    }
+
+    #[test]
+    fn a_far_end_that_keeps_sending_from_the_old_source_is_followed_after_the_stragglers() {
+        // The first SDP (rewritten by a NAT's ALG) named the public mapping; the re-offer names
+        // the private address, and RTP keeps coming from the mapping.
+        let t = Instant::now();
+        let mapping: SocketAddr = "198.51.100.1:61000".parse().unwrap();
+        let private: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let mut latch = Latch::new(mapping);
+        assert_eq!(latch.on_datagram(mapping, &rtp(0), t), Some(mapping));
+        latch.renegotiated(private, t);
+        assert_eq!(latch.on_datagram(mapping, &rtp(0), t), None);
+        let later = t + STRAGGLERS;
+        assert_eq!(latch.on_datagram(mapping, &rtp(0), later), Some(mapping));
     }
 
     #[test]
