@@ -98,6 +98,64 @@ pub struct SipUdpStats {
     dropped: [AtomicU64; 4],
     keepalives: AtomicU64,
     contact_repairs: AtomicU64,
+    /// The warnings about what far ends sent (every case is counted; the log is rationed).
+    warnings: WarnBudget,
+}
+
+/// Warnings allowed per [`WARN_WINDOW`] about what arrives from the network; the rest of the
+/// window's go to debug level, and the next warning says how many there were. A sender (or a
+/// spoofer) at line rate must not fill the operator's disk; the counters still count each one.
+const WARN_BURST: u32 = 20;
+/// See [`WARN_BURST`].
+const WARN_WINDOW: Duration = Duration::from_secs(10);
+
+/// The log ration of [`WARN_BURST`] per [`WARN_WINDOW`].
+#[derive(Debug, Default)]
+struct WarnBudget(Mutex<Option<WarnWindow>>);
+
+#[derive(Debug)]
+struct WarnWindow {
+    start: Instant,
+    used: u32,
+    /// Warnings held back since the last one logged.
+    held_back: u64,
+}
+
+impl WarnBudget {
+    /// `Some(held back since the last warning)` if a warning may be logged at `now`; `None`:
+    /// log at debug level instead.
+    fn take(&self, now: Instant) -> Option<u64> {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = state.get_or_insert(WarnWindow {
+            start: now,
+            used: 0,
+            held_back: 0,
+        });
+        if now.saturating_duration_since(window.start) >= WARN_WINDOW {
+            window.start = now;
+            window.used = 0;
+        }
+        if window.used < WARN_BURST {
+            window.used += 1;
+            Some(std::mem::take(&mut window.held_back))
+        } else {
+            window.held_back += 1;
+            None
+        }
+    }
+}
+
+/// Logs `$($event)+` as a warning within `stats`' ration, else at debug level.
+macro_rules! remote_warn {
+    ($stats:expr, $($event:tt)+) => {
+        match $stats.warnings.take(Instant::now()) {
+            Some(held_back) => tracing::warn!(held_back, $($event)+),
+            None => tracing::debug!($($event)+),
+        }
+    };
 }
 
 impl SipUdpStats {
@@ -321,13 +379,15 @@ impl rsipstack::transaction::endpoint::MessageInspector for ContactRepair {
             Repair::NotNeeded => {}
             Repair::Repaired(uri) => {
                 self.stats.contact_repairs.fetch_add(1, Relaxed);
-                tracing::warn!(
+                remote_warn!(
+                    self.stats,
                     far_end = %far_end(),
                     remote_target = %uri,
                     "a 2xx to INVITE has no Contact (RFC 3261 §12.1.2 requires one): ACKing the INVITE's Request-URI"
                 );
             }
-            Repair::Unknown => tracing::warn!(
+            Repair::Unknown => remote_warn!(
+                self.stats,
                 far_end = %far_end(),
                 "a 2xx to INVITE has no Contact and answers no INVITE openum remembers: it cannot be ACKed"
             ),
@@ -489,7 +549,8 @@ impl Reader {
             }
             Datagram::NotSip(error) => {
                 self.count(DropReason::NotSip);
-                tracing::warn!(
+                remote_warn!(
+                    self.stats,
                     %from,
                     len = bytes.len(),
                     %error,
@@ -503,7 +564,7 @@ impl Reader {
             Ok(message) => message,
             Err(error) => {
                 self.count(DropReason::BadVia);
-                tracing::warn!(%from, %error, "SIP request dropped: its Via cannot take received/rport");
+                remote_warn!(self.stats, %from, %error, "SIP request dropped: its Via cannot take received/rport");
                 return true;
             }
         };
@@ -529,6 +590,23 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_about_remote_input_are_rationed_per_window_and_say_what_was_held_back() {
+        let budget = WarnBudget::default();
+        let t = Instant::now();
+        for _ in 0..WARN_BURST {
+            assert_eq!(budget.take(t), Some(0));
+        }
+        assert_eq!(budget.take(t), None);
+        assert_eq!(budget.take(t + WARN_WINDOW / 2), None);
+        assert_eq!(
+            budget.take(t + WARN_WINDOW),
+            Some(2),
+            "the next window's first"
+        );
+        assert_eq!(budget.take(t + WARN_WINDOW), Some(0));
+    }
 
     const INVITE: &str = "INVITE sip:2005551234@192.0.2.7:5060;user=phone SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n\
