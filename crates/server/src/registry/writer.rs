@@ -4,8 +4,10 @@
 //! A change is handed over with [`Writer::submit`], which never waits: the newest unwritten
 //! state of each call is kept (a newer state of the same call replaces an older one not yet
 //! written — only the newest needs writing), and the calls are written oldest change first, one
-//! write at a time. One writer and one write at a time mean an older state of a call is never
-//! written after a newer one. A write the store refuses (or that takes longer than
+//! write at a time. One writer and one write at a time mean an older state of a call is not
+//! written after a newer one — except that a write given up after [`WRITE_TIMEOUT`] may still
+//! land later (a query already sent, a blocking task already queued): both stores therefore
+//! never write an ended call back to a live state. A write the store refuses (or that takes longer than
 //! [`WRITE_TIMEOUT`]) is kept, unless a newer state of the call arrived meanwhile, and tried
 //! again after the other calls' waiting changes and a back-off ([`RETRY_FIRST`] doubling up to
 //! [`RETRY_MAX`]; a write that lands resets it), so that one call's change the store cannot take

@@ -130,6 +130,21 @@ pub async fn run(store: &dyn Store, tag: &str) {
         store.update_call(&record).await.unwrap();
         assert_eq!(store.call(&id).await.unwrap().unwrap(), record);
     }
+    // An ended call never comes back to life: a live state written late (a write that timed
+    // out and landed after the hang-up's) changes nothing; another ended state still does.
+    let mut late = record.clone();
+    late.state = CallState::Connected;
+    late.cause = Cause::None;
+    late.sip_code = Some(200);
+    late.sip_text = Some("OK".into());
+    late.ended_at = None;
+    store.update_call(&late).await.unwrap();
+    assert_eq!(store.call(&id).await.unwrap().unwrap(), record);
+    let mut corrected = record.clone();
+    corrected.cause = Cause::Other;
+    store.update_call(&corrected).await.unwrap();
+    assert_eq!(store.call(&id).await.unwrap().unwrap(), corrected);
+    store.update_call(&record).await.unwrap();
     let live_n1 = format!("{tag}-live-n1");
     let live_n2 = format!("{tag}-live-n2");
     store

@@ -699,11 +699,13 @@ impl Store for PostgresStore {
     async fn update_call(&self, c: &CallRecord) -> Result<(), StoreError> {
         let code = c.sip_code.map(i32::from);
         // A call another node closed (its owner was declared dead) is never changed again: the
-        // owner, back, must not resurrect it.
+        // owner, back, must not resurrect it. Nor is an ended call written back to a live
+        // state (a write that timed out may land after a newer one; see registry/writer.rs).
         self.execute(
             "UPDATE calls SET state = $2, cause = $3, sip_code = $4, sip_text = $5,
                               ended_at = $6
-             WHERE id = $1 AND closed_by IS NULL",
+             WHERE id = $1 AND closed_by IS NULL
+               AND (state <> 'Disconnected' OR $2 = 'Disconnected')",
             &[
                 &c.id,
                 &c.state.as_str(),

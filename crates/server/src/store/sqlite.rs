@@ -290,9 +290,11 @@ impl Store for SqliteStore {
         let call = call.clone();
         self.with(move |c| {
             c.execute(
+                // An ended call is never written back to a live state (a write that timed out
+                // may land after a newer one; see registry/writer.rs).
                 "UPDATE calls SET state = ?2, cause = ?3, sip_code = ?4, sip_text = ?5,
                                   ended_at = ?6
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND (state <> 'Disconnected' OR ?2 = 'Disconnected')",
                 params![
                     call.id,
                     call.state.as_str(),
