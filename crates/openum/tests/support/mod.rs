@@ -16,13 +16,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use ews_proto::{PhoneCallInformation, Response, ResponseCode, ResponseDocument};
+use ews_proto::{PhoneCallInformation, ResponseCode, ResponseDocument};
 
 pub mod capture;
+pub mod ews;
 pub mod phone;
+pub mod ports;
+pub mod rtcp;
+pub mod serve;
+pub mod sipp;
 
 pub const PASSWORD: &str = "e2e password";
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
 /// Ports for one harness: HTTP, our SIP, SIPp's SIP, SIPp's media.
 fn ports(base: Option<u16>) -> (u16, u16, u16, u16) {
@@ -76,7 +80,7 @@ pub struct Harness {
     /// openum's SIP port (UDP and TCP).
     pub sip_port: u16,
     openum: Child,
-    sipp: Child,
+    sipp: sipp::Sipp,
 }
 
 pub fn openum_bin() -> &'static str {
@@ -159,26 +163,10 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let (http_port, sip_port, sipp_port, media_port) = ports(options.port_base);
         let sipp_messages = dir.path().join("sipp-messages.log");
-        let mut sipp = Command::new("timeout");
-        sipp.arg("300")
-            .arg("sipp")
-            .arg("-sf")
-            .arg(peers_dir().join(options.scenario))
-            .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-            .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(&sipp_messages)
-            .args(&options.sipp_args);
-        if options.tcp {
-            sipp.args(["-t", "t1"]);
-        }
-        let sipp = sipp
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is required for the end-to-end tests (apt-get install sip-tester)");
+        let sipp = sipp::Sipp::uas(options.scenario, sipp_port, media_port, &sipp_messages)
+            .args(&options.sipp_args)
+            .tcp(options.tcp)
+            .start();
         let password = options
             .gateway_password
             .map(|p| format!("username = \"alice\"\npassword = \"{p}\"\n"))
@@ -223,16 +211,7 @@ impl Harness {
     }
 
     pub async fn ews(&self, body: &str) -> ResponseDocument {
-        let reply = self
-            .http
-            .post(format!("{}/EWS/Exchange.asmx", self.base))
-            .basic_auth("alice", Some(PASSWORD))
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .body(format!(
-                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"
-            ));
-        let reply = text_of(reply).await;
-        ews_proto::decode_response(reply.as_bytes()).unwrap()
+        ews::ews(&self.http, &self.base, body).await
     }
 
     /// `GET path` on the server; the body.
@@ -242,55 +221,15 @@ impl Harness {
 
     /// PlayOnPhone; returns the PhoneCallId.
     pub async fn play(&self, dial: &str) -> String {
-        let doc = self
-            .ews(&format!(
-                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
-                self.item
-            ))
-            .await;
-        match doc {
-            ResponseDocument::Response(r) => match r.body {
-                Response::PlayOnPhone(p) => {
-                    assert_eq!(
-                        p.message.response_code,
-                        Some(ResponseCode::NoError),
-                        "{p:?}"
-                    );
-                    p.phone_call_id.unwrap().id
-                }
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::play(&self.http, &self.base, &self.item, dial).await
     }
 
     pub async fn info(&self, id: &str) -> PhoneCallInformation {
-        match self
-            .ews(&format!(
-                "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-            ))
-            .await
-        {
-            ResponseDocument::Response(r) => match r.body {
-                Response::GetPhoneCallInformation(g) => g
-                    .phone_call_information
-                    .unwrap_or_else(|| panic!("{:?}", g.message)),
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::info(&self.http, &self.base, id).await
     }
 
     pub async fn disconnect(&self, id: &str) -> ResponseCode {
-        match self
-            .ews(&format!(
-                "<m:DisconnectPhoneCall><m:PhoneCallId Id=\"{id}\"/></m:DisconnectPhoneCall>"
-            ))
-            .await
-        {
-            ResponseDocument::Response(r) => r.body.message().response_code.unwrap(),
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::disconnect(&self.http, &self.base, id).await
     }
 
     /// Polls GetPhoneCallInformation until `done` holds (or panics after `within`).
@@ -323,37 +262,18 @@ impl Harness {
 
     /// The SIP messages SIPp received and sent so far.
     pub fn sipp_trace(&self) -> String {
-        std::fs::read_to_string(&self.sipp_messages).unwrap_or_default()
+        self.sipp.trace()
     }
 
     /// Waits until SIPp's trace contains `needle`.
     pub async fn wait_for_trace(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.sipp_trace().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "SIPp never saw {needle:?}\n{}",
-                self.sipp_trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sipp.wait_for_trace(needle, within).await;
     }
 
     /// Waits (up to `within`) for SIPp to exit (run with `-m N`); its status: success when
     /// every call passed the scenario.
     pub async fn sipp_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.sipp.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SIPp still running\n{}",
-                self.sipp_trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sipp.exit(within).await
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") to openum and waits for it to exit.
@@ -399,14 +319,9 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Best effort: openum may already have exited (SIPp is stopped by its own Drop).
         let _ = self.openum.kill();
-        // SIGTERM, which coreutils `timeout` passes on to SIPp (SIGKILL would orphan it).
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.sipp.id().to_string())
-            .status();
         let _ = self.openum.wait();
-        let _ = self.sipp.wait();
     }
 }
 
