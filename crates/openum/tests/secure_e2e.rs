@@ -13,135 +13,24 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::phone::{chirp_wav, correlation, Phone};
-use support::{add_user_with_message, openum_bin, Processes, PASSWORD};
+use support::ews::element;
+use support::phone::Phone;
+use support::ports::{tcp_listening, wait_ready};
+use support::serve::Openum;
+use support::Processes;
 
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+/// How long a call may take to end.
+const CALL: Duration = Duration::from_secs(40);
 
-/// A running `openum serve` whose log goes to a file.
-struct Openum {
-    url: String,
-    log: PathBuf,
-    item: String,
-    wav: PathBuf,
-    _process: Processes,
-}
-
-impl Openum {
-    /// Starts openum on `http`/`sip` with one gateway described by `gateway` (TOML lines), and
-    /// a user with the chirp message.
-    fn start(dir: &Path, http: u16, sip: u16, gateway: &str) -> Self {
-        Self::start_with_sip(dir, http, sip, "", gateway)
-    }
-
-    /// [`Self::start`], with `sip_extra` (TOML lines) in `[sip]`.
-    fn start_with_sip(dir: &Path, http: u16, sip: u16, sip_extra: &str, gateway: &str) -> Self {
-        let config = dir.join("openum.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
-                 {sip_extra}\n[[gateway]]\n{gateway}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let wav = dir.join("chirp.wav");
-        chirp_wav(&wav);
-        let item = add_user_with_message(&config, "alice", &wav);
-        let log = dir.join("openum.log");
-        let child = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            url: format!("http://127.0.0.1:{http}/EWS/Exchange.asmx"),
-            log,
-            item,
-            wav,
-            _process: Processes(vec![child]),
-        }
-    }
-
-    async fn post(&self, body: String) -> Result<String, reqwest::Error> {
-        reqwest::Client::new()
-            .post(&self.url)
-            .basic_auth("alice", Some(PASSWORD))
-            .body(format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"))
-            .send()
-            .await?
-            .text()
-            .await
-    }
-
-    /// Plays the message to 4711 and returns GetPhoneCallInformation's answer once the call
-    /// is Disconnected.
-    async fn call_until_ended(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let reply = loop {
-            match self.post(format!("<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>", self.item)).await {
-                Ok(r) => break r,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("{e}\n{}", self.log_text()),
-            }
-        };
-        let id = reply
-            .split("PhoneCallId Id=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("{reply}"))
-            .to_owned();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let info = self
-                .post(format!(
-                    "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-                ))
-                .await
-                .unwrap();
-            if info.contains(">Disconnected<") {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "call did not end: {info}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Asserts the phone's new recording is the message (correlation ≥ 0.9).
-    fn assert_phone_heard_the_message(&self, phone: &Phone) {
-        let got = phone.new_recording(&[]);
-        let reference =
-            audio::decode_to_8k_mono(&std::fs::read(&self.wav).unwrap(), Some("wav")).unwrap();
-        let (score, lag) = correlation(&reference, &got, 8000);
-        assert!(
-            score >= 0.9,
-            "correlation {score:.4} at lag {lag} samples\n{}",
-            self.log_text()
-        );
-    }
-}
-
-/// The text of `<name>…</name>` in an EWS answer (any prefix).
-fn element(info: &str, name: &str) -> Option<String> {
-    let at = info.find(&format!(":{name}"))?;
-    let text = &info[at..];
-    let text = &text[text.find('>')? + 1..];
-    Some(text.split('<').next()?.to_owned())
+/// openum on `http`/`sip` with one gateway described by `gateway` (TOML lines), and a user with
+/// the chirp message.
+async fn start_openum(dir: &Path, http: u16, sip: u16, gateway: &str) -> Openum {
+    Openum::config(dir, http, sip)
+        .gateway(gateway)
+        .start()
+        .await
 }
 
 /// Runs `openssl` with `args` in `dir`; fails the test if it is missing or fails.
@@ -326,22 +215,20 @@ request_route {{
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("kamailio is required (apt-get install kamailio kamailio-tls-modules)");
-        let kamailio = Self {
-            log,
-            _process: Processes(vec![child]),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut process = Processes(vec![child]);
         // Polled in /proc/net/tcp, not by connecting: a connect to a loopback port in the
         // ephemeral range can connect to itself and take the port away from Kamailio.
-        while !listening(tls_port) {
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not open its TLS port:\n{}",
-                kamailio.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        wait_ready(
+            "kamailio's TLS port",
+            Duration::from_secs(15),
+            || tcp_listening(tls_port),
+            || process.0[0].try_wait().unwrap(),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
+        Self {
+            log,
+            _process: process,
         }
-        kamailio
     }
 
     fn log_text(&self) -> String {
@@ -349,28 +236,19 @@ request_route {{
     }
 }
 
-/// Whether something listens on TCP 127.0.0.1:`port`.
-fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
-}
-
 #[tokio::test]
 async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp() {
     let dir = tempfile::tempdir().unwrap();
     let (http, sip, phone_sip) = (48000, 48001, 48002);
     let phone = Phone::start_with(dir.path(), phone_sip, 48050, 48099, Some("srtp-mand"));
-    let openum = Openum::start(
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
         &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("None"),
@@ -389,13 +267,14 @@ async fn mandatory_srtp_refused_by_a_plain_phone_ends_the_call_as_other_with_its
     let dir = tempfile::tempdir().unwrap();
     let (http, sip, phone_sip) = (48100, 48101, 48102);
     let _phone = Phone::start(dir.path(), phone_sip, 48150, 48199);
-    let openum = Openum::start(
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
         &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("Other"),
@@ -416,7 +295,7 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
     make_ca(dir.path(), "test", &["localhost"]);
     let phone = Phone::start_with(dir.path(), phone_sip, 48250, 48299, Some("srtp-mand"));
     let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
@@ -425,8 +304,9 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
              ca_file = \"{}\"\nsrtp = \"mandatory\"",
             dir.path().join("test-ca.pem").display()
         ),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("None"),
@@ -452,7 +332,7 @@ async fn a_gateway_certificate_from_an_untrusted_ca_ends_the_call_with_the_reaso
     make_ca(dir.path(), "other", &[]);
     let _phone = Phone::start(dir.path(), phone_sip, 48350, 48399);
     let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
@@ -461,8 +341,9 @@ async fn a_gateway_certificate_from_an_untrusted_ca_ends_the_call_with_the_reaso
              ca_file = \"{}\"",
             dir.path().join("other-ca.pem").display()
         ),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("Other"),
@@ -496,8 +377,8 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
         }
         g
     };
-    let openum = Openum::start(dir.path(), http, sip, &gateway(true));
-    let info = openum.call_until_ended().await;
+    let openum = start_openum(dir.path(), http, sip, &gateway(true)).await;
+    let info = openum.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("None"),
@@ -511,8 +392,8 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     // The same gateway without the client certificate: the proxy refuses the connection.
     let bare = dir.path().join("without-client-cert");
     std::fs::create_dir_all(&bare).unwrap();
-    let without = Openum::start(&bare, http + 5, sip + 5, &gateway(false));
-    let info = without.call_until_ended().await;
+    let without = start_openum(&bare, http + 5, sip + 5, &gateway(false)).await;
+    let info = without.call_until_ended(CALL).await;
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
         Some("Other"),
@@ -540,7 +421,7 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
     make_ca(dir.path(), "other", &[]);
     let phone = Phone::start_with(dir.path(), phone_sip, 49050, 49099, Some("srtp-mand"));
     let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
@@ -552,8 +433,9 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
             dir.path().join("other-ca.pem").display(),
             dir.path().join("test-ca.pem").display()
         ),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
@@ -637,17 +519,15 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
     );
     let phone = Phone::start_with(dir.path(), phone_sip, 49150, 49199, Some("srtp-mand"));
     let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start_with_sip(
-        dir.path(),
-        http,
-        sip,
-        &format!("dns_servers = [\"127.0.0.1:{dns}\"]"),
-        &format!(
+    let openum = Openum::config(dir.path(), http, sip)
+        .sip(&format!("dns_servers = [\"127.0.0.1:{dns}\"]"))
+        .gateway(&format!(
             "uri = \"sips:{{number}}@sbc.test\"\nca_file = \"{}\"\nsrtp = \"mandatory\"",
             dir.path().join("test-ca.pem").display()
-        ),
-    );
-    let info = openum.call_until_ended().await;
+        ))
+        .start()
+        .await;
+    let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
     assert_eq!(
         element(&info, "ConnectionFailureCause").as_deref(),
