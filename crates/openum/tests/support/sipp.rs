@@ -163,11 +163,13 @@ impl Sipp {
 
 impl Drop for Sipp {
     fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        // Best effort: stopping a SIPp that is gone can only fail, which changes nothing.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+        }
         let _ = self.child.wait();
     }
 }
