@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ews_proto::{PhoneCallInformation, ResponseCode, ResponseDocument};
 
 pub mod capture;
+pub mod dnsmasq;
 pub mod ews;
 pub mod phone;
 pub mod ports;
