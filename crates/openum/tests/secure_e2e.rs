@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::dnsmasq::Dnsmasq;
 use support::ews::element;
 use support::phone::Phone;
 use support::ports::{tcp_listening, wait_ready};
@@ -461,43 +462,6 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
     assert!(relayed.contains("over tls"), "{relayed}");
 }
 
-/// dnsmasq answering for `sbc.test` from `records` (its command-line options) on
-/// `127.0.0.1:port`; stopped when dropped.
-struct Dnsmasq(std::process::Child);
-
-impl Dnsmasq {
-    fn start(port: u16, records: &[String]) -> Self {
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("dnsmasq")
-            .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--pid-file=",
-            ])
-            .arg(format!("--port={port}"))
-            .arg("--local=/sbc.test/")
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq is required for the DNS test (apt-get install dnsmasq-base)");
-        Self(child)
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 /// RFC 3263 for a `sips:` gateway: NAPTR `SIPS+D2T` (a `SIP+D2U` one of better order is passed
 /// over) → SRV `_sips._tcp` under a name only the NAPTR gives → the target's address and port;
 /// the certificate is checked against the configured host `sbc.test`, which the proxy's
@@ -509,6 +473,7 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
     make_ca(dir.path(), "test", &["localhost"]);
     let _dnsmasq = Dnsmasq::start(
         dns,
+        "sbc.test",
         &[
             "--naptr-record=sbc.test,5,10,S,SIP+D2U,,_sip._udp.plain.sbc.test".to_owned(),
             "--naptr-record=sbc.test,10,10,S,SIPS+D2T,,_sips._tcp.via-naptr.sbc.test".to_owned(),
