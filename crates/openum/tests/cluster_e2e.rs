@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::phone::{chirp_wav, correlation, Phone};
-use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
+use support::sipp::Sipp;
+use support::{add_user_with_message, openum_bin, tone_wav, PASSWORD};
 
 /// Ports 45000-45999 are this suite's; each test (0 to 5) takes its own block of 160.
 fn base_port(test: u16) -> u16 {
@@ -67,8 +68,7 @@ struct Cluster {
     dir: tempfile::TempDir,
     base: u16,
     nodes: Vec<Option<Child>>,
-    sipp: Child,
-    sipp_messages: PathBuf,
+    sipp: Sipp,
     user: String,
     item: String,
     configs: Vec<PathBuf>,
@@ -102,24 +102,9 @@ impl Cluster {
         let sipp_port = base + 9;
         let gateway_port = phone_port.unwrap_or(sipp_port);
         let sipp_messages = dir.path().join("sipp.log");
-        let sipp = Command::new("timeout")
-            .args(["300", "sipp", "-sf"])
-            .arg(peers_dir().join("uas_multi.xml"))
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &sipp_port.to_string(),
-                "-mp",
-                &(base + 8).to_string(),
-            ])
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .args(["-nostdin", "-trace_msg", "-message_file"])
-            .arg(&sipp_messages)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is required (apt-get install sip-tester)");
+        let sipp = Sipp::uas("uas_multi.xml", sipp_port, base + 8, &sipp_messages)
+            .no_rtp_echo()
+            .start();
         let configs: Vec<PathBuf> = (0..n)
             .map(|i| {
                 let path = dir.path().join(format!("node{i}.toml"));
@@ -160,7 +145,6 @@ impl Cluster {
             base,
             nodes: Vec::new(),
             sipp,
-            sipp_messages,
             user,
             item,
             configs,
@@ -266,10 +250,7 @@ impl Cluster {
     }
 
     fn byes(&self) -> usize {
-        std::fs::read_to_string(&self.sipp_messages)
-            .unwrap_or_default()
-            .matches("BYE sip:")
-            .count()
+        self.sipp.trace().matches("BYE sip:").count()
     }
 
     fn kill(&mut self, i: u16, signal: &str) {
@@ -295,12 +276,7 @@ impl Drop for Cluster {
                 .status();
             let _ = child.wait();
         }
-        // SIGTERM, which `timeout` passes on to SIPp.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.sipp.id().to_string())
-            .status();
-        let _ = self.sipp.wait();
+        // SIPp is stopped by its own Drop.
     }
 }
 
