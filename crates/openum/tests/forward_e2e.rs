@@ -34,12 +34,11 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// openum's HTTP port, from this file's block (54000-54099), outside the ephemeral range used
+/// in CI: a port picked with `bind(0)` and bound again later by openum could meanwhile be taken
+/// by another process's outgoing connection.
+fn http_port() -> u16 {
+    54000 + (std::process::id() % 100) as u16
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +47,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     builder.mailbox(Mailbox::new("alice@example.com").password("pw"));
     let double = builder.start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = http_port();
     let config = dir.path().join("openum.toml");
     std::fs::write(
         &config,
