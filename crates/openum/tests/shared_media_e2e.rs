@@ -53,21 +53,9 @@ async fn a_call_on_a_shared_socket_is_held_and_resumed_by_sipp_and_plays_its_who
     };
     let mut h = Harness::start(options).await;
     let mp = h.sipp_media_port;
-    let capture = Capture::start(
-        h.dir.path(),
-        "hold.pcap",
-        &format!("udp port {} or udp port {mp}", h.sipp_port),
-    );
-    let id = h.play("2005551234").await;
-    let done = h.wait_for(&id, CALL, ended).await;
-    assert_eq!(done.connection_failure_cause, C::None);
+    let capture = h.capture_sipp("hold.pcap", &[mp]);
+    let done = h.play_one_call(CALL).await;
     assert_eq!(done.sip_response_code, Some(200));
-    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
-    assert!(
-        sipp.success(),
-        "SIPp counted the call as failed ({sipp})\n{}",
-        h.sipp_trace()
-    );
     let packets = capture.finish();
 
     let offer = find(&packets, 0, |t| t.starts_with("INVITE ")).expect("our INVITE");

@@ -277,6 +277,38 @@ impl Harness {
         self.sipp.exit(within).await
     }
 
+    /// A tcpdump of SIPp's SIP port and of `media_ports` (UDP), started now.
+    pub fn capture_sipp(&self, name: &str, media_ports: &[u16]) -> capture::Capture {
+        let ports: Vec<String> = std::iter::once(self.sipp_port)
+            .chain(media_ports.iter().copied())
+            .map(|p| format!("udp port {p}"))
+            .collect();
+        capture::Capture::start(self.dir.path(), name, &ports.join(" or "))
+    }
+
+    /// Plays the message to 2005551234 and waits (up to `within`) for the call to end normally
+    /// (connection failure cause None), then for SIPp (run with `-m 1`) to exit counting it
+    /// passed; the call's last information.
+    pub async fn play_one_call(&mut self, within: Duration) -> PhoneCallInformation {
+        let id = self.play("2005551234").await;
+        let done = self
+            .wait_for(&id, within, |i| {
+                i.phone_call_state == ews_proto::PhoneCallState::Disconnected
+            })
+            .await;
+        assert_eq!(
+            done.connection_failure_cause,
+            ews_proto::ConnectionFailureCause::None
+        );
+        let sipp = self.sipp_exit(Duration::from_secs(10)).await;
+        assert!(
+            sipp.success(),
+            "SIPp counted the call as failed ({sipp})\n{}",
+            self.sipp_trace()
+        );
+        done
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to openum and waits for it to exit.
     pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
