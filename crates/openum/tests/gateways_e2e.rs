@@ -21,7 +21,7 @@ use support::dnsmasq::Dnsmasq;
 use support::ports::{udp_bound, wait_ready};
 use support::serve::Openum;
 use support::sipp::Sipp;
-use support::{openum_bin, peers_dir, Processes};
+use support::{openum, peers_dir, Processes};
 
 const CALL: Duration = Duration::from_secs(40);
 
@@ -63,23 +63,39 @@ fn gateway(name: &str, uri: &str, extra: &str) -> String {
     format!("[[gateway]]\nname = \"{name}\"\nuri = \"{uri}\"\n{extra}")
 }
 
+/// Two SIPp gateways: one refusing every call with 503 (`uas_refuse.xml`) on `refusing` and
+/// one that answers (`uas_multi.xml`) on `working`.
+fn refuser_and_answerer(
+    dir: &Path,
+    [refusing, refusing_media, working, working_media]: [u16; 4],
+) -> (Sipp, Sipp) {
+    (
+        sipp(dir, "refuser", "uas_refuse.xml", refusing, refusing_media),
+        sipp(dir, "answerer", "uas_multi.xml", working, working_media),
+    )
+}
+
+/// Plays the message to 2005551234, which must end normally (cause None); the states the call
+/// showed and how it ended.
+async fn call_ends_normally(node: &Openum) -> (Vec<S>, ews_proto::PhoneCallInformation) {
+    let id = node.play("2005551234").await;
+    let (states, done) = node.follow(&id, CALL).await;
+    assert_eq!(
+        done.connection_failure_cause,
+        C::None,
+        "{states:?}\n{}",
+        node.log_text()
+    );
+    (states, done)
+}
+
 #[tokio::test]
 async fn a_503_gateway_hands_the_call_to_the_next_one_which_plays_it() {
     let [http, sip, refusing, refusing_media, working, working_media] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let refuser = sipp(
+    let (refuser, answerer) = refuser_and_answerer(
         dir.path(),
-        "refuser",
-        "uas_refuse.xml",
-        refusing,
-        refusing_media,
-    );
-    let answerer = sipp(
-        dir.path(),
-        "answerer",
-        "uas_multi.xml",
-        working,
-        working_media,
+        [refusing, refusing_media, working, working_media],
     );
     let config = [
         gateway(
@@ -95,14 +111,7 @@ async fn a_503_gateway_hands_the_call_to_the_next_one_which_plays_it() {
     ]
     .concat();
     let node = node(dir.path(), http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id, CALL).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log_text()
-    );
+    let (states, done) = call_ends_normally(&node).await;
     assert_eq!(done.sip_response_code, Some(200));
     assert!(states.contains(&S::Connected), "{states:?}");
     // The refusing gateway was tried first and said 503; the call then went to the other.
@@ -140,14 +149,7 @@ async fn a_silent_gateway_hands_the_call_on_after_timer_b_with_no_invented_408()
     ]
     .concat();
     let node = node(dir.path(), http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id, CALL).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log_text()
-    );
+    let (_, done) = call_ends_normally(&node).await;
     assert_eq!(done.sip_response_code, Some(200));
     assert!(silent.trace().contains("INVITE sip:0002005551234@"));
     assert_eq!(peer.invites(), 1, "{}", peer.trace());
@@ -226,9 +228,7 @@ async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down()
         node.log_text()
     );
     // While it is down, calls go straight to the spare: no attempt through the pinged one.
-    let id = node.play("2005551234").await;
-    let (_, done) = node.follow(&id, CALL).await;
-    assert_eq!(done.connection_failure_cause, C::None);
+    call_ends_normally(&node).await;
     assert_eq!(working.invites(), 1);
     assert!(
         !node
@@ -383,19 +383,9 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
             "--host-record=remote.pbx.test,198.51.100.7".to_owned(),
         ],
     );
-    let refuser = sipp(
+    let (refuser, answerer) = refuser_and_answerer(
         dir.path(),
-        "refuser",
-        "uas_refuse.xml",
-        refusing,
-        refusing_media,
-    );
-    let answerer = sipp(
-        dir.path(),
-        "answerer",
-        "uas_multi.xml",
-        working,
-        working_media,
+        [refusing, refusing_media, working, working_media],
     );
     let config = format!(
         "dns_servers = [\"127.0.0.1:{dns}\"]\n{}{}",
@@ -409,14 +399,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
          [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"lost\"\n\
          [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n";
     let node = node(dir.path(), http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id, CALL).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log_text()
-    );
+    call_ends_normally(&node).await;
     // SRV priority 10 first (it refused with 503), then priority 20, which played the message.
     assert_eq!(refuser.invites(), 1, "{}", refuser.trace());
     assert_eq!(answerer.invites(), 1, "{}", answerer.trace());
@@ -454,14 +437,8 @@ fn config_check_refuses_a_remote_gateway_behind_the_loopback_default_naming_the_
         "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@198.51.100.7:5060\"\n",
     )
     .unwrap();
-    let out = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = openum(&config, &["config", "check"], None);
+    assert!(!ok, "{err}");
     assert!(err.contains("gateway[0].uri"), "{err}");
     assert!(err.contains("sip.listen 127.0.0.1"), "{err}");
     assert!(err.contains(&config.display().to_string()), "{err}");
@@ -471,14 +448,8 @@ fn config_check_refuses_a_remote_gateway_behind_the_loopback_default_naming_the_
         "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@127.0.0.1:99999\"\n",
     )
     .unwrap();
-    let out = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = openum(&config, &["config", "check"], None);
+    assert!(!ok, "{err}");
     assert!(
         err.contains("gateway[0].uri") && err.contains("99999"),
         "{err}"
