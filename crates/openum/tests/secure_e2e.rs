@@ -34,6 +34,26 @@ async fn start_openum(dir: &Path, http: u16, sip: u16, gateway: &str) -> Openum 
         .await
 }
 
+/// Asserts that the call whose GetPhoneCallInformation answer is `info` ended with connection
+/// failure cause `cause`; shows the answer and `context` (logs) when it did not.
+fn assert_cause(info: &str, cause: &str, context: &str) {
+    assert_eq!(
+        element(info, "ConnectionFailureCause").as_deref(),
+        Some(cause),
+        "{info}\n{context}"
+    );
+}
+
+/// The lines of a gateway reached as `sips:{number}@localhost` at Kamailio's TLS port `tls`,
+/// trusting the CA in `ca` (a file in `dir`), and `extra` lines.
+fn sips_gateway(dir: &Path, tls: u16, ca: &str, extra: &str) -> String {
+    format!(
+        "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
+         ca_file = \"{}\"\n{extra}",
+        dir.join(ca).display()
+    )
+}
+
 /// Runs `openssl` with `args` in `dir`; fails the test if it is missing or fails.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -237,24 +257,32 @@ request_route {{
     }
 }
 
-#[tokio::test]
-async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp() {
-    let dir = tempfile::tempdir().unwrap();
-    let (http, sip, phone_sip) = (48000, 48001, 48002);
-    let phone = Phone::start_with(dir.path(), phone_sip, 48050, 48099, Some("srtp-mand"));
+/// A call with SRTP mandatory straight to a phone (baresip with `mediaenc`) on the ports at `base`:
+/// HTTP `base`, openum's SIP `base + 1`, the phone's SIP `base + 2` and RTP `base + 50..=base + 99`.
+/// openum, the phone, and GetPhoneCallInformation's answer once the call ended.
+async fn mandatory_srtp_call(
+    dir: &Path,
+    base: u16,
+    mediaenc: Option<&str>,
+) -> (Openum, Phone, String) {
+    let phone_sip = base + 2;
+    let phone = Phone::start_with(dir, phone_sip, base + 50, base + 99, mediaenc);
     let openum = start_openum(
-        dir.path(),
-        http,
-        sip,
+        dir,
+        base,
+        base + 1,
         &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
     )
     .await;
     let info = openum.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}"
-    );
+    (openum, phone, info)
+}
+
+#[tokio::test]
+async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (openum, phone, info) = mandatory_srtp_call(dir.path(), 48000, Some("srtp-mand")).await;
+    assert_cause(&info, "None", "");
     // baresip with srtp-mand decodes nothing that is not SRTP under the offered key.
     openum.assert_phone_heard_the_message(&phone);
     let log = openum.log_text();
@@ -266,21 +294,8 @@ async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp(
 #[tokio::test]
 async fn mandatory_srtp_refused_by_a_plain_phone_ends_the_call_as_other_with_its_sip_code() {
     let dir = tempfile::tempdir().unwrap();
-    let (http, sip, phone_sip) = (48100, 48101, 48102);
-    let _phone = Phone::start(dir.path(), phone_sip, 48150, 48199);
-    let openum = start_openum(
-        dir.path(),
-        http,
-        sip,
-        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-    )
-    .await;
-    let info = openum.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}"
-    );
+    let (_openum, _phone, info) = mandatory_srtp_call(dir.path(), 48100, None).await;
+    assert_cause(&info, "Other", "");
     let code: u16 = element(&info, "SIPResponseCode")
         .unwrap_or_else(|| panic!("no SIP code: {info}"))
         .parse()
@@ -300,20 +315,14 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
         dir.path(),
         http,
         sip,
-        &format!(
-            "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
-             ca_file = \"{}\"\nsrtp = \"mandatory\"",
-            dir.path().join("test-ca.pem").display()
-        ),
+        &sips_gateway(dir.path(), tls, "test-ca.pem", "srtp = \"mandatory\""),
     )
     .await;
     let info = openum.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{}\n{}",
-        openum.log_text(),
-        kamailio.log_text()
+    assert_cause(
+        &info,
+        "None",
+        &format!("{}\n{}", openum.log_text(), kamailio.log_text()),
     );
     openum.assert_phone_heard_the_message(&phone);
     let log = kamailio.log_text();
@@ -337,19 +346,11 @@ async fn a_gateway_certificate_from_an_untrusted_ca_ends_the_call_with_the_reaso
         dir.path(),
         http,
         sip,
-        &format!(
-            "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
-             ca_file = \"{}\"",
-            dir.path().join("other-ca.pem").display()
-        ),
+        &sips_gateway(dir.path(), tls, "other-ca.pem", ""),
     )
     .await;
     let info = openum.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}"
-    );
+    assert_cause(&info, "Other", "");
     let log = openum.log_text();
     assert!(log.contains("TLS handshake with 127.0.0.1"), "{log}");
     assert!(log.contains("UnknownIssuer"), "{log}");
@@ -380,12 +381,10 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     };
     let openum = start_openum(dir.path(), http, sip, &gateway(true)).await;
     let info = openum.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{}\n{}",
-        openum.log_text(),
-        kamailio.log_text()
+    assert_cause(
+        &info,
+        "None",
+        &format!("{}\n{}", openum.log_text(), kamailio.log_text()),
     );
     openum.assert_phone_heard_the_message(&phone);
     assert!(kamailio.log_text().contains("relaying INVITE"));
@@ -395,12 +394,7 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     std::fs::create_dir_all(&bare).unwrap();
     let without = start_openum(&bare, http + 5, sip + 5, &gateway(false)).await;
     let info = without.call_until_ended(CALL).await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}\n{}",
-        without.log_text()
-    );
+    assert_cause(&info, "Other", &without.log_text());
     assert_eq!(element(&info, "SIPResponseCode"), None, "{info}");
     let log = without.log_text();
     assert!(
@@ -427,23 +421,15 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
         http,
         sip,
         &format!(
-            "name = \"untrusted\"\nuri = \"sips:{{number}}@localhost:{tls}\"\n\
-             address = \"127.0.0.1:{tls}\"\nca_file = \"{}\"\nsrtp = \"off\"\n\
-             [[gateway]]\nname = \"sbc\"\nuri = \"sips:{{number}}@localhost:{tls}\"\n\
-             address = \"127.0.0.1:{tls}\"\nca_file = \"{}\"\nsrtp = \"mandatory\"",
-            dir.path().join("other-ca.pem").display(),
-            dir.path().join("test-ca.pem").display()
+            "name = \"untrusted\"\n{}[[gateway]]\nname = \"sbc\"\n{}",
+            sips_gateway(dir.path(), tls, "other-ca.pem", "srtp = \"off\"\n"),
+            sips_gateway(dir.path(), tls, "test-ca.pem", "srtp = \"mandatory\""),
         ),
     )
     .await;
     let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{log}\n{}",
-        kamailio.log_text()
-    );
+    assert_cause(&info, "None", &format!("{log}\n{}", kamailio.log_text()));
     openum.assert_phone_heard_the_message(&phone);
     // The first attempt failed on the certificate, before any INVITE left…
     assert!(log.contains("TLS handshake with 127.0.0.1"), "{log}");
@@ -494,12 +480,7 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
         .await;
     let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{log}\n{}",
-        kamailio.log_text()
-    );
+    assert_cause(&info, "None", &format!("{log}\n{}", kamailio.log_text()));
     openum.assert_phone_heard_the_message(&phone);
     assert!(log.contains("gateway host resolved"), "{log}");
     assert!(log.contains(&format!("127.0.0.1:{tls}")), "{log}");
