@@ -249,6 +249,23 @@ impl Cluster {
         }
     }
 
+    /// PlayOnPhone of the item to `dial` through node `on`; the PhoneCallId.
+    async fn play(&self, on: u16, dial: &str) -> String {
+        self.client(on)
+            .play_on_phone(&self.item, dial)
+            .await
+            .unwrap_or_else(|e| panic!("node {on}: {e}\n{}", self.logs()))
+    }
+
+    /// [`Self::play`] through node `on`, then waits (15 s at most) until node `seen_on` reads the
+    /// call Connected; the PhoneCallId.
+    async fn play_until_connected(&self, on: u16, seen_on: u16, dial: &str) -> String {
+        let id = self.play(on, dial).await;
+        self.wait_state(seen_on, &id, S::Connected, Duration::from_secs(15))
+            .await;
+        id
+    }
+
     fn byes(&self) -> usize {
         self.sipp.trace().matches("BYE sip:").count()
     }
@@ -297,11 +314,7 @@ async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
     );
     let mut ids = Vec::new();
     for node in 0..2 {
-        let id = cluster
-            .client(node)
-            .play_on_phone(&cluster.item, &format!("20055500{node}"))
-            .await
-            .unwrap();
+        let id = cluster.play(node, &format!("20055500{node}")).await;
         ids.push(id);
     }
     for id in &ids {
@@ -396,14 +409,7 @@ async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound(
         .own_database(&format!("openum_sigkill_{}", std::process::id()))
         .await;
     let mut cluster = Cluster::start(1, &db, 2, "", FAST_CLUSTER);
-    let id = cluster
-        .client(0)
-        .play_on_phone(&cluster.item, "2005551000")
-        .await
-        .unwrap();
-    cluster
-        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
-        .await;
+    let id = cluster.play_until_connected(0, 1, "2005551000").await;
     cluster.kill(0, "KILL");
     let killed = Instant::now();
     // dead_after_secs (4) plus one heartbeat period of the peer that notices, plus slack for a
@@ -473,11 +479,7 @@ async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_request
     cluster
         .wait_state(2, &placed[0], S::Disconnected, Duration::from_secs(5))
         .await;
-    let again = cluster
-        .client(2)
-        .play_on_phone(&cluster.item, "2005552999")
-        .await
-        .unwrap();
+    let again = cluster.play(2, "2005552999").await;
     for id in [&placed[1], &again] {
         cluster.client(1).disconnect_phone_call(id).await.unwrap();
     }
@@ -510,11 +512,7 @@ async fn an_item_imported_through_one_node_plays_through_the_others() {
     let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
     for node in [1, 2] {
         let before = phone.recordings();
-        let id = cluster
-            .client(node)
-            .play_on_phone(&cluster.item, "4711")
-            .await
-            .unwrap_or_else(|e| panic!("node {node}: {e}\n{}", cluster.logs()));
+        let id = cluster.play(node, "4711").await;
         let (_, cause) = cluster
             .wait_state(node, &id, S::Disconnected, Duration::from_secs(30))
             .await;
@@ -599,14 +597,8 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     });
     let client = node.client(0);
     // One call rings for ever (SIPp's 408 prefix), one is answered.
-    let ringing = client
-        .play_on_phone(&node.item, "4085550001")
-        .await
-        .unwrap();
-    let answered = client
-        .play_on_phone(&node.item, "2005550002")
-        .await
-        .unwrap();
+    let ringing = node.play(0, "4085550001").await;
+    let answered = node.play(0, "2005550002").await;
     node.wait_state(0, &ringing, S::Alerted, Duration::from_secs(15))
         .await;
     node.wait_state(0, &answered, S::Connected, Duration::from_secs(15))
@@ -641,23 +633,11 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     // The space comes back: the changes land, and nothing has moved.
     std::fs::remove_file(filler).unwrap();
     node.wait_ready(0, Duration::from_secs(15));
-    assert_eq!(
-        client.get_phone_call_information(&ringing).await.unwrap(),
-        first
-    );
-    assert_eq!(
-        client.get_phone_call_information(&answered).await.unwrap(),
-        second
-    );
+    assert_unchanged(&client, [(&ringing, &first), (&answered, &second)]).await;
     // The cap slots are free: two new calls fit under the cap of 2.
     let mut again = Vec::new();
     for n in ["2005550003", "2005550004"] {
-        again.push(
-            client
-                .play_on_phone(&node.item, n)
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", node.logs())),
-        );
+        again.push(node.play(0, n).await);
     }
     for id in &again {
         client.disconnect_phone_call(id).await.unwrap();
@@ -667,14 +647,17 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     let child = node.spawn(0);
     node.nodes[0] = Some(child);
     node.wait_ready(0, Duration::from_secs(20));
-    assert_eq!(
-        client.get_phone_call_information(&ringing).await.unwrap(),
-        first
-    );
-    assert_eq!(
-        client.get_phone_call_information(&answered).await.unwrap(),
-        second
-    );
+    assert_unchanged(&client, [(&ringing, &first), (&answered, &second)]).await;
+}
+
+/// Asserts that each call still reads exactly as it did before.
+async fn assert_unchanged(client: &Client, calls: [(&str, &ews_proto::PhoneCallInformation); 2]) {
+    for (id, before) in calls {
+        assert_eq!(
+            &client.get_phone_call_information(id).await.unwrap(),
+            before
+        );
+    }
 }
 
 /// A TCP proxy to PostgreSQL that the test can cut, as a network failure between one node and
@@ -761,14 +744,7 @@ async fn a_node_cut_off_from_the_database_hangs_up_before_its_peer_declares_it_d
         extra: FAST_CLUSTER.into(),
         ..Setup::new(5, 2)
     });
-    let id = cluster
-        .client(0)
-        .play_on_phone(&cluster.item, "2005555000")
-        .await
-        .unwrap();
-    cluster
-        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
-        .await;
+    let id = cluster.play_until_connected(0, 1, "2005555000").await;
     assert_eq!(cluster.byes(), 0);
     proxy.cut();
     let started = Instant::now();
