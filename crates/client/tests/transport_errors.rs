@@ -299,6 +299,22 @@ async fn a_server_that_closes_the_connection_is_named_so() {
     );
 }
 
+/// Asserts `err` is a CA-file error whose problem satisfies `is`, and that its text names `path`
+/// and then starts with `text`.
+fn assert_ca_file_error(err: &Error, is: impl Fn(&CaFileProblem) -> bool, path: &Path, text: &str) {
+    assert!(
+        matches!(err, Error::CaFile { problem, .. } if is(problem)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot use the CA file {}: {text}",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn unusable_ca_files_are_named_with_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,23 +332,11 @@ fn unusable_ca_files_are_named_with_the_problem() {
     };
 
     let missing = dir.path().join("missing.pem");
-    let err = make(&missing);
-    assert!(
-        matches!(
-            &err,
-            Error::CaFile {
-                problem: CaFileProblem::Read(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().starts_with(&format!(
-            "cannot use the CA file {}: No such file",
-            missing.display()
-        )),
-        "{err}"
+    assert_ca_file_error(
+        &make(&missing),
+        |p| matches!(p, CaFileProblem::Read(_)),
+        &missing,
+        "No such file",
     );
 
     let text = dir.path().join("notes.txt");
@@ -352,22 +356,10 @@ fn unusable_ca_files_are_named_with_the_problem() {
         "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let err = make(&broken);
-    assert!(
-        matches!(
-            &err,
-            Error::CaFile {
-                problem: CaFileProblem::Pem(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().starts_with(&format!(
-            "cannot use the CA file {}: not a usable PEM certificate bundle",
-            broken.display()
-        )),
-        "{err}"
+    assert_ca_file_error(
+        &make(&broken),
+        |p| matches!(p, CaFileProblem::Pem(_)),
+        &broken,
+        "not a usable PEM certificate bundle",
     );
 }
