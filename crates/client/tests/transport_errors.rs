@@ -224,20 +224,34 @@ async fn an_expired_certificate_is_named_expired() {
     assert!(text.contains("is not valid after"), "{text}");
 }
 
-#[tokio::test]
-async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
+/// A TCP server on a loopback port of its own (bound here, kept) that hands every connection it
+/// accepts to `each`, one after the other; its port.
+async fn tcp_server<F, R>(each: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> R + Send + 'static,
+    R: std::future::Future<Output = ()> + Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            // Whatever arrives (a ClientHello), the answer is plain HTTP.
-            let mut chunk = [0u8; 1024];
-            let _ = socket.read(&mut chunk).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                .await;
+        while let Ok((socket, _)) = listener.accept().await {
+            each(socket).await;
         }
     });
+    port
+}
+
+#[tokio::test]
+async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
+    let port = tcp_server(|mut socket| async move {
+        // Whatever arrives (a ClientHello), the answer is plain HTTP.
+        let mut chunk = [0u8; 1024];
+        let _ = socket.read(&mut chunk).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    })
+    .await;
     let url = format!("https://127.0.0.1:{port}/EWS/Exchange.asmx");
     let (cause, text) = failure(&client(&url, &ClientOptions::default())).await;
     assert_eq!(cause, Some(TransportCause::Tls), "{text}");
@@ -246,17 +260,14 @@ async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     // Accepts and holds each connection open without a word.
     let (hold, mut held) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            if hold.send(socket).is_err() {
-                break;
-            }
-        }
-    });
+    let port = tcp_server(move |socket| {
+        // Fails only once the test is over and `held` gone: nothing left to hold it for.
+        let _ = hold.send(socket);
+        async {}
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/EWS/Exchange.asmx");
     let options = ClientOptions {
         timeout: Some(Duration::from_millis(300)),
@@ -280,16 +291,13 @@ async fn a_name_that_does_not_resolve_is_a_dns_failure() {
 
 #[tokio::test]
 async fn a_server_that_closes_the_connection_is_named_so() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut chunk = [0u8; 1024];
-            // Read something of the request, then hang up without a word.
-            let _ = socket.read(&mut chunk).await;
-            drop(socket);
-        }
-    });
+    let port = tcp_server(|mut socket| async move {
+        let mut chunk = [0u8; 1024];
+        // Read something of the request, then hang up without a word.
+        let _ = socket.read(&mut chunk).await;
+        drop(socket);
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/EWS/Exchange.asmx");
     let (cause, text) = failure(&client(&url, &ClientOptions::default())).await;
     assert_eq!(cause, Some(TransportCause::ConnectionReset), "{text}");
