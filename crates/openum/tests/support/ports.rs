@@ -2,6 +2,8 @@
 //! (`/proc/net/udp`, `/proc/net/tcp`) rather than by probing: a probe from a loopback port in
 //! the ephemeral range can connect to itself and take the port away from the peer.
 
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Whether a UDP socket is bound to 127.0.0.1:`port` or to any address on `port`.
@@ -50,4 +52,21 @@ pub fn wait_ready(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// [`wait_ready`] for the peer `child`, whose output goes to the file `log`.
+pub fn wait_child_ready(
+    what: &str,
+    within: Duration,
+    ready: impl FnMut() -> bool,
+    child: &mut Child,
+    log: &Path,
+) {
+    wait_ready(
+        what,
+        within,
+        ready,
+        || child.try_wait().unwrap(),
+        || std::fs::read_to_string(log).unwrap_or_default(),
+    );
 }

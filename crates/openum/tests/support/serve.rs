@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ews_proto::{PhoneCallInformation, PhoneCallState};
 
 use super::phone::{chirp_wav, correlation, Phone};
-use super::{add_user_with_message, ews, openum_bin, text_of, tone_wav, Processes};
+use super::{add_user_with_message, ews, openum_bin, poll, text_of, tone_wav, Processes};
 
 /// What [`Openum::start`] writes and runs; made by [`Openum::config`].
 pub struct Config {
@@ -126,21 +126,25 @@ impl Config {
             log,
             process: Processes(vec![serve.spawn().unwrap()]),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while openum
-            .http
-            .get(format!("{}/healthz", openum.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "openum did not start; its log:\n{}",
-                openum.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll::until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || async {
+                match openum
+                    .http
+                    .get(format!("{}/healthz", openum.base))
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!(
+                        "openum did not start ({e}); its log:\n{}",
+                        openum.log_text()
+                    )),
+                }
+            },
+        )
+        .await;
         openum
     }
 }
@@ -200,19 +204,18 @@ impl Openum {
 
     /// Waits until `/metrics` contains `needle`.
     pub async fn wait_for_metric(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
+        poll::until(within, Duration::from_millis(100), || async {
             let metrics = self.metrics().await;
             if metrics.contains(needle) {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "{needle} never appeared in\n{metrics}\n--- log ---\n{}",
+                    self.log_text()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{needle} never appeared in\n{metrics}\n--- log ---\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
 
     /// PlayOnPhone of the message to `dial`, which must succeed; the PhoneCallId.
@@ -267,25 +270,16 @@ impl Openum {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", self.log_text()));
         let id = ews::phone_call_id(&reply, &self.log_text());
-        let deadline = Instant::now() + within;
-        loop {
-            let info = ews::post(
-                &self.http,
-                &self.base,
-                &ews::get_phone_call_information(&id),
-            )
-            .await
-            .unwrap();
+        let request = ews::get_phone_call_information(&id);
+        poll::until(within, Duration::from_millis(100), || async {
+            let info = ews::post(&self.http, &self.base, &request).await.unwrap();
             if info.contains(">Disconnected<") {
-                return info;
+                Ok(info)
+            } else {
+                Err(format!("call did not end: {info}\n{}", self.log_text()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "call did not end: {info}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// How well `phone`'s new recording matches the message: the best normalised correlation

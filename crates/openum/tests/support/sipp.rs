@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::peers_dir;
-use super::ports::{tcp_listening, udp_bound, wait_ready};
+use super::ports::{tcp_listening, udp_bound, wait_child_ready};
+use super::{peers_dir, poll};
 
 /// How to start SIPp; made by [`Sipp::uas`].
 pub struct SippCommand {
@@ -72,12 +72,9 @@ impl SippCommand {
         let mut sipp = Sipp {
             child,
             trace: self.trace,
-            output,
         };
         let (port, media_port, tcp) = (self.port, self.media_port, self.tcp);
-        let output = sipp.output.clone();
-        let child = &mut sipp.child;
-        wait_ready(
+        wait_child_ready(
             &format!(
                 "SIPp on {} port {port} (media {media_port})",
                 if tcp { "TCP" } else { "UDP" }
@@ -90,8 +87,8 @@ impl SippCommand {
                     udp_bound(port)
                 }) && udp_bound(media_port)
             },
-            || child.try_wait().unwrap(),
-            || std::fs::read_to_string(&output).unwrap_or_default(),
+            &mut sipp.child,
+            &output,
         );
         sipp
     }
@@ -101,7 +98,6 @@ impl SippCommand {
 pub struct Sipp {
     child: Child,
     trace: PathBuf,
-    output: PathBuf,
 }
 
 impl Sipp {
@@ -132,32 +128,33 @@ impl Sipp {
 
     /// Waits until SIPp's trace contains `needle`.
     pub async fn wait_for_trace(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.trace().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "SIPp never saw {needle:?}\n{}",
-                self.trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll::until(within, Duration::from_millis(50), || async {
+            let trace = self.trace();
+            if trace.contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("SIPp never saw {needle:?}\n{trace}"))
+            }
+        })
+        .await;
     }
 
     /// Waits (up to `within`) for SIPp to exit (run with `-m N`); its status: success when
     /// every call passed the scenario.
     pub async fn exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+        let (child, trace) = (&mut self.child, &self.trace);
+        poll::until(within, Duration::from_millis(50), || {
+            let exited = child.try_wait().unwrap();
+            async move {
+                exited.ok_or_else(|| {
+                    format!(
+                        "SIPp still running\n{}",
+                        std::fs::read_to_string(trace).unwrap_or_default()
+                    )
+                })
             }
-            assert!(
-                Instant::now() < deadline,
-                "SIPp still running\n{}",
-                self.trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
