@@ -11,17 +11,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::dnsmasq::Dnsmasq;
-use support::ports::{udp_bound, wait_ready};
+use support::kamailio::Kamailio;
+use support::ports::udp_bound;
 use support::serve::Openum;
 use support::sipp::Sipp;
-use support::{openum, peers_dir, Processes};
+use support::{openum, peers_dir};
 
 const CALL: Duration = Duration::from_secs(40);
 
@@ -255,52 +255,28 @@ async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down()
     assert!(back.trace().contains("OPTIONS sip:"));
 }
 
-/// Kamailio as a registrar (`tests/peers/kamailio-registrar.cfg`), stopped when dropped.
-struct Kamailio {
-    log: PathBuf,
-    _process: Processes,
-}
-
-impl Kamailio {
-    fn start(dir: &Path, port: u16) -> Self {
-        let run = dir.join("kamailio");
-        std::fs::create_dir_all(&run).unwrap();
-        let log = dir.join("kamailio.log");
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("kamailio")
-            .arg("-f")
-            .arg(peers_dir().join("kamailio-registrar.cfg"))
-            .args(["-l", &format!("udp:127.0.0.1:{port}")])
-            .args(["-DD", "-E", "-n", "1", "-m", "32", "-M", "8"])
-            .arg("-Y")
-            .arg(&run)
-            .arg("-P")
-            .arg(run.join("kamailio.pid"))
-            .arg("-w")
-            .arg(&run)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio is required for the registration test (apt-get install kamailio)");
-        let mut process = Processes(vec![child]);
-        // Its first REGISTER must not race Kamailio's start-up.
-        wait_ready(
-            &format!("kamailio on UDP port {port}"),
-            Duration::from_secs(15),
-            || udp_bound(port),
-            || process.0[0].try_wait().unwrap(),
-            || std::fs::read_to_string(&log).unwrap_or_default(),
-        );
-        Self {
-            log,
-            _process: process,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// Kamailio as a registrar (`tests/peers/kamailio-registrar.cfg`) on UDP `port`, ready once
+/// the port is bound (its first REGISTER must not race Kamailio's start-up).
+fn start_registrar(dir: &Path, port: u16) -> Kamailio {
+    let run = dir.join("kamailio");
+    std::fs::create_dir_all(&run).unwrap();
+    Kamailio::start(
+        |k| {
+            k.arg("-f")
+                .arg(peers_dir().join("kamailio-registrar.cfg"))
+                .args(["-l", &format!("udp:127.0.0.1:{port}")])
+                .args(["-DD", "-E", "-n", "1", "-m", "32", "-M", "8"])
+                .arg("-Y")
+                .arg(&run)
+                .arg("-P")
+                .arg(run.join("kamailio.pid"))
+                .arg("-w")
+                .arg(&run);
+        },
+        &dir.join("kamailio.log"),
+        || udp_bound(port),
+        "kamailio",
+    )
 }
 
 #[tokio::test]
@@ -308,7 +284,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
 {
     let [http, sip, registrar, ..] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let kamailio = Kamailio::start(dir.path(), registrar);
+    let kamailio = start_registrar(dir.path(), registrar);
     let config = [
         gateway(
             "provider",
@@ -338,7 +314,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
         assert!(Instant::now() < deadline, "{}", node.log_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = kamailio.log();
+    let log = kamailio.log_text();
     assert!(log.contains("CHALLENGED sip:alice@127.0.0.1"), "{log}");
     assert!(
         log.contains(&format!("REGISTERED sip:alice@127.0.0.1:{registrar}"))

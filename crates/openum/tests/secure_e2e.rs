@@ -11,16 +11,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use support::dnsmasq::Dnsmasq;
 use support::ews::element;
+use support::kamailio::Kamailio;
 use support::phone::Phone;
-use support::ports::{tcp_listening, wait_ready};
+use support::ports::tcp_listening;
 use support::serve::Openum;
-use support::Processes;
 
 /// How long a call may take to end.
 const CALL: Duration = Duration::from_secs(40);
@@ -138,30 +138,24 @@ fn make_ca(dir: &Path, name: &str, leaves: &[&str]) {
 /// relaying every call that arrived over TLS to the phone on `phone_port` over UDP, and
 /// refusing with 403 any that did not. With `client_ca`, it demands a client certificate
 /// signed by that CA (mutual TLS).
-struct Kamailio {
-    log: PathBuf,
-    _process: Processes,
-}
-
-impl Kamailio {
-    fn start(
-        dir: &Path,
-        tls_port: u16,
-        udp_port: u16,
-        phone_port: u16,
-        client_ca: Option<&str>,
-    ) -> Self {
-        let run = dir.join("kamailio");
-        std::fs::create_dir_all(&run).unwrap();
-        let tls_cfg = run.join("tls.cfg");
-        let client_check = match client_ca {
-            Some(ca) => format!(
-                "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
-                dir.join(ca).display()
-            ),
-            None => "verify_certificate = no\nrequire_certificate = no\n".to_owned(),
-        };
-        std::fs::write(
+fn start_kamailio(
+    dir: &Path,
+    tls_port: u16,
+    udp_port: u16,
+    phone_port: u16,
+    client_ca: Option<&str>,
+) -> Kamailio {
+    let run = dir.join("kamailio");
+    std::fs::create_dir_all(&run).unwrap();
+    let tls_cfg = run.join("tls.cfg");
+    let client_check = match client_ca {
+        Some(ca) => format!(
+            "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
+            dir.join(ca).display()
+        ),
+        None => "verify_certificate = no\nrequire_certificate = no\n".to_owned(),
+    };
+    std::fs::write(
             &tls_cfg,
             format!(
                 "[server:default]\nmethod = TLSv1.2+\n{client_check}private_key = {}\ncertificate = {}\n\n\
@@ -171,11 +165,11 @@ impl Kamailio {
             ),
         )
         .unwrap();
-        let cfg = run.join("kamailio.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                r#"#!KAMAILIO
+    let cfg = run.join("kamailio.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"#!KAMAILIO
 debug=2
 log_stderror=yes
 children=2
@@ -221,40 +215,24 @@ request_route {{
     t_relay();
 }}
 "#,
-                tls_cfg = tls_cfg.display(),
-            ),
-        )
-        .unwrap();
-        let log = run.join("kamailio.log");
-        let child = Command::new("timeout")
-            .args(["300", "kamailio", "-DD", "-E", "-f"])
-            .arg(&cfg)
-            .arg("-Y")
-            .arg(&run)
-            .args(["-m", "64", "-M", "8"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio is required (apt-get install kamailio kamailio-tls-modules)");
-        let mut process = Processes(vec![child]);
-        // Polled in /proc/net/tcp, not by connecting: a connect to a loopback port in the
-        // ephemeral range can connect to itself and take the port away from Kamailio.
-        wait_ready(
-            "kamailio's TLS port",
-            Duration::from_secs(15),
-            || tcp_listening(tls_port),
-            || process.0[0].try_wait().unwrap(),
-            || std::fs::read_to_string(&log).unwrap_or_default(),
-        );
-        Self {
-            log,
-            _process: process,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+            tls_cfg = tls_cfg.display(),
+        ),
+    )
+    .unwrap();
+    // Ready once it listens on TLS: polled in /proc/net/tcp, not by connecting (a connect to a
+    // loopback port in the ephemeral range can connect to itself and take the port away).
+    Kamailio::start(
+        |k| {
+            k.args(["-DD", "-E", "-f"])
+                .arg(&cfg)
+                .arg("-Y")
+                .arg(&run)
+                .args(["-m", "64", "-M", "8"]);
+        },
+        &run.join("kamailio.log"),
+        || tcp_listening(tls_port),
+        "kamailio kamailio-tls-modules",
+    )
 }
 
 /// A call with SRTP mandatory straight to a phone (baresip with `mediaenc`) on the ports at `base`:
@@ -310,7 +288,7 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
     let (http, sip, phone_sip, tls, udp) = (48200, 48201, 48202, 48210, 48211);
     make_ca(dir.path(), "test", &["localhost"]);
     let phone = Phone::start_with(dir.path(), phone_sip, 48250, 48299, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
     let openum = start_openum(
         dir.path(),
         http,
@@ -341,7 +319,7 @@ async fn a_gateway_certificate_from_an_untrusted_ca_ends_the_call_with_the_reaso
     make_ca(dir.path(), "test", &["localhost"]);
     make_ca(dir.path(), "other", &[]);
     let _phone = Phone::start(dir.path(), phone_sip, 48350, 48399);
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
     let openum = start_openum(
         dir.path(),
         http,
@@ -363,7 +341,7 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     let (http, sip, phone_sip, tls, udp) = (48400, 48401, 48402, 48410, 48411);
     make_ca(dir.path(), "test", &["localhost", "openum"]);
     let phone = Phone::start(dir.path(), phone_sip, 48450, 48499);
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, Some("test-ca.pem"));
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, Some("test-ca.pem"));
     let gateway = |client: bool| {
         let mut g = format!(
             "uri = \"sip:{{number}}@localhost:{tls};transport=tls\"\ntransport = \"tls\"\n\
@@ -415,7 +393,7 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
     make_ca(dir.path(), "test", &["localhost"]);
     make_ca(dir.path(), "other", &[]);
     let phone = Phone::start_with(dir.path(), phone_sip, 49050, 49099, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
     let openum = start_openum(
         dir.path(),
         http,
@@ -469,7 +447,7 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
         ],
     );
     let phone = Phone::start_with(dir.path(), phone_sip, 49150, 49199, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
     let openum = Openum::config(dir.path(), http, sip)
         .sip(&format!("dns_servers = [\"127.0.0.1:{dns}\"]"))
         .gateway(&format!(
