@@ -197,7 +197,7 @@ impl Harness {
         let openum = spawn_serve(&config, dir.path());
         let base = format!("http://127.0.0.1:{http_port}");
         let http = reqwest::Client::new();
-        wait_healthy(&http, &base).await;
+        wait_healthy(&http, &base, dir.path()).await;
         Self {
             dir,
             config,
@@ -323,31 +323,31 @@ impl Harness {
     /// Starts openum again on the same configuration and data.
     pub async fn restart(&mut self) {
         self.openum = spawn_serve(&self.config, self.dir.path());
-        wait_healthy(&self.http, &self.base).await;
+        wait_healthy(&self.http, &self.base, self.dir.path()).await;
     }
 }
 
 fn spawn_serve(config: &Path, dir: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("openum.log"))
-        .unwrap();
-    Command::new(openum_bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info,rsipstack=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    serve::spawn(
+        config,
+        &dir.join("openum.log"),
+        Some("info,rsipstack=debug"),
+    )
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
+/// Waits (20 s at most) until `/healthz` answers; panics with the tail of openum's log in `dir`
+/// if it does not.
+async fn wait_healthy(http: &reqwest::Client, base: &str, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "openum did not start");
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(dir.join("openum.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            panic!(
+                "openum did not start; the end of its log:\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -4,13 +4,39 @@
 //! in a file, and EWS calls to it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ews_proto::{PhoneCallInformation, PhoneCallState};
 
 use super::phone::{chirp_wav, correlation, Phone};
 use super::{add_user_with_message, ews, openum_bin, poll, text_of, tone_wav, Processes};
+
+/// Starts `openum --config <config> serve`: stdout discarded, stderr appended to `log`, with
+/// `OPENUM_LOG` set to `filter` (openum's default when `None`); the `OPENUM_*` variables that
+/// would override a test's configuration (`OPENUM_LOG`, `OPENUM_LISTEN`, `OPENUM_POSTGRES_URL`)
+/// are not passed on from the test's environment.
+pub fn spawn(config: &Path, log: &Path, filter: Option<&str>) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut serve = Command::new(openum_bin());
+    serve
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env_remove("OPENUM_LOG")
+        .env_remove("OPENUM_LISTEN")
+        .env_remove("OPENUM_POSTGRES_URL")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(filter) = filter {
+        serve.env("OPENUM_LOG", filter);
+    }
+    serve.spawn().expect("run openum serve")
+}
 
 /// What [`Openum::start`] writes and runs; made by [`Openum::config`].
 pub struct Config {
@@ -105,16 +131,7 @@ impl Config {
         };
         let item = add_user_with_message(&config, "alice", &wav);
         let log = self.dir.join("openum.log");
-        let mut serve = Command::new(openum_bin());
-        serve
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(filter) = &self.log_filter {
-            serve.env("OPENUM_LOG", filter);
-        }
+        let serve = spawn(&config, &log, self.log_filter.as_deref());
         let openum = Openum {
             dir: self.dir,
             config,
@@ -124,7 +141,7 @@ impl Config {
             item,
             wav,
             log,
-            process: Processes(vec![serve.spawn().unwrap()]),
+            process: Processes(vec![serve]),
         };
         poll::until(
             Duration::from_secs(20),
