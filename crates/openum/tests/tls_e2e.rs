@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
+use support::serve;
 use support::sipp::Sipp;
 use support::{add_user_with_message, openum, openum_bin, tone_wav, PASSWORD};
 use testkit::tls::{Issued, KeyFormat, TestCa};
@@ -201,15 +202,7 @@ async fn start(test: u16, cert: &Path, key: &Path, root: &Path, seconds: f32) ->
     tone_wav(&wav, seconds);
     let item = add_user_with_message(&config, "alice", &wav);
     let log = dir.path().join("openum.log");
-    let openum = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let openum = serve::spawn(&config, &log, Some("info"));
     let node = Node {
         _dir: dir,
         log,
@@ -619,15 +612,7 @@ async fn sighup_without_tls_leaves_the_server_running() {
     )
     .unwrap();
     let log = dir.path().join("openum.log");
-    let mut openum = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut openum = serve::spawn(&config, &log, Some("info"));
     let http = reqwest::Client::new();
     let healthz = format!("http://127.0.0.1:{port}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);
