@@ -10,11 +10,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use support::{openum_bin, Processes};
+use support::{serve, Processes};
 use testkit::mailbox::{Mailbox, MailboxDouble, Mode};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
@@ -74,14 +73,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
         ),
     )
     .unwrap();
-    let child = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("openum.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = serve::spawn(&config, &dir.path().join("openum.log"), None);
     let pid = child.id();
     let _process = Processes(vec![child]);
     let http = reqwest::Client::new();
