@@ -9,13 +9,13 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::serve;
 use support::sipp::Sipp;
-use support::{add_user_with_message, openum_bin, tone_wav, Processes, PASSWORD};
+use support::{add_user_with_message, tone_wav, Processes, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
@@ -52,18 +52,8 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
     tone_wav(&wav, 20.0);
     let item = add_user_with_message(&c1, &user, &wav);
     for (n, c) in [(1, &c1), (2, &c2)] {
-        let log = std::fs::File::create(dir.path().join(format!("node{n}.log"))).unwrap();
-        procs.0.push(
-            Command::new(openum_bin())
-                .arg("--config")
-                .arg(c)
-                .arg("serve")
-                .env_remove("OPENUM_POSTGRES_URL")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let log = dir.path().join(format!("node{n}.log"));
+        procs.0.push(serve::spawn(c, &log, None));
     }
     let logs = || {
         let read = |n: u16| {
