@@ -16,14 +16,15 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::phone::{chirp_wav, correlation, Phone};
+use support::serve;
 use support::sipp::Sipp;
-use support::{add_user_with_message, openum_bin, tone_wav, PASSWORD};
+use support::{add_user_with_message, tone_wav, PASSWORD};
 
 /// Ports 45000-45999 are this suite's; each test (0 to 5) takes its own block of 160.
 fn base_port(test: u16) -> u16 {
@@ -160,20 +161,11 @@ impl Cluster {
     }
 
     fn spawn(&self, i: u16) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("node{i}.log")))
-            .unwrap();
-        Command::new(openum_bin())
-            .arg("--config")
-            .arg(&self.configs[usize::from(i)])
-            .arg("serve")
-            .env_remove("OPENUM_POSTGRES_URL")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        serve::spawn(
+            &self.configs[usize::from(i)],
+            &self.dir.path().join(format!("node{i}.log")),
+            None,
+        )
     }
 
     fn logs(&self) -> String {
