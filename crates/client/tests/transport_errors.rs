@@ -224,20 +224,34 @@ async fn an_expired_certificate_is_named_expired() {
     assert!(text.contains("is not valid after"), "{text}");
 }
 
-#[tokio::test]
-async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
+/// A TCP server on a loopback port of its own (bound here, kept) that hands every connection it
+/// accepts to `each`, one after the other; its port.
+async fn tcp_server<F, R>(each: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> R + Send + 'static,
+    R: std::future::Future<Output = ()> + Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            // Whatever arrives (a ClientHello), the answer is plain HTTP.
-            let mut chunk = [0u8; 1024];
-            let _ = socket.read(&mut chunk).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                .await;
+        while let Ok((socket, _)) = listener.accept().await {
+            each(socket).await;
         }
     });
+    port
+}
+
+#[tokio::test]
+async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
+    let port = tcp_server(|mut socket| async move {
+        // Whatever arrives (a ClientHello), the answer is plain HTTP.
+        let mut chunk = [0u8; 1024];
+        let _ = socket.read(&mut chunk).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    })
+    .await;
     let url = format!("https://127.0.0.1:{port}/EWS/Exchange.asmx");
     let (cause, text) = failure(&client(&url, &ClientOptions::default())).await;
     assert_eq!(cause, Some(TransportCause::Tls), "{text}");
@@ -246,17 +260,14 @@ async fn a_plain_http_server_behind_an_https_url_is_a_tls_failure() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     // Accepts and holds each connection open without a word.
     let (hold, mut held) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            if hold.send(socket).is_err() {
-                break;
-            }
-        }
-    });
+    let port = tcp_server(move |socket| {
+        // Fails only once the test is over and `held` gone: nothing left to hold it for.
+        let _ = hold.send(socket);
+        async {}
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/EWS/Exchange.asmx");
     let options = ClientOptions {
         timeout: Some(Duration::from_millis(300)),
@@ -280,22 +291,35 @@ async fn a_name_that_does_not_resolve_is_a_dns_failure() {
 
 #[tokio::test]
 async fn a_server_that_closes_the_connection_is_named_so() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut chunk = [0u8; 1024];
-            // Read something of the request, then hang up without a word.
-            let _ = socket.read(&mut chunk).await;
-            drop(socket);
-        }
-    });
+    let port = tcp_server(|mut socket| async move {
+        let mut chunk = [0u8; 1024];
+        // Read something of the request, then hang up without a word.
+        let _ = socket.read(&mut chunk).await;
+        drop(socket);
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/EWS/Exchange.asmx");
     let (cause, text) = failure(&client(&url, &ClientOptions::default())).await;
     assert_eq!(cause, Some(TransportCause::ConnectionReset), "{text}");
     assert!(
         text.contains("connection closed without an answer"),
         "{text}"
+    );
+}
+
+/// Asserts `err` is a CA-file error whose problem satisfies `is`, and that its text names `path`
+/// and then starts with `text`.
+fn assert_ca_file_error(err: &Error, is: impl Fn(&CaFileProblem) -> bool, path: &Path, text: &str) {
+    assert!(
+        matches!(err, Error::CaFile { problem, .. } if is(problem)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot use the CA file {}: {text}",
+            path.display()
+        )),
+        "{err}"
     );
 }
 
@@ -316,23 +340,11 @@ fn unusable_ca_files_are_named_with_the_problem() {
     };
 
     let missing = dir.path().join("missing.pem");
-    let err = make(&missing);
-    assert!(
-        matches!(
-            &err,
-            Error::CaFile {
-                problem: CaFileProblem::Read(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().starts_with(&format!(
-            "cannot use the CA file {}: No such file",
-            missing.display()
-        )),
-        "{err}"
+    assert_ca_file_error(
+        &make(&missing),
+        |p| matches!(p, CaFileProblem::Read(_)),
+        &missing,
+        "No such file",
     );
 
     let text = dir.path().join("notes.txt");
@@ -352,22 +364,10 @@ fn unusable_ca_files_are_named_with_the_problem() {
         "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let err = make(&broken);
-    assert!(
-        matches!(
-            &err,
-            Error::CaFile {
-                problem: CaFileProblem::Pem(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().starts_with(&format!(
-            "cannot use the CA file {}: not a usable PEM certificate bundle",
-            broken.display()
-        )),
-        "{err}"
+    assert_ca_file_error(
+        &make(&broken),
+        |p| matches!(p, CaFileProblem::Pem(_)),
+        &broken,
+        "not a usable PEM certificate bundle",
     );
 }

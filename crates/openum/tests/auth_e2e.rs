@@ -12,10 +12,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{openum, openum_bin, Processes};
+use support::{openum, serve, Processes};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
@@ -70,19 +69,7 @@ fn write_config(dir: &Path, name: &str, http: u16, extra: &str) -> PathBuf {
 
 async fn start(procs: &mut Processes, dir: &Path, name: &str, config: &Path, http: u16) -> Server {
     let log = dir.join(format!("{name}.log"));
-    procs.0.push(
-        Command::new(openum_bin())
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env_remove("OPENUM_POSTGRES_URL")
-            .env_remove("OPENUM_LOG")
-            .env_remove("OPENUM_LISTEN")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    procs.0.push(serve::spawn(config, &log, None));
     let server = Server {
         base: format!("http://127.0.0.1:{http}"),
         log,

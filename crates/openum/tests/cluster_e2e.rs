@@ -16,13 +16,15 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::phone::{chirp_wav, correlation, Phone};
-use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, PASSWORD};
+use support::serve;
+use support::sipp::Sipp;
+use support::{add_user_with_message, tone_wav, PASSWORD};
 
 /// Ports 45000-45999 are this suite's; each test (0 to 5) takes its own block of 160.
 fn base_port(test: u16) -> u16 {
@@ -67,8 +69,7 @@ struct Cluster {
     dir: tempfile::TempDir,
     base: u16,
     nodes: Vec<Option<Child>>,
-    sipp: Child,
-    sipp_messages: PathBuf,
+    sipp: Sipp,
     user: String,
     item: String,
     configs: Vec<PathBuf>,
@@ -102,24 +103,9 @@ impl Cluster {
         let sipp_port = base + 9;
         let gateway_port = phone_port.unwrap_or(sipp_port);
         let sipp_messages = dir.path().join("sipp.log");
-        let sipp = Command::new("timeout")
-            .args(["300", "sipp", "-sf"])
-            .arg(peers_dir().join("uas_multi.xml"))
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &sipp_port.to_string(),
-                "-mp",
-                &(base + 8).to_string(),
-            ])
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .args(["-nostdin", "-trace_msg", "-message_file"])
-            .arg(&sipp_messages)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is required (apt-get install sip-tester)");
+        let sipp = Sipp::uas("uas_multi.xml", sipp_port, base + 8, &sipp_messages)
+            .no_rtp_echo()
+            .start();
         let configs: Vec<PathBuf> = (0..n)
             .map(|i| {
                 let path = dir.path().join(format!("node{i}.toml"));
@@ -160,7 +146,6 @@ impl Cluster {
             base,
             nodes: Vec::new(),
             sipp,
-            sipp_messages,
             user,
             item,
             configs,
@@ -176,20 +161,11 @@ impl Cluster {
     }
 
     fn spawn(&self, i: u16) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("node{i}.log")))
-            .unwrap();
-        Command::new(openum_bin())
-            .arg("--config")
-            .arg(&self.configs[usize::from(i)])
-            .arg("serve")
-            .env_remove("OPENUM_POSTGRES_URL")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        serve::spawn(
+            &self.configs[usize::from(i)],
+            &self.dir.path().join(format!("node{i}.log")),
+            None,
+        )
     }
 
     fn logs(&self) -> String {
@@ -265,11 +241,25 @@ impl Cluster {
         }
     }
 
+    /// PlayOnPhone of the item to `dial` through node `on`; the PhoneCallId.
+    async fn play(&self, on: u16, dial: &str) -> String {
+        self.client(on)
+            .play_on_phone(&self.item, dial)
+            .await
+            .unwrap_or_else(|e| panic!("node {on}: {e}\n{}", self.logs()))
+    }
+
+    /// [`Self::play`] through node `on`, then waits (15 s at most) until node `seen_on` reads the
+    /// call Connected; the PhoneCallId.
+    async fn play_until_connected(&self, on: u16, seen_on: u16, dial: &str) -> String {
+        let id = self.play(on, dial).await;
+        self.wait_state(seen_on, &id, S::Connected, Duration::from_secs(15))
+            .await;
+        id
+    }
+
     fn byes(&self) -> usize {
-        std::fs::read_to_string(&self.sipp_messages)
-            .unwrap_or_default()
-            .matches("BYE sip:")
-            .count()
+        self.sipp.trace().matches("BYE sip:").count()
     }
 
     fn kill(&mut self, i: u16, signal: &str) {
@@ -295,12 +285,7 @@ impl Drop for Cluster {
                 .status();
             let _ = child.wait();
         }
-        // SIGTERM, which `timeout` passes on to SIPp.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.sipp.id().to_string())
-            .status();
-        let _ = self.sipp.wait();
+        // SIPp is stopped by its own Drop.
     }
 }
 
@@ -321,11 +306,7 @@ async fn a_postgresql_restart_heals_every_node_and_loses_no_call() {
     );
     let mut ids = Vec::new();
     for node in 0..2 {
-        let id = cluster
-            .client(node)
-            .play_on_phone(&cluster.item, &format!("20055500{node}"))
-            .await
-            .unwrap();
+        let id = cluster.play(node, &format!("20055500{node}")).await;
         ids.push(id);
     }
     for id in &ids {
@@ -420,14 +401,7 @@ async fn a_sigkilled_nodes_call_reads_disconnected_on_its_peer_within_the_bound(
         .own_database(&format!("openum_sigkill_{}", std::process::id()))
         .await;
     let mut cluster = Cluster::start(1, &db, 2, "", FAST_CLUSTER);
-    let id = cluster
-        .client(0)
-        .play_on_phone(&cluster.item, "2005551000")
-        .await
-        .unwrap();
-    cluster
-        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
-        .await;
+    let id = cluster.play_until_connected(0, 1, "2005551000").await;
     cluster.kill(0, "KILL");
     let killed = Instant::now();
     // dead_after_secs (4) plus one heartbeat period of the peer that notices, plus slack for a
@@ -497,11 +471,7 @@ async fn a_per_user_cap_of_two_holds_across_three_nodes_under_concurrent_request
     cluster
         .wait_state(2, &placed[0], S::Disconnected, Duration::from_secs(5))
         .await;
-    let again = cluster
-        .client(2)
-        .play_on_phone(&cluster.item, "2005552999")
-        .await
-        .unwrap();
+    let again = cluster.play(2, "2005552999").await;
     for id in [&placed[1], &again] {
         cluster.client(1).disconnect_phone_call(id).await.unwrap();
     }
@@ -534,11 +504,7 @@ async fn an_item_imported_through_one_node_plays_through_the_others() {
     let reference = audio::decode_to_8k_mono(&std::fs::read(&wav).unwrap(), Some("wav")).unwrap();
     for node in [1, 2] {
         let before = phone.recordings();
-        let id = cluster
-            .client(node)
-            .play_on_phone(&cluster.item, "4711")
-            .await
-            .unwrap_or_else(|e| panic!("node {node}: {e}\n{}", cluster.logs()));
+        let id = cluster.play(node, "4711").await;
         let (_, cause) = cluster
             .wait_state(node, &id, S::Disconnected, Duration::from_secs(30))
             .await;
@@ -623,14 +589,8 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     });
     let client = node.client(0);
     // One call rings for ever (SIPp's 408 prefix), one is answered.
-    let ringing = client
-        .play_on_phone(&node.item, "4085550001")
-        .await
-        .unwrap();
-    let answered = client
-        .play_on_phone(&node.item, "2005550002")
-        .await
-        .unwrap();
+    let ringing = node.play(0, "4085550001").await;
+    let answered = node.play(0, "2005550002").await;
     node.wait_state(0, &ringing, S::Alerted, Duration::from_secs(15))
         .await;
     node.wait_state(0, &answered, S::Connected, Duration::from_secs(15))
@@ -665,23 +625,11 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     // The space comes back: the changes land, and nothing has moved.
     std::fs::remove_file(filler).unwrap();
     node.wait_ready(0, Duration::from_secs(15));
-    assert_eq!(
-        client.get_phone_call_information(&ringing).await.unwrap(),
-        first
-    );
-    assert_eq!(
-        client.get_phone_call_information(&answered).await.unwrap(),
-        second
-    );
+    assert_unchanged(&client, [(&ringing, &first), (&answered, &second)]).await;
     // The cap slots are free: two new calls fit under the cap of 2.
     let mut again = Vec::new();
     for n in ["2005550003", "2005550004"] {
-        again.push(
-            client
-                .play_on_phone(&node.item, n)
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", node.logs())),
-        );
+        again.push(node.play(0, n).await);
     }
     for id in &again {
         client.disconnect_phone_call(id).await.unwrap();
@@ -691,14 +639,17 @@ async fn a_full_sqlite_disk_never_bends_the_truth_of_hung_up_calls() {
     let child = node.spawn(0);
     node.nodes[0] = Some(child);
     node.wait_ready(0, Duration::from_secs(20));
-    assert_eq!(
-        client.get_phone_call_information(&ringing).await.unwrap(),
-        first
-    );
-    assert_eq!(
-        client.get_phone_call_information(&answered).await.unwrap(),
-        second
-    );
+    assert_unchanged(&client, [(&ringing, &first), (&answered, &second)]).await;
+}
+
+/// Asserts that each call still reads exactly as it did before.
+async fn assert_unchanged(client: &Client, calls: [(&str, &ews_proto::PhoneCallInformation); 2]) {
+    for (id, before) in calls {
+        assert_eq!(
+            &client.get_phone_call_information(id).await.unwrap(),
+            before
+        );
+    }
 }
 
 /// A TCP proxy to PostgreSQL that the test can cut, as a network failure between one node and
@@ -785,14 +736,7 @@ async fn a_node_cut_off_from_the_database_hangs_up_before_its_peer_declares_it_d
         extra: FAST_CLUSTER.into(),
         ..Setup::new(5, 2)
     });
-    let id = cluster
-        .client(0)
-        .play_on_phone(&cluster.item, "2005555000")
-        .await
-        .unwrap();
-    cluster
-        .wait_state(1, &id, S::Connected, Duration::from_secs(15))
-        .await;
+    let id = cluster.play_until_connected(0, 1, "2005555000").await;
     assert_eq!(cluster.byes(), 0);
     proxy.cut();
     let started = Instant::now();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::phone::{chirp_wav, Phone};
-use support::{openum_bin, Processes};
+use support::{serve, Processes};
 use testkit::mailbox::{Attachment, Item, LoggedRequest, Mailbox, MailboxDouble};
 
 const PASSWORD: &str = "alice mailbox password";
@@ -193,14 +193,7 @@ async fn exchangelib_uses_openum_as_its_only_ews_url() {
     )
     .unwrap();
     let log = dir.path().join("openum.log");
-    let child = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let child = serve::spawn(&config, &log, None);
     let _openum = Processes(vec![child]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {

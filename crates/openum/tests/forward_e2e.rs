@@ -10,11 +10,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use support::{openum_bin, Processes};
+use support::{serve, Processes};
 use testkit::mailbox::{Mailbox, MailboxDouble, Mode};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
@@ -34,12 +33,26 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// POSTs `body` to `url` with `auth` as its Authorization header; the response.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    http.post(url)
+        .header("Authorization", auth)
+        .body(body)
+        .send()
+        .await
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+}
+
+/// openum's HTTP port, from this file's block (54000-54099), outside the ephemeral range used
+/// in CI: a port picked with `bind(0)` and bound again later by openum could meanwhile be taken
+/// by another process's outgoing connection.
+fn http_port() -> u16 {
+    54000 + (std::process::id() % 100) as u16
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +61,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     builder.mailbox(Mailbox::new("alice@example.com").password("pw"));
     let double = builder.start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = http_port();
     let config = dir.path().join("openum.toml");
     std::fs::write(
         &config,
@@ -60,14 +73,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
         ),
     )
     .unwrap();
-    let child = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("openum.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = serve::spawn(&config, &dir.path().join("openum.log"), None);
     let pid = child.id();
     let _process = Processes(vec![child]);
     let http = reqwest::Client::new();
@@ -111,24 +117,12 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     // Warm the forwarding path (1 MB through it) so the baseline includes the allocator's
     // first-use segments: what is measured is what 30 MB adds.
     let warm: Vec<u8> = [&big[..head.len()], &vec![b'a'; 1 << 20], tail.as_bytes()].concat();
-    let reply = http
-        .post(&url)
-        .header("Authorization", &auth)
-        .body(warm)
-        .send()
-        .await
-        .unwrap();
+    let reply = post(&http, &url, &auth, warm).await;
     reply.bytes().await.unwrap();
     let (baseline, _) = memory_kib(pid);
     double.clear_requests();
     let started = Instant::now();
-    let reply = http
-        .post(&url)
-        .header("Authorization", &auth)
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let reply = post(&http, &url, &auth, big.clone()).await;
     let status = reply.status();
     reply.bytes().await.unwrap();
     let up = started.elapsed();
@@ -143,13 +137,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     let mut peaks_up = Vec::new();
     for _ in 0..4 {
         double.clear_requests();
-        let reply = http
-            .post(&url)
-            .header("Authorization", &auth)
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
+        let reply = post(&http, &url, &auth, big.clone()).await;
         reply.bytes().await.unwrap();
         peaks_up.push(memory_kib(pid).1);
     }
@@ -159,13 +147,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     // 30 MB down.
     double.set_mode(Mode::Huge(MB30)).await;
     let started = Instant::now();
-    let mut reply = http
-        .post(&url)
-        .header("Authorization", &auth)
-        .body(small.clone())
-        .send()
-        .await
-        .unwrap();
+    let mut reply = post(&http, &url, &auth, small.clone()).await;
     assert_eq!(reply.status(), 200);
     let mut received = 0usize;
     while let Some(chunk) = reply.chunk().await.unwrap() {
@@ -176,13 +158,7 @@ async fn thirty_megabytes_each_way_pass_with_bounded_memory() {
     let (after_down, peak_down) = memory_kib(pid);
     let mut peaks_down = Vec::new();
     for _ in 0..4 {
-        let mut reply = http
-            .post(&url)
-            .header("Authorization", &auth)
-            .body(small.clone())
-            .send()
-            .await
-            .unwrap();
+        let mut reply = post(&http, &url, &auth, small.clone()).await;
         while reply.chunk().await.unwrap().is_some() {}
         peaks_down.push(memory_kib(pid).1);
     }

@@ -11,19 +11,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use ews_proto::{
-    ConnectionFailureCause as C, PhoneCallInformation, PhoneCallState as S, Response, ResponseCode,
-    ResponseDocument,
-};
-use support::{add_user_with_message, openum_bin, peers_dir, text_of, tone_wav, PASSWORD};
+use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
+use support::dnsmasq::Dnsmasq;
+use support::kamailio::Kamailio;
+use support::ports::udp_bound;
+use support::serve::Openum;
+use support::sipp::Sipp;
+use support::{openum, peers_dir};
 
 const CALL: Duration = Duration::from_secs(40);
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
 /// Ports for one test, in this file's range (47000-47999): HTTP, openum's SIP, then pairs of
 /// (SIPp SIP, SIPp media). SIPp's media takes its port and the next ones (RTP, RTCP, echo), so
@@ -35,253 +35,67 @@ fn ports() -> [u16; 6] {
     [b, b + 1, b + 2, b + 10, b + 3, b + 20]
 }
 
-/// A SIPp UAS on loopback, stopped (SIGTERM, passed on by `timeout`) when dropped.
-struct Sipp {
-    child: Child,
-    trace: PathBuf,
+/// A SIPp UAS on loopback running `scenario`, its trace in `dir/<name>-messages.log`.
+fn sipp(dir: &Path, name: &str, scenario: &str, port: u16, media_port: u16) -> Sipp {
+    Sipp::uas(
+        scenario,
+        port,
+        media_port,
+        &dir.join(format!("{name}-messages.log")),
+    )
+    .start()
 }
 
-impl Sipp {
-    fn start(dir: &Path, name: &str, scenario: &str, port: u16, media_port: u16) -> Self {
-        let trace = dir.join(format!("{name}-messages.log"));
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("sipp")
-            .arg("-sf")
-            .arg(peers_dir().join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
-            // uas_multi.xml's digest branch reads these.
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(&trace)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is required for the end-to-end tests (apt-get install sip-tester)");
-        Self { child, trace }
-    }
-
-    fn trace(&self) -> String {
-        std::fs::read_to_string(&self.trace).unwrap_or_default()
-    }
-
-    fn invites(&self) -> usize {
-        self.trace().matches("INVITE sip:").count()
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// openum serving on `http_port` with `gateways` (TOML `[[gateway]]` tables).
-struct Node {
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
-    base: String,
-    item: String,
-    openum: Child,
-}
-
-impl Node {
-    async fn start(dir: tempfile::TempDir, http_port: u16, sip_port: u16, gateways: &str) -> Self {
-        let config = dir.path().join("openum.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{http_port}\"\ndata_dir = \"{}\"\nnode_name = \"gw\"\n\
-                 [sip]\nlisten = \"127.0.0.1:{sip_port}\"\nt1_ms = 100\n{gateways}",
-                dir.path().join("data").display(),
-            ),
-        )
-        .unwrap();
-        let wav = dir.path().join("message.wav");
-        tone_wav(&wav, 1.0);
-        let item = add_user_with_message(&config, "alice", &wav);
-        let log = std::fs::File::create(dir.path().join("openum.log")).unwrap();
-        let openum = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("OPENUM_LOG", "info,rsipstack=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{http_port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "openum did not start; its log:\n{}",
-                std::fs::read_to_string(dir.path().join("openum.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            dir,
-            http,
-            base,
-            item,
-            openum,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("openum.log")).unwrap_or_default()
-    }
-
-    async fn ews(&self, body: &str) -> ResponseDocument {
-        let reply = self
-            .http
-            .post(format!("{}/EWS/Exchange.asmx", self.base))
-            .basic_auth("alice", Some(PASSWORD))
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .body(format!(
-                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"
-            ));
-        ews_proto::decode_response(text_of(reply).await.as_bytes()).unwrap()
-    }
-
-    async fn play(&self, dial: &str) -> String {
-        let doc = self
-            .ews(&format!(
-                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
-                self.item
-            ))
-            .await;
-        match doc {
-            ResponseDocument::Response(r) => match r.body {
-                Response::PlayOnPhone(p) => {
-                    assert_eq!(
-                        p.message.response_code,
-                        Some(ResponseCode::NoError),
-                        "{p:?}"
-                    );
-                    p.phone_call_id.unwrap().id
-                }
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
-    }
-
-    /// PlayOnPhone to `dial`, which openum must refuse (ErrorUnifiedMessagingRequestFailed).
-    async fn play_refused(&self, dial: &str) {
-        let doc = self
-            .ews(&format!(
-                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
-                self.item
-            ))
-            .await;
-        let ResponseDocument::Response(r) = doc else {
-            panic!("{doc:?}")
-        };
-        assert_eq!(
-            r.body.message().response_code,
-            Some(ResponseCode::ErrorUnifiedMessagingRequestFailed)
-        );
-    }
-
-    async fn info(&self, id: &str) -> PhoneCallInformation {
-        match self
-            .ews(&format!(
-                "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-            ))
-            .await
-        {
-            ResponseDocument::Response(r) => match r.body {
-                Response::GetPhoneCallInformation(g) => g
-                    .phone_call_information
-                    .unwrap_or_else(|| panic!("{:?}", g.message)),
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
-    }
-
-    /// Every state the call showed until it ended, and how it ended.
-    async fn follow(&self, id: &str) -> (Vec<S>, PhoneCallInformation) {
-        let deadline = Instant::now() + CALL;
-        let mut seen = Vec::new();
-        loop {
-            let info = self.info(id).await;
-            if seen.last() != Some(&info.phone_call_state) {
-                seen.push(info.phone_call_state);
-            }
-            if info.phone_call_state == S::Disconnected {
-                return (seen, info);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "call never ended; last {info:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        text_of(self.http.get(format!("{}/metrics", self.base))).await
-    }
-
-    /// Waits until `/metrics` contains `needle`.
-    async fn wait_for_metric(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let metrics = self.metrics().await;
-            if metrics.contains(needle) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle} never appeared in\n{metrics}\n--- log ---\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = self.openum.kill();
-        let _ = self.openum.wait();
-    }
+/// openum serving on `http_port` with `gateways` (TOML `[[gateway]]` tables, or `[sip]` keys
+/// before them).
+async fn node(dir: &Path, http_port: u16, sip_port: u16, gateways: &str) -> Openum {
+    Openum::config(dir, http_port, sip_port)
+        .server("node_name = \"gw\"")
+        .sip("t1_ms = 100")
+        .tables(gateways)
+        .tone(1.0)
+        .log("info,rsipstack=debug")
+        .start()
+        .await
 }
 
 fn gateway(name: &str, uri: &str, extra: &str) -> String {
     format!("[[gateway]]\nname = \"{name}\"\nuri = \"{uri}\"\n{extra}")
 }
 
+/// Two SIPp gateways: one refusing every call with 503 (`uas_refuse.xml`) on `refusing` and
+/// one that answers (`uas_multi.xml`) on `working`.
+fn refuser_and_answerer(
+    dir: &Path,
+    [refusing, refusing_media, working, working_media]: [u16; 4],
+) -> (Sipp, Sipp) {
+    (
+        sipp(dir, "refuser", "uas_refuse.xml", refusing, refusing_media),
+        sipp(dir, "answerer", "uas_multi.xml", working, working_media),
+    )
+}
+
+/// Plays the message to 2005551234, which must end normally (cause None); the states the call
+/// showed and how it ended.
+async fn call_ends_normally(node: &Openum) -> (Vec<S>, ews_proto::PhoneCallInformation) {
+    let id = node.play("2005551234").await;
+    let (states, done) = node.follow(&id, CALL).await;
+    assert_eq!(
+        done.connection_failure_cause,
+        C::None,
+        "{states:?}\n{}",
+        node.log_text()
+    );
+    (states, done)
+}
+
 #[tokio::test]
 async fn a_503_gateway_hands_the_call_to_the_next_one_which_plays_it() {
     let [http, sip, refusing, refusing_media, working, working_media] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let refuser = Sipp::start(
+    let (refuser, answerer) = refuser_and_answerer(
         dir.path(),
-        "refuser",
-        "uas_refuse.xml",
-        refusing,
-        refusing_media,
-    );
-    let answerer = Sipp::start(
-        dir.path(),
-        "answerer",
-        "uas_multi.xml",
-        working,
-        working_media,
+        [refusing, refusing_media, working, working_media],
     );
     let config = [
         gateway(
@@ -296,15 +110,8 @@ async fn a_503_gateway_hands_the_call_to_the_next_one_which_plays_it() {
         ),
     ]
     .concat();
-    let node = Node::start(dir, http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log()
-    );
+    let node = node(dir.path(), http, sip, &config).await;
+    let (states, done) = call_ends_normally(&node).await;
     assert_eq!(done.sip_response_code, Some(200));
     assert!(states.contains(&S::Connected), "{states:?}");
     // The refusing gateway was tried first and said 503; the call then went to the other.
@@ -312,9 +119,10 @@ async fn a_503_gateway_hands_the_call_to_the_next_one_which_plays_it() {
     assert!(refuser.trace().contains("SIP/2.0 503 Service Unavailable"));
     assert_eq!(answerer.invites(), 1, "{}", answerer.trace());
     assert!(
-        node.log().contains("moving the call to the next gateway"),
+        node.log_text()
+            .contains("moving the call to the next gateway"),
         "{}",
-        node.log()
+        node.log_text()
     );
 }
 
@@ -323,14 +131,14 @@ async fn a_silent_gateway_hands_the_call_on_after_timer_b_with_no_invented_408()
     let [http, sip, silent_port, silent_media, port, media] = ports();
     let dir = tempfile::tempdir().unwrap();
     // uas_multi.xml never answers numbers starting 000: that SIPp is the silent gateway.
-    let silent = Sipp::start(
+    let silent = sipp(
         dir.path(),
         "silent",
         "uas_multi.xml",
         silent_port,
         silent_media,
     );
-    let peer = Sipp::start(dir.path(), "peer", "uas_multi.xml", port, media);
+    let peer = sipp(dir.path(), "peer", "uas_multi.xml", port, media);
     let config = [
         gateway(
             "silent",
@@ -340,15 +148,8 @@ async fn a_silent_gateway_hands_the_call_on_after_timer_b_with_no_invented_408()
         gateway("working", &format!("sip:{{number}}@127.0.0.1:{port}"), ""),
     ]
     .concat();
-    let node = Node::start(dir, http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log()
-    );
+    let node = node(dir.path(), http, sip, &config).await;
+    let (_, done) = call_ends_normally(&node).await;
     assert_eq!(done.sip_response_code, Some(200));
     assert!(silent.trace().contains("INVITE sip:0002005551234@"));
     assert_eq!(peer.invites(), 1, "{}", peer.trace());
@@ -358,7 +159,7 @@ async fn a_silent_gateway_hands_the_call_on_after_timer_b_with_no_invented_408()
         "{}",
         silent.trace()
     );
-    let log = node.log();
+    let log = node.log_text();
     let moved = log
         .lines()
         .find(|l| l.contains("moving the call to the next gateway"))
@@ -372,7 +173,7 @@ async fn a_503_after_ringing_stays_with_its_gateway() {
     let [http, sip, port, media, ..] = ports();
     let dir = tempfile::tempdir().unwrap();
     // uas_multi.xml rings (180 with a To-tag: an early dialog), then answers 503 to 503*.
-    let peer = Sipp::start(dir.path(), "peer", "uas_multi.xml", port, media);
+    let peer = sipp(dir.path(), "peer", "uas_multi.xml", port, media);
     let config = [
         gateway(
             "ringing",
@@ -382,9 +183,9 @@ async fn a_503_after_ringing_stays_with_its_gateway() {
         gateway("spare", &format!("sip:{{number}}@127.0.0.1:{port}"), ""),
     ]
     .concat();
-    let node = Node::start(dir, http, sip, &config).await;
+    let node = node(dir.path(), http, sip, &config).await;
     let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id).await;
+    let (states, done) = node.follow(&id, CALL).await;
     assert!(states.contains(&S::Alerted), "{states:?}");
     assert_eq!(done.connection_failure_cause, C::Unavailable);
     assert_eq!(done.sip_response_code, Some(503));
@@ -395,8 +196,8 @@ async fn a_503_after_ringing_stays_with_its_gateway() {
 async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down() {
     let [http, sip, pinged, pinged_media, spare, spare_media] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let up = Sipp::start(dir.path(), "pinged", "uas_refuse.xml", pinged, pinged_media);
-    let working = Sipp::start(dir.path(), "spare", "uas_multi.xml", spare, spare_media);
+    let up = sipp(dir.path(), "pinged", "uas_refuse.xml", pinged, pinged_media);
+    let working = sipp(dir.path(), "spare", "uas_multi.xml", spare, spare_media);
     let config = [
         gateway(
             "pinged",
@@ -406,7 +207,7 @@ async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down()
         gateway("spare", &format!("sip:{{number}}@127.0.0.1:{spare}"), ""),
     ]
     .concat();
-    let node = Node::start(dir, http, sip, &config).await;
+    let node = node(dir.path(), http, sip, &config).await;
     let within = Duration::from_secs(30);
     node.wait_for_metric("openum_gateway_up{gateway=\"pinged\"} 1", within)
         .await;
@@ -421,71 +222,61 @@ async fn options_pings_mark_a_gateway_down_and_up_and_calls_skip_it_while_down()
     drop(up);
     node.wait_for_metric("openum_gateway_up{gateway=\"pinged\"} 0", within)
         .await;
-    assert!(node.log().contains("gateway down"), "{}", node.log());
+    assert!(
+        node.log_text().contains("gateway down"),
+        "{}",
+        node.log_text()
+    );
     // While it is down, calls go straight to the spare: no attempt through the pinged one.
-    let id = node.play("2005551234").await;
-    let (_, done) = node.follow(&id).await;
-    assert_eq!(done.connection_failure_cause, C::None);
+    call_ends_normally(&node).await;
     assert_eq!(working.invites(), 1);
     assert!(
-        !node.log().contains("moving the call to the next gateway"),
+        !node
+            .log_text()
+            .contains("moving the call to the next gateway"),
         "{}",
-        node.log()
+        node.log_text()
     );
     // Back again: one answered ping marks it up.
-    let dir = node.dir.path().to_owned();
-    let back = Sipp::start(&dir, "pinged-again", "uas_refuse.xml", pinged, pinged_media);
+    let back = sipp(
+        dir.path(),
+        "pinged-again",
+        "uas_refuse.xml",
+        pinged,
+        pinged_media,
+    );
     node.wait_for_metric("openum_gateway_up{gateway=\"pinged\"} 1", within)
         .await;
-    assert!(node.log().contains("gateway up"), "{}", node.log());
+    assert!(
+        node.log_text().contains("gateway up"),
+        "{}",
+        node.log_text()
+    );
     assert!(back.trace().contains("OPTIONS sip:"));
 }
 
-/// Kamailio as a registrar (`tests/peers/kamailio-registrar.cfg`), stopped when dropped.
-struct Kamailio {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    fn start(dir: &Path, port: u16) -> Self {
-        let run = dir.join("kamailio");
-        std::fs::create_dir_all(&run).unwrap();
-        let log = dir.join("kamailio.log");
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("kamailio")
-            .arg("-f")
-            .arg(peers_dir().join("kamailio-registrar.cfg"))
-            .args(["-l", &format!("udp:127.0.0.1:{port}")])
-            .args(["-DD", "-E", "-n", "1", "-m", "32", "-M", "8"])
-            .arg("-Y")
-            .arg(&run)
-            .arg("-P")
-            .arg(run.join("kamailio.pid"))
-            .arg("-w")
-            .arg(&run)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio is required for the registration test (apt-get install kamailio)");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
+/// Kamailio as a registrar (`tests/peers/kamailio-registrar.cfg`) on UDP `port`, ready once
+/// the port is bound (its first REGISTER must not race Kamailio's start-up).
+fn start_registrar(dir: &Path, port: u16) -> Kamailio {
+    let run = dir.join("kamailio");
+    std::fs::create_dir_all(&run).unwrap();
+    Kamailio::start(
+        |k| {
+            k.arg("-f")
+                .arg(peers_dir().join("kamailio-registrar.cfg"))
+                .args(["-l", &format!("udp:127.0.0.1:{port}")])
+                .args(["-DD", "-E", "-n", "1", "-m", "32", "-M", "8"])
+                .arg("-Y")
+                .arg(&run)
+                .arg("-P")
+                .arg(run.join("kamailio.pid"))
+                .arg("-w")
+                .arg(&run);
+        },
+        &dir.join("kamailio.log"),
+        || udp_bound(port),
+        "kamailio",
+    )
 }
 
 #[tokio::test]
@@ -493,7 +284,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
 {
     let [http, sip, registrar, ..] = ports();
     let dir = tempfile::tempdir().unwrap();
-    let kamailio = Kamailio::start(dir.path(), registrar);
+    let kamailio = start_registrar(dir.path(), registrar);
     let config = [
         gateway(
             "provider",
@@ -509,7 +300,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
         "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n".to_owned(),
     ]
     .concat();
-    let node = Node::start(dir, http, sip, &config).await;
+    let node = node(dir.path(), http, sip, &config).await;
     let within = Duration::from_secs(30);
     node.wait_for_metric("openum_gateway_registered{gateway=\"provider\"} 1", within)
         .await;
@@ -519,11 +310,11 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
     )
     .await;
     let deadline = Instant::now() + within;
-    while !node.log().contains("gateway registration failed") {
-        assert!(Instant::now() < deadline, "{}", node.log());
+    while !node.log_text().contains("gateway registration failed") {
+        assert!(Instant::now() < deadline, "{}", node.log_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = kamailio.log();
+    let log = kamailio.log_text();
     assert!(log.contains("CHALLENGED sip:alice@127.0.0.1"), "{log}");
     assert!(
         log.contains(&format!("REGISTERED sip:alice@127.0.0.1:{registrar}"))
@@ -531,7 +322,7 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
         "{log}"
     );
     let failed = node
-        .log()
+        .log_text()
         .lines()
         .find(|l| l.contains("gateway registration failed"))
         .unwrap()
@@ -541,47 +332,10 @@ async fn registers_with_kamailio_by_digest_and_a_refused_registration_keeps_call
     // A call routed to the group whose only gateway is not registered is not placed.
     node.play_refused("8005551234").await;
     assert!(
-        node.log().contains("gateway skipped: not registered"),
+        node.log_text().contains("gateway skipped: not registered"),
         "{}",
-        node.log()
+        node.log_text()
     );
-}
-
-/// dnsmasq serving `records` (its command-line options) on `127.0.0.1:port`, answering
-/// NXDOMAIN for anything else under `pbx.test`; stopped when dropped.
-struct Dnsmasq(Child);
-
-impl Dnsmasq {
-    fn start(port: u16, records: &[String]) -> Self {
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("dnsmasq")
-            .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--pid-file=",
-            ])
-            .arg(format!("--port={port}"))
-            .arg("--local=/pbx.test/")
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq is required for the DNS test (apt-get install dnsmasq-base)");
-        Self(child)
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]
@@ -591,6 +345,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     let dir = tempfile::tempdir().unwrap();
     let _dnsmasq = Dnsmasq::start(
         dns,
+        "pbx.test",
         &[
             // The SRV records sit under the name only the NAPTR record gives (not the
             // `_sip._udp.pbx.test` fallback), so the call connects only if NAPTR was followed;
@@ -604,19 +359,9 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
             "--host-record=remote.pbx.test,198.51.100.7".to_owned(),
         ],
     );
-    let refuser = Sipp::start(
+    let (refuser, answerer) = refuser_and_answerer(
         dir.path(),
-        "refuser",
-        "uas_refuse.xml",
-        refusing,
-        refusing_media,
-    );
-    let answerer = Sipp::start(
-        dir.path(),
-        "answerer",
-        "uas_multi.xml",
-        working,
-        working_media,
+        [refusing, refusing_media, working, working_media],
     );
     let config = format!(
         "dns_servers = [\"127.0.0.1:{dns}\"]\n{}{}",
@@ -629,15 +374,8 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     ) + "[[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"7xxxxxxxxx\"\ndial = \"7xxxxxxxxx\"\ngateway_group = \"remote\"\n\
          [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"8xxxxxxxxx\"\ndial = \"8xxxxxxxxx\"\ngateway_group = \"lost\"\n\
          [[dialplan.rule]]\ngroup = \"any\"\nkind = \"national\"\nmask = \"xxxxxxxxxx\"\ndial = \"xxxxxxxxxx\"\n";
-    let node = Node::start(dir, http, sip, &config).await;
-    let id = node.play("2005551234").await;
-    let (states, done) = node.follow(&id).await;
-    assert_eq!(
-        done.connection_failure_cause,
-        C::None,
-        "{states:?}\n{}",
-        node.log()
-    );
+    let node = node(dir.path(), http, sip, &config).await;
+    call_ends_normally(&node).await;
     // SRV priority 10 first (it refused with 503), then priority 20, which played the message.
     assert_eq!(refuser.invites(), 1, "{}", refuser.trace());
     assert_eq!(answerer.invites(), 1, "{}", answerer.trace());
@@ -645,7 +383,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     assert!(answerer.trace().contains("INVITE sip:2005551234@pbx.test"));
     // A host that does not resolve: the call is refused, and the log names the host.
     node.play_refused("8005551234").await;
-    let log = node.log();
+    let log = node.log_text();
     let line = log
         .lines()
         .find(|l| l.contains("cannot resolve the gateway host"))
@@ -654,7 +392,7 @@ async fn a_gateway_host_is_located_by_naptr_and_srv_and_its_targets_are_tried_in
     // A host that resolves to an address the loopback SIP listener cannot reach: refused too,
     // and the log says which address and which setting.
     node.play_refused("7005551234").await;
-    let log = node.log();
+    let log = node.log_text();
     let line = log
         .lines()
         .find(|l| l.contains("skipping a gateway address"))
@@ -675,14 +413,8 @@ fn config_check_refuses_a_remote_gateway_behind_the_loopback_default_naming_the_
         "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@198.51.100.7:5060\"\n",
     )
     .unwrap();
-    let out = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = openum(&config, &["config", "check"], None);
+    assert!(!ok, "{err}");
     assert!(err.contains("gateway[0].uri"), "{err}");
     assert!(err.contains("sip.listen 127.0.0.1"), "{err}");
     assert!(err.contains(&config.display().to_string()), "{err}");
@@ -692,14 +424,8 @@ fn config_check_refuses_a_remote_gateway_behind_the_loopback_default_naming_the_
         "[[gateway]]\nname = \"pbx\"\nuri = \"sip:{number}@127.0.0.1:99999\"\n",
     )
     .unwrap();
-    let out = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["config", "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = openum(&config, &["config", "check"], None);
+    assert!(!ok, "{err}");
     assert!(
         err.contains("gateway[0].uri") && err.contains("99999"),
         "{err}"

@@ -61,11 +61,26 @@ async fn the_end_of_the_message_reads_disconnected_while_its_bye_is_still_unansw
     );
 }
 
-#[tokio::test]
-async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels_after_the_late_180(
-) {
+/// Asserts the call reads Disconnected with cause None.
+fn assert_disconnected_normally(info: &ews_proto::PhoneCallInformation) {
+    assert_eq!(
+        (info.phone_call_state, info.connection_failure_cause),
+        (S::Disconnected, C::None),
+        "{info:?}"
+    );
+}
+
+/// Places a call to SIPp running `scenario` (over TCP, one call) and hangs it up before any
+/// response: the next read already says Disconnected/None (then `at_once` checks the harness),
+/// and so does every read until SIPp's trace shows `until` (the far end's late answer handled),
+/// and after SIPp exited counting the call passed. Returns SIPp's trace.
+async fn hang_up_before_any_response(
+    scenario: &'static str,
+    at_once: impl FnOnce(&Harness),
+    until: &str,
+) -> String {
     let options = Options {
-        scenario: "uas_late_ringing.xml",
+        scenario,
         tcp: true,
         sipp_args: vec!["-m".into(), "1".into()],
         ..Options::default()
@@ -74,88 +89,52 @@ async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels
     let id = h.play("2005551234").await;
     assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
     // At once: the next read already says Disconnected/None …
-    let info = h.info(&id).await;
-    assert_eq!(
-        (info.phone_call_state, info.connection_failure_cause),
-        (S::Disconnected, C::None),
-        "{info:?}"
-    );
-    assert!(
-        !h.sipp_trace().contains("SIP/2.0 180"),
-        "the far end had not rung yet"
-    );
-    // … and forever after, while the far end rings late and gets its CANCEL.
+    assert_disconnected_normally(&h.info(&id).await);
+    at_once(&h);
+    // … and forever after, while the far end answers late and is dealt with.
     let deadline = std::time::Instant::now() + CALL;
-    while !h.sipp_trace().contains("ACK sip:") {
-        let info = h.info(&id).await;
-        assert_eq!(
-            (info.phone_call_state, info.connection_failure_cause),
-            (S::Disconnected, C::None),
-            "{info:?}"
-        );
+    while !h.sipp_trace().contains(until) {
+        assert_disconnected_normally(&h.info(&id).await);
         assert!(
             std::time::Instant::now() < deadline,
-            "no CANCEL/ACK\n{}",
+            "no {until:?}\n{}",
             h.sipp_trace()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let sipp = h.sipp_exit(Duration::from_secs(10)).await;
     assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
-    let trace = h.sipp_trace();
+    assert_disconnected_normally(&h.info(&id).await);
+    h.sipp_trace()
+}
+
+#[tokio::test]
+async fn a_hang_up_before_any_provisional_reads_disconnected_at_once_and_cancels_after_the_late_180(
+) {
+    // The far end rings late and gets its CANCEL (and ACKs the 487).
+    let trace = hang_up_before_any_response(
+        "uas_late_ringing.xml",
+        |h| {
+            assert!(
+                !h.sipp_trace().contains("SIP/2.0 180"),
+                "the far end had not rung yet"
+            );
+        },
+        "ACK sip:",
+    )
+    .await;
     let ringing = trace.find("SIP/2.0 180").unwrap();
     let cancel = trace.find("CANCEL sip:").expect("a CANCEL");
     assert!(
         ringing < cancel,
         "CANCEL only after the provisional (RFC 3261 §9.1)"
     );
-    let info = h.info(&id).await;
-    assert_eq!(
-        (info.phone_call_state, info.connection_failure_cause),
-        (S::Disconnected, C::None)
-    );
 }
 
 #[tokio::test]
 async fn a_hang_up_before_any_response_acks_and_byes_a_late_200_and_stays_disconnected() {
-    let options = Options {
-        scenario: "uas_late_answer.xml",
-        tcp: true,
-        sipp_args: vec!["-m".into(), "1".into()],
-        ..Options::default()
-    };
-    let mut h = Harness::start(options).await;
-    let id = h.play("2005551234").await;
-    assert_eq!(h.disconnect(&id).await, ews_proto::ResponseCode::NoError);
-    let info = h.info(&id).await;
-    assert_eq!(
-        (info.phone_call_state, info.connection_failure_cause),
-        (S::Disconnected, C::None),
-        "{info:?}"
-    );
     // The late 200 is ACKed and BYEd (SIPp fails the call otherwise); EWS never sees it.
-    let deadline = std::time::Instant::now() + CALL;
-    while !h.sipp_trace().contains("BYE sip:") {
-        let info = h.info(&id).await;
-        assert_eq!(
-            (info.phone_call_state, info.connection_failure_cause),
-            (S::Disconnected, C::None),
-            "{info:?}"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no BYE\n{}",
-            h.sipp_trace()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
-    assert!(sipp.success(), "{sipp}\n{}", h.sipp_trace());
-    let info = h.info(&id).await;
-    assert_eq!(
-        (info.phone_call_state, info.connection_failure_cause),
-        (S::Disconnected, C::None)
-    );
+    hang_up_before_any_response("uas_late_answer.xml", |_| {}, "BYE sip:").await;
 }
 
 #[tokio::test]

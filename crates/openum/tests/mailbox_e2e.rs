@@ -13,12 +13,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use support::phone::{chirp, chirp_wav, correlation, Phone};
-use support::{openum_bin, Processes};
+use support::{openum_bin, serve, Processes};
 use testkit::mailbox::{Attachment, Item, ItemRef, Mailbox, MailboxDouble, MailboxRef, Mode};
 
 const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
@@ -76,14 +76,7 @@ impl Node {
             ),
         )
         .unwrap();
-        let child = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("openum.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let child = serve::spawn(&config, &dir.join("openum.log"), None);
         Self {
             url: format!("http://127.0.0.1:{http_port}/EWS/Exchange.asmx"),
             http: reqwest::Client::new(),

@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
-use support::capture::{find, Capture, Udp};
+use support::capture::{find, Udp};
 use support::{Harness, Options};
 
 const CALL: Duration = Duration::from_secs(30);
@@ -56,21 +56,9 @@ async fn a_pbx_hold_gets_recvonly_no_rtp_flows_while_held_and_the_message_resume
     };
     let mut h = Harness::start(options).await;
     let mp = h.sipp_media_port;
-    let capture = Capture::start(
-        h.dir.path(),
-        "hold.pcap",
-        &format!("udp port {} or udp port {mp}", h.sipp_port),
-    );
-    let id = h.play("2005551234").await;
-    let done = h.wait_for(&id, CALL, ended).await;
-    assert_eq!(done.connection_failure_cause, C::None);
+    let capture = h.capture_sipp("hold.pcap", &[mp]);
+    let done = h.play_one_call(CALL).await;
     assert_eq!(done.sip_response_code, Some(200));
-    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
-    assert!(
-        sipp.success(),
-        "SIPp counted the call as failed ({sipp})\n{}",
-        h.sipp_trace()
-    );
     let packets = capture.finish();
 
     let hold_ok = message(&packets, "SIP/2.0 200", "CSeq: 2 INVITE");
@@ -121,23 +109,8 @@ async fn codec_and_port_changes_a_re_invite_without_sdp_and_glare_are_handled() 
     };
     let mut h = Harness::start(options).await;
     let (mp, mp2) = (h.sipp_media_port, h.sipp_media_port + 2);
-    let capture = Capture::start(
-        h.dir.path(),
-        "reoffer.pcap",
-        &format!(
-            "udp port {} or udp port {mp} or udp port {mp2}",
-            h.sipp_port
-        ),
-    );
-    let id = h.play("2005551234").await;
-    let done = h.wait_for(&id, CALL, ended).await;
-    assert_eq!(done.connection_failure_cause, C::None);
-    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
-    assert!(
-        sipp.success(),
-        "SIPp counted the call as failed ({sipp})\n{}",
-        h.sipp_trace()
-    );
+    let capture = h.capture_sipp("reoffer.pcap", &[mp, mp2]);
+    h.play_one_call(CALL).await;
     let packets = capture.finish();
 
     // (1) PCMA only, on another port: answered with PCMA alone, and followed.
@@ -267,14 +240,7 @@ async fn nat_call(scenario: &'static str, sip_config: &str) -> NatCall {
         ..Options::default()
     };
     let mut h = Harness::start(options).await;
-    let capture = Capture::start(
-        h.dir.path(),
-        "nat.pcap",
-        &format!(
-            "udp port {} or udp port {private_port} or udp port {nat_port}",
-            h.sipp_port
-        ),
-    );
+    let capture = h.capture_sipp("nat.pcap", &[private_port, nat_port]);
     let id = h.play("2005551234").await;
     h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
         .await;

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
-use support::{openum, openum_bin, Harness, Options, Processes};
+use support::{openum, openum_bin, serve, Harness, Options, Processes};
 
 const CALL: Duration = Duration::from_secs(20);
 
@@ -144,15 +144,11 @@ async fn a_backup_taken_during_a_live_call_restores_to_a_store_that_plays_the_it
         "existing data needs --force: {err}"
     );
 
-    let log = std::fs::File::create(h.dir.path().join("restored.log")).unwrap();
-    let _server = Processes(vec![Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()]);
+    let _server = Processes(vec![serve::spawn(
+        &config,
+        &h.dir.path().join("restored.log"),
+        None,
+    )]);
     let first_base = std::mem::replace(&mut h.base, format!("http://127.0.0.1:{http}"));
     wait_healthy(&h.base).await;
     // Alice logs in to the restored server (her password hash came with the backup) and plays

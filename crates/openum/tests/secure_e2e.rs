@@ -11,137 +11,47 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use support::phone::{chirp_wav, correlation, Phone};
-use support::{add_user_with_message, openum_bin, Processes, PASSWORD};
+use support::dnsmasq::Dnsmasq;
+use support::ews::element;
+use support::kamailio::Kamailio;
+use support::phone::Phone;
+use support::ports::tcp_listening;
+use support::serve::Openum;
 
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+/// How long a call may take to end.
+const CALL: Duration = Duration::from_secs(40);
 
-/// A running `openum serve` whose log goes to a file.
-struct Openum {
-    url: String,
-    log: PathBuf,
-    item: String,
-    wav: PathBuf,
-    _process: Processes,
+/// openum on `http`/`sip` with one gateway described by `gateway` (TOML lines), and a user with
+/// the chirp message.
+async fn start_openum(dir: &Path, http: u16, sip: u16, gateway: &str) -> Openum {
+    Openum::config(dir, http, sip)
+        .gateway(gateway)
+        .start()
+        .await
 }
 
-impl Openum {
-    /// Starts openum on `http`/`sip` with one gateway described by `gateway` (TOML lines), and
-    /// a user with the chirp message.
-    fn start(dir: &Path, http: u16, sip: u16, gateway: &str) -> Self {
-        Self::start_with_sip(dir, http, sip, "", gateway)
-    }
-
-    /// [`Self::start`], with `sip_extra` (TOML lines) in `[sip]`.
-    fn start_with_sip(dir: &Path, http: u16, sip: u16, sip_extra: &str, gateway: &str) -> Self {
-        let config = dir.join("openum.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
-                 {sip_extra}\n[[gateway]]\n{gateway}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let wav = dir.join("chirp.wav");
-        chirp_wav(&wav);
-        let item = add_user_with_message(&config, "alice", &wav);
-        let log = dir.join("openum.log");
-        let child = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            url: format!("http://127.0.0.1:{http}/EWS/Exchange.asmx"),
-            log,
-            item,
-            wav,
-            _process: Processes(vec![child]),
-        }
-    }
-
-    async fn post(&self, body: String) -> Result<String, reqwest::Error> {
-        reqwest::Client::new()
-            .post(&self.url)
-            .basic_auth("alice", Some(PASSWORD))
-            .body(format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"))
-            .send()
-            .await?
-            .text()
-            .await
-    }
-
-    /// Plays the message to 4711 and returns GetPhoneCallInformation's answer once the call
-    /// is Disconnected.
-    async fn call_until_ended(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let reply = loop {
-            match self.post(format!("<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>", self.item)).await {
-                Ok(r) => break r,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("{e}\n{}", self.log_text()),
-            }
-        };
-        let id = reply
-            .split("PhoneCallId Id=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("{reply}"))
-            .to_owned();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let info = self
-                .post(format!(
-                    "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-                ))
-                .await
-                .unwrap();
-            if info.contains(">Disconnected<") {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "call did not end: {info}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Asserts the phone's new recording is the message (correlation ≥ 0.9).
-    fn assert_phone_heard_the_message(&self, phone: &Phone) {
-        let got = phone.new_recording(&[]);
-        let reference =
-            audio::decode_to_8k_mono(&std::fs::read(&self.wav).unwrap(), Some("wav")).unwrap();
-        let (score, lag) = correlation(&reference, &got, 8000);
-        assert!(
-            score >= 0.9,
-            "correlation {score:.4} at lag {lag} samples\n{}",
-            self.log_text()
-        );
-    }
+/// Asserts that the call whose GetPhoneCallInformation answer is `info` ended with connection
+/// failure cause `cause`; shows the answer and `context` (logs) when it did not.
+fn assert_cause(info: &str, cause: &str, context: &str) {
+    assert_eq!(
+        element(info, "ConnectionFailureCause").as_deref(),
+        Some(cause),
+        "{info}\n{context}"
+    );
 }
 
-/// The text of `<name>…</name>` in an EWS answer (any prefix).
-fn element(info: &str, name: &str) -> Option<String> {
-    let at = info.find(&format!(":{name}"))?;
-    let text = &info[at..];
-    let text = &text[text.find('>')? + 1..];
-    Some(text.split('<').next()?.to_owned())
+/// The lines of a gateway reached as `sips:{number}@localhost` at Kamailio's TLS port `tls`,
+/// trusting the CA in `ca` (a file in `dir`), and `extra` lines.
+fn sips_gateway(dir: &Path, tls: u16, ca: &str, extra: &str) -> String {
+    format!(
+        "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
+         ca_file = \"{}\"\n{extra}",
+        dir.join(ca).display()
+    )
 }
 
 /// Runs `openssl` with `args` in `dir`; fails the test if it is missing or fails.
@@ -228,30 +138,24 @@ fn make_ca(dir: &Path, name: &str, leaves: &[&str]) {
 /// relaying every call that arrived over TLS to the phone on `phone_port` over UDP, and
 /// refusing with 403 any that did not. With `client_ca`, it demands a client certificate
 /// signed by that CA (mutual TLS).
-struct Kamailio {
-    log: PathBuf,
-    _process: Processes,
-}
-
-impl Kamailio {
-    fn start(
-        dir: &Path,
-        tls_port: u16,
-        udp_port: u16,
-        phone_port: u16,
-        client_ca: Option<&str>,
-    ) -> Self {
-        let run = dir.join("kamailio");
-        std::fs::create_dir_all(&run).unwrap();
-        let tls_cfg = run.join("tls.cfg");
-        let client_check = match client_ca {
-            Some(ca) => format!(
-                "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
-                dir.join(ca).display()
-            ),
-            None => "verify_certificate = no\nrequire_certificate = no\n".to_owned(),
-        };
-        std::fs::write(
+fn start_kamailio(
+    dir: &Path,
+    tls_port: u16,
+    udp_port: u16,
+    phone_port: u16,
+    client_ca: Option<&str>,
+) -> Kamailio {
+    let run = dir.join("kamailio");
+    std::fs::create_dir_all(&run).unwrap();
+    let tls_cfg = run.join("tls.cfg");
+    let client_check = match client_ca {
+        Some(ca) => format!(
+            "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}\n",
+            dir.join(ca).display()
+        ),
+        None => "verify_certificate = no\nrequire_certificate = no\n".to_owned(),
+    };
+    std::fs::write(
             &tls_cfg,
             format!(
                 "[server:default]\nmethod = TLSv1.2+\n{client_check}private_key = {}\ncertificate = {}\n\n\
@@ -261,11 +165,11 @@ impl Kamailio {
             ),
         )
         .unwrap();
-        let cfg = run.join("kamailio.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                r#"#!KAMAILIO
+    let cfg = run.join("kamailio.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"#!KAMAILIO
 debug=2
 log_stderror=yes
 children=2
@@ -311,71 +215,52 @@ request_route {{
     t_relay();
 }}
 "#,
-                tls_cfg = tls_cfg.display(),
-            ),
-        )
-        .unwrap();
-        let log = run.join("kamailio.log");
-        let child = Command::new("timeout")
-            .args(["300", "kamailio", "-DD", "-E", "-f"])
-            .arg(&cfg)
-            .arg("-Y")
-            .arg(&run)
-            .args(["-m", "64", "-M", "8"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kamailio is required (apt-get install kamailio kamailio-tls-modules)");
-        let kamailio = Self {
-            log,
-            _process: Processes(vec![child]),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        // Polled in /proc/net/tcp, not by connecting: a connect to a loopback port in the
-        // ephemeral range can connect to itself and take the port away from Kamailio.
-        while !listening(tls_port) {
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not open its TLS port:\n{}",
-                kamailio.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        kamailio
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+            tls_cfg = tls_cfg.display(),
+        ),
+    )
+    .unwrap();
+    // Ready once it listens on TLS: polled in /proc/net/tcp, not by connecting (a connect to a
+    // loopback port in the ephemeral range can connect to itself and take the port away).
+    Kamailio::start(
+        |k| {
+            k.args(["-DD", "-E", "-f"])
+                .arg(&cfg)
+                .arg("-Y")
+                .arg(&run)
+                .args(["-m", "64", "-M", "8"]);
+        },
+        &run.join("kamailio.log"),
+        || tcp_listening(tls_port),
+        "kamailio kamailio-tls-modules",
+    )
 }
 
-/// Whether something listens on TCP 127.0.0.1:`port`.
-fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
+/// A call with SRTP mandatory straight to a phone (baresip with `mediaenc`) on the ports at `base`:
+/// HTTP `base`, openum's SIP `base + 1`, the phone's SIP `base + 2` and RTP `base + 50..=base + 99`.
+/// openum, the phone, and GetPhoneCallInformation's answer once the call ended.
+async fn mandatory_srtp_call(
+    dir: &Path,
+    base: u16,
+    mediaenc: Option<&str>,
+) -> (Openum, Phone, String) {
+    let phone_sip = base + 2;
+    let phone = Phone::start_with(dir, phone_sip, base + 50, base + 99, mediaenc);
+    let openum = start_openum(
+        dir,
+        base,
+        base + 1,
+        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
+    (openum, phone, info)
 }
 
 #[tokio::test]
 async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp() {
     let dir = tempfile::tempdir().unwrap();
-    let (http, sip, phone_sip) = (48000, 48001, 48002);
-    let phone = Phone::start_with(dir.path(), phone_sip, 48050, 48099, Some("srtp-mand"));
-    let openum = Openum::start(
-        dir.path(),
-        http,
-        sip,
-        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-    );
-    let info = openum.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}"
-    );
+    let (openum, phone, info) = mandatory_srtp_call(dir.path(), 48000, Some("srtp-mand")).await;
+    assert_cause(&info, "None", "");
     // baresip with srtp-mand decodes nothing that is not SRTP under the offered key.
     openum.assert_phone_heard_the_message(&phone);
     let log = openum.log_text();
@@ -387,20 +272,8 @@ async fn mandatory_srtp_carries_the_message_intact_to_a_phone_that_demands_srtp(
 #[tokio::test]
 async fn mandatory_srtp_refused_by_a_plain_phone_ends_the_call_as_other_with_its_sip_code() {
     let dir = tempfile::tempdir().unwrap();
-    let (http, sip, phone_sip) = (48100, 48101, 48102);
-    let _phone = Phone::start(dir.path(), phone_sip, 48150, 48199);
-    let openum = Openum::start(
-        dir.path(),
-        http,
-        sip,
-        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-    );
-    let info = openum.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}"
-    );
+    let (_openum, _phone, info) = mandatory_srtp_call(dir.path(), 48100, None).await;
+    assert_cause(&info, "Other", "");
     let code: u16 = element(&info, "SIPResponseCode")
         .unwrap_or_else(|| panic!("no SIP code: {info}"))
         .parse()
@@ -415,24 +288,19 @@ async fn tls_signalling_through_kamailio_and_srtp_media_reach_the_phone() {
     let (http, sip, phone_sip, tls, udp) = (48200, 48201, 48202, 48210, 48211);
     make_ca(dir.path(), "test", &["localhost"]);
     let phone = Phone::start_with(dir.path(), phone_sip, 48250, 48299, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
-        &format!(
-            "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
-             ca_file = \"{}\"\nsrtp = \"mandatory\"",
-            dir.path().join("test-ca.pem").display()
-        ),
-    );
-    let info = openum.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{}\n{}",
-        openum.log_text(),
-        kamailio.log_text()
+        &sips_gateway(dir.path(), tls, "test-ca.pem", "srtp = \"mandatory\""),
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
+    assert_cause(
+        &info,
+        "None",
+        &format!("{}\n{}", openum.log_text(), kamailio.log_text()),
     );
     openum.assert_phone_heard_the_message(&phone);
     let log = kamailio.log_text();
@@ -451,23 +319,16 @@ async fn a_gateway_certificate_from_an_untrusted_ca_ends_the_call_with_the_reaso
     make_ca(dir.path(), "test", &["localhost"]);
     make_ca(dir.path(), "other", &[]);
     let _phone = Phone::start(dir.path(), phone_sip, 48350, 48399);
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
-        &format!(
-            "uri = \"sips:{{number}}@localhost:{tls}\"\naddress = \"127.0.0.1:{tls}\"\n\
-             ca_file = \"{}\"",
-            dir.path().join("other-ca.pem").display()
-        ),
-    );
-    let info = openum.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}"
-    );
+        &sips_gateway(dir.path(), tls, "other-ca.pem", ""),
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
+    assert_cause(&info, "Other", "");
     let log = openum.log_text();
     assert!(log.contains("TLS handshake with 127.0.0.1"), "{log}");
     assert!(log.contains("UnknownIssuer"), "{log}");
@@ -480,7 +341,7 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     let (http, sip, phone_sip, tls, udp) = (48400, 48401, 48402, 48410, 48411);
     make_ca(dir.path(), "test", &["localhost", "openum"]);
     let phone = Phone::start(dir.path(), phone_sip, 48450, 48499);
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, Some("test-ca.pem"));
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, Some("test-ca.pem"));
     let gateway = |client: bool| {
         let mut g = format!(
             "uri = \"sip:{{number}}@localhost:{tls};transport=tls\"\ntransport = \"tls\"\n\
@@ -496,14 +357,12 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
         }
         g
     };
-    let openum = Openum::start(dir.path(), http, sip, &gateway(true));
-    let info = openum.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{}\n{}",
-        openum.log_text(),
-        kamailio.log_text()
+    let openum = start_openum(dir.path(), http, sip, &gateway(true)).await;
+    let info = openum.call_until_ended(CALL).await;
+    assert_cause(
+        &info,
+        "None",
+        &format!("{}\n{}", openum.log_text(), kamailio.log_text()),
     );
     openum.assert_phone_heard_the_message(&phone);
     assert!(kamailio.log_text().contains("relaying INVITE"));
@@ -511,14 +370,9 @@ async fn mutual_tls_presents_the_client_certificate_the_proxy_demands() {
     // The same gateway without the client certificate: the proxy refuses the connection.
     let bare = dir.path().join("without-client-cert");
     std::fs::create_dir_all(&bare).unwrap();
-    let without = Openum::start(&bare, http + 5, sip + 5, &gateway(false));
-    let info = without.call_until_ended().await;
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("Other"),
-        "{info}\n{}",
-        without.log_text()
-    );
+    let without = start_openum(&bare, http + 5, sip + 5, &gateway(false)).await;
+    let info = without.call_until_ended(CALL).await;
+    assert_cause(&info, "Other", &without.log_text());
     assert_eq!(element(&info, "SIPResponseCode"), None, "{info}");
     let log = without.log_text();
     assert!(
@@ -539,28 +393,21 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
     make_ca(dir.path(), "test", &["localhost"]);
     make_ca(dir.path(), "other", &[]);
     let phone = Phone::start_with(dir.path(), phone_sip, 49050, 49099, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start(
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
+    let openum = start_openum(
         dir.path(),
         http,
         sip,
         &format!(
-            "name = \"untrusted\"\nuri = \"sips:{{number}}@localhost:{tls}\"\n\
-             address = \"127.0.0.1:{tls}\"\nca_file = \"{}\"\nsrtp = \"off\"\n\
-             [[gateway]]\nname = \"sbc\"\nuri = \"sips:{{number}}@localhost:{tls}\"\n\
-             address = \"127.0.0.1:{tls}\"\nca_file = \"{}\"\nsrtp = \"mandatory\"",
-            dir.path().join("other-ca.pem").display(),
-            dir.path().join("test-ca.pem").display()
+            "name = \"untrusted\"\n{}[[gateway]]\nname = \"sbc\"\n{}",
+            sips_gateway(dir.path(), tls, "other-ca.pem", "srtp = \"off\"\n"),
+            sips_gateway(dir.path(), tls, "test-ca.pem", "srtp = \"mandatory\""),
         ),
-    );
-    let info = openum.call_until_ended().await;
+    )
+    .await;
+    let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{log}\n{}",
-        kamailio.log_text()
-    );
+    assert_cause(&info, "None", &format!("{log}\n{}", kamailio.log_text()));
     openum.assert_phone_heard_the_message(&phone);
     // The first attempt failed on the certificate, before any INVITE left…
     assert!(log.contains("TLS handshake with 127.0.0.1"), "{log}");
@@ -579,43 +426,6 @@ async fn a_tls_gateway_whose_certificate_does_not_verify_hands_the_call_to_a_tls
     assert!(relayed.contains("over tls"), "{relayed}");
 }
 
-/// dnsmasq answering for `sbc.test` from `records` (its command-line options) on
-/// `127.0.0.1:port`; stopped when dropped.
-struct Dnsmasq(std::process::Child);
-
-impl Dnsmasq {
-    fn start(port: u16, records: &[String]) -> Self {
-        let child = Command::new("timeout")
-            .arg("300")
-            .arg("dnsmasq")
-            .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts"])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--pid-file=",
-            ])
-            .arg(format!("--port={port}"))
-            .arg("--local=/sbc.test/")
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq is required for the DNS test (apt-get install dnsmasq-base)");
-        Self(child)
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        // Best effort: the process may already have exited.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 /// RFC 3263 for a `sips:` gateway: NAPTR `SIPS+D2T` (a `SIP+D2U` one of better order is passed
 /// over) → SRV `_sips._tcp` under a name only the NAPTR gives → the target's address and port;
 /// the certificate is checked against the configured host `sbc.test`, which the proxy's
@@ -627,6 +437,7 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
     make_ca(dir.path(), "test", &["localhost"]);
     let _dnsmasq = Dnsmasq::start(
         dns,
+        "sbc.test",
         &[
             "--naptr-record=sbc.test,5,10,S,SIP+D2U,,_sip._udp.plain.sbc.test".to_owned(),
             "--naptr-record=sbc.test,10,10,S,SIPS+D2T,,_sips._tcp.via-naptr.sbc.test".to_owned(),
@@ -636,25 +447,18 @@ async fn a_sips_gateway_is_located_by_naptr_sips_d2t_and_sips_srv_and_verified_a
         ],
     );
     let phone = Phone::start_with(dir.path(), phone_sip, 49150, 49199, Some("srtp-mand"));
-    let kamailio = Kamailio::start(dir.path(), tls, udp, phone_sip, None);
-    let openum = Openum::start_with_sip(
-        dir.path(),
-        http,
-        sip,
-        &format!("dns_servers = [\"127.0.0.1:{dns}\"]"),
-        &format!(
+    let kamailio = start_kamailio(dir.path(), tls, udp, phone_sip, None);
+    let openum = Openum::config(dir.path(), http, sip)
+        .sip(&format!("dns_servers = [\"127.0.0.1:{dns}\"]"))
+        .gateway(&format!(
             "uri = \"sips:{{number}}@sbc.test\"\nca_file = \"{}\"\nsrtp = \"mandatory\"",
             dir.path().join("test-ca.pem").display()
-        ),
-    );
-    let info = openum.call_until_ended().await;
+        ))
+        .start()
+        .await;
+    let info = openum.call_until_ended(CALL).await;
     let log = openum.log_text();
-    assert_eq!(
-        element(&info, "ConnectionFailureCause").as_deref(),
-        Some("None"),
-        "{info}\n{log}\n{}",
-        kamailio.log_text()
-    );
+    assert_cause(&info, "None", &format!("{log}\n{}", kamailio.log_text()));
     openum.assert_phone_heard_the_message(&phone);
     assert!(log.contains("gateway host resolved"), "{log}");
     assert!(log.contains(&format!("127.0.0.1:{tls}")), "{log}");

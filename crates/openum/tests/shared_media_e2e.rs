@@ -14,24 +14,19 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use support::capture::{find, Capture, Udp};
-use support::phone::{chirp_wav, correlation, Phone};
-use support::{add_user_with_message, openum_bin, tone_wav, Harness, Options, Processes, PASSWORD};
+use support::phone::Phone;
+use support::rtcp::{assert_ends_with_bye, assert_periodic_sender_reports, sender_rtcp, ssrc};
+use support::serve::Openum;
+use support::{Harness, Options};
 
 const CALL: Duration = Duration::from_secs(40);
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
 fn ended(i: &ews_proto::PhoneCallInformation) -> bool {
     i.phone_call_state == S::Disconnected
-}
-
-fn ssrc(p: &Udp) -> u32 {
-    u32::from_be_bytes(p.payload[8..12].try_into().unwrap())
 }
 
 /// An RTP packet (PCMU) with `ssrc`.
@@ -44,11 +39,7 @@ fn rtp(ssrc: u32) -> Vec<u8> {
 
 /// The value of the metric line starting with `name` (0 if absent).
 fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    support::ews::metric(metrics, name).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -62,21 +53,9 @@ async fn a_call_on_a_shared_socket_is_held_and_resumed_by_sipp_and_plays_its_who
     };
     let mut h = Harness::start(options).await;
     let mp = h.sipp_media_port;
-    let capture = Capture::start(
-        h.dir.path(),
-        "hold.pcap",
-        &format!("udp port {} or udp port {mp}", h.sipp_port),
-    );
-    let id = h.play("2005551234").await;
-    let done = h.wait_for(&id, CALL, ended).await;
-    assert_eq!(done.connection_failure_cause, C::None);
+    let capture = h.capture_sipp("hold.pcap", &[mp]);
+    let done = h.play_one_call(CALL).await;
     assert_eq!(done.sip_response_code, Some(200));
-    let sipp = h.sipp_exit(Duration::from_secs(10)).await;
-    assert!(
-        sipp.success(),
-        "SIPp counted the call as failed ({sipp})\n{}",
-        h.sipp_trace()
-    );
     let packets = capture.finish();
 
     let offer = find(&packets, 0, |t| t.starts_with("INVITE ")).expect("our INVITE");
@@ -288,155 +267,6 @@ async fn far_ends_on_one_ip_each_get_only_their_own_calls_audio_and_an_ambiguous
     }
 }
 
-/// A running `openum serve` with one gateway, whose log goes to a file.
-struct Openum {
-    url: String,
-    http: u16,
-    log: PathBuf,
-    item: String,
-    wav: PathBuf,
-    _process: Processes,
-}
-
-impl Openum {
-    fn start(
-        dir: &Path,
-        http: u16,
-        sip: u16,
-        sip_extra: &str,
-        gateway: &str,
-        wav: PathBuf,
-    ) -> Self {
-        let config = dir.join("openum.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
-                 {sip_extra}\n[[gateway]]\n{gateway}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let item = add_user_with_message(&config, "alice", &wav);
-        let log = dir.join("openum.log");
-        let child = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("OPENUM_LOG", "info,openum_call_runtime=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            url: format!("http://127.0.0.1:{http}/EWS/Exchange.asmx"),
-            http,
-            log,
-            item,
-            wav,
-            _process: Processes(vec![child]),
-        }
-    }
-
-    async fn post(&self, body: String) -> Result<String, reqwest::Error> {
-        reqwest::Client::new()
-            .post(&self.url)
-            .basic_auth("alice", Some(PASSWORD))
-            .body(format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"))
-            .send()
-            .await?
-            .text()
-            .await
-    }
-
-    /// Plays the message to 4711; GetPhoneCallInformation's answer once Disconnected.
-    async fn call_until_ended(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let reply = loop {
-            match self.post(format!("<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>", self.item)).await {
-                Ok(r) => break r,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("{e}\n{}", self.log_text()),
-            }
-        };
-        let id = reply
-            .split("PhoneCallId Id=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("{reply}\n{}", self.log_text()))
-            .to_owned();
-        let deadline = Instant::now() + CALL;
-        loop {
-            let info = self
-                .post(format!("<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"))
-                .await
-                .unwrap();
-            if info.contains(">Disconnected<") {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "call did not end: {info}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// `(time, sender SSRC, malformed?)` of every RTCP Sender Report tshark finds in `pcap`.
-fn sender_reports(pcap: &Path) -> Vec<(f64, u32, bool)> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args([
-            "-n",
-            "--enable-heuristic",
-            "rtcp_udp",
-            "-Y",
-            "rtcp.pt == 200",
-        ])
-        .args(["-T", "fields", "-E", "separator=;"])
-        .args([
-            "-e",
-            "frame.time_epoch",
-            "-e",
-            "rtcp.senderssrc",
-            "-e",
-            "_ws.malformed",
-        ])
-        .output()
-        .expect("tshark is required (apt-get install tshark)");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(';').collect();
-            let ssrc = f[1].split(',').next().unwrap();
-            let ssrc = u32::from_str_radix(ssrc.trim_start_matches("0x"), 16)
-                .unwrap_or_else(|e| panic!("{l}: {e}"));
-            (f[0].parse().unwrap(), ssrc, !f[2].is_empty())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn rtcp_through_the_shared_sockets_reaches_baresip_and_its_reports_reach_the_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -447,17 +277,14 @@ async fn rtcp_through_the_shared_sockets_reaches_baresip_and_its_reports_reach_t
         "far-end.pcap",
         &format!("udp portrange {rtp_lo}-{rtp_hi}"),
     );
-    let wav = dir.path().join("message.wav");
-    tone_wav(&wav, 12.0);
-    let openum = Openum::start(
-        dir.path(),
-        http,
-        sip,
-        "rtp_sockets = \"shared\"\nrtp_port_range = \"52310-52349\"",
-        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\""),
-        wav,
-    );
-    let info = openum.call_until_ended().await;
+    let openum = Openum::config(dir.path(), http, sip)
+        .sip("rtp_sockets = \"shared\"\nrtp_port_range = \"52310-52349\"")
+        .gateway(&format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\""))
+        .tone(12.0)
+        .log("info,openum_call_runtime=debug")
+        .start()
+        .await;
+    let info = openum.call_until_ended(CALL).await;
     assert!(info.contains(">None<"), "{info}");
     let metrics = openum.metrics().await;
     drop(phone);
@@ -467,46 +294,14 @@ async fn rtcp_through_the_shared_sockets_reaches_baresip_and_its_reports_reach_t
         .find(|p| p.is_rtp() && (52310..=52349).contains(&p.src_port))
         .expect("our RTP from the shared range");
     let ours = ssrc(rtp_from);
-    let our_rtcp: Vec<&Udp> = packets
-        .iter()
-        .filter(|p| {
-            p.payload.len() >= 16
-                && p.payload[1] == 200
-                && u32::from_be_bytes(p.payload[4..8].try_into().unwrap()) == ours
-        })
-        .collect();
+    let our_rtcp = sender_rtcp(&packets, ours);
     assert!(
         our_rtcp.iter().all(|p| p.src_port == rtp_from.src_port + 1),
         "RTCP from the shard's RTCP socket (RTP port + 1)"
     );
-    let last = our_rtcp.last().expect("our RTCP in the capture");
-    assert_eq!(
-        last.payload[last.payload.len() - 8..][..4],
-        [0x81, 203, 0, 1],
-        "RTCP BYE at the end"
-    );
-    let reports: Vec<(f64, u32, bool)> = sender_reports(&dir.path().join("far-end.pcap"))
-        .into_iter()
-        .filter(|r| r.1 == ours)
-        .collect();
-    assert!(
-        reports.iter().all(|r| !r.2),
-        "tshark finds malformed RTCP: {reports:?}"
-    );
-    assert_eq!(
-        reports.len(),
-        our_rtcp.len(),
-        "tshark takes every one for RTCP"
-    );
+    assert_ends_with_bye(&our_rtcp, ours);
     // 12.5 s of media: the first SR after 1.25-3.75 s, then every 2.5-7.5 s, and the BYE.
-    assert!(reports.len() >= 3, "{} sender reports", reports.len());
-    let gaps: Vec<f64> = reports.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    assert!(
-        gaps[..gaps.len() - 1]
-            .iter()
-            .all(|g| (2.4..=7.6).contains(g)),
-        "{gaps:?}"
-    );
+    assert_periodic_sender_reports(&dir.path().join("far-end.pcap"), ours, &our_rtcp);
     // baresip's reports arrived on the shared RTCP socket and were handed to the call.
     let received = metric(&metrics, "openum_rtcp_reports_received_total ");
     assert!(
@@ -531,28 +326,18 @@ async fn srtp_through_the_shared_sockets_carries_the_message_intact_to_a_phone_t
     let dir = tempfile::tempdir().unwrap();
     let (http, sip, phone_sip) = (52400, 52401, 52402);
     let phone = Phone::start_with(dir.path(), phone_sip, 52450, 52499, Some("srtp-mand"));
-    let wav = dir.path().join("chirp.wav");
-    chirp_wav(&wav);
-    let openum = Openum::start(
-        dir.path(),
-        http,
-        sip,
-        "rtp_sockets = \"shared\"\nrtp_port_range = \"52410-52449\"",
-        &format!("uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""),
-        wav,
-    );
-    let info = openum.call_until_ended().await;
+    let openum = Openum::config(dir.path(), http, sip)
+        .sip("rtp_sockets = \"shared\"\nrtp_port_range = \"52410-52449\"")
+        .gateway(&format!(
+            "uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""
+        ))
+        .log("info,openum_call_runtime=debug")
+        .start()
+        .await;
+    let info = openum.call_until_ended(CALL).await;
     assert!(info.contains(">None<"), "{info}\n{}", openum.log_text());
     // baresip with srtp-mand decodes nothing that is not SRTP under the offered key.
-    let got = phone.new_recording(&[]);
-    let reference =
-        audio::decode_to_8k_mono(&std::fs::read(&openum.wav).unwrap(), Some("wav")).unwrap();
-    let (score, lag) = correlation(&reference, &got, 8000);
-    assert!(
-        score >= 0.9,
-        "correlation {score:.4} at lag {lag}\n{}",
-        openum.log_text()
-    );
+    openum.assert_phone_heard_the_message(&phone);
     let log = openum.log_text();
     assert!(log.contains("SRTP negotiated"), "{log}");
     assert!(log.contains("shared RTP sockets"), "{log}");

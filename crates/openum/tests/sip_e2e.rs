@@ -27,6 +27,16 @@ async fn outcome(dial: &str, options: Options) -> (Harness, ews_proto::PhoneCall
     (h, info)
 }
 
+/// Starts the harness with `options`, plays the message to `dial` and waits until the call is
+/// Connected; the harness and the PhoneCallId.
+async fn connected(dial: &str, options: Options) -> (Harness, String) {
+    let h = Harness::start(options).await;
+    let id = h.play(dial).await;
+    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
+        .await;
+    (h, id)
+}
+
 #[tokio::test]
 async fn answered_call_plays_the_message_then_hangs_up_normally() {
     let h = Harness::start(Options::default()).await;
@@ -50,10 +60,7 @@ async fn answered_call_plays_the_message_then_hangs_up_normally() {
     h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
     // 2 s of message and 0.5 s of silence: 125 packets (± the stream's phase), in /metrics.
     let metrics = h.get("/metrics").await;
-    let sent: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("openum_rtp_packets_sent_total "))
-        .and_then(|v| v.trim().parse().ok())
+    let sent = support::ews::metric(&metrics, "openum_rtp_packets_sent_total ")
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!((124..=126).contains(&sent), "{sent} packets");
     assert!(
@@ -121,10 +128,7 @@ async fn far_end_bye_mid_playback_ends_the_call_normally() {
         audio_seconds: 8.0,
         ..Options::default()
     };
-    let h = Harness::start(options).await;
-    let id = h.play("9995551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (h, id) = connected("9995551234", options).await;
     let started = std::time::Instant::now();
     let done = h.wait_for(&id, CALL, ended).await;
     assert!(
@@ -143,10 +147,7 @@ async fn digest_401_with_the_right_password_connects() {
         gateway_password: Some("secret"),
         ..Options::default()
     };
-    let h = Harness::start(options).await;
-    let id = h.play("4015551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (h, _) = connected("4015551234", options).await;
     assert!(h.sipp_trace().contains("Authorization: Digest"));
 }
 
@@ -183,10 +184,7 @@ async fn disconnect_while_connected_sends_bye() {
         audio_seconds: 10.0,
         ..Options::default()
     };
-    let h = Harness::start(options).await;
-    let id = h.play("2005551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (h, id) = connected("2005551234", options).await;
     assert_eq!(h.disconnect(&id).await, ResponseCode::NoError);
     h.wait_for_trace("BYE sip:", Duration::from_secs(5)).await;
     let done = h.info(&id).await;
@@ -213,10 +211,7 @@ async fn tcp_transport_answer_and_busy() {
         tcp: true,
         ..Options::default()
     };
-    let h = Harness::start(options).await;
-    let id = h.play("2005551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (h, id) = connected("2005551234", options).await;
     let done = h.wait_for(&id, CALL, ended).await;
     assert_eq!(done.connection_failure_cause, C::None);
     let busy = h.play("4865551234").await;
@@ -231,10 +226,7 @@ async fn sigterm_mid_call_hangs_up_within_two_seconds_and_records_the_end() {
         audio_seconds: 20.0,
         ..Options::default()
     };
-    let mut h = Harness::start(options).await;
-    let id = h.play("2005551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (mut h, id) = connected("2005551234", options).await;
     let sent = std::time::Instant::now();
     let status = h.signal("TERM");
     assert!(status.success(), "openum exited with {status}");
@@ -276,10 +268,7 @@ async fn in_dialog_options_reinvite_and_update_are_answered_and_the_call_goes_on
         audio_seconds: 4.0,
         ..Options::default()
     };
-    let h = Harness::start(options).await;
-    let id = h.play("2005551234").await;
-    h.wait_for(&id, CALL, |i| i.phone_call_state == S::Connected)
-        .await;
+    let (h, id) = connected("2005551234", options).await;
     let done = h.wait_for(&id, CALL, ended).await;
     assert_eq!(done.connection_failure_cause, C::None);
     let trace = h.sipp_trace();

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{add_user_with_message, openum, openum_bin, peers_dir, tone_wav, PASSWORD};
+use support::serve;
+use support::sipp::Sipp;
+use support::{add_user_with_message, openum, openum_bin, tone_wav, PASSWORD};
 use testkit::tls::{Issued, KeyFormat, TestCa};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -130,7 +132,7 @@ struct Node {
     item: String,
     sipp_messages: PathBuf,
     /// SIPp, stopped on drop.
-    _sipp: support::Processes,
+    _sipp: Sipp,
     openum: Option<Child>,
 }
 
@@ -178,21 +180,7 @@ async fn start(test: u16, cert: &Path, key: &Path, root: &Path, seconds: f32) ->
     let dir = tempfile::tempdir().unwrap();
     let (http_port, sip_port, sipp_port, media_port) = ports(test);
     let sipp_messages = dir.path().join("sipp-messages.log");
-    let sipp = Command::new("timeout")
-        .arg("300")
-        .arg("sipp")
-        .arg("-sf")
-        .arg(peers_dir().join("uas_multi.xml"))
-        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-        .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
-        .args(["-key", "user", "alice", "-key", "pass", "secret"])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(&sipp_messages)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp is required for the end-to-end tests (apt-get install sip-tester)");
+    let sipp = Sipp::uas("uas_multi.xml", sipp_port, media_port, &sipp_messages).start();
     let config = dir.path().join("openum.toml");
     std::fs::write(
         &config,
@@ -214,22 +202,14 @@ async fn start(test: u16, cert: &Path, key: &Path, root: &Path, seconds: f32) ->
     tone_wav(&wav, seconds);
     let item = add_user_with_message(&config, "alice", &wav);
     let log = dir.path().join("openum.log");
-    let openum = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let openum = serve::spawn(&config, &log, Some("info"));
     let node = Node {
         _dir: dir,
         log,
         port: http_port,
         item,
         sipp_messages,
-        _sipp: support::Processes(vec![sipp]),
+        _sipp: sipp,
         openum: Some(openum),
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -632,15 +612,7 @@ async fn sighup_without_tls_leaves_the_server_running() {
     )
     .unwrap();
     let log = dir.path().join("openum.log");
-    let mut openum = Command::new(openum_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut openum = serve::spawn(&config, &log, Some("info"));
     let http = reqwest::Client::new();
     let healthz = format!("http://127.0.0.1:{port}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,12 +9,13 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{Auth, Client};
 use ews_proto::{ConnectionFailureCause as C, PhoneCallState as S};
-use support::{add_user_with_message, openum_bin, peers_dir, tone_wav, Processes, PASSWORD};
+use support::serve;
+use support::sipp::Sipp;
+use support::{add_user_with_message, tone_wav, Processes, PASSWORD};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
@@ -23,27 +24,10 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
     let base = 33000 + (std::process::id() % 200) as u16 * 10;
     let sipp_port = base + 9;
     let messages = dir.path().join("sipp.log");
+    let sipp = Sipp::uas("uas_multi.xml", sipp_port, base + 6, &messages)
+        .no_rtp_echo()
+        .start();
     let mut procs = Processes(Vec::new());
-    procs.0.push(
-        Command::new("timeout")
-            .args(["120", "sipp", "-sf"])
-            .arg(peers_dir().join("uas_multi.xml"))
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &sipp_port.to_string(),
-                "-mp",
-                &(base + 6).to_string(),
-            ])
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .args(["-nostdin", "-trace_msg", "-message_file"])
-            .arg(&messages)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp"),
-    );
     let config = |n: u16| {
         let path = dir.path().join(format!("node{n}.toml"));
         std::fs::write(
@@ -68,18 +52,8 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
     tone_wav(&wav, 20.0);
     let item = add_user_with_message(&c1, &user, &wav);
     for (n, c) in [(1, &c1), (2, &c2)] {
-        let log = std::fs::File::create(dir.path().join(format!("node{n}.log"))).unwrap();
-        procs.0.push(
-            Command::new(openum_bin())
-                .arg("--config")
-                .arg(c)
-                .arg("serve")
-                .env_remove("OPENUM_POSTGRES_URL")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let log = dir.path().join(format!("node{n}.log"));
+        procs.0.push(serve::spawn(c, &log, None));
     }
     let logs = || {
         let read = |n: u16| {
@@ -135,10 +109,7 @@ async fn a_call_placed_on_one_node_is_seen_and_ended_from_the_other() {
     }
     node2.disconnect_phone_call(&id).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&messages)
-        .unwrap_or_default()
-        .contains("BYE sip:")
-    {
+    while !sipp.trace().contains("BYE sip:") {
         assert!(Instant::now() < deadline, "the owner never sent BYE");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -14,7 +14,6 @@
     reason = "benchmark binary"
 )]
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,15 +21,16 @@ use std::time::Duration;
 extern crate openum_server as server;
 
 use call_runtime::SipCallService;
-use calls::CallService;
 use server::config::{GatewayConfig, RtpSocketsMode, SipConfig};
-use server::registry::Registry;
-use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
 
 #[path = "common/place.rs"]
 mod place;
 use place::{place_calls, wait_connected};
+
+#[path = "common/setup.rs"]
+mod setup;
+use setup::{bench_store, hang_up_all, sipp, Killed};
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 mod proc_stats;
@@ -40,45 +40,8 @@ use proc_stats::{cpu_time, rss_kib, seconds_and_levels};
 async fn main() {
     let (secs, ns) = seconds_and_levels(&[200, 1000]);
     let dir = tempfile::tempdir().unwrap();
-    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
-    let mut sipp = Command::new("timeout")
-        .args(["900", "sipp", "-sf"])
-        .arg(peers.join("uas_multi.xml"))
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "25070",
-            "-mp",
-            "26000",
-            "-nostdin",
-            "-l",
-            "20000",
-        ])
-        .args(["-key", "user", "x", "-key", "pass", "y"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (apt-get install sip-tester)");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let sqlite = SqliteStore::open(&dir.path().join("openum.db")).unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    store
-        .upsert_user(User {
-            name: "bench".into(),
-            password_hash: "x".into(),
-            play_on_phone: true,
-        })
-        .await
-        .unwrap();
-    let wav = dir.path().join("long.wav");
-    let samples = testkit::tone(8000, 440.0, 120.0, 8000.0);
-    std::fs::write(&wav, testkit::pcm_wav(8000, 1, &samples)).unwrap();
-    let item = server::voicemail::import(store.as_ref(), dir.path(), "bench", &wav, "", "")
-        .await
-        .unwrap();
-    let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
+    let _sipp = Killed(vec![sipp("uas_multi.xml", 25070, 26000)]);
+    let (registry, item) = bench_store(dir.path()).await;
     let mut services = Vec::new();
     for (label, listen, mode) in [
         ("per-call", "127.0.0.1:25060", RtpSocketsMode::PerCall),
@@ -126,12 +89,7 @@ async fn main() {
             let cpu = cpu_time() - cpu0;
             let rss1 = rss_kib();
             let hangup0 = cpu_time();
-            for id in &ids {
-                service.hangup(id).await;
-            }
-            while service.live_calls() > 0 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            hang_up_all(service, &ids).await;
             let hangup = cpu_time() - hangup0;
             println!(
                 "| {n} | {label} | {connected} | {:.1} | {:.0} % | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} |",
@@ -151,9 +109,4 @@ async fn main() {
     for (_, service) in &services {
         service.shutdown(Duration::from_secs(2)).await;
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(sipp.id().to_string())
-        .status();
-    let _ = sipp.wait();
 }

@@ -23,48 +23,22 @@ use std::time::{Duration, Instant};
 extern crate openum_server as server;
 
 use call_runtime::SipCallService;
-use calls::CallService;
 use server::config::{GatewayConfig, SipConfig, SipTransport, SrtpMode};
 use server::registry::Registry;
-use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
 
 #[path = "common/place.rs"]
 mod place;
 use place::{place_calls, wait_connected};
 
+#[path = "common/setup.rs"]
+mod setup;
+use setup::{bench_store, hang_up_all, sipp, Killed};
+
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 #[allow(dead_code, reason = "shared helpers: memory is not reported here")]
 mod proc_stats;
 use proc_stats::{cpu_time, seconds_and_levels};
-
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            // Already gone is fine: the benchmark is ending either way.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn sipp(peers: &Path, scenario: &str, port: u16, media: u16) -> Child {
-    Command::new("timeout")
-        .args(["900", "sipp", "-sf"])
-        .arg(peers.join(scenario))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &media.to_string(), "-nostdin", "-l", "20000"])
-        .args(["-key", "user", "x", "-key", "pass", "y"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (apt-get install sip-tester)")
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let ok = Command::new("openssl")
@@ -233,12 +207,7 @@ async fn run(
         p99_ms: stats.lateness_percentile_us(0.99) as f64 / 1000.0,
         send_errors: stats.send_errors.load(std::sync::atomic::Ordering::Relaxed),
     };
-    for id in &ids {
-        service.hangup(id).await;
-    }
-    while service.live_calls() > 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hang_up_all(service, &ids).await;
     measured
 }
 
@@ -252,12 +221,11 @@ async fn main() {
             .init();
     }
     let dir = tempfile::tempdir().unwrap();
-    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     certificates(dir.path());
     let _peers = Killed(vec![
-        sipp(&peers, "uas_multi.xml", 48570, 48600),
-        sipp(&peers, "uas_srtp.xml", 48571, 48700),
-        sipp(&peers, "uas_multi.xml", 48572, 48800),
+        sipp("uas_multi.xml", 48570, 48600),
+        sipp("uas_srtp.xml", 48571, 48700),
+        sipp("uas_multi.xml", 48572, 48800),
         kamailio(dir.path(), 48580, 48581, 48572),
     ]);
     // Kamailio listens once its configuration is loaded (polled in /proc/net/tcp: connecting
@@ -276,26 +244,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let sqlite = SqliteStore::open(&dir.path().join("openum.db")).unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    store
-        .upsert_user(User {
-            name: "bench".into(),
-            password_hash: "x".into(),
-            play_on_phone: true,
-        })
-        .await
-        .unwrap();
-    let wav = dir.path().join("long.wav");
-    std::fs::write(
-        &wav,
-        testkit::pcm_wav(8000, 1, &testkit::tone(8000, 440.0, 120.0, 8000.0)),
-    )
-    .unwrap();
-    let item = server::voicemail::import(store.as_ref(), dir.path(), "bench", &wav, "", "")
-        .await
-        .unwrap();
-    let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
+    let (registry, item) = bench_store(dir.path()).await;
     let base = GatewayConfig {
         max_concurrent_calls: 100_000,
         calls_per_second: 100_000,

@@ -257,11 +257,15 @@ async fn plain_http_is_not_answered_on_the_tls_port() {
     stop.send(()).unwrap();
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// Two ports from this file's block (54100-54199), outside the ephemeral range used in CI, for
+/// listeners the server binds itself: a port picked with `bind(0)` and bound again later could
+/// meanwhile be taken by another process's outgoing connection.
+fn fixed_ports() -> (SocketAddr, SocketAddr) {
+    let port = 54100 + (std::process::id() % 50) as u16 * 2;
+    (
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from(([127, 0, 0, 1], port + 1)),
+    )
 }
 
 #[tokio::test]
@@ -269,8 +273,7 @@ async fn metrics_move_to_their_own_listener_behind_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.data_dir = dir.path().to_owned();
-    let main = free_port();
-    let metrics = free_port();
+    let (main, metrics) = fixed_ports();
     config.server.metrics_listen = Some(metrics);
     config.server.metrics_token = Some("scrape-me".into());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

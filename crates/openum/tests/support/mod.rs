@@ -16,13 +16,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use ews_proto::{PhoneCallInformation, Response, ResponseCode, ResponseDocument};
+use ews_proto::{PhoneCallInformation, ResponseCode, ResponseDocument};
 
 pub mod capture;
+pub mod dnsmasq;
+pub mod ews;
+pub mod kamailio;
 pub mod phone;
+pub mod poll;
+pub mod ports;
+pub mod rtcp;
+pub mod serve;
+pub mod sipp;
 
 pub const PASSWORD: &str = "e2e password";
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
 
 /// Ports for one harness: HTTP, our SIP, SIPp's SIP, SIPp's media.
 fn ports(base: Option<u16>) -> (u16, u16, u16, u16) {
@@ -76,7 +83,7 @@ pub struct Harness {
     /// openum's SIP port (UDP and TCP).
     pub sip_port: u16,
     openum: Child,
-    sipp: Child,
+    sipp: sipp::Sipp,
 }
 
 pub fn openum_bin() -> &'static str {
@@ -159,26 +166,10 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let (http_port, sip_port, sipp_port, media_port) = ports(options.port_base);
         let sipp_messages = dir.path().join("sipp-messages.log");
-        let mut sipp = Command::new("timeout");
-        sipp.arg("300")
-            .arg("sipp")
-            .arg("-sf")
-            .arg(peers_dir().join(options.scenario))
-            .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-            .args(["-mp", &media_port.to_string(), "-rtp_echo", "-nostdin"])
-            .args(["-key", "user", "alice", "-key", "pass", "secret"])
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(&sipp_messages)
-            .args(&options.sipp_args);
-        if options.tcp {
-            sipp.args(["-t", "t1"]);
-        }
-        let sipp = sipp
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp is required for the end-to-end tests (apt-get install sip-tester)");
+        let sipp = sipp::Sipp::uas(options.scenario, sipp_port, media_port, &sipp_messages)
+            .args(&options.sipp_args)
+            .tcp(options.tcp)
+            .start();
         let password = options
             .gateway_password
             .map(|p| format!("username = \"alice\"\npassword = \"{p}\"\n"))
@@ -206,7 +197,7 @@ impl Harness {
         let openum = spawn_serve(&config, dir.path());
         let base = format!("http://127.0.0.1:{http_port}");
         let http = reqwest::Client::new();
-        wait_healthy(&http, &base).await;
+        wait_healthy(&http, &base, dir.path()).await;
         Self {
             dir,
             config,
@@ -223,16 +214,7 @@ impl Harness {
     }
 
     pub async fn ews(&self, body: &str) -> ResponseDocument {
-        let reply = self
-            .http
-            .post(format!("{}/EWS/Exchange.asmx", self.base))
-            .basic_auth("alice", Some(PASSWORD))
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .body(format!(
-                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"
-            ));
-        let reply = text_of(reply).await;
-        ews_proto::decode_response(reply.as_bytes()).unwrap()
+        ews::ews(&self.http, &self.base, body).await
     }
 
     /// `GET path` on the server; the body.
@@ -242,55 +224,15 @@ impl Harness {
 
     /// PlayOnPhone; returns the PhoneCallId.
     pub async fn play(&self, dial: &str) -> String {
-        let doc = self
-            .ews(&format!(
-                "<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>{dial}</m:DialString></m:PlayOnPhone>",
-                self.item
-            ))
-            .await;
-        match doc {
-            ResponseDocument::Response(r) => match r.body {
-                Response::PlayOnPhone(p) => {
-                    assert_eq!(
-                        p.message.response_code,
-                        Some(ResponseCode::NoError),
-                        "{p:?}"
-                    );
-                    p.phone_call_id.unwrap().id
-                }
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::play(&self.http, &self.base, &self.item, dial).await
     }
 
     pub async fn info(&self, id: &str) -> PhoneCallInformation {
-        match self
-            .ews(&format!(
-                "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-            ))
-            .await
-        {
-            ResponseDocument::Response(r) => match r.body {
-                Response::GetPhoneCallInformation(g) => g
-                    .phone_call_information
-                    .unwrap_or_else(|| panic!("{:?}", g.message)),
-                other => panic!("{other:?}"),
-            },
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::info(&self.http, &self.base, id).await
     }
 
     pub async fn disconnect(&self, id: &str) -> ResponseCode {
-        match self
-            .ews(&format!(
-                "<m:DisconnectPhoneCall><m:PhoneCallId Id=\"{id}\"/></m:DisconnectPhoneCall>"
-            ))
-            .await
-        {
-            ResponseDocument::Response(r) => r.body.message().response_code.unwrap(),
-            ResponseDocument::Fault(f) => panic!("{f:?}"),
-        }
+        ews::disconnect(&self.http, &self.base, id).await
     }
 
     /// Polls GetPhoneCallInformation until `done` holds (or panics after `within`).
@@ -323,37 +265,50 @@ impl Harness {
 
     /// The SIP messages SIPp received and sent so far.
     pub fn sipp_trace(&self) -> String {
-        std::fs::read_to_string(&self.sipp_messages).unwrap_or_default()
+        self.sipp.trace()
     }
 
     /// Waits until SIPp's trace contains `needle`.
     pub async fn wait_for_trace(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.sipp_trace().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "SIPp never saw {needle:?}\n{}",
-                self.sipp_trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sipp.wait_for_trace(needle, within).await;
     }
 
     /// Waits (up to `within`) for SIPp to exit (run with `-m N`); its status: success when
     /// every call passed the scenario.
     pub async fn sipp_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.sipp.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SIPp still running\n{}",
-                self.sipp_trace()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sipp.exit(within).await
+    }
+
+    /// A tcpdump of SIPp's SIP port and of `media_ports` (UDP), started now.
+    pub fn capture_sipp(&self, name: &str, media_ports: &[u16]) -> capture::Capture {
+        let ports: Vec<String> = std::iter::once(self.sipp_port)
+            .chain(media_ports.iter().copied())
+            .map(|p| format!("udp port {p}"))
+            .collect();
+        capture::Capture::start(self.dir.path(), name, &ports.join(" or "))
+    }
+
+    /// Plays the message to 2005551234 and waits (up to `within`) for the call to end normally
+    /// (connection failure cause None), then for SIPp (run with `-m 1`) to exit counting it
+    /// passed; the call's last information.
+    pub async fn play_one_call(&mut self, within: Duration) -> PhoneCallInformation {
+        let id = self.play("2005551234").await;
+        let done = self
+            .wait_for(&id, within, |i| {
+                i.phone_call_state == ews_proto::PhoneCallState::Disconnected
+            })
+            .await;
+        assert_eq!(
+            done.connection_failure_cause,
+            ews_proto::ConnectionFailureCause::None
+        );
+        let sipp = self.sipp_exit(Duration::from_secs(10)).await;
+        assert!(
+            sipp.success(),
+            "SIPp counted the call as failed ({sipp})\n{}",
+            self.sipp_trace()
+        );
+        done
     }
 
     /// Sends `signal` (e.g. "TERM", "KILL") to openum and waits for it to exit.
@@ -368,45 +323,40 @@ impl Harness {
     /// Starts openum again on the same configuration and data.
     pub async fn restart(&mut self) {
         self.openum = spawn_serve(&self.config, self.dir.path());
-        wait_healthy(&self.http, &self.base).await;
+        wait_healthy(&self.http, &self.base, self.dir.path()).await;
     }
 }
 
 fn spawn_serve(config: &Path, dir: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("openum.log"))
-        .unwrap();
-    Command::new(openum_bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env("OPENUM_LOG", "info,rsipstack=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    serve::spawn(
+        config,
+        &dir.join("openum.log"),
+        Some("info,rsipstack=debug"),
+    )
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
+/// Waits (20 s at most) until `/healthz` answers; panics with the tail of openum's log in `dir`
+/// if it does not.
+async fn wait_healthy(http: &reqwest::Client, base: &str, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "openum did not start");
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(dir.join("openum.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            panic!(
+                "openum did not start; the end of its log:\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Best effort: openum may already have exited (SIPp is stopped by its own Drop).
         let _ = self.openum.kill();
-        // SIGTERM, which coreutils `timeout` passes on to SIPp (SIGKILL would orphan it).
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.sipp.id().to_string())
-            .status();
         let _ = self.openum.wait();
-        let _ = self.sipp.wait();
     }
 }
 
