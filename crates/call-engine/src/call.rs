@@ -1824,6 +1824,7 @@ mod tests {
             media_commands(&h),
             [&Command::UpdateMedia(MediaPlan {
                 remote: "127.0.0.9:7010".parse().unwrap(),
+                rtcp: None,
                 codec: sdp::Codec::Pcma,
                 payload_type: 96,
                 ptime_ms: 30,
@@ -1881,6 +1882,7 @@ mod tests {
             [
                 &Command::UpdateMedia(MediaPlan {
                     remote: "127.0.0.1:6002".parse().unwrap(),
+                    rtcp: None,
                     codec: sdp::Codec::Pcma,
                     payload_type: 8,
                     ptime_ms: 20,

@@ -546,6 +546,7 @@ fn rtcp_figures(stats: &rtcp::RtcpStats) -> CallServiceFigures {
         rtcp_jitter_seconds_total: seconds(stats.jitter_us_total.load(Relaxed)),
         rtcp_round_trip_seconds_total: seconds(stats.round_trip_us_total.load(Relaxed)),
         rtcp_round_trips: stats.round_trips.load(Relaxed),
+        rtcp_dropped: stats.dropped(),
         ..CallServiceFigures::default()
     }
 }

@@ -707,6 +707,7 @@ mod tests {
     fn plan(remote: SocketAddr) -> MediaPlan {
         MediaPlan {
             remote,
+            rtcp: None,
             codec: Codec::Pcmu,
             payload_type: 0,
             ptime_ms: 20,
