@@ -691,7 +691,7 @@ fn dispatch(
         }
         _ => {
             stats.count_drop(DropCause::Malformed);
-            tracing::debug!(stream = id, %from, "RTCP for a call that runs no RTCP (SRTP) dropped");
+            tracing::debug!(stream = id, %from, "RTCP for a call whose RTCP task is not running dropped");
         }
     }
 }
