@@ -11,7 +11,7 @@
 //! A SIPp far end (`tests/peers/uas_rtcp_port.xml`) answers with `a=rtcp` naming a port that is
 //! not the RTP port + 1, then re-offers another: openum's RTCP follows, and none goes to RTP + 1.
 //!
-//! Ports 54000-54299.
+//! Ports 54000-54499.
 
 #![allow(
     clippy::unwrap_used,
@@ -231,13 +231,99 @@ fn is_plain_rtcp(datagram: &[u8]) -> bool {
     at == datagram.len() && at > 0
 }
 
+/// A baresip that demands SRTP and multiplexes RTCP on the RTP port (`rtcp_mux yes`, which
+/// support's `Phone` does not set): auto-answers `4711` on `sip_port` and plays a tone. Ready
+/// once it answers an OPTIONS.
+fn start_muxing_phone(dir: &Path, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Processes {
+    let phone = dir.join("mux-phone");
+    std::fs::create_dir_all(&phone).unwrap();
+    std::fs::write(
+        phone.join("config"),
+        format!(
+            "poll_method epoll\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
+             sip_listen 127.0.0.1:{sip_port}\ncall_local_timeout 120\nrtcp_mux yes\n\
+             audio_player aubridge,nil\naudio_source ausine,440\naudio_alert aubridge,nil\n\
+             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
+             rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aubridge.so\nmodule ausine.so\nmodule srtp.so\n\
+             module_tmp account.so\nmodule_app menu.so\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        phone.join("accounts"),
+        format!("<sip:4711@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu;mediaenc=srtp-mand\n"),
+    )
+    .unwrap();
+    std::fs::write(phone.join("contacts"), "").unwrap();
+    let log = phone.join("baresip.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("timeout")
+        .args(["300", "baresip", "-f"])
+        .arg(&phone)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("baresip is required (apt-get install baresip-core)");
+    let mut process = Processes(vec![child]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    for attempt in 1u32.. {
+        let options = format!(
+            "OPTIONS sip:4711@127.0.0.1:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-mux-{attempt};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=mux\r\nTo: <sip:4711@127.0.0.1:{sip_port}>\r\n\
+             Call-ID: mux-{sip_port}@{local}\r\nCSeq: {attempt} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket
+            .send_to(options.as_bytes(), ("127.0.0.1", sip_port))
+            .unwrap();
+        if matches!(socket.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 ")) {
+            return process;
+        }
+        let output = || std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(status) = process.0[0].try_wait().unwrap() {
+            panic!("baresip exited ({status}):\n{}", output());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not answer OPTIONS:\n{}",
+            output()
+        );
+    }
+    unreachable!()
+}
+
+/// Which far end [`srtcp_call`] calls.
+#[derive(Clone, Copy, PartialEq)]
+enum FarEnd {
+    /// support's `Phone` with `srtp-mand`: RTCP on RTP port + 1.
+    Phone,
+    /// [`start_muxing_phone`]: RTCP on the RTP port (RFC 5761).
+    Muxing,
+}
+
 /// One SRTP call from openum to a baresip that demands SRTP, with `sip_extra` in `[sip]`;
 /// checks openum's SRTCP in the capture and baresip's reports in `/metrics`.
-async fn srtcp_call(ports: u16, sip_extra: &str) {
+async fn srtcp_call(ports: u16, sip_extra: &str, far_end: FarEnd) {
     let dir = tempfile::tempdir().unwrap();
     let (http, sip, phone_sip) = (ports, ports + 1, ports + 2);
     let (rtp_lo, rtp_hi) = (ports + 50, ports + 99);
-    let phone = Phone::start_with(dir.path(), phone_sip, rtp_lo, rtp_hi, Some("srtp-mand"));
+    let phone: Box<dyn std::any::Any> = match far_end {
+        FarEnd::Phone => Box::new(Phone::start_with(
+            dir.path(),
+            phone_sip,
+            rtp_lo,
+            rtp_hi,
+            Some("srtp-mand"),
+        )),
+        FarEnd::Muxing => Box::new(start_muxing_phone(dir.path(), phone_sip, rtp_lo, rtp_hi)),
+    };
     let capture = Capture::start(
         dir.path(),
         "srtcp.pcap",
@@ -290,6 +376,23 @@ async fn srtcp_call(ports: u16, sip_extra: &str) {
                 && word(&p.payload, 4) == ssrc
         })
         .collect();
+    // Port + 1, or (rtcp-mux) the RTP ports themselves, both ways.
+    let rtp_ports = packets
+        .iter()
+        .find(|p| p.is_rtp() && in_range(p.dst_port) && !in_range(p.src_port))
+        .map(|p| (p.src_port, p.dst_port))
+        .unwrap();
+    let expected = match far_end {
+        FarEnd::Phone => (rtp_ports.0 + 1, rtp_ports.1 + 1),
+        FarEnd::Muxing => rtp_ports,
+    };
+    assert!(
+        ours.iter().all(|p| (p.src_port, p.dst_port) == expected),
+        "our SRTCP not between {expected:?} (RTP {rtp_ports:?})"
+    );
+    if far_end == FarEnd::Muxing {
+        assert!(log.contains("mux=true"), "{log}");
+    }
     let mut context = reader(&suite, &ours_key);
     let mut reports = Vec::new();
     for (i, p) in ours.iter().enumerate() {
@@ -398,7 +501,23 @@ async fn srtcp_call(ports: u16, sip_extra: &str) {
 #[tokio::test]
 async fn srtcp_with_a_socket_per_call_authenticates_with_our_offered_key_and_baresips_reaches_metrics(
 ) {
-    srtcp_call(54100, "").await;
+    srtcp_call(54100, "", FarEnd::Phone).await;
+}
+
+#[tokio::test]
+async fn srtcp_multiplexed_on_the_rtp_port_authenticates_with_our_offered_key_and_baresips_reaches_metrics(
+) {
+    srtcp_call(54300, "", FarEnd::Muxing).await;
+}
+
+#[tokio::test]
+async fn srtcp_multiplexed_on_the_shared_sockets_authenticates_and_baresips_reaches_metrics() {
+    srtcp_call(
+        54400,
+        "rtp_sockets = \"shared\"\nrtp_port_range = \"54410-54449\"",
+        FarEnd::Muxing,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -407,6 +526,7 @@ async fn srtcp_through_the_shared_sockets_authenticates_with_our_offered_key_and
     srtcp_call(
         54200,
         "rtp_sockets = \"shared\"\nrtp_port_range = \"54210-54249\"",
+        FarEnd::Phone,
     )
     .await;
 }
