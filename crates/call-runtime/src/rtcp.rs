@@ -405,6 +405,7 @@ mod tests {
         assert_eq!(destination(&plan, false), "10.0.0.2:5009".parse().unwrap());
         assert_eq!(destination(&plan, true), plan.remote);
     }
+
     #[test]
     fn srtcp_that_fails_authentication_is_dropped_and_counted_by_cause_and_good_srtcp_is_read() {
         use call_engine::sdes::{CryptoSuite, MasterKey, SrtpKeys};
