@@ -84,7 +84,7 @@ impl SrtpSender {
 
 /// SRTCP octets after the RTCP packet: the E flag with the 31-bit SRTCP index (RFC 3711 §3.4).
 const SRTCP_INDEX_LEN: usize = 4;
-/// The SRTCP authentication tag: 80 bits for both SDES suites openum offers (RFC 4568 §6.2.1,
+/// The SRTCP authentication tag: 80 bits for both SDES suites openum offers (RFC 4568 §6.2.2:
 /// `AES_CM_128_HMAC_SHA1_32` shortens only SRTP's tag).
 const SRTCP_TAG_LEN: usize = 10;
 /// Replayed SRTCP indexes are recognised within this window (RFC 3711 §3.3.2's 64 minimum).
