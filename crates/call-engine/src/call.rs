@@ -1829,6 +1829,52 @@ mod tests {
     }
 
     #[test]
+    fn the_far_ends_a_rtcp_reaches_the_media_plan_and_a_re_offer_can_move_it() {
+        let mut h = Harness::new();
+        h.call = Call::new(h.now, CallConfig::new(MESSAGE))
+            .with_session(LocalSession::new("192.0.2.10:40000".parse().unwrap(), 7));
+        h.drain();
+        h.sip(SipEvent::Answered {
+            status: SipStatus::new(200, "OK"),
+            sdp: Some(
+                b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\na=rtcp:6011\r\n".to_vec(),
+            ),
+        });
+        let plan = h
+            .commands()
+            .into_iter()
+            .find_map(|c| match c {
+                Command::StartMedia(plan) => Some(*plan),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(plan.rtcp, Some("127.0.0.1:6011".parse().unwrap()));
+        assert!(h.commands().contains(&&Command::StartRtcp { mux: false }));
+        // The same stream, RTCP elsewhere: the media follow.
+        h.log.clear();
+        h.sip(reoffer(
+            1,
+            false,
+            "m=audio 6000 RTP/AVP 0\r\na=rtcp:7022 IN IP4 127.0.0.5\r\n",
+        ));
+        assert_eq!(response(&h, 1).0, 200);
+        assert_eq!(
+            media_commands(&h),
+            [&Command::UpdateMedia(MediaPlan {
+                rtcp: Some("127.0.0.5:7022".parse().unwrap()),
+                ..plan
+            })]
+        );
+        // Without a=rtcp: back to the RTP port + 1.
+        h.log.clear();
+        h.sip(reoffer(2, false, "m=audio 6000 RTP/AVP 0\r\n"));
+        assert_eq!(
+            media_commands(&h),
+            [&Command::UpdateMedia(MediaPlan { rtcp: None, ..plan })]
+        );
+    }
+
+    #[test]
     fn a_codec_or_address_change_updates_the_media_in_place() {
         let mut h = connected();
         h.sip(reoffer(
@@ -1843,6 +1889,7 @@ mod tests {
             media_commands(&h),
             [&Command::UpdateMedia(MediaPlan {
                 remote: "127.0.0.9:7010".parse().unwrap(),
+                rtcp: None,
                 codec: sdp::Codec::Pcma,
                 payload_type: 96,
                 ptime_ms: 30,
@@ -1900,6 +1947,7 @@ mod tests {
             [
                 &Command::UpdateMedia(MediaPlan {
                     remote: "127.0.0.1:6002".parse().unwrap(),
+                    rtcp: None,
                     codec: sdp::Codec::Pcma,
                     payload_type: 8,
                     ptime_ms: 20,

@@ -84,6 +84,8 @@ pub struct MediaSection {
     pub direction: Option<Direction>,
     /// `a=rtcp-mux` (RFC 5761).
     pub rtcp_mux: bool,
+    /// `a=rtcp` (RFC 3605): the port the far end receives RTCP on, and its address if given.
+    pub rtcp: Option<(u16, Option<IpAddr>)>,
 }
 
 impl MediaSection {
@@ -186,6 +188,7 @@ impl Description {
                         ptime: None,
                         direction: None,
                         rtcp_mux: false,
+                        rtcp: None,
                     });
                 }
                 "c" => {
@@ -209,6 +212,7 @@ impl Description {
                             }
                         }
                         ("rtcp-mux", Some(m)) => m.rtcp_mux = true,
+                        ("rtcp", Some(m)) => m.rtcp = crate::sdp::parse_rtcp_attribute(arg),
                         (other, section) => {
                             if let Some(direction) = Direction::parse(other) {
                                 match section {
@@ -262,6 +266,7 @@ impl Description {
             .unwrap_or(20);
         MediaPlan {
             remote: SocketAddr::new(ip, section.port),
+            rtcp: crate::sdp::rtcp_address(ip, section.rtcp),
             codec,
             payload_type,
             ptime_ms,
@@ -548,6 +553,7 @@ mod tests {
             negotiated.plan,
             MediaPlan {
                 remote: "198.51.100.7:7000".parse().unwrap(),
+                rtcp: None,
                 codec: Codec::Pcma,
                 payload_type: 96,
                 ptime_ms: 30,

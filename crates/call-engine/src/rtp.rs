@@ -210,6 +210,7 @@ mod tests {
     fn plan(codec: Codec, ptime_ms: u32) -> MediaPlan {
         MediaPlan {
             remote: "127.0.0.1:6000".parse().unwrap(),
+            rtcp: None,
             codec,
             payload_type: codec.static_payload_type(),
             ptime_ms,

@@ -43,6 +43,9 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 pub struct MediaPlan {
     /// Where to send RTP.
     pub remote: SocketAddr,
+    /// Where to send RTCP, when the far end's `a=rtcp` names it (RFC 3605); `None`: the RTP
+    /// port + 1 (RFC 3550 §11), or the RTP port itself with `rtcp-mux`.
+    pub rtcp: Option<SocketAddr>,
     /// The codec.
     pub codec: Codec,
     /// The payload type to put in RTP headers (the answer's number for the codec).
@@ -124,6 +127,31 @@ pub fn offer(local: SocketAddr, session_id: u64) -> String {
     s
 }
 
+/// Reads the value of an `a=rtcp` attribute (RFC 3605): `<port> [IN IP4|IP6 <address>]`, the
+/// port where the far end receives RTCP and, if given, its address (else the stream's). `None`
+/// for one that cannot be read: like any unreadable attribute it is ignored (RFC 8866 §5.13),
+/// and RTCP goes to the RTP port + 1.
+pub fn parse_rtcp_attribute(value: &str) -> Option<(u16, Option<IpAddr>)> {
+    let mut parts = value.split_whitespace();
+    let port: u16 = parts.next()?.parse().ok().filter(|&p| p != 0)?;
+    let address = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (None, ..) => None,
+        (Some("IN"), Some("IP4" | "IP6"), Some(address), None) => Some(
+            address
+                .parse::<IpAddr>()
+                .ok()
+                .filter(|a| !a.is_unspecified())?,
+        ),
+        _ => return None,
+    };
+    Some((port, address))
+}
+
+/// Where RTCP goes for a stream at `rtp` whose section carried `a=rtcp` as `attribute`.
+pub fn rtcp_address(rtp: IpAddr, attribute: Option<(u16, Option<IpAddr>)>) -> Option<SocketAddr> {
+    attribute.map(|(port, address)| SocketAddr::new(address.unwrap_or(rtp), port))
+}
+
 /// Parses an answer into a [`MediaPlan`].
 pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
     let text = std::str::from_utf8(sdp).map_err(|_| AnswerError::NotText)?;
@@ -164,6 +192,7 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                     rtpmap: Vec::new(),
                     addr: None,
                     ptime: None,
+                    rtcp: None,
                 });
             }
             "c" => {
@@ -180,6 +209,7 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                 let ptime = value
                     .strip_prefix("ptime:")
                     .and_then(|p| p.trim().parse::<u32>().ok());
+                let rtcp = value.strip_prefix("rtcp:").and_then(parse_rtcp_attribute);
                 let rtpmap = value.strip_prefix("rtpmap:").and_then(|r| {
                     let (pt, rest) = r.split_once(' ')?;
                     let name = rest.split('/').next()?.to_ascii_uppercase();
@@ -192,6 +222,9 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
                         }
                         if let Some(r) = rtpmap {
                             a.rtpmap.push(r);
+                        }
+                        if rtcp.is_some() {
+                            a.rtcp = rtcp;
                         }
                     }
                     Some(_) => {}
@@ -225,6 +258,7 @@ pub fn parse_answer(sdp: &[u8]) -> Result<MediaPlan, AnswerError> {
         .unwrap_or(20);
     Ok(MediaPlan {
         remote: SocketAddr::new(ip, audio.port),
+        rtcp: rtcp_address(ip, audio.rtcp),
         codec,
         payload_type,
         ptime_ms,
@@ -237,6 +271,8 @@ struct AudioSection {
     rtpmap: Vec<(u8, String)>,
     addr: Option<IpAddr>,
     ptime: Option<u32>,
+    /// `a=rtcp` (RFC 3605): port, and address if given.
+    rtcp: Option<(u16, Option<IpAddr>)>,
 }
 
 impl AudioSection {
@@ -355,6 +391,44 @@ mod tests {
             AnswerError::MalformedConnection("IN".into()).to_string(),
             "malformed SDP connection line: c=IN"
         );
+    }
+
+    #[test]
+    fn a_rtcp_names_the_far_ends_rtcp_port_and_address_and_an_unreadable_one_is_ignored() {
+        let answer = |attribute: &str| {
+            let sdp = format!(
+                "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\n{attribute}a=ptime:20\r\n"
+            );
+            parse_answer(sdp.as_bytes()).unwrap().rtcp
+        };
+        assert_eq!(answer(""), None);
+        assert_eq!(
+            answer("a=rtcp:6009\r\n"),
+            Some("127.0.0.1:6009".parse().unwrap())
+        );
+        assert_eq!(
+            answer("a=rtcp:53020 IN IP4 126.16.64.4\r\n"),
+            Some("126.16.64.4:53020".parse().unwrap())
+        );
+        assert_eq!(
+            answer("a=rtcp:7001 IN IP6 ::1\r\n"),
+            Some("[::1]:7001".parse().unwrap())
+        );
+        for unreadable in [
+            "a=rtcp:\r\n",
+            "a=rtcp:0\r\n",
+            "a=rtcp:70000\r\n",
+            "a=rtcp:x\r\n",
+            "a=rtcp:6009 IN\r\n",
+            "a=rtcp:6009 IN IP4 nowhere\r\n",
+            "a=rtcp:6009 IN IP4 0.0.0.0\r\n",
+            "a=rtcp:6009 IN IP4 1.2.3.4 extra\r\n",
+        ] {
+            assert_eq!(answer(unreadable), None, "{unreadable}");
+        }
+        // Session level or another media section's: not the audio stream's.
+        let other = b"v=0\r\nc=IN IP4 127.0.0.1\r\na=rtcp:5000\r\nm=audio 6000 RTP/AVP 0\r\nm=video 6002 RTP/AVP 31\r\na=rtcp:6005\r\n";
+        assert_eq!(parse_answer(other).unwrap().rtcp, None);
     }
 
     #[test]

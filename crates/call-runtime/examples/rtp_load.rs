@@ -45,6 +45,7 @@ use proc_stats::{cpu_time, rss_kib, seconds_and_levels};
 fn plan(remote: SocketAddr) -> MediaPlan {
     MediaPlan {
         remote,
+        rtcp: None,
         codec: Codec::Pcmu,
         payload_type: 0,
         ptime_ms: 20,

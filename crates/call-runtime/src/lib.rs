@@ -22,10 +22,12 @@
 //! - `batch`: `sendmmsg`/`recvmmsg` batches for the shared sockets (nix).
 //! - `demux`: which call a datagram on a shared socket belongs to (pure).
 //! - [`ports`]: the RTP and RTCP ports of a call (`rtp_port_range`).
-//! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE.
+//! - [`rtcp`]: RTCP for a call's stream: Sender Reports, the far end's reports, BYE (as SRTCP
+//!   on an SRTP call; to the far end's `a=rtcp` port when it names one).
 //! - `symmetric`: symmetric RTP (RFC 4961): send where the far end's RTP comes from.
 //! - [`tls`]: SIP over TLS to a gateway (rustls; the connection handed to rsipstack).
-//! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform).
+//! - [`srtp`]: SRTP for a call (SDES keys from the offer/answer, the per-packet transform), and
+//!   SRTCP for its RTCP task.
 //! - [`footprint`]: the in-memory size of a call's task and state, for the memory benchmark.
 //! - `task`: one call's task, feeding its engine and carrying out its commands, over a
 //!   `Dialogue` (rsipstack's in production, a scripted one in the tests, on paused time).
@@ -546,6 +548,7 @@ fn rtcp_figures(stats: &rtcp::RtcpStats) -> CallServiceFigures {
         rtcp_jitter_seconds_total: seconds(stats.jitter_us_total.load(Relaxed)),
         rtcp_round_trip_seconds_total: seconds(stats.round_trip_us_total.load(Relaxed)),
         rtcp_round_trips: stats.round_trips.load(Relaxed),
+        rtcp_dropped: stats.dropped(),
         ..CallServiceFigures::default()
     }
 }

@@ -694,7 +694,7 @@ fn dispatch(
         }
         _ => {
             stats.count_drop(DropCause::Malformed);
-            tracing::debug!(stream = id, %from, "RTCP for a call that runs no RTCP (SRTP) dropped");
+            tracing::debug!(stream = id, %from, "RTCP for a call whose RTCP task is not running dropped");
         }
     }
 }
@@ -710,6 +710,7 @@ mod tests {
     fn plan(remote: SocketAddr) -> MediaPlan {
         MediaPlan {
             remote,
+            rtcp: None,
             codec: Codec::Pcmu,
             payload_type: 0,
             ptime_ms: 20,

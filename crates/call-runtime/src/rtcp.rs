@@ -1,8 +1,14 @@
 //! RTCP for a call's stream (RFC 3550 §6): a task sends a Sender Report with SDES CNAME every
-//! ~5 s (randomised over 0.5–1.5 × the interval, RFC 3550 §6.3.5) on the RTP port + 1, or on the
-//! RTP port itself with `rtcp-mux` (RFC 5761), reads the far end's reports about the stream (loss,
-//! jitter, round-trip time: logged in the call's span, added to [`RtcpStats`]), and sends BYE
-//! when the media stop. Like RTP, RTCP goes where the far end's RTCP comes from (RFC 4961).
+//! ~5 s (randomised over 0.5–1.5 × the interval, RFC 3550 §6.3.5) on the RTP port + 1 — or the
+//! port the far end's `a=rtcp` names (RFC 3605), or the RTP port itself with `rtcp-mux`
+//! (RFC 5761) — reads the far end's reports about the stream (loss, jitter, round-trip time:
+//! logged in the call's span, added to [`RtcpStats`]), and sends BYE when the media stop. Like
+//! RTP, RTCP goes where the far end's RTCP comes from (RFC 4961).
+//!
+//! On an SRTP call every packet is SRTCP (RFC 3711 §3.4, [`crate::srtp::Srtcp`]): what is sent
+//! is protected with openum's key, and what arrives is authenticated and decrypted with the far
+//! end's before it is read; a packet that fails is dropped, logged and counted, and never moves
+//! the destination.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,6 +19,7 @@ use call_engine::rtcp::{self as packets, SenderInfo, REPORT_INTERVAL};
 use rand::Rng as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::srtp::{Srtcp, SrtcpRefusal};
 use crate::udp::MediaSocket;
 
 /// What the stream has sent, kept by the media scheduler for the Sender Reports.
@@ -50,6 +57,29 @@ pub struct RtcpStats {
     pub round_trip_us_total: AtomicU64,
     /// Round-trip times measured.
     pub round_trips: AtomicU64,
+    /// Datagrams on a call's RTCP socket that are not RTCP (dropped).
+    pub dropped_not_rtcp: AtomicU64,
+    /// SRTCP that failed authentication: a wrong tag, too short, or a replayed index (dropped).
+    pub dropped_srtcp_auth: AtomicU64,
+    /// SRTCP with the E flag clear (dropped: see [`crate::srtp::SrtcpRefusal::Unencrypted`]).
+    pub dropped_srtcp_unencrypted: AtomicU64,
+}
+
+impl RtcpStats {
+    /// The drop counters by `cause` label, for `/metrics`.
+    pub fn dropped(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("not_rtcp", self.dropped_not_rtcp.load(Ordering::Relaxed)),
+            (
+                "srtcp_auth",
+                self.dropped_srtcp_auth.load(Ordering::Relaxed),
+            ),
+            (
+                "srtcp_unencrypted",
+                self.dropped_srtcp_unencrypted.load(Ordering::Relaxed),
+            ),
+        ]
+    }
 }
 
 /// What the RTCP task needs to know about its call's stream.
@@ -72,16 +102,17 @@ pub(crate) struct Rtcp {
 }
 
 impl Rtcp {
-    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket when `mux`;
+    /// Starts RTCP for `stream`. `socket` is the RTCP socket, or the RTP socket with rtcp-mux;
     /// incoming RTCP is read from `socket`, unless `forwarded`: then it comes through
     /// [`Rtcp::muxed`] (rtcp-mux, or sockets shared by many calls, read by the media shard).
-    /// `negotiated` is the far end's RTP address from its SDP.
+    /// `destination` is where the far end's SDP says its RTCP goes ([`destination`]); `srtcp`
+    /// protects and unprotects every packet of an SRTP call.
     pub(crate) fn start(
         socket: Arc<MediaSocket>,
-        mux: bool,
         forwarded: bool,
-        negotiated: watch::Receiver<SocketAddr>,
+        destination: watch::Receiver<SocketAddr>,
         stream: Stream,
+        srtcp: Option<Srtcp>,
         stats: Arc<RtcpStats>,
     ) -> Self {
         use tracing::Instrument as _;
@@ -90,10 +121,10 @@ impl Rtcp {
         tokio::spawn(
             run(
                 socket,
-                mux,
                 forwarded,
-                negotiated,
+                destination,
                 stream,
+                srtcp,
                 stats,
                 stopped,
                 from_rtp_socket,
@@ -146,26 +177,31 @@ fn randomised(base: Duration) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
 }
 
-fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
+/// Where the far end's RTCP goes, from its SDP: its RTP address with `mux` (RFC 5761: the
+/// `a=rtcp` then names that port, if any), else the address of its `a=rtcp` (RFC 3605), else the
+/// RTP port + 1 (RFC 3550 §11).
+pub(crate) fn destination(plan: &call_engine::sdp::MediaPlan, mux: bool) -> SocketAddr {
     if mux {
-        rtp
+        plan.remote
     } else {
-        SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+        plan.rtcp.unwrap_or_else(|| {
+            SocketAddr::new(plan.remote.ip(), plan.remote.port().wrapping_add(1))
+        })
     }
 }
 
 #[allow(clippy::too_many_arguments, reason = "one task's inputs, passed once")]
 async fn run(
     socket: Arc<MediaSocket>,
-    mux: bool,
     forwarded: bool,
     mut negotiated: watch::Receiver<SocketAddr>,
     stream: Stream,
+    mut srtcp: Option<Srtcp>,
     stats: Arc<RtcpStats>,
     mut stopped: oneshot::Receiver<()>,
     mut muxed: mpsc::UnboundedReceiver<(Vec<u8>, SocketAddr)>,
 ) {
-    let mut destination = rtcp_address(*negotiated.borrow_and_update(), mux);
+    let mut destination = *negotiated.borrow_and_update();
     let mut latched = false;
     let mut last_lost: Option<i32> = None;
     // The first report after half an interval (RFC 3550 §6.3.1's initial interval).
@@ -176,7 +212,7 @@ async fn run(
             _ = &mut stopped => break,
             () = tokio::time::sleep_until(next) => {
                 let packet = packets::report(&sender_info(&stream), &stream.cname);
-                send(&socket, &packet, destination, &stats);
+                send(&socket, &packet, srtcp.as_mut(), destination, &stats);
                 next = tokio::time::Instant::now() + randomised(REPORT_INTERVAL);
                 None
             }
@@ -184,7 +220,7 @@ async fn run(
                 if changed.is_err() {
                     break;
                 }
-                let new = rtcp_address(*negotiated.borrow_and_update(), mux);
+                let new = *negotiated.borrow_and_update();
                 if new != destination {
                     destination = new;
                     latched = false;
@@ -204,9 +240,9 @@ async fn run(
         let Some((data, from)) = arrived else {
             continue;
         };
-        if !packets::is_rtcp(&data) {
+        let Some(data) = accept(data, from, srtcp.as_mut(), &stats) else {
             continue;
-        }
+        };
         if !latched {
             latched = true;
             if from != destination {
@@ -219,11 +255,69 @@ async fn run(
         }
     }
     let packet = packets::goodbye(&sender_info(&stream), &stream.cname);
-    send(&socket, &packet, destination, &stats);
-    tracing::debug!(to = %destination, "RTCP BYE sent");
+    send(&socket, &packet, srtcp.as_mut(), destination, &stats);
+    tracing::debug!(to = %destination, srtcp = srtcp.is_some(), "RTCP BYE sent");
 }
 
-fn send(socket: &MediaSocket, packet: &[u8], to: SocketAddr, stats: &RtcpStats) {
+/// The plain RTCP in a datagram that arrived from `from`, or `None` (logged and counted):
+/// not RTCP, or (with `srtcp`) not SRTCP protected with the far end's key.
+fn accept(
+    data: Vec<u8>,
+    from: SocketAddr,
+    srtcp: Option<&mut Srtcp>,
+    stats: &RtcpStats,
+) -> Option<Vec<u8>> {
+    if !packets::is_rtcp(&data) {
+        stats.dropped_not_rtcp.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%from, len = data.len(), "datagram on the RTCP socket is not RTCP: dropped");
+        return None;
+    }
+    let Some(srtcp) = srtcp else {
+        return Some(data);
+    };
+    match srtcp.unprotect(&data) {
+        Ok(plain) => Some(plain),
+        Err(refusal) => {
+            let counter = match refusal {
+                SrtcpRefusal::Unencrypted => &stats.dropped_srtcp_unencrypted,
+                _ => &stats.dropped_srtcp_auth,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                %from,
+                len = data.len(),
+                cause = refusal.cause(),
+                error = %calls::error_chain(&refusal),
+                "SRTCP from the far end dropped"
+            );
+            None
+        }
+    }
+}
+
+/// Sends `packet`, protected as SRTCP when `srtcp` is given (never in the clear then).
+fn send(
+    socket: &MediaSocket,
+    packet: &[u8],
+    srtcp: Option<&mut Srtcp>,
+    to: SocketAddr,
+    stats: &RtcpStats,
+) {
+    let protected;
+    let packet = match srtcp {
+        None => packet,
+        Some(srtcp) => match srtcp.protect(packet) {
+            Ok(p) => {
+                protected = p;
+                &protected
+            }
+            Err(error) => {
+                // RTCP is advisory: the report is skipped, the next one tried.
+                tracing::warn!(error = %calls::error_chain(&error), %to, "cannot protect RTCP as SRTCP: not sent");
+                return;
+            }
+        },
+    };
     match socket.try_send_to(packet, to) {
         Ok(_) => {
             stats.sender_reports_sent.fetch_add(1, Ordering::Relaxed);
@@ -293,8 +387,72 @@ mod tests {
             let d = randomised(REPORT_INTERVAL);
             assert!(d >= Duration::from_millis(2500) && d < Duration::from_millis(7500));
         }
-        let rtp: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        assert_eq!(rtcp_address(rtp, true), rtp);
-        assert_eq!(rtcp_address(rtp, false).port(), 4001);
+    }
+
+    #[test]
+    fn rtcp_goes_to_the_rtp_port_plus_one_or_the_a_rtcp_port_and_to_the_rtp_port_with_mux() {
+        let mut plan = call_engine::sdp::MediaPlan {
+            remote: "10.0.0.1:4000".parse().unwrap(),
+            rtcp: None,
+            codec: call_engine::sdp::Codec::Pcmu,
+            payload_type: 0,
+            ptime_ms: 20,
+        };
+        assert_eq!(destination(&plan, true), plan.remote);
+        assert_eq!(destination(&plan, false), "10.0.0.1:4001".parse().unwrap());
+        // a=rtcp (RFC 3605) names another port, or address; rtcp-mux still wins.
+        plan.rtcp = Some("10.0.0.2:5009".parse().unwrap());
+        assert_eq!(destination(&plan, false), "10.0.0.2:5009".parse().unwrap());
+        assert_eq!(destination(&plan, true), plan.remote);
+    }
+
+    #[test]
+    fn srtcp_that_fails_authentication_is_dropped_and_counted_by_cause_and_good_srtcp_is_read() {
+        use call_engine::sdes::{CryptoSuite, MasterKey, SrtpKeys};
+        let ours = SrtpKeys {
+            suite: CryptoSuite::AesCm128HmacSha1_80,
+            local: MasterKey::from_material(&[3; 30]),
+            remote: MasterKey::from_material(&[4; 30]),
+        };
+        let far_end_keys = SrtpKeys {
+            suite: ours.suite,
+            local: ours.remote.clone(),
+            remote: ours.local.clone(),
+        };
+        let mut openum = Srtcp::new(&ours).unwrap();
+        let mut far_end = Srtcp::new(&far_end_keys).unwrap();
+        let stats = RtcpStats::default();
+        let from: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        // A receiver report about openum's stream (SSRC 7): RR from SSRC 9 with one block.
+        let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 9, 0, 0, 0, 7];
+        rr.extend_from_slice(&[
+            0x10, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        let good = far_end.protect(&rr).unwrap();
+        let mut corrupted = good.clone();
+        corrupted[12] ^= 0x80;
+        assert_eq!(accept(corrupted, from, Some(&mut openum), &stats), None);
+        let mut clear = far_end.protect(&rr).unwrap();
+        clear[rr.len()] &= 0x7f;
+        assert_eq!(accept(clear, from, Some(&mut openum), &stats), None);
+        assert_eq!(
+            accept(b"not rtcp".to_vec(), from, Some(&mut openum), &stats),
+            None
+        );
+        // Plain RTCP on an SRTP call: no index with the E flag, no tag; refused.
+        assert_eq!(accept(rr.clone(), from, Some(&mut openum), &stats), None);
+        let plain = accept(good.clone(), from, Some(&mut openum), &stats).unwrap();
+        assert_eq!(plain, rr);
+        let reports = packets::reports_about(&plain, 7, now_ntp());
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].cumulative_lost, 3);
+        // The same packet again is a replay.
+        assert_eq!(accept(good, from, Some(&mut openum), &stats), None);
+        assert_eq!(
+            stats.dropped(),
+            vec![("not_rtcp", 1), ("srtcp_auth", 2), ("srtcp_unencrypted", 2)]
+        );
+        // Without SRTP, plain RTCP is read as it is.
+        assert_eq!(accept(rr.clone(), from, None, &stats), Some(rr));
     }
 }

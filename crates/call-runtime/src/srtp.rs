@@ -42,25 +42,35 @@ pub struct SrtpSender {
     context: Box<Context>,
 }
 
+/// The `rtc-srtp` context for `key` under `suite`; `replay_window`: packets (SRTCP indexes)
+/// remembered to refuse replays (RFC 3711 §3.3.2), for what the far end sends.
+fn context(
+    suite: CryptoSuite,
+    key: &MasterKey,
+    replay_window: Option<usize>,
+) -> Result<Box<Context>, SrtpError> {
+    let profile = match suite {
+        CryptoSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
+        CryptoSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+    };
+    let provider = RingProvider::new();
+    let context = Context::new(
+        &key.key,
+        &key.salt,
+        profile,
+        None,
+        replay_window.map(rtc_srtp::option::srtcp_replay_protection),
+        provider.crypto(),
+    )
+    .map_err(|e| SrtpError::Transform(Box::new(e)))?;
+    Ok(Box::new(context))
+}
+
 impl SrtpSender {
     /// A context for `keys` (openum's own key protects what it sends).
     pub fn new(keys: &SrtpKeys) -> Result<Self, SrtpError> {
-        let profile = match keys.suite {
-            CryptoSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
-            CryptoSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
-        };
-        let provider = RingProvider::new();
-        let context = Context::new(
-            &keys.local.key,
-            &keys.local.salt,
-            profile,
-            None,
-            None,
-            provider.crypto(),
-        )
-        .map_err(|e| SrtpError::Transform(Box::new(e)))?;
         Ok(Self {
-            context: Box::new(context),
+            context: context(keys.suite, &keys.local, None)?,
         })
     }
 
@@ -69,6 +79,85 @@ impl SrtpSender {
         self.context
             .encrypt_rtp(rtp)
             .map_err(|e| SrtpError::Transform(Box::new(e)))
+    }
+}
+
+/// SRTCP octets after the RTCP packet: the E flag with the 31-bit SRTCP index (RFC 3711 §3.4).
+const SRTCP_INDEX_LEN: usize = 4;
+/// The SRTCP authentication tag: 80 bits for both SDES suites openum offers (RFC 4568 §6.2.2:
+/// `AES_CM_128_HMAC_SHA1_32` shortens only SRTP's tag).
+const SRTCP_TAG_LEN: usize = 10;
+/// Replayed SRTCP indexes are recognised within this window (RFC 3711 §3.3.2's 64 minimum).
+const SRTCP_REPLAY_WINDOW: usize = 64;
+
+/// SRTCP for one call (RFC 3711 §3.4): protects the RTCP openum sends with its own key (the
+/// same master key and salt as its SRTP stream; the library derives the SRTCP session keys and
+/// keeps the SRTCP index, sending with the E flag set) and authenticates and decrypts what the
+/// far end sends with the key of its answer. Two `rtc-srtp` contexts: the far end's key is
+/// another master key, and the RTCP task owns both while the media scheduler owns the SRTP one.
+pub struct Srtcp {
+    ours: Box<Context>,
+    theirs: Box<Context>,
+}
+
+/// Why a datagram that arrived as SRTCP was not taken (it is dropped, logged and counted).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SrtcpRefusal {
+    /// The E flag is clear. RFC 3711 allows unencrypted SRTCP, but it must still be
+    /// authenticated, and `rtc-srtp` 0.21 returns such packets without checking their tag: openum
+    /// takes only encrypted SRTCP, which it can authenticate.
+    #[error(
+        "SRTCP without encryption (E flag clear) is not accepted: it could not be authenticated"
+    )]
+    Unencrypted,
+    /// Too short, a wrong authentication tag, or an SRTCP index seen before (a replay).
+    #[error("SRTCP authentication failed")]
+    Authentication(#[source] SrtpError),
+}
+
+impl SrtcpRefusal {
+    /// The `cause` label of openum's drop counter.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Unencrypted => "srtcp_unencrypted",
+            Self::Authentication(_) => "srtcp_auth",
+        }
+    }
+}
+
+impl Srtcp {
+    /// The contexts for `keys`: openum's key protects, the far end's key unprotects.
+    pub fn new(keys: &SrtpKeys) -> Result<Self, SrtpError> {
+        Ok(Self {
+            ours: context(keys.suite, &keys.local, None)?,
+            theirs: context(keys.suite, &keys.remote, Some(SRTCP_REPLAY_WINDOW))?,
+        })
+    }
+
+    /// The SRTCP packet for the compound RTCP packet `rtcp` (encrypted after the first
+    /// packet's SSRC; index with E flag; 80-bit tag).
+    pub fn protect(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        self.ours
+            .encrypt_rtcp(rtcp)
+            .map(|p| p.to_vec())
+            .map_err(|e| SrtpError::Transform(Box::new(e)))
+    }
+
+    /// The compound RTCP packet inside the far end's SRTCP packet `srtcp`, once its tag is
+    /// authenticated and its index is not a replay.
+    pub fn unprotect(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, SrtcpRefusal> {
+        // The E flag is the top bit of the index word before the tag; a datagram too short to
+        // have one is left to the library, which refuses it.
+        if let Some(flag_at) = srtcp.len().checked_sub(SRTCP_TAG_LEN + SRTCP_INDEX_LEN) {
+            if flag_at >= 8 && srtcp[flag_at] & 0x80 == 0 {
+                return Err(SrtcpRefusal::Unencrypted);
+            }
+        }
+        self.theirs
+            .decrypt_rtcp(srtcp)
+            .map(|p| p.to_vec())
+            .map_err(|e| SrtcpRefusal::Authentication(SrtpError::Transform(Box::new(e))))
     }
 }
 
@@ -93,6 +182,8 @@ pub(crate) fn send(
 pub(crate) struct CallSrtp {
     offer: SdesOffer,
     sender: Option<SrtpSender>,
+    /// SRTCP for the call's RTCP task, once the answer accepted SRTP.
+    rtcp: Option<Srtcp>,
     /// The suite and openum's key in use, once the answer accepted SRTP.
     negotiated: Option<(CryptoSuite, MasterKey)>,
     /// In-dialog offers (re-INVITE, UPDATE) still to be answered: the tag their crypto
@@ -112,6 +203,7 @@ impl CallSrtp {
         Self {
             offer: SdesOffer::new(policy, material),
             sender: None,
+            rtcp: None,
             negotiated: None,
             offers: std::collections::HashMap::new(),
         }
@@ -176,14 +268,30 @@ impl CallSrtp {
             .negotiate(&sdp)
             .map_err(SrtpError::from)
             .and_then(|keys| match keys {
-                Some(keys) => Ok(Some((keys.suite, SrtpSender::new(&keys)?, keys.local))),
+                Some(keys) => Ok(Some((
+                    keys.suite,
+                    SrtpSender::new(&keys)?,
+                    Srtcp::new(&keys)?,
+                    keys.local,
+                ))),
                 None => Ok(None),
             });
         match negotiated {
-            Ok(Some((suite, sender, local))) => {
+            Ok(Some((suite, sender, rtcp, local))) => {
                 tracing::info!(suite = suite.name(), "SRTP negotiated");
                 self.sender = Some(sender);
+                self.rtcp = Some(rtcp);
                 self.negotiated = Some((suite, local));
+                // The engine reads the stream as RTP/AVP, as it does in-dialog offers (see
+                // above): the SRTP profile is this module's. With RTP/SAVP it would not see
+                // the answer's direction or `a=rtcp-mux`.
+                let sdp = String::from_utf8_lossy(&sdp)
+                    .replacen(" RTP/SAVP ", " RTP/AVP ", 1)
+                    .into_bytes();
+                return SipEvent::Answered {
+                    status,
+                    sdp: Some(sdp),
+                };
             }
             Ok(None) => {
                 if self.offer.policy() == SrtpPolicy::Optional {
@@ -238,6 +346,11 @@ impl CallSrtp {
     /// The sender for the media about to start (`None`: plain RTP).
     pub(crate) fn take_sender(&mut self) -> Option<SrtpSender> {
         self.sender.take()
+    }
+
+    /// SRTCP for the RTCP task about to start (`None`: plain RTCP).
+    pub(crate) fn take_rtcp(&mut self) -> Option<Srtcp> {
+        self.rtcp.take()
     }
 }
 
@@ -378,7 +491,7 @@ mod tests {
     const THEIRS: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgIC";
 
     #[test]
-    fn an_accepting_answer_yields_a_sender_and_passes_through_unchanged() {
+    fn an_accepting_answer_yields_a_sender_and_srtcp_and_reaches_the_engine_as_rtp_avp() {
         let mut srtp = CallSrtp::new(SrtpPolicy::Mandatory);
         let offered = srtp.offer("v=0\r\nm=audio 4000 RTP/AVP 0 8 101\r\n");
         let tag1 = offered
@@ -396,7 +509,103 @@ mod tests {
             status: SipStatus::new(200, "OK"),
             sdp: Some(answer),
         };
-        assert_eq!(srtp.screen(event.clone()), event);
+        let seen = srtp.screen(event);
+        let SipEvent::Answered {
+            sdp: Some(seen), ..
+        } = seen
+        else {
+            panic!("{seen:?}")
+        };
+        let seen = String::from_utf8(seen).unwrap();
+        assert!(seen.contains("m=audio 6000 RTP/AVP 0\r\n"), "{seen}");
+        assert!(seen.contains(&their), "{seen}");
         assert!(srtp.take_sender().is_some());
+        assert!(srtp.take_rtcp().is_some());
+    }
+
+    fn srtcp_pair(suite: CryptoSuite) -> (Srtcp, Srtcp) {
+        let ours = keys(suite);
+        let theirs = SrtpKeys {
+            suite,
+            local: ours.remote.clone(),
+            remote: ours.local.clone(),
+        };
+        (Srtcp::new(&ours).unwrap(), Srtcp::new(&theirs).unwrap())
+    }
+
+    fn sender_report_and_bye() -> Vec<u8> {
+        let info = call_engine::rtcp::SenderInfo {
+            ssrc: 0x1122_3344,
+            ntp: 0xdead_beef_0000_0001,
+            rtp_timestamp: 160,
+            packets: 50,
+            octets: 8000,
+        };
+        call_engine::rtcp::goodbye(&info, "openum@127.0.0.1")
+    }
+
+    #[test]
+    fn srtcp_keeps_the_first_header_and_ssrc_encrypts_the_rest_and_adds_index_and_80_bit_tag() {
+        for suite in [
+            CryptoSuite::AesCm128HmacSha1_80,
+            CryptoSuite::AesCm128HmacSha1_32,
+        ] {
+            let (mut ours, mut theirs) = srtcp_pair(suite);
+            let plain = sender_report_and_bye();
+            let first = ours.protect(&plain).unwrap();
+            let second = ours.protect(&plain).unwrap();
+            assert_eq!(first.len(), plain.len() + 4 + 10, "{suite:?}");
+            assert_eq!(first[..8], plain[..8]);
+            assert_ne!(first[8..plain.len()], plain[8..]);
+            // E flag set, index 1 then 2.
+            let index =
+                |p: &[u8]| u32::from_be_bytes(p[plain.len()..plain.len() + 4].try_into().unwrap());
+            assert_eq!(index(&first), 0x8000_0001);
+            assert_eq!(index(&second), 0x8000_0002);
+            // The far end (the mirrored key pair) reads both back.
+            assert_eq!(theirs.unprotect(&first).unwrap(), plain);
+            assert_eq!(theirs.unprotect(&second).unwrap(), plain);
+        }
+    }
+
+    #[test]
+    fn corrupted_replayed_unencrypted_or_short_srtcp_is_refused_with_its_cause() {
+        let (mut far_end, mut openum) = srtcp_pair(CryptoSuite::AesCm128HmacSha1_80);
+        let plain = sender_report_and_bye();
+        let good = far_end.protect(&plain).unwrap();
+        // One flipped bit anywhere (header, encrypted part, index, tag): authentication fails.
+        for at in [1, 9, plain.len() - 1, plain.len() + 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            let refusal = openum.unprotect(&bad).unwrap_err();
+            assert_eq!(
+                refusal.cause(),
+                "srtcp_auth",
+                "bit flipped at {at}: {refusal:?}"
+            );
+        }
+        // The genuine packet is still taken once, and refused as a replay after that.
+        assert_eq!(openum.unprotect(&good).unwrap(), plain);
+        assert_eq!(openum.unprotect(&good).unwrap_err().cause(), "srtcp_auth");
+        // E flag cleared: the library would take it unauthenticated; openum does not.
+        let mut clear = far_end.protect(&plain).unwrap();
+        clear[plain.len()] &= 0x7f;
+        assert_eq!(
+            openum.unprotect(&clear).unwrap_err().cause(),
+            "srtcp_unencrypted"
+        );
+        // Plain RTCP (no index, no tag) and runts never pass.
+        assert!(openum.unprotect(&plain).is_err());
+        for len in [0, 4, 8, 21] {
+            assert_eq!(
+                openum.unprotect(&good[..len]).unwrap_err().cause(),
+                "srtcp_auth",
+                "{len} octets"
+            );
+        }
+        // Signed with another key: refused.
+        let (mut stranger, _) = srtcp_pair(CryptoSuite::AesCm128HmacSha1_80);
+        let forged = stranger.protect(&plain).unwrap();
+        assert_eq!(openum.unprotect(&forged).unwrap_err().cause(), "srtcp_auth");
     }
 }

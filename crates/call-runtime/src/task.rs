@@ -182,6 +182,11 @@ impl<D: Dialogue> CallTask<D> {
                     if let Some(negotiated) = &media.negotiated {
                         negotiated.send_replace(plan.remote);
                     }
+                    // A re-offer may move RTCP too (a new address, or another `a=rtcp`).
+                    if let Some(rtcp) = &media.rtcp_destination {
+                        rtcp.send_replace(crate::rtcp::destination(&plan, media.mux));
+                    }
+                    media.plan = Some(plan);
                 }
                 Output::Command(Command::PauseMedia) => {
                     if let Some(id) = media.id {
@@ -244,6 +249,7 @@ impl<D: Dialogue> CallTask<D> {
                     );
                     let (negotiated, _) = tokio::sync::watch::channel(plan.remote);
                     media.negotiated = Some(negotiated);
+                    media.plan = Some(plan);
                     media.id = Some(id);
                     media.rtcp_stream = Some(crate::rtcp::Stream {
                         ssrc: seed.ssrc,
@@ -256,28 +262,40 @@ impl<D: Dialogue> CallTask<D> {
                 // Follows StartMedia: RTCP, then the task reading the RTP socket (which hands
                 // it RTCP when they share the port).
                 Output::Command(Command::StartRtcp { mux }) => {
-                    let (Some(id), Some(negotiated), Some(stream)) =
-                        (media.id, &media.negotiated, media.rtcp_stream.take())
-                    else {
+                    let (Some(id), Some(negotiated), Some(plan), Some(stream)) = (
+                        media.id,
+                        &media.negotiated,
+                        media.plan,
+                        media.rtcp_stream.take(),
+                    ) else {
                         continue;
                     };
-                    // An SRTP call sends no RTCP: it would have to be SRTCP (RFC 3711 §3.4),
-                    // which openum does not do yet; plain RTCP beside SRTP would give away the
-                    // stream's SSRC and counts, and the far end drops it.
-                    let rtcp = if media.protected {
-                        tracing::info!("no RTCP on an SRTP call (SRTCP is not implemented)");
+                    // An SRTP call's RTCP is SRTCP (RFC 3711 §3.4), with the keys of its SRTP;
+                    // never plain RTCP, which would give away the stream's SSRC and counts.
+                    let srtcp = if media.protected {
+                        self.srtp.take_rtcp()
+                    } else {
+                        None
+                    };
+                    let rtcp = if media.protected && srtcp.is_none() {
+                        tracing::warn!("no SRTCP keys for an SRTP call: it sends no RTCP");
                         None
                     } else {
                         let socket = if mux { &self.socket } else { &self.rtcp_socket };
-                        tracing::debug!(mux, "RTCP started");
-                        Some(Rtcp::start(
+                        let to = crate::rtcp::destination(&plan, mux);
+                        tracing::debug!(mux, %to, srtcp = srtcp.is_some(), "RTCP started");
+                        let (destination, _) = tokio::sync::watch::channel(to);
+                        let rtcp = Rtcp::start(
                             Arc::clone(socket),
-                            mux,
                             mux || self.media.is_shared(),
-                            negotiated.subscribe(),
+                            destination.subscribe(),
                             stream,
+                            srtcp,
                             Arc::clone(self.media.rtcp_stats()),
-                        ))
+                        );
+                        media.mux = mux;
+                        media.rtcp_destination = Some(destination);
+                        Some(rtcp)
                     };
                     if self.media.is_shared() {
                         // The shard reads the shared sockets: it latches (symmetric RTP) and
@@ -336,6 +354,12 @@ struct Media {
     /// Between StartMedia and StartRtcp: what RTCP reports on.
     rtcp_stream: Option<crate::rtcp::Stream>,
     rtcp: Option<Rtcp>,
+    /// The plan in force (StartMedia, then each UpdateMedia).
+    plan: Option<call_engine::sdp::MediaPlan>,
+    /// RTCP shares the RTP port (RFC 5761).
+    mux: bool,
+    /// Where the far end's SDP says RTCP goes, for the RTCP task.
+    rtcp_destination: Option<tokio::sync::watch::Sender<std::net::SocketAddr>>,
     /// The stream is sent as SRTP.
     protected: bool,
 }
@@ -352,6 +376,8 @@ impl Media {
             rtcp.stop();
         }
         self.rtcp_stream = None;
+        self.rtcp_destination = None;
+        self.plan = None;
         self.negotiated = None;
     }
 }

@@ -113,6 +113,9 @@ pub struct CallServiceFigures {
     pub sip_keepalives: u64,
     /// 2xx responses to INVITE without a Contact, given the INVITE's Request-URI.
     pub sip_contact_repairs: u64,
+    /// Datagrams a call's RTCP task dropped, by cause: `not_rtcp`, `srtcp_auth` (SRTCP that
+    /// failed authentication or replayed an index), `srtcp_unencrypted` (E flag clear).
+    pub rtcp_dropped: Vec<(&'static str, u64)>,
 }
 
 /// Places and ends calls. The SIP runtime implements it; so do test doubles.

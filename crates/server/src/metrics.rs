@@ -342,6 +342,19 @@ impl Metrics {
             "Datagrams on the shared RTP/RTCP sockets that belong to no single call (dropped), by cause",
             dropped,
         );
+        let rtcp_dropped = Family::<CauseLabels, Counter>::default();
+        for (cause, n) in &figures.rtcp_dropped {
+            rtcp_dropped
+                .get_or_create(&CauseLabels {
+                    cause: (*cause).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        registry.register(
+            "rtcp_dropped",
+            "Datagrams calls' RTCP tasks dropped, by cause (not_rtcp; srtcp_auth: SRTCP that failed authentication or replayed an index; srtcp_unencrypted: SRTCP with the E flag clear)",
+            rtcp_dropped,
+        );
         let sip_dropped = Family::<SipDropLabels, Counter>::default();
         for (reason, n) in &figures.sip_dropped {
             sip_dropped
@@ -463,6 +476,7 @@ mod tests {
                 rtcp_reports_received: 3,
                 rtcp_round_trip_seconds_total: 0.03,
                 media_datagrams_dropped: vec![("ambiguous", 4), ("unknown", 0)],
+                rtcp_dropped: vec![("srtcp_auth", 2), ("not_rtcp", 0)],
                 ..CallServiceFigures::default()
             },
             &[(CallState::Alerted, 1), (CallState::Connected, 1)],
@@ -477,6 +491,7 @@ mod tests {
             "openum_rtcp_reports_received_total 3",
             "openum_rtcp_round_trip_seconds_total 0.03",
             "openum_media_datagrams_dropped_total{cause=\"ambiguous\"} 4",
+            "openum_rtcp_dropped_total{cause=\"srtcp_auth\"} 2",
             "openum_calls_by_state{state=\"Alerted\"} 1",
             "openum_gateway_up{gateway=\"pbx\"} 1",
             "openum_gateway_up{gateway=\"trunk\"} 0",
