@@ -21,9 +21,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use rtc_srtp::context::Context;
@@ -32,112 +30,8 @@ use rtc_srtp::crypto::RTCCryptoProvider as _;
 use rtc_srtp::protection_profile::ProtectionProfile;
 use support::capture::{Capture, Udp};
 use support::phone::Phone;
-use support::{add_user_with_message, openum_bin, tone_wav, Harness, Options, Processes, PASSWORD};
-
-const M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
-
-/// A running `openum serve` (one SRTP-mandatory gateway: the phone), its log in a file.
-struct Openum {
-    http: u16,
-    log: PathBuf,
-    item: String,
-    _process: Processes,
-}
-
-impl Openum {
-    fn start(dir: &Path, http: u16, sip: u16, sip_extra: &str, phone_sip: u16) -> Self {
-        let config = dir.join("openum.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{http}\"\ndata_dir = \"{}\"\n[sip]\nlisten = \"127.0.0.1:{sip}\"\n\
-                 {sip_extra}\n[[gateway]]\nuri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\"\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let wav = dir.join("message.wav");
-        // 14 s: the first SR after 1.25-3.75 s, then every 2.5-7.5 s: at least three with the BYE.
-        tone_wav(&wav, 14.0);
-        let item = add_user_with_message(&config, "alice", &wav);
-        let log = dir.join("openum.log");
-        let child = Command::new(openum_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("OPENUM_LOG", "info,openum_call_runtime=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            http,
-            log,
-            item,
-            _process: Processes(vec![child]),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn post(&self, body: String) -> Result<String, reqwest::Error> {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}/EWS/Exchange.asmx", self.http))
-            .basic_auth("alice", Some(PASSWORD))
-            .body(format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"{M}\"><s:Body>{body}</s:Body></s:Envelope>"))
-            .send()
-            .await?
-            .text()
-            .await
-    }
-
-    /// Plays the message to 4711; returns GetPhoneCallInformation's answer once Disconnected.
-    async fn call_until_ended(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let reply = loop {
-            match self.post(format!("<m:PlayOnPhone><m:ItemId Id=\"{}\"/><m:DialString>4711</m:DialString></m:PlayOnPhone>", self.item)).await {
-                Ok(r) => break r,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("{e}\n{}", self.log_text()),
-            }
-        };
-        let id = reply
-            .split("PhoneCallId Id=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_else(|| panic!("{reply}"))
-            .to_owned();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let info = self
-                .post(format!(
-                    "<m:GetPhoneCallInformation><m:PhoneCallId Id=\"{id}\"/></m:GetPhoneCallInformation>"
-                ))
-                .await
-                .unwrap();
-            if info.contains(">Disconnected<") {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "call did not end: {info}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
+use support::serve::Openum;
+use support::{Harness, Options};
 
 /// The value of the metric line starting with `name ` (0 if absent).
 fn metric(metrics: &str, name: &str) -> f64 {
@@ -231,80 +125,12 @@ fn is_plain_rtcp(datagram: &[u8]) -> bool {
     at == datagram.len() && at > 0
 }
 
-/// A baresip that demands SRTP and multiplexes RTCP on the RTP port (`rtcp_mux yes`, which
-/// support's `Phone` does not set): auto-answers `4711` on `sip_port` and plays a tone. Ready
-/// once it answers an OPTIONS.
-fn start_muxing_phone(dir: &Path, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Processes {
-    let phone = dir.join("mux-phone");
-    std::fs::create_dir_all(&phone).unwrap();
-    std::fs::write(
-        phone.join("config"),
-        format!(
-            "poll_method epoll\nnet_interface 127.0.0.1\ndns_server 127.0.0.1:53\n\
-             sip_listen 127.0.0.1:{sip_port}\ncall_local_timeout 120\nrtcp_mux yes\n\
-             audio_player aubridge,nil\naudio_source ausine,440\naudio_alert aubridge,nil\n\
-             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
-             rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aubridge.so\nmodule ausine.so\nmodule srtp.so\n\
-             module_tmp account.so\nmodule_app menu.so\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        phone.join("accounts"),
-        format!("<sip:4711@127.0.0.1:{sip_port}>;regint=0;answermode=auto;audio_codecs=pcmu;mediaenc=srtp-mand\n"),
-    )
-    .unwrap();
-    std::fs::write(phone.join("contacts"), "").unwrap();
-    let log = phone.join("baresip.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new("timeout")
-        .args(["300", "baresip", "-f"])
-        .arg(&phone)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("baresip is required (apt-get install baresip-core)");
-    let mut process = Processes(vec![child]);
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let local = socket.local_addr().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    for attempt in 1u32.. {
-        let options = format!(
-            "OPTIONS sip:4711@127.0.0.1:{sip_port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-mux-{attempt};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=mux\r\nTo: <sip:4711@127.0.0.1:{sip_port}>\r\n\
-             Call-ID: mux-{sip_port}@{local}\r\nCSeq: {attempt} OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        );
-        socket
-            .send_to(options.as_bytes(), ("127.0.0.1", sip_port))
-            .unwrap();
-        if matches!(socket.recv(&mut buf), Ok(n) if buf[..n].starts_with(b"SIP/2.0 ")) {
-            return process;
-        }
-        let output = || std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(status) = process.0[0].try_wait().unwrap() {
-            panic!("baresip exited ({status}):\n{}", output());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "baresip did not answer OPTIONS:\n{}",
-            output()
-        );
-    }
-    unreachable!()
-}
-
 /// Which far end [`srtcp_call`] calls.
 #[derive(Clone, Copy, PartialEq)]
 enum FarEnd {
     /// support's `Phone` with `srtp-mand`: RTCP on RTP port + 1.
     Phone,
-    /// [`start_muxing_phone`]: RTCP on the RTP port (RFC 5761).
+    /// The same with `rtcp_mux`: RTCP on the RTP port (RFC 5761).
     Muxing,
 }
 
@@ -314,23 +140,30 @@ async fn srtcp_call(ports: u16, sip_extra: &str, far_end: FarEnd) {
     let dir = tempfile::tempdir().unwrap();
     let (http, sip, phone_sip) = (ports, ports + 1, ports + 2);
     let (rtp_lo, rtp_hi) = (ports + 50, ports + 99);
-    let phone: Box<dyn std::any::Any> = match far_end {
-        FarEnd::Phone => Box::new(Phone::start_with(
-            dir.path(),
-            phone_sip,
-            rtp_lo,
-            rtp_hi,
-            Some("srtp-mand"),
-        )),
-        FarEnd::Muxing => Box::new(start_muxing_phone(dir.path(), phone_sip, rtp_lo, rtp_hi)),
-    };
+    let phone = Phone::start_configured(
+        dir.path(),
+        phone_sip,
+        rtp_lo,
+        rtp_hi,
+        Some("srtp-mand"),
+        far_end == FarEnd::Muxing,
+    );
     let capture = Capture::start(
         dir.path(),
         "srtcp.pcap",
         &format!("udp port {phone_sip} or udp portrange {rtp_lo}-{rtp_hi}"),
     );
-    let openum = Openum::start(dir.path(), http, sip, sip_extra, phone_sip);
-    let info = openum.call_until_ended().await;
+    let openum = Openum::config(dir.path(), http, sip)
+        .sip(sip_extra)
+        .gateway(&format!(
+            "uri = \"sip:{{number}}@127.0.0.1:{phone_sip}\"\nsrtp = \"mandatory\""
+        ))
+        // 14 s: the first SR after 1.25-3.75 s, then every 2.5-7.5 s: at least three with the BYE.
+        .tone(14.0)
+        .log("info,openum_call_runtime=debug")
+        .start()
+        .await;
+    let info = openum.call_until_ended(Duration::from_secs(60)).await;
     assert!(info.contains(">None<"), "{info}\n{}", openum.log_text());
     let metrics = openum.metrics().await;
     drop(phone);

@@ -29,6 +29,19 @@ impl Phone {
         rtp_hi: u16,
         mediaenc: Option<&str>,
     ) -> Self {
+        Self::start_configured(dir, sip_port, rtp_lo, rtp_hi, mediaenc, false)
+    }
+
+    /// [`Self::start_with`], and with `rtcp_mux`, RTCP on the RTP port (RFC 5761: baresip
+    /// offers and accepts `a=rtcp-mux`).
+    pub fn start_configured(
+        dir: &Path,
+        sip_port: u16,
+        rtp_lo: u16,
+        rtp_hi: u16,
+        mediaenc: Option<&str>,
+        rtcp_mux: bool,
+    ) -> Self {
         let phone = dir.join("phone");
         let rec = dir.join("rec");
         std::fs::create_dir_all(&phone).unwrap();
@@ -42,13 +55,14 @@ impl Phone {
                  ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nauplay_channels 2\n\
                  rtp_ports {rtp_lo}-{rtp_hi}\nmodule_path /usr/lib/baresip/modules\n\
                  module g711.so\nmodule sndfile.so\nmodule aubridge.so\nmodule ausine.so\n\
-                 module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n{}",
+                 module_tmp account.so\nmodule_app menu.so\nsnd_path {}\n{}{}",
                 rec.display(),
                 if mediaenc.is_some() {
                     "module srtp.so\n"
                 } else {
                     ""
-                }
+                },
+                if rtcp_mux { "rtcp_mux yes\n" } else { "" }
             ),
         )
         .unwrap();
