@@ -203,6 +203,15 @@ impl SipCallService {
         while self.live_calls() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The calls' BYEs and CANCELs run in the background: let them go out and be answered
+        // (within the same bound) before the stack stops.
+        let unanswered = self.inner.stack.settle_background(deadline).await;
+        if unanswered > 0 {
+            tracing::warn!(
+                unanswered,
+                "BYE/CANCEL requests still unanswered at shutdown; the far ends' own timers end those calls"
+            );
+        }
         // Calls still waiting for a final response after CANCEL are recorded ended now: the
         // node is going away and nothing will be played.
         for id in ids {

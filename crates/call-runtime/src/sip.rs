@@ -98,6 +98,9 @@ pub struct SipStack {
     dialog_states: crate::dialog_states::DialogStates,
     /// The SIP/UDP reader's counters.
     udp_stats: Arc<crate::sip_udp::SipUdpStats>,
+    /// The CANCEL and BYE transactions running in the background (see [`Self::in_background`]),
+    /// waited for at shutdown before the stack stops.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// An outgoing call's handles.
@@ -211,6 +214,7 @@ impl SipStack {
             cancel,
             dialog_states: crate::dialog_states::DialogStates::start(),
             udp_stats,
+            background: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -404,6 +408,44 @@ impl SipStack {
     /// Stops the endpoint.
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Waits, until `deadline` at most, for the CANCEL and BYE transactions running in the
+    /// background to end (answered, or given up by their timers); returns how many still run.
+    /// [`Self::shutdown`] cuts those off, and a request that had not left yet never would.
+    pub async fn settle_background(&self, deadline: tokio::time::Instant) -> usize {
+        self.background.close();
+        if tokio::time::timeout_at(deadline, self.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                running = self.background.len(),
+                "CANCEL/BYE transactions still running at the shutdown bound"
+            );
+        }
+        self.background.len()
+    }
+
+    /// Runs a CANCEL or BYE transaction in a task of its own: the call task goes on reading
+    /// hang-up requests and timers, and the call's status is recorded when the request is sent,
+    /// whatever becomes of it (an undeliverable BYE no longer holds a finished call at Connected
+    /// for 64·T1). Its failure is logged with its cause, in the call's span. Shutdown waits for
+    /// it (bounded: [`Self::settle_background`]).
+    fn in_background(
+        &self,
+        method: &'static str,
+        request: impl std::future::Future<Output = Result<(), rsipstack::Error>> + Send + 'static,
+    ) {
+        self.background.spawn(
+            async move {
+                if let Err(source) = request.await {
+                    let error = SipError::request(method)(source);
+                    tracing::warn!(error = %calls::error_chain(&error), "{method} failed");
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
     }
 }
 
@@ -654,7 +696,7 @@ impl crate::task::Dialogue for RsipDialogue {
         };
         let dialog = outgoing.dialog.clone();
         let reopen = self.reopen();
-        in_background("CANCEL", async move {
+        self.stack.in_background("CANCEL", async move {
             reopen.await;
             dialog.cancel().await
         });
@@ -668,7 +710,7 @@ impl crate::task::Dialogue for RsipDialogue {
         };
         let dialog = outgoing.dialog.clone();
         let reopen = self.reopen();
-        in_background("BYE", async move {
+        self.stack.in_background("BYE", async move {
             reopen.await;
             dialog.bye().await
         });
@@ -835,25 +877,6 @@ async fn closed(connection: Option<&CancellationToken>) {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
     }
-}
-
-/// Runs a CANCEL or BYE transaction in a task of its own: the call task goes on reading hang-up
-/// requests and timers, and the call's status is recorded when the request is sent, whatever
-/// becomes of it (an undeliverable BYE no longer holds a finished call at Connected for 64·T1).
-/// Its failure is logged with its cause, in the call's span.
-fn in_background(
-    method: &'static str,
-    request: impl std::future::Future<Output = Result<(), rsipstack::Error>> + Send + 'static,
-) {
-    tokio::spawn(
-        async move {
-            if let Err(source) = request.await {
-                let error = SipError::request(method)(source);
-                tracing::warn!(error = %calls::error_chain(&error), "{method} failed");
-            }
-        }
-        .instrument(tracing::Span::current()),
-    );
 }
 
 /// Answers OPTIONS/INFO with 200, in a task of its own so that no answer is lost when the call
