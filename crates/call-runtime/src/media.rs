@@ -698,6 +698,7 @@ fn dispatch(
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

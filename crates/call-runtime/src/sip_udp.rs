@@ -7,7 +7,7 @@
 //! (`transaction/message.rs make_ack`), so a 2xx to INVITE without one (RFC 3261 §12.1.2 requires
 //! it; some far ends still send it) was never ACKed. openum therefore owns the socket:
 //!
-//! - **Reading** ([`Reader`]): one task reads every datagram into a 64 KiB buffer, answers or
+//! - **Reading** (`Reader`): one task reads every datagram into a 64 KiB buffer, answers or
 //!   ignores keep-alives, parses the rest with rsipstack's own parser, records
 //!   `received`/`rport` in the top Via of a request (RFC 3581, rsipstack's own
 //!   `update_msg_received`), and hands the message to
@@ -16,9 +16,9 @@
 //!   have delivered it, on the UDP connection, so the transaction layer still treats it as UDP
 //!   (retransmission timers A, E, G). A datagram that is not SIP is dropped with a warning
 //!   naming its source and the parser's error, and counted (`openum_sip_dropped_total{reason}`).
-//! - **Writing** ([`OwnSocket`]): rsipstack's `UdpConnection` is built over openum's socket
+//! - **Writing** (`OwnSocket`): rsipstack's `UdpConnection` is built over openum's socket
 //!   (`UdpConnection::from_socket`), so rsipstack still writes every request and response.
-//!   rsipstack's own read loop over this socket waits forever: the [`Reader`] is the only reader.
+//!   rsipstack's own read loop over this socket waits forever: the `Reader` is the only reader.
 //! - **The Contact repair** ([`ContactRepair`], rsipstack's message inspector, so over TCP and TLS
 //!   too): it sees each INVITE go out and remembers its Request-URI per Call-ID and CSeq
 //!   ([`InviteTargets`], bounded and expired), and gives a 2xx to INVITE without a Contact one

@@ -199,7 +199,7 @@ enum VoicemailCommand {
         /// The item's ItemId.
         id: String,
     },
-    /// Check the mailbox backend ([mailbox]) with one item: log in to the mailbox server as the
+    /// Check the mailbox backend (`[mailbox]`) with one item: log in to the mailbox server as the
     /// user, fetch the item's voice message and decode it, as a call would. Credentials: --user
     /// with OPENUM_PASSWORD, or OPENUM_TOKEN (a Bearer token), or [client] in the config file.
     PlayTest {

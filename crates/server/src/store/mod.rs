@@ -24,9 +24,9 @@
 //! # Layout
 //!
 //! - this file: the [`Store`] trait, its record types, [`StoreError`], and the one decoder of
-//!   call rows both backends use ([`CallRow`]).
-//! - [`sqlite`]: [`SqliteStore`], the embedded default.
-//! - [`postgres`]: [`PostgresStore`], for several nodes.
+//!   call rows both backends use (`CallRow`).
+//! - `sqlite`: [`SqliteStore`], the embedded default.
+//! - `postgres`: [`PostgresStore`], for several nodes.
 //! - [`conformance`]: the behaviour suite both pass.
 //! - `users`: the account records behind authentication and `openum user|token` (credential
 //!   generations, disabled users, token ids).
