@@ -28,9 +28,12 @@ use server::voicemail::LocalAudio;
 mod place;
 use place::{place_calls, wait_connected};
 
+#[path = "common/bench_store.rs"]
+mod bench_store;
+use bench_store::bench_store;
 #[path = "common/setup.rs"]
 mod setup;
-use setup::{bench_store, hang_up_all, sipp, Killed};
+use setup::{hang_up_all, sipp, Killed};
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 mod proc_stats;
@@ -41,7 +44,7 @@ async fn main() {
     let (secs, ns) = seconds_and_levels(&[200, 1000]);
     let dir = tempfile::tempdir().unwrap();
     let _sipp = Killed(vec![sipp("uas_multi.xml", 25070, 26000)]);
-    let (registry, item) = bench_store(dir.path()).await;
+    let (registry, item) = bench_store(dir.path(), 120.0).await;
     let mut services = Vec::new();
     for (label, listen, mode) in [
         ("per-call", "127.0.0.1:25060", RtpSocketsMode::PerCall),

@@ -31,6 +31,8 @@ extern crate openum_server as server;
 
 use calls::CallState;
 
+#[path = "common/bench_store.rs"]
+mod bench_store;
 #[path = "caller/far_end.rs"]
 mod far_end;
 #[path = "caller/openum.rs"]

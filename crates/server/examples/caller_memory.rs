@@ -29,6 +29,8 @@ extern crate openum_server as server;
 
 use calls::CallState;
 
+#[path = "common/bench_store.rs"]
+mod bench_store;
 #[path = "caller/far_end.rs"]
 #[allow(
     dead_code,

@@ -31,9 +31,12 @@ use server::voicemail::LocalAudio;
 mod place;
 use place::{place_calls, wait_connected};
 
+#[path = "common/bench_store.rs"]
+mod bench_store;
+use bench_store::bench_store;
 #[path = "common/setup.rs"]
 mod setup;
-use setup::{bench_store, hang_up_all, sipp, Killed};
+use setup::{hang_up_all, sipp, Killed};
 
 #[path = "../../call-runtime/examples/common/proc_stats.rs"]
 #[allow(dead_code, reason = "shared helpers: memory is not reported here")]
@@ -244,7 +247,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let (registry, item) = bench_store(dir.path()).await;
+    let (registry, item) = bench_store(dir.path(), 120.0).await;
     let base = GatewayConfig {
         max_concurrent_calls: 100_000,
         calls_per_second: 100_000,

@@ -11,7 +11,6 @@ use calls::id::mint_phone_call_id;
 use calls::{CallRecord, CallService, CallState};
 use server::config::{GatewayConfig, RtpSocketsMode, SipConfig};
 use server::registry::Registry;
-use server::store::{SqliteStore, Store, User};
 use server::voicemail::LocalAudio;
 
 /// openum's SIP port in the benchmarks (53000–53999 is this harness's range).
@@ -27,23 +26,7 @@ impl Caller {
     /// Starts the service in `dir` with a message of `message_secs` seconds, calling the UAS
     /// at `127.0.0.1:uas_port`, with one RTP socket pair per call or (`shared`) per shard.
     pub(crate) async fn start(dir: &Path, uas_port: u16, message_secs: f32, shared: bool) -> Self {
-        let sqlite = SqliteStore::open(&dir.join("openum.db")).expect("SQLite store");
-        let store: Arc<dyn Store> = Arc::new(sqlite);
-        store
-            .upsert_user(User {
-                name: "bench".into(),
-                password_hash: "x".into(),
-                play_on_phone: true,
-            })
-            .await
-            .expect("bench user");
-        let wav = dir.join("long.wav");
-        let samples = testkit::tone(8000, 440.0, message_secs, 8000.0);
-        std::fs::write(&wav, testkit::pcm_wav(8000, 1, &samples)).expect("message file");
-        let item = server::voicemail::import(store.as_ref(), dir, "bench", &wav, "", "")
-            .await
-            .expect("message imported");
-        let registry = Arc::new(Registry::new(Arc::clone(&store), "bench".into()));
+        let (registry, item) = crate::bench_store::bench_store(dir, message_secs).await;
         let sip = SipConfig {
             listen: ([127, 0, 0, 1], OPENUM_SIP).into(),
             rtp_sockets: if shared {

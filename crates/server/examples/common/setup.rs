@@ -1,16 +1,12 @@
 //! What `call_load` and `secure_call_load` set up alike: SIPp UAS far ends (stopped when
-//! dropped), the `bench` user with a two-minute message in a SQLite store, and hanging every
-//! call up at the end of a round.
+//! dropped) and hanging every call up at the end of a round (their store: `bench_store.rs`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use call_runtime::SipCallService;
 use calls::CallService;
-use server::registry::Registry;
-use server::store::{SqliteStore, Store, User};
 
 /// Child processes stopped with SIGTERM (which coreutils `timeout` passes on) when dropped.
 pub(crate) struct Killed(pub(crate) Vec<Child>);
@@ -57,31 +53,6 @@ pub(crate) fn sipp(scenario: &str, port: u16, media: u16) -> Child {
         std::thread::sleep(Duration::from_millis(50));
     }
     child
-}
-
-/// A SQLite store in `dir` with the user `bench` and a two-minute 440 Hz message; the store's
-/// registry and the message's ItemId.
-pub(crate) async fn bench_store(dir: &Path) -> (Arc<Registry>, String) {
-    let sqlite = SqliteStore::open(&dir.join("openum.db")).unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    store
-        .upsert_user(User {
-            name: "bench".into(),
-            password_hash: "x".into(),
-            play_on_phone: true,
-        })
-        .await
-        .unwrap();
-    let wav = dir.join("long.wav");
-    std::fs::write(
-        &wav,
-        testkit::pcm_wav(8000, 1, &testkit::tone(8000, 440.0, 120.0, 8000.0)),
-    )
-    .unwrap();
-    let item = server::voicemail::import(store.as_ref(), dir, "bench", &wav, "", "")
-        .await
-        .unwrap();
-    (Arc::new(Registry::new(store, "bench".into())), item)
 }
 
 /// Hangs up `ids` and waits until `service` has no live call left.
