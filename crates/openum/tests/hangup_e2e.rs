@@ -192,7 +192,48 @@ async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_on
             .to_owned();
         byes.entry(call_id).or_insert(p.at_us);
     }
-    assert_eq!(byes.len(), 10, "BYEs for {} calls: {byes:?}", byes.len());
+    if byes.len() != 10 {
+        // Which call went without, and what openum and the far end's network said of it.
+        let log = std::fs::read_to_string(h.dir.path().join("openum.log")).unwrap_or_default();
+        let mut sip_ids: Vec<&str> = log
+            .split("sip_call_id=")
+            .skip(1)
+            .filter_map(|rest| rest.split(['}', ' ', ':']).next())
+            .collect();
+        sip_ids.sort_unstable();
+        sip_ids.dedup();
+        let missing: Vec<&str> = sip_ids
+            .into_iter()
+            .filter(|id| !byes.contains_key(*id))
+            .collect();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                missing.iter().any(|id| l.contains(id))
+                    || l.contains("shutdown")
+                    || l.contains("BYE")
+                    || l.contains("WARN")
+                    || l.contains("ERROR")
+            })
+            .collect();
+        let seen: Vec<String> = packets
+            .iter()
+            .filter(|p| missing.iter().any(|id| p.text().contains(id)))
+            .map(|p| {
+                format!(
+                    "{} -> {}: {}",
+                    p.src_port,
+                    p.dst_port,
+                    p.text().lines().next().unwrap_or("")
+                )
+            })
+            .collect();
+        panic!(
+            "BYEs for {} calls: {byes:?}\nwithout one: {missing:?}\ncaptured for them: {seen:#?}\nopenum's log about them:\n{}",
+            byes.len(),
+            lines.join("\n")
+        );
+    }
     let last_ms = byes
         .values()
         .map(|at| at.saturating_sub(sent_us) / 1000)
