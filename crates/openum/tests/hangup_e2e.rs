@@ -228,8 +228,21 @@ async fn sigterm_with_a_slow_client_and_ten_live_calls_hangs_every_call_up_at_on
                 )
             })
             .collect();
+        // How each call ended, as the store holds it.
+        let db = rusqlite::Connection::open(h.dir.path().join("data/openum.db")).unwrap();
+        let stored: Vec<(String, String, String, Option<i64>)> = ids
+            .iter()
+            .map(|id| {
+                db.query_row(
+                    "SELECT id, state, cause, sip_code FROM calls WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .unwrap()
+            })
+            .collect();
         panic!(
-            "BYEs for {} calls: {byes:?}\nwithout one: {missing:?}\ncaptured for them: {seen:#?}\nopenum's log about them:\n{}",
+            "BYEs for {} calls: {byes:?}\nwithout one: {missing:?}\nstored: {stored:?}\ncaptured for them: {seen:#?}\nopenum's log about them:\n{}",
             byes.len(),
             lines.join("\n")
         );
