@@ -117,37 +117,53 @@ impl ReceptionReport {
 /// blocks about `ssrc` (openum's stream) it carries, in SRs or RRs. Anything malformed is
 /// skipped: a report is advisory.
 pub fn reports_about(packet: &[u8], ssrc: u32, arrival: u64) -> Vec<ReceptionReport> {
-    let mut found = Vec::new();
+    compound(packet, 4)
+        .flat_map(|part| part.blocks)
+        .filter(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) == ssrc)
+        .map(|b| read_block(b, arrival))
+        .collect()
+}
+
+/// One packet of a compound RTCP packet.
+struct Part<'a> {
+    /// Where it starts in the compound packet.
+    at: usize,
+    packet_type: u8,
+    /// Its report blocks (SRs and RRs only; those overrunning the packet left out).
+    blocks: std::iter::Take<std::slice::ChunksExact<'a, u8>>,
+}
+
+/// The packets of the compound RTCP packet `packet`, up to the first malformed one (or the
+/// first that starts less than `min` octets before the end).
+fn compound(packet: &[u8], min: usize) -> impl Iterator<Item = Part<'_>> {
     let mut at = 0;
-    while at + 4 <= packet.len() {
+    std::iter::from_fn(move || {
+        if at + min > packet.len() {
+            return None;
+        }
         let first = packet[at];
         let packet_type = packet[at + 1];
         let words = usize::from(u16::from_be_bytes([packet[at + 2], packet[at + 3]]));
         let end = at + 4 + words * 4;
         if first >> 6 != 2 || end > packet.len() {
-            break;
+            return None;
         }
-        let count = usize::from(first & 0x1f);
         let blocks_at = match packet_type {
-            SR => Some(at + 28),
-            RR => Some(at + 8),
-            _ => None,
+            SR => at + 28,
+            RR => at + 8,
+            _ => end,
         };
-        if let Some(mut block) = blocks_at {
-            for _ in 0..count {
-                if block + 24 > end {
-                    break;
-                }
-                let b = &packet[block..block + 24];
-                if u32::from_be_bytes([b[0], b[1], b[2], b[3]]) == ssrc {
-                    found.push(read_block(b, arrival));
-                }
-                block += 24;
-            }
-        }
+        let blocks = packet[blocks_at.min(end)..end]
+            .chunks_exact(24)
+            .take(usize::from(first & 0x1f));
+        let part = Part {
+            at,
+            packet_type,
+            blocks,
+        };
         at = end;
-    }
-    found
+        Some(part)
+    })
 }
 
 fn read_block(b: &[u8], arrival: u64) -> ReceptionReport {
@@ -175,36 +191,14 @@ fn read_block(b: &[u8], arrival: u64) -> ReceptionReport {
 /// end receives — ours). For attributing RTCP that arrives on a socket shared by many calls.
 /// Stops at the first malformed packet.
 pub fn ssrcs(packet: &[u8]) -> (Option<u32>, Vec<u32>) {
-    let word =
-        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+    let word = |b: &[u8], i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let mut sender = None;
     let mut reported = Vec::new();
-    let mut at = 0;
-    while at + 8 <= packet.len() {
-        let first = packet[at];
-        let packet_type = packet[at + 1];
-        let words = usize::from(u16::from_be_bytes([packet[at + 2], packet[at + 3]]));
-        let end = at + 4 + words * 4;
-        if first >> 6 != 2 || end > packet.len() {
-            break;
+    for part in compound(packet, 8) {
+        if part.at == 0 && matches!(part.packet_type, SR | RR) {
+            sender = Some(word(packet, 4));
         }
-        if at == 0 && matches!(packet_type, SR | RR) {
-            sender = Some(word(4));
-        }
-        let blocks_at = match packet_type {
-            SR => at + 28,
-            RR => at + 8,
-            _ => end,
-        };
-        let mut block = blocks_at;
-        for _ in 0..usize::from(first & 0x1f) {
-            if block + 24 > end {
-                break;
-            }
-            reported.push(word(block));
-            block += 24;
-        }
-        at = end;
+        reported.extend(part.blocks.map(|b| word(b, 0)));
     }
     (sender, reported)
 }
